@@ -1,0 +1,27 @@
+# MoScale-ROS developer commands. Everything runs inside .venv, created by `make install`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: install test lint demo bench data model clean
+
+install:  ## create .venv and install everything (idempotent)
+	bash scripts/setup.sh
+
+test: install  ## set up if needed, then run the test suite
+	bash scripts/test.sh $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check moscale_ros retarget tests launch scripts
+
+demo: install  ## the main job: node + client, one text command, plans printed, animation saved
+	bash scripts/demo.sh
+
+bench: install  ## benchmarks (JSON with BENCH_ARGS=--json)
+	$(PY) -m moscale_ros.cli bench $(BENCH_ARGS)
+
+data: install  ## unpack and convert the Bandai-Namco motion data into cache/
+	$(PY) -m moscale_ros.cli data prepare
+
+clean:
+	rm -rf build cache/test .pytest_cache

@@ -1,0 +1,45 @@
+"""The ``moscale`` command line: one entry point, one subcommand per task.
+
+Each module in :mod:`moscale_ros.commands` registers its subcommand(s) with ``register(sub)``
+and sets ``func`` on its parser; heavy imports happen inside the command, so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from moscale_ros import __version__
+from moscale_ros.errors import MoScaleError
+
+COMMAND_MODULES = ("data", "train", "generate", "retarget", "eval", "bench", "node")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="moscale", description="MoScale-ROS: text to humanoid motion, coarse plan first."
+    )
+    parser.add_argument("--version", action="version", version=f"moscale {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"moscale_ros.commands.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except MoScaleError as exc:
+        print(f"moscale {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"moscale {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

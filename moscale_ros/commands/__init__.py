@@ -1,0 +1,1 @@
+"""Subcommands of the ``moscale`` CLI; each module exposes ``register(subparsers)``."""

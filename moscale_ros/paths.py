@@ -1,0 +1,56 @@
+"""Where the project's resources (config/, models/) and caches live, with no magic paths.
+
+Resources are looked up under ``$MOSCALE_HOME`` if set, else the source checkout (editable or
+pip install), else the ROS share directory of a colcon install. Caches and training outputs go
+under ``$MOSCALE_CACHE`` (default: ``<checkout>/cache``, git-ignored; ``~/.cache/moscale_ros``
+when the package is not a checkout).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+_CHECKOUT = PACKAGE_DIR.parent
+
+
+def _share_dir() -> Path | None:
+    prefix = Path(sys.prefix) / "share" / "moscale_ros"
+    if prefix.is_dir():
+        return prefix
+    for root in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
+        candidate = Path(root) / "share" / "moscale_ros"
+        if root and candidate.is_dir():
+            return candidate
+    return None
+
+
+def resource_root() -> Path:
+    """Directory that holds config/ and models/."""
+    if os.environ.get("MOSCALE_HOME"):
+        return Path(os.environ["MOSCALE_HOME"])
+    if (_CHECKOUT / "config").is_dir():
+        return _CHECKOUT
+    return _share_dir() or _CHECKOUT
+
+
+def resource(relative: str | Path) -> Path:
+    """Absolute path of a shipped resource, e.g. ``resource("config/moscale.yaml")``."""
+    path = Path(relative)
+    return path if path.is_absolute() else resource_root() / path
+
+
+def cache_root() -> Path:
+    """Root of caches and training outputs (created on demand by the writers)."""
+    if os.environ.get("MOSCALE_CACHE"):
+        return Path(os.environ["MOSCALE_CACHE"])
+    if (_CHECKOUT / ".git").exists() or (_CHECKOUT / "setup.py").exists():
+        return _CHECKOUT / "cache"
+    return Path.home() / ".cache" / "moscale_ros"
+
+
+def shared_data_archive() -> Path:
+    """The Bandai-Namco archive in the sibling ``shared/data`` folder, when it is there."""
+    return _CHECKOUT.parent / "shared" / "data" / "bandai-namco-motion-bvh.tar.xz"
