@@ -1,0 +1,1 @@
+"""Data fixtures (owned by the data module; see tests/test_data_*.py)."""
