@@ -1,0 +1,1 @@
+"""Benchmarks behind ``moscale bench``: one module per area, each with ``run(args) -> dict``."""

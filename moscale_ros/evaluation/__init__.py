@@ -1,0 +1,1 @@
+"""Evaluation: the text-motion evaluator and the standard metrics."""

@@ -1,0 +1,1 @@
+"""Generation: streaming coarse-to-fine text-to-motion, guidance, refinement, continuation, editing."""

@@ -1,0 +1,1 @@
+"""Models: the motion tokenizer, the text encoder, the next-scale transformer, the length estimator."""

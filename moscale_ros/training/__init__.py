@@ -1,0 +1,1 @@
+"""Training loops: progress, periodic validation, safe checkpoints and resume, fixed seeds."""
