@@ -17,7 +17,7 @@ AREAS = ("generation", "retarget", "node")
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("bench", help="run benchmarks and print figures")
-    parser.add_argument("areas", nargs="*", choices=[*AREAS, []], default=[], help=f"subset of {AREAS}")
+    parser.add_argument("areas", nargs="*", default=[], metavar="AREA", help=f"subset of {', '.join(AREAS)} (default: all)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     parser.add_argument("--repeats", type=int, default=20, help="timed repetitions per figure")
@@ -44,6 +44,10 @@ def _run(args: argparse.Namespace) -> int:
             "platform": platform.platform(),
         }
     }
+    unknown = sorted(set(args.areas) - set(AREAS))
+    if unknown:
+        print(f"moscale bench: error: unknown area(s) {unknown}; choose from {list(AREAS)}", file=sys.stderr)
+        return 2
     for area in args.areas or AREAS:
         module = importlib.import_module(f"moscale_ros.bench.{area}")
         print(f"bench: {area} ...", file=sys.stderr)
