@@ -118,7 +118,8 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], w
             details.append(f"unexpected {unexpected[:5]}")
         if wrong:
             details.append(
-                "shape mismatch " + ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:5])
+                "shape mismatch "
+                + ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in wrong[:5])
             )
         raise CheckpointError(f"{where}: checkpoint does not match the model ({'; '.join(details)})")
     module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})

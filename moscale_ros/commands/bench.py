@@ -17,7 +17,9 @@ AREAS = ("generation", "retarget", "node")
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("bench", help="run benchmarks and print figures")
-    parser.add_argument("areas", nargs="*", default=[], metavar="AREA", help=f"subset of {', '.join(AREAS)} (default: all)")
+    parser.add_argument(
+        "areas", nargs="*", default=[], metavar="AREA", help=f"subset of {', '.join(AREAS)} (default: all)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     parser.add_argument("--repeats", type=int, default=20, help="timed repetitions per figure")
