@@ -13,8 +13,9 @@ TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 die() { echo "setup: error: $*" >&2; exit 1; }
 
 command -v "$PY" >/dev/null 2>&1 || die "Python 3.11 not found (looked for '$PY'). Install python3.11 (with venv) or set PYTHON=/path/to/python3.11."
-"$PY" -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null \
-  || die "'$PY' is not Python 3.11 (the ROS 2 Kilted wheels are built for CPython 3.11)."
+PY_VERSION=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)
+[ "$PY_VERSION" = "3.11" ] \
+  || die "'$PY' is Python '${PY_VERSION:-unknown}', not 3.11 (the ROS 2 Kilted wheels are built for CPython 3.11)."
 command -v cmake >/dev/null 2>&1 || die "cmake not found: install it (Debian: apt-get install cmake)."
 command -v c++ >/dev/null 2>&1 || command -v g++ >/dev/null 2>&1 \
   || die "no C++ compiler found: install one (Debian: apt-get install g++)."
