@@ -1,0 +1,283 @@
+"""Canonical human joints to a robot trajectory: scale, pin feet, IK frame by frame, resample, report.
+
+Pipeline of :meth:`Retargeter.retarget`::
+
+    joints (T,22,3) y-up --check, smooth (Gaussian, sigma in s), y-up -> z-up
+      -> BodyScale + Targets (scaling.py) -> contacts detected and feet pinned (contacts.py)
+      -> [initial_q: targets moved onto the robot's current place and heading]
+      -> IK keyframes at ik_fps (default: the motion's rate), warm-started frame to frame, each
+         frame's joints inside limits and within v_max * dt of the previous frame (ik.py)
+      -> resampled to control_rate with velocities/accelerations (trajectory.py) -> QualityReport
+
+Streaming: a coarse plan can run with a low ``ik_fps`` (few keyframes, a quick plan); a refinement
+passes the coarse trajectory as ``warm_start``: every keyframe starts from it and needs fewer
+iterations, and frame 0 skips the long settling.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pinocchio as pin
+from scipy.ndimage import gaussian_filter1d
+
+from moscale_ros.errors import InputError
+from retarget.contacts import ContactConfig, detect_contacts, keep_soles_above_ground, pin_feet
+from retarget.human import check_joints, to_robot_world
+from retarget.ik import TaskSpaceIK
+from retarget.report import QualityReport, measure_output
+from retarget.robot import Robot
+from retarget.scaling import SIDES, BodyScale, Targets, body_scale, build_targets, robot_proportions, rot_z
+from retarget.trajectory import RobotTrajectory, resample
+
+TRACKED = ("root", "left_knee", "right_knee", "left_foot", "right_foot", "left_elbow", "right_elbow",
+           "left_hand", "right_hand")  # fmt: skip
+REACH_WARNING_M = 0.10
+
+
+@dataclass
+class RetargetConfig:
+    """Retargeting options (the robot's own settings are in its YAML)."""
+
+    control_rate: float = 50.0  # Hz of the output trajectory
+    ik_fps: float | None = None  # IK keyframe rate; None = the motion's frame rate
+    iterations: int = 3  # IK iterations per keyframe
+    warm_iterations: int = 2  # per keyframe when a warm_start trajectory is given
+    settle_iterations: int = 60  # frame 0 from the start pose
+    settle_step: float = 0.2  # rad, largest joint change per settling iteration
+    smoothing_s: float = 0.03  # Gaussian sigma on the human joints, seconds (0 = off)
+    solver: str = "active_set"  # active_set | daqp
+    contacts: ContactConfig = field(default_factory=ContactConfig)
+
+
+@dataclass
+class _Keyframes:
+    times: np.ndarray
+    q: np.ndarray
+    at_position_limit: np.ndarray
+    at_velocity_limit: np.ndarray
+
+
+def _heading(R_33: np.ndarray) -> float:
+    return float(np.arctan2(R_33[1, 0], R_33[0, 0]))
+
+
+class Retargeter:
+    """Retargets canonical human motions onto one robot; reusable across calls (model data cached)."""
+
+    def __init__(self, robot: Robot, config: RetargetConfig | None = None) -> None:
+        self.robot = robot
+        self.config = config or RetargetConfig()
+        if self.config.control_rate <= 0:
+            raise InputError(f"control_rate must be > 0, got {self.config.control_rate}")
+        self.proportions = robot_proportions(robot)
+        self.ik = TaskSpaceIK(robot, solver=self.config.solver)
+        data = robot.model.createData()
+        q0 = robot.q_initial.copy()
+        q0[:7] = [0, 0, 0, 0, 0, 0, 1]
+        pin.framesForwardKinematics(robot.model, data, q0)
+        hips = [data.oMf[robot.frame_ids[f"{s}_hip"]].translation for s in SIDES]
+        self._hipmid_in_base = 0.5 * (hips[0] + hips[1])
+
+    # -- targets ---------------------------------------------------------------------------------
+    def targets(self, joints_T223: np.ndarray, fps: float) -> tuple[Targets, BodyScale]:
+        """Scaled, contact-pinned targets of every input frame, in the robot world."""
+        joints = check_joints(joints_T223, fps)
+        sigma = self.config.smoothing_s * fps
+        if sigma > 0:
+            joints = gaussian_filter1d(joints, sigma, axis=0, mode="nearest")
+        world = to_robot_world(joints)
+        scale = body_scale(world, self.proportions)
+        tg = build_targets(world, scale, self.proportions)
+        contact = detect_contacts(tg.ankle_T23, fps, scale.robot_ankle_height, self.config.contacts)
+        neutral_feet = [self.proportions.neutral_R[f"{s}_foot"] for s in SIDES]
+        pin_feet(tg, contact, scale.robot_ankle_height, neutral_feet, self.config.contacts)
+        keep_soles_above_ground(tg, self.proportions.sole_from_ankle)
+        return tg, scale
+
+    def _align_to(self, tg: Targets, q: np.ndarray) -> None:
+        """Move targets rigidly (yaw + horizontal shift) so frame 0 starts where ``q`` stands."""
+        data = self.robot.model.createData()
+        pin.framesForwardKinematics(self.robot.model, data, q)
+        hips = [data.oMf[self.robot.frame_ids[f"{s}_hip"]].translation for s in SIDES]
+        here = 0.5 * (hips[0] + hips[1])
+        base_R = data.oMf[self.robot.frame_ids["pelvis"]].rotation @ self.proportions.neutral_R["pelvis"].T
+        yaw = _heading(base_R) - _heading(tg.pelvis_R_T33[0] @ self.proportions.neutral_R["pelvis"].T)
+        R = rot_z(np.array(yaw))
+        shift = np.array([here[0], here[1], 0.0]) - R @ np.array([tg.root_T3[0, 0], tg.root_T3[0, 1], 0.0])
+        for name in ("root_T3", "knee_T23", "ankle_T23"):
+            setattr(tg, name, getattr(tg, name) @ R.T + shift)
+        for name in ("elbow_rel_T23", "wrist_rel_T23"):
+            setattr(tg, name, getattr(tg, name) @ R.T)
+        for name in ("pelvis_R_T33", "torso_R_T33", "foot_R_T233"):
+            setattr(tg, name, R @ getattr(tg, name))
+
+    def _start_pose(self, tg: Targets) -> np.ndarray:
+        q = self.robot.q_initial.copy()
+        yaw = _heading(tg.pelvis_R_T33[0] @ self.proportions.neutral_R["pelvis"].T)
+        R = rot_z(np.array(yaw))
+        q[:3] = tg.root_T3[0] - R @ self._hipmid_in_base
+        q[3:7] = pin.Quaternion(R).coeffs()
+        return q
+
+    def _check_q(self, q: np.ndarray, what: str) -> np.ndarray:
+        q = np.asarray(q, dtype=float).copy()
+        if q.shape != (self.robot.model.nq,) or not np.all(np.isfinite(q)):
+            raise InputError(
+                f"{what}: expected {self.robot.model.nq} finite values (base pose 7 + {self.robot.num_joints} joints "
+                f"of {self.robot.name}), got shape {q.shape}"
+            )
+        q[3:7] /= np.linalg.norm(q[3:7])
+        return q
+
+    # -- IK over keyframes -------------------------------------------------------------------------
+    def _solve(self, tg: Targets, times_K: np.ndarray, initial_q: np.ndarray | None,
+               warm_start: RobotTrajectory | None) -> _Keyframes:  # fmt: skip
+        cfg, robot, ik = self.config, self.robot, self.ik
+        K = len(times_K)
+        lower, upper, vmax = robot.lower, robot.upper, robot.velocity_limits
+        q_K = np.zeros((K, robot.model.nq))
+        pos_lim = np.zeros((K, robot.num_joints), dtype=bool)
+        vel_lim = np.zeros((K, robot.num_joints), dtype=bool)
+        dt0 = times_K[1] - times_K[0] if K > 1 else 1.0
+        if initial_q is not None:
+            q = initial_q
+            lo = np.maximum(lower, q[7:] - vmax * dt0)
+            hi = np.minimum(upper, q[7:] + vmax * dt0)
+            q = ik.solve_frame(q, tg, 0, lo, hi, cfg.settle_iterations // 2)
+        elif warm_start is not None:
+            q = self._check_q(warm_start.configuration_at(0.0), "warm_start")
+            lo, hi = lower, upper
+            q = ik.solve_frame(q, tg, 0, lo, hi, cfg.iterations)
+        else:
+            lo, hi = lower, upper
+            q = ik.solve_frame(self._start_pose(tg), tg, 0, lo, hi, cfg.settle_iterations, cfg.settle_step)
+        q_K[0] = q
+        for k in range(1, K):
+            dt = times_K[k] - times_K[k - 1]
+            qj = q[7:]
+            lo = np.maximum(lower, qj - vmax * dt)
+            hi = np.minimum(upper, qj + vmax * dt)
+            if warm_start is not None:
+                guess = self._check_q(warm_start.configuration_at(times_K[k]), "warm_start")
+                guess[7:] = np.clip(guess[7:], lo, hi)
+                q = ik.solve_frame(guess, tg, k, lo, hi, cfg.warm_iterations)
+            else:
+                q = ik.solve_frame(q, tg, k, lo, hi, cfg.iterations)
+            q_K[k] = q
+            qj = q[7:]
+            pos_lim[k] = (qj <= lower + 1e-9) | (qj >= upper - 1e-9)
+            vel_lim[k] = ~pos_lim[k] & ((qj <= lo + 1e-9) | (qj >= hi - 1e-9))
+        pos_lim[0] = (q_K[0, 7:] <= lower + 1e-9) | (q_K[0, 7:] >= upper - 1e-9)
+        return _Keyframes(times_K, q_K, pos_lim, vel_lim)
+
+    # -- public API --------------------------------------------------------------------------------
+    def retarget(
+        self,
+        joints_T223: np.ndarray,
+        fps: float,
+        initial_q: np.ndarray | None = None,
+        warm_start: RobotTrajectory | None = None,
+        *,
+        ik_fps: float | None = None,
+    ) -> RobotTrajectory:
+        """Retarget a canonical motion ``(T, 22, 3)`` (y-up, metres) sampled at ``fps``.
+
+        ``initial_q`` (full configuration, e.g. a previous trajectory's ``final_q``) chains motions:
+        targets are moved onto the robot's place and heading and the first keyframe stays within one
+        velocity step of it. ``warm_start`` (a trajectory of the same motion, e.g. a coarse plan)
+        seeds every keyframe. ``ik_fps`` overrides the config's IK keyframe rate.
+        """
+        started = time.perf_counter()
+        cfg, robot = self.config, self.robot
+        tg, scale = self.targets(joints_T223, fps)
+        if initial_q is not None:
+            initial_q = self._check_q(initial_q, "initial_q")
+            initial_q[7:] = np.clip(initial_q[7:], robot.lower, robot.upper)
+            self._align_to(tg, initial_q)
+        T = len(tg)
+        rate = ik_fps if ik_fps is not None else cfg.ik_fps
+        if rate is not None and not rate > 0:
+            raise InputError(f"ik_fps must be > 0, got {rate}")
+        if rate is None or rate >= fps:
+            idx = np.arange(T)
+        else:
+            idx = np.unique(np.concatenate([np.round(np.arange(0, T - 1, fps / rate)).astype(int), [T - 1]]))
+        tg_K = tg.take(idx)
+        keys = self._solve(tg_K, idx / fps, initial_q, warm_start)
+        out = resample(keys.times, keys.q, cfg.control_rate, robot.lower, robot.upper, robot.velocity_limits)
+        contact_N2 = tg.contact_T2[np.clip(np.round(out["times"] * fps).astype(int), 0, T - 1)]
+        report = self._report(keys, tg_K, out, contact_N2, scale)
+        configs = np.concatenate([out["base_poses"], out["positions"]], axis=1)
+        traj = RobotTrajectory(
+            joint_names=list(robot.joint_names),
+            times=out["times"],
+            base_poses=out["base_poses"],
+            positions=out["positions"],
+            velocities=out["velocities"],
+            accelerations=out["accelerations"],
+            control_rate=cfg.control_rate,
+            report=report,
+            final_q=configs[-1].copy(),
+            robot_name=robot.name,
+            robot=robot,
+        )
+        report.elapsed_s = time.perf_counter() - started
+        return traj
+
+    def _report(self, keys: _Keyframes, tg_K: Targets, out: dict, contact_N2: np.ndarray,
+                scale: BodyScale) -> QualityReport:  # fmt: skip
+        robot = self.robot
+        errors = {name: [] for name in TRACKED}
+        for k, q in enumerate(keys.q):
+            for name, value in self.ik.task_errors(q, tg_K, k).items():
+                if name in errors:
+                    errors[name].append(value)
+        err = {name: 100 * np.asarray(v) for name, v in errors.items()}
+        pos, vel = out["positions"], out["velocities"]
+        violation = np.maximum(robot.lower - pos, pos - robot.upper).max(initial=0.0)
+        ratio = np.abs(vel) / robot.velocity_limits
+        worst = np.unravel_index(np.argmax(ratio), ratio.shape) if ratio.size else (0, 0)
+        configs = np.concatenate([out["base_poses"], pos], axis=1)
+        measured = measure_output(robot, configs, contact_N2)
+        clamped = {}
+        for j, name in enumerate(robot.joint_names):
+            p, v = int(keys.at_position_limit[:, j].sum()), int(keys.at_velocity_limit[:, j].sum())
+            if p or v:
+                clamped[name] = {"position_limit": p, "velocity_limit": v}
+        warnings = []
+        for name, values in err.items():
+            far = int((values > 100 * REACH_WARNING_M).sum())
+            if far:
+                warnings.append(
+                    f"{name}: {far} of {len(values)} keyframes miss their target by more than "
+                    f"{100 * REACH_WARNING_M:.0f} cm (out of reach, a joint limit or too fast)"
+                )
+        K = len(keys.q)
+        for name, c in clamped.items():
+            if c["position_limit"] > 0.2 * K:
+                warnings.append(f"{name} held at a position limit in {c['position_limit']} of {K} keyframes")
+            if c["velocity_limit"] > 0.1 * K:
+                warnings.append(f"{name} slowed to its velocity limit in {c['velocity_limit']} of {K} keyframes")
+        if out["velocity_clamp_correction"] > 1e-3:
+            correction = out["velocity_clamp_correction"]
+            warnings.append(f"resampling clamped joint speeds (largest correction {correction:.3f} rad)")
+        report = QualityReport(
+            robot=robot.name,
+            num_points=len(out["times"]),
+            duration_s=float(out["times"][-1]),
+            control_rate=self.config.control_rate,
+            max_joint_limit_violation_rad=float(max(violation, 0.0)),
+            max_speed_ratio=float(ratio[worst]) if ratio.size else 0.0,
+            max_speed_joint=robot.joint_names[worst[1]],
+            tracking_median_cm={k: float(np.median(v)) for k, v in err.items()},
+            tracking_max_cm={k: float(np.max(v)) for k, v in err.items()},
+            contact_fraction={s: float(tg_K.contact_T2[:, i].mean()) for i, s in enumerate(SIDES)},
+            clamped=clamped,
+            warnings=warnings,
+            scale={"leg": scale.leg, "arm": scale.arm, "ground_ankle_height_m": scale.human_ankle_height},
+            **measured,
+        )
+        return report
