@@ -1,0 +1,315 @@
+"""A small client of ``moscale_node``: sends commands (topic or action), timestamps every plan and
+trajectory on receipt, and saves the final trajectory. Used by the tests, the bench and the demo.
+
+Command line::
+
+    python -m moscale_ros.node.client "wave the right hand" [--duration 6] [--via action|topic]
+        [--repeat N] [--out final.npz] [--json]
+
+prints, per command, the receipt latency of each plan and of the final controller trajectory
+(measured in this process: monotonic time from just before sending to the receive callback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from rclpy.action import ActionClient
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory
+
+from moscale_ros.action import GenerateMotion
+from moscale_ros.msg import MotionPlan
+from moscale_ros.node import convert
+from moscale_ros.node.parameters import DEFAULT_CONTROLLER_TOPIC
+
+
+@dataclass
+class Received:
+    """A message and when it arrived (``time.monotonic()`` in the client)."""
+
+    msg: Any
+    at: float
+
+
+@dataclass
+class CommandOutcome:
+    """What one command produced, as seen by the client."""
+
+    text: str
+    sent_at: float
+    plans: list[Received] = field(default_factory=list)  # MotionPlans of this command, in arrival order
+    trajectories: list[Received] = field(default_factory=list)  # controller trajectories with its start time
+    status: str = ""  # succeeded | aborted | canceled | timeout (action), or succeeded | timeout (topic)
+    message: str = ""
+    result: Any = None  # GenerateMotion.Result (action)
+
+    @property
+    def final_plan(self) -> MotionPlan | None:
+        finals = [r.msg for r in self.plans if r.msg.is_final]
+        return finals[-1] if finals else None
+
+    @property
+    def final_trajectory(self) -> JointTrajectory | None:
+        """The last controller trajectory of this command (the node sends the final one last)."""
+        return self.trajectories[-1].msg if self.trajectories and self.final_plan is not None else None
+
+    def latencies_ms(self) -> dict[str, float]:
+        """Receipt latencies from sending: first plan, final plan, final controller trajectory."""
+        out: dict[str, float] = {}
+        if self.plans:
+            out["first_plan_ms"] = (self.plans[0].at - self.sent_at) * 1e3
+        finals = [r for r in self.plans if r.msg.is_final]
+        if finals:
+            out["final_plan_ms"] = (finals[-1].at - self.sent_at) * 1e3
+            if self.trajectories:
+                out["final_trajectory_ms"] = (self.trajectories[-1].at - self.sent_at) * 1e3
+        return out
+
+
+class MoScaleClient:
+    """Talks to one ``moscale_node`` (``node_name``) from its own node, spun on a background thread."""
+
+    def __init__(self, node_name: str = "/moscale_node", controller_topic: str = DEFAULT_CONTROLLER_TOPIC) -> None:
+        self.node = Node(f"moscale_client_{uuid.uuid4().hex[:8]}")
+        self._lock = threading.Lock()
+        self._plan_topic = f"{node_name}/plan"
+        self._controller_topic = controller_topic
+        self.plans: list[Received] = []
+        self.trajectories: list[Received] = []
+        self.node.create_subscription(MotionPlan, self._plan_topic, self._on_plan, 50)
+        self.node.create_subscription(JointTrajectory, controller_topic, self._on_trajectory, 50)
+        self.command_pub = self.node.create_publisher(String, f"{node_name}/command", 10)
+        self.action = ActionClient(self.node, GenerateMotion, f"{node_name}/generate")
+        self._executor = SingleThreadedExecutor()
+        self._executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._executor.spin, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._executor.shutdown(timeout_sec=1.0)
+        self.action.destroy()
+        self.node.destroy_node()
+
+    def __enter__(self) -> MoScaleClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _on_plan(self, msg: MotionPlan) -> None:
+        at = time.monotonic()
+        with self._lock:
+            self.plans.append(Received(msg, at))
+
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        at = time.monotonic()
+        with self._lock:
+            self.trajectories.append(Received(msg, at))
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        """True once the node's action server, command subscription and plan publisher are matched."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (
+                self.action.server_is_ready()
+                and self.command_pub.get_subscription_count() > 0
+                and self.node.count_publishers(self._plan_topic) > 0
+                and self.node.count_publishers(self._controller_topic) > 0
+            ):
+                time.sleep(0.2)  # let the reverse matches (node -> client) settle too
+                return True
+            time.sleep(0.05)
+        return False
+
+    def clear(self) -> None:
+        with self._lock:
+            self.plans.clear()
+            self.trajectories.clear()
+
+    def _collect(self, outcome: CommandOutcome, request_id: str | None) -> None:
+        """Fill ``outcome`` with the plans of its request and the trajectories stamped with its start."""
+        with self._lock:
+            plans = [r for r in self.plans if r.at >= outcome.sent_at]
+            if request_id is not None:
+                plans = [r for r in plans if r.msg.request_id == request_id]
+            if request_id is None and plans:
+                first_id = plans[0].msg.request_id
+                plans = [r for r in plans if r.msg.request_id == first_id]
+            outcome.plans = plans
+            if plans:
+                stamp = plans[0].msg.header.stamp
+                outcome.trajectories = [
+                    r for r in self.trajectories if r.at >= outcome.sent_at and r.msg.header.stamp == stamp
+                ]
+
+    def command(self, text: str, timeout: float = 60.0, settle: float = 0.3) -> CommandOutcome:
+        """Publish ``text`` on ``~/command`` and wait for its final plan (and trajectory)."""
+        outcome = CommandOutcome(text=text, sent_at=time.monotonic())
+        self.command_pub.publish(String(data=text))
+        deadline = outcome.sent_at + timeout
+        while time.monotonic() < deadline:
+            self._collect(outcome, None)
+            if outcome.final_plan is not None and outcome.trajectories:
+                break
+            time.sleep(0.002)
+        else:
+            outcome.status = "timeout"
+            return outcome
+        time.sleep(settle)  # a final trajectory may trail its plan by a moment
+        self._collect(outcome, None)
+        outcome.status = "succeeded"
+        return outcome
+
+    def send_goal(self, text: str, duration: float = 0.0, seed: int = -1) -> GoalHandle:
+        """Send a GenerateMotion goal without waiting; see :class:`GoalHandle`."""
+        handle = GoalHandle(self, CommandOutcome(text=text, sent_at=time.monotonic()))
+        future = self.action.send_goal_async(
+            GenerateMotion.Goal(text=text, duration=float(duration), seed=int(seed)), feedback_callback=handle._feedback
+        )
+        future.add_done_callback(handle._accepted)
+        return handle
+
+    def generate(self, text: str, duration: float = 0.0, seed: int = -1, timeout: float = 60.0) -> CommandOutcome:
+        """Send a goal and wait for its result; plans and trajectories of the goal are collected."""
+        return self.send_goal(text, duration, seed).wait(timeout)
+
+
+class GoalHandle:
+    """A goal in flight: ``feedback`` grows as plans arrive; :meth:`cancel`; :meth:`wait` for the end."""
+
+    def __init__(self, client: MoScaleClient, outcome: CommandOutcome) -> None:
+        self.client = client
+        self.outcome = outcome
+        self.feedback: list[Received] = []
+        self.goal_id: str = ""
+        self._handle: Any = None
+        self._accepted_event = threading.Event()
+        self._done = threading.Event()
+
+    def _feedback(self, msg: Any) -> None:
+        self.feedback.append(Received(msg.feedback.plan, time.monotonic()))
+
+    def _accepted(self, future: Any) -> None:
+        self._handle = future.result()
+        self.goal_id = bytes(self._handle.goal_id.uuid).hex()
+        self._accepted_event.set()
+        if self._handle.accepted:
+            self._handle.get_result_async().add_done_callback(self._finished)
+        else:
+            self.outcome.status, self.outcome.message = "rejected", "goal rejected"
+            self._done.set()
+
+    def _finished(self, future: Any) -> None:
+        response = future.result()
+        names = {4: "succeeded", 5: "canceled", 6: "aborted"}
+        self.outcome.status = names.get(response.status, f"status {response.status}")
+        self.outcome.result = response.result
+        self.outcome.message = response.result.message
+        self._done.set()
+
+    def wait_for_plans(self, count: int, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while len(self.feedback) < count and not self._done.is_set() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return len(self.feedback) >= count
+
+    def cancel(self, timeout: float = 10.0) -> None:
+        if not self._accepted_event.wait(timeout):
+            raise TimeoutError("goal was never accepted")
+        self._handle.cancel_goal_async()
+
+    def wait(self, timeout: float = 60.0, settle: float = 0.3) -> CommandOutcome:
+        if not self._done.wait(timeout):
+            self.outcome.status = "timeout"
+            return self.outcome
+        time.sleep(settle)  # trailing topic messages
+        self.client._collect(self.outcome, self.goal_id)
+        return self.outcome
+
+
+def save_outcome(outcome: CommandOutcome, path: str | Path) -> Path:
+    """Save the final plan as ``.npz``: joint names, times, positions, velocities, start time, human joints."""
+    plan = outcome.final_plan
+    if plan is None:
+        raise ValueError(f"command {outcome.text!r} has no final plan ({outcome.status}: {outcome.message})")
+    names, times_N, positions_NJ, velocities_NJ = convert.trajectory_arrays(plan.trajectory)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        path,
+        text=outcome.text,
+        joint_names=np.array(names),
+        times=times_N,
+        positions=positions_NJ,
+        velocities=velocities_NJ,
+        start_time=convert.time_to_seconds(plan.header.stamp),
+        human_joints=convert.human_joints(plan),
+        human_fps=plan.human_fps,
+    )
+    return path
+
+
+def _summary(outcome: CommandOutcome) -> dict[str, Any]:
+    return {
+        "text": outcome.text,
+        "status": outcome.status,
+        "message": outcome.message,
+        "scales": [r.msg.scale_index for r in outcome.plans],
+        "plan_receipt_ms": [round((r.at - outcome.sent_at) * 1e3, 2) for r in outcome.plans],
+        **{k: round(v, 2) for k, v in outcome.latencies_ms().items()},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m moscale_ros.node.client", description=__doc__.split("\n\n")[0])
+    parser.add_argument("text", help="the command, e.g. 'wave the right hand'")
+    parser.add_argument("--duration", type=float, default=0.0, help="seconds (0: the node's default)")
+    parser.add_argument("--seed", type=int, default=-1)
+    parser.add_argument("--via", choices=("action", "topic"), default="action")
+    parser.add_argument("--repeat", type=int, default=1, help="send the command this many times, one after another")
+    parser.add_argument("--node", default="/moscale_node", help="the node's fully qualified name")
+    parser.add_argument("--controller-topic", default=DEFAULT_CONTROLLER_TOPIC)
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the node and for each command")
+    parser.add_argument("--out", default=None, help="save the last final trajectory (.npz)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+
+    rclpy.init()
+    try:
+        with MoScaleClient(args.node, args.controller_topic) as client:
+            if not client.wait_ready(args.timeout):
+                print(f"client: {args.node} did not come up within {args.timeout:g} s", file=sys.stderr)
+                return 3
+            outcomes = []
+            for _ in range(args.repeat):
+                if args.via == "action":
+                    outcome = client.generate(args.text, args.duration, args.seed, args.timeout)
+                else:
+                    outcome = client.command(args.text, args.timeout)
+                outcomes.append(outcome)
+                if not args.json:
+                    print(json.dumps(_summary(outcome)))
+            if args.out:
+                print(f"client: saved {save_outcome(outcomes[-1], args.out)}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"commands": [_summary(o) for o in outcomes]}))
+            return 0 if all(o.status == "succeeded" for o in outcomes) else 1
+    finally:
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

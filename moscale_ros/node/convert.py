@@ -1,0 +1,144 @@
+"""Core objects <-> ROS messages, vectorised: arrays are copied as whole byte blocks, never per value.
+
+Time: absolute times are float seconds of the node's clock; messages carry integer nanoseconds
+(``sec = ns // 1e9``, ``nanosec = ns % 1e9``), rounded once, so every plan of a command that shares
+a start time in seconds also shares it bit for bit in its ``header.stamp``.
+
+Human skeleton frame: the canonical motion is y-up and faces +z; RViz frames are z-up with x
+forward and y left, so a canonical point ``(x, y, z)`` is shown at ``(z, x, y)`` (a rotation).
+"""
+
+from __future__ import annotations
+
+import array
+from collections.abc import Sequence
+
+import numpy as np
+from builtin_interfaces.msg import Duration, Time
+from geometry_msgs.msg import Point
+from sensor_msgs.msg import JointState
+from std_msgs.msg import ColorRGBA
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from visualization_msgs.msg import Marker, MarkerArray
+
+from moscale_ros.data.skeleton import CANONICAL_JOINTS, CANONICAL_PARENTS
+from moscale_ros.msg import MotionPlan
+from moscale_ros.pipeline import JointTrajectoryPlan, PlanStep
+
+_CANONICAL_TO_RVIZ = (2, 0, 1)  # rviz (x, y, z) = canonical (z, x, y)
+
+
+def seconds_to_nanoseconds(seconds: float) -> int:
+    return int(round(seconds * 1e9))
+
+
+def time_msg(seconds: float) -> Time:
+    ns = seconds_to_nanoseconds(seconds)
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def time_to_seconds(stamp: Time | Duration) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def _rows_as_arrays(values_NJ: np.ndarray, typecode: str = "d") -> list[array.array]:
+    """Each row of ``values_NJ`` as an ``array.array`` (the type ROS sequence fields store)."""
+    dtype = np.float64 if typecode == "d" else np.float32
+    blob = np.ascontiguousarray(values_NJ, dtype=dtype).tobytes()
+    row = values_NJ.shape[1] * np.dtype(dtype).itemsize
+    rows = []
+    for i in range(values_NJ.shape[0]):
+        out = array.array(typecode)
+        out.frombytes(blob[i * row : (i + 1) * row])
+        rows.append(out)
+    return rows
+
+
+def joint_trajectory_msg(plan: JointTrajectoryPlan, start_time: float) -> JointTrajectory:
+    """``trajectory_msgs/JointTrajectory`` starting at absolute ``start_time`` (``header.stamp``)."""
+    msg = JointTrajectory()
+    msg.header.stamp = time_msg(start_time)
+    msg.joint_names = list(plan.joint_names)
+    ns_N = np.round(np.asarray(plan.times_N, dtype=np.float64) * 1e9).astype(np.int64)
+    secs, nsecs = (ns_N // 1_000_000_000).tolist(), (ns_N % 1_000_000_000).tolist()
+    positions = _rows_as_arrays(plan.positions_NJ)
+    velocities = _rows_as_arrays(plan.velocities_NJ)
+    accelerations = _rows_as_arrays(plan.accelerations_NJ)
+    points = []
+    for i in range(len(ns_N)):
+        point = JointTrajectoryPoint()
+        point.positions = positions[i]
+        point.velocities = velocities[i]
+        point.accelerations = accelerations[i]
+        point.time_from_start = Duration(sec=secs[i], nanosec=nsecs[i])
+        points.append(point)
+    msg.points = points
+    return msg
+
+
+def motion_plan_msg(step: PlanStep, frame_id: str = "") -> MotionPlan:
+    """The ``MotionPlan`` of one scale: header and trajectory stamped with the command's start time."""
+    msg = MotionPlan()
+    msg.header.stamp = time_msg(step.start_time)
+    msg.header.frame_id = frame_id
+    msg.request_id = step.request.request_id
+    msg.command = step.request.text
+    msg.scale_index = step.scale_index
+    msg.num_scales = step.num_scales
+    msg.is_final = step.is_final
+    msg.latency = float(step.latency_s)
+    msg.trajectory = joint_trajectory_msg(step.trajectory, step.start_time)
+    msg.human_fps = float(step.human_fps)
+    msg.human_joint_names = list(CANONICAL_JOINTS)
+    flat = array.array("f")
+    flat.frombytes(np.ascontiguousarray(step.human_joints_T223, dtype=np.float32).tobytes())
+    msg.human_positions = flat
+    return msg
+
+
+def joint_state_msg(joint_names: Sequence[str], positions_J: np.ndarray, stamp_s: float) -> JointState:
+    msg = JointState()
+    msg.header.stamp = time_msg(stamp_s)
+    msg.name = list(joint_names)
+    values = array.array("d")
+    values.frombytes(np.ascontiguousarray(positions_J, dtype=np.float64).tobytes())
+    msg.position = values
+    return msg
+
+
+def skeleton_markers(joints_223: np.ndarray, stamp_s: float, frame_id: str, namespace: str = "human") -> MarkerArray:
+    """The human pose as two markers: bones (LINE_LIST) and joints (SPHERE_LIST), z-up for RViz."""
+    points_223 = np.asarray(joints_223, dtype=np.float64)[:, _CANONICAL_TO_RVIZ]
+    stamp = time_msg(stamp_s)
+    bones = Marker(type=Marker.LINE_LIST, action=Marker.ADD, ns=namespace, id=0)
+    spheres = Marker(type=Marker.SPHERE_LIST, action=Marker.ADD, ns=namespace, id=1)
+    for marker in (bones, spheres):
+        marker.header.frame_id = frame_id
+        marker.header.stamp = stamp
+        marker.pose.orientation.w = 1.0
+    bones.scale.x = 0.02
+    bones.color = ColorRGBA(r=0.2, g=0.6, b=1.0, a=1.0)
+    spheres.scale.x = spheres.scale.y = spheres.scale.z = 0.05
+    spheres.color = ColorRGBA(r=1.0, g=0.5, b=0.1, a=1.0)
+    as_points = [Point(x=x, y=y, z=z) for x, y, z in points_223.tolist()]
+    spheres.points = as_points
+    bones.points = [
+        point
+        for child, parent in enumerate(CANONICAL_PARENTS)
+        if parent >= 0
+        for point in (as_points[parent], as_points[child])
+    ]
+    return MarkerArray(markers=[bones, spheres])
+
+
+def trajectory_arrays(msg: JointTrajectory) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """``(joint_names, times_N, positions_NJ, velocities_NJ)`` of a received trajectory."""
+    times_N = np.array([p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points])
+    positions_NJ = np.array([np.frombuffer(p.positions, dtype=np.float64) for p in msg.points])
+    velocities_NJ = np.array([np.frombuffer(p.velocities, dtype=np.float64) for p in msg.points])
+    return list(msg.joint_names), times_N, positions_NJ, velocities_NJ
+
+
+def human_joints(msg: MotionPlan) -> np.ndarray:
+    """``(T, 22, 3)`` canonical human joints of a received plan."""
+    return np.frombuffer(msg.human_positions, dtype=np.float32).reshape(-1, len(msg.human_joint_names), 3)

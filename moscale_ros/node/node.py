@@ -1,0 +1,236 @@
+"""The ``moscale_node``: text commands in, coarse-to-fine motion plans and joint trajectories out.
+
+Interfaces (names relative to the node; remap as usual):
+
+* ``~/command`` (std_msgs/String) and the action ``~/generate`` (moscale_ros/GenerateMotion);
+* ``~/plan`` (moscale_ros/MotionPlan): every scale of every command, coarse first, final last;
+* ``controller_topic`` (trajectory_msgs/JointTrajectory): every scale or the final one only
+  (``controller_plans``), all stamped with the command's one start time;
+* ``joint_state_topic`` (sensor_msgs/JointState) and ``~/skeleton`` (visualization_msgs/MarkerArray):
+  playback of what the controller was last sent, at ``playback_rate``.
+
+Callbacks only translate messages and delegate: requests go to :class:`MotionPipeline` through
+the :class:`GenerationWorker` thread, so the executor never waits on the model. A start-up
+failure (missing checkpoint, unknown robot) leaves the node up: every command is refused with
+that error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.action.server import ServerGoalHandle
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import MarkerArray
+
+from moscale_ros.action import GenerateMotion
+from moscale_ros.errors import ConfigError, MoScaleError
+from moscale_ros.msg import MotionPlan
+from moscale_ros.node import convert
+from moscale_ros.node.parameters import NodeSettings, parameter_defaults, split_parameters
+from moscale_ros.node.worker import GenerationWorker, Job
+from moscale_ros.pipeline import MotionPipeline, PipelineConfig, PlanStep, build_pipeline
+
+NODE_NAME = "moscale_node"
+PipelineFactory = Callable[[PipelineConfig, Callable[[], float]], MotionPipeline]
+
+
+def _declare(node: Node, name: str, default: Any) -> Any:
+    """Declare one parameter typed by its default; an empty list default is declared untyped-empty."""
+    if isinstance(default, list) and not default:
+        value = node.declare_parameter(name, Parameter.Type.INTEGER_ARRAY, ParameterDescriptor(dynamic_typing=True))
+    else:
+        value = node.declare_parameter(name, default)
+    got = value.value
+    return default if got is None else (list(got) if isinstance(default, list) else got)
+
+
+class MoScaleNode(Node):
+    """ROS adapter around :class:`MotionPipeline` (see the module docstring)."""
+
+    def __init__(self, pipeline_factory: PipelineFactory = build_pipeline, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        defaults = parameter_defaults()
+        values = {name: _declare(self, name, default) for name, default in defaults.items()}
+        unknown = sorted(set(getattr(self, "_parameter_overrides", {})) - set(defaults) - {"use_sim_time"})
+        if unknown:
+            self.get_logger().warning(f"ignoring unknown parameter(s) {unknown}; known: {sorted(defaults)}")
+        self.startup_error = ""
+        self.pipeline: MotionPipeline | None = None
+        try:
+            self.config, self.settings = split_parameters(values)
+        except ConfigError as exc:
+            self.startup_error = f"bad parameter: {exc}"
+            self.config, self.settings = PipelineConfig(), NodeSettings()
+        self._make_interfaces()
+        if not self.startup_error:
+            self._load_pipeline(pipeline_factory)
+        if self.startup_error:
+            self.get_logger().error(f"not ready, every command will be refused: {self.startup_error}")
+        self.worker: GenerationWorker | None = None
+        if self.pipeline is not None:
+            s = self.settings
+            self.worker = GenerationWorker(self.pipeline, self._publish_step, self._log, s.concurrency, s.max_queue)
+        self._make_inputs()
+        self.get_logger().info(
+            f"ready: ~/command, ~/generate -> ~/plan and {self.settings.controller_topic} "
+            f"({self.config.controller_plans}, {self.settings.concurrency})"
+        )
+
+    # ------------------------------------------------------------------------------------- set-up
+
+    @property
+    def executor_threads(self) -> int:
+        """Waiting action goals hold a thread each: enough for a full queue plus the other callbacks."""
+        return self.settings.max_queue + 4
+
+    def now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _make_interfaces(self) -> None:
+        s = self.settings
+        reliable, latched = s.qos_reliability == "reliable", s.qos_durability == "transient_local"
+        qos = QoSProfile(
+            depth=s.qos_depth,
+            reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+        )
+        self.plan_pub = self.create_publisher(MotionPlan, "~/plan", qos)
+        self.trajectory_pub = self.create_publisher(JointTrajectory, s.controller_topic, qos)
+        self.joint_state_pub = self.create_publisher(JointState, s.joint_state_topic, 10)
+        self.marker_pub = self.create_publisher(MarkerArray, "~/skeleton", 10)
+
+    def _load_pipeline(self, factory: PipelineFactory) -> None:
+        tick = time.perf_counter()
+        try:
+            self.pipeline = factory(self.config, self.now_s)
+            loaded = time.perf_counter() - tick
+            warm = self.pipeline.warm_up() if self.settings.warmup else 0.0
+            self.get_logger().info(f"model and robot loaded in {loaded:.2f} s, warm-up {warm:.2f} s")
+        except MoScaleError as exc:
+            self.startup_error = str(exc)
+            self.pipeline = None
+
+    def _make_inputs(self) -> None:
+        inputs = MutuallyExclusiveCallbackGroup()
+        self.create_subscription(String, "~/command", self._on_command, 10, callback_group=inputs)
+        self.action_server = ActionServer(
+            self,
+            GenerateMotion,
+            "~/generate",
+            execute_callback=self._execute_goal,
+            goal_callback=lambda _goal: GoalResponse.ACCEPT,
+            cancel_callback=lambda _goal: CancelResponse.ACCEPT,
+            callback_group=ReentrantCallbackGroup(),
+        )
+        if self.settings.playback_rate > 0:
+            self.create_timer(1.0 / self.settings.playback_rate, self._play_back, callback_group=inputs)
+
+    def shutdown(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+
+    # ---------------------------------------------------------------------------------- callbacks
+
+    def _log(self, level: str, text: str) -> None:
+        getattr(self.get_logger(), level)(text)
+
+    def _on_command(self, msg: String) -> None:
+        """A topic command: validate, hand to the worker; any refusal is logged, nothing published."""
+        try:
+            job = self._make_job(msg.data, 0.0, self.settings.topic_seed, "", "topic")
+            self.worker.submit(job)
+        except MoScaleError as exc:
+            self.get_logger().error(f"command {msg.data[:60]!r} refused: {exc}")
+
+    def _make_job(self, text: str, duration: float, seed: int, request_id: str, source: str) -> Job:
+        if self.pipeline is None or self.worker is None:
+            raise MoScaleError(f"the node is not ready: {self.startup_error}")
+        request = self.pipeline.request(text, duration, seed, request_id)
+        return Job(request, source)
+
+    def _execute_goal(self, goal_handle: ServerGoalHandle) -> GenerateMotion.Result:
+        """Runs on an executor thread: waits for the worker, forwards cancel requests, reports the end."""
+        goal = goal_handle.request
+        request_id = bytes(goal_handle.goal_id.uuid).hex()
+        try:
+            job = self._make_job(goal.text, goal.duration, goal.seed, request_id, "action")
+            job.on_plan = lambda plan: goal_handle.publish_feedback(GenerateMotion.Feedback(plan=plan))
+            self.worker.submit(job)
+        except MoScaleError as exc:
+            self.get_logger().error(f"goal {request_id[:8]} ({goal.text[:60]!r}) refused: {exc}")
+            goal_handle.abort()
+            return GenerateMotion.Result(success=False, message=str(exc))
+        while not job.done.wait(0.01):
+            if goal_handle.is_cancel_requested:
+                job.cancel("canceled by the client")
+        result = GenerateMotion.Result(success=job.status == "succeeded", message=job.message)
+        if job.final_plan is not None:
+            result.final_plan = job.final_plan
+        if job.status == "succeeded":
+            goal_handle.succeed()
+        elif job.status == "canceled" and goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        else:
+            goal_handle.abort()
+        return result
+
+    def _publish_step(self, job: Job, step: PlanStep) -> None:
+        """Worker thread: publish one plan (and its trajectory), log its latency, commit it."""
+        if job.should_stop():
+            return
+        tick = time.perf_counter()
+        plan = convert.motion_plan_msg(step)
+        self.plan_pub.publish(plan)
+        if step.to_controller:
+            self.trajectory_pub.publish(plan.trajectory)
+            self.pipeline.commit(step)
+        if job.on_plan is not None:
+            job.on_plan(plan)
+        if step.is_final:
+            job.final_plan = plan
+        publish_ms = (time.perf_counter() - tick) * 1e3
+        self.get_logger().info(
+            f"[{step.request.request_id[:8]}] scale {step.scale_index}/{step.num_scales}: "
+            f"{step.latency_s * 1e3:.0f} ms since the command (generate {step.generate_s * 1e3:.0f} ms, "
+            f"retarget {step.retarget_s * 1e3:.0f} ms, publish {publish_ms:.1f} ms), "
+            f"{len(step.trajectory.times_N)} points from t0={step.start_time:.3f}"
+            + (" -> controller" if step.to_controller else "")
+        )
+
+    def _play_back(self) -> None:
+        """Joint states and the human skeleton of the committed motion, at the current time."""
+        motion = self.pipeline.last_commanded if self.pipeline is not None else None
+        if motion is None:
+            return
+        now = self.now_s()
+        self.joint_state_pub.publish(convert.joint_state_msg(motion.trajectory.joint_names, motion.pose_at(now), now))
+        frames = motion.human_joints_T223
+        frame = min(max(int((now - motion.start_time) * motion.human_fps), 0), len(frames) - 1)
+        self.marker_pub.publish(convert.skeleton_markers(frames[frame], now, self.settings.marker_frame))
+
+
+def spin(node: MoScaleNode) -> None:
+    """Spin ``node`` on a multi-threaded executor until shutdown."""
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    executor = MultiThreadedExecutor(num_threads=node.executor_threads)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.shutdown()
+        executor.shutdown(timeout_sec=1.0)
+

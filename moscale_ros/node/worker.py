@@ -1,0 +1,155 @@
+"""Generation off the executor: one worker thread runs jobs one at a time, preempting or queueing.
+
+Policy ``preempt``: a new job cancels the running one (it stops at its next scale boundary and
+publishes nothing more) and every queued one. Policy ``queue``: a new job waits behind the others,
+at most ``max_queue`` waiting; one more is refused with :class:`QueueFullError`.
+Every job ends with ``done`` set and ``status`` one of succeeded, canceled, preempted, failed.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from moscale_ros.errors import InputError, MoScaleError
+from moscale_ros.pipeline import MotionPipeline, MotionRequest, PlanStep
+
+Policy = Literal["preempt", "queue"]
+Status = Literal["pending", "running", "succeeded", "canceled", "preempted", "failed"]
+
+
+class QueueFullError(InputError):
+    """A command arrived while ``max_queue`` others were already waiting."""
+
+
+@dataclass
+class Job:
+    """One command on its way through the worker; ``on_plan`` receives every published plan message."""
+
+    request: MotionRequest
+    source: str  # "topic" or "action"
+    on_plan: Callable[[Any], None] | None = None
+    status: Status = "pending"
+    message: str = ""
+    final_plan: Any = None  # the published MotionPlan message of the final scale
+    plans_published: int = 0
+    done: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _stop_status: Status = "canceled"
+
+    def cancel(self, reason: str, status: Status = "canceled") -> None:
+        """Ask the job to stop (first reason wins); it ends with ``status`` unless already finished."""
+        if not self._stop.is_set():
+            self._stop_status, self.message = status, reason
+            self._stop.set()
+
+    def should_stop(self) -> bool:
+        return self._stop.is_set()
+
+    def _finish(self, status: Status, message: str) -> None:
+        self.status, self.message = status, message
+        self.done.set()
+
+
+class GenerationWorker:
+    """Runs :meth:`MotionPipeline.run` for each job on its own thread and hands plans to ``publish``.
+
+    ``publish(job, step)`` is called on the worker thread for each plan (it publishes and, for
+    controller plans, commits); ``log(level, text)`` reports job outcomes.
+    """
+
+    def __init__(
+        self,
+        pipeline: MotionPipeline,
+        publish: Callable[[Job, PlanStep], None],
+        log: Callable[[str, str], None],
+        policy: Policy = "preempt",
+        max_queue: int = 4,
+    ) -> None:
+        if policy not in ("preempt", "queue"):
+            raise InputError(f"concurrency: expected preempt or queue, got {policy!r}")
+        self.pipeline = pipeline
+        self.publish = publish
+        self.log = log
+        self.policy = policy
+        self.max_queue = max_queue
+        self._pending: deque[Job] = deque()
+        self._current: Job | None = None
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="moscale-generation", daemon=True)
+        self._thread.start()
+
+    @property
+    def current(self) -> Job | None:
+        return self._current
+
+    def submit(self, job: Job) -> None:
+        """Queue ``job``; under ``preempt`` first stop everything else. Raises QueueFullError."""
+        with self._cond:
+            if self.policy == "preempt":
+                reason = f"preempted by request {job.request.request_id} ({job.request.text!r})"
+                for other in [*self._pending, *([self._current] if self._current else [])]:
+                    other.cancel(reason, "preempted")
+            elif len(self._pending) >= self.max_queue:
+                raise QueueFullError(
+                    f"command {job.request.text!r} refused: {len(self._pending)} commands already wait "
+                    f"(max_queue={self.max_queue})"
+                )
+            self._pending.append(job)
+            self._cond.notify()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Cancel everything and end the thread."""
+        with self._cond:
+            self._stopping = True
+            for job in [*self._pending, *([self._current] if self._current else [])]:
+                job.cancel("the node is shutting down")
+            self._cond.notify()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    for job in self._pending:
+                        job._finish(job._stop_status, job.message or "the node is shutting down")
+                    return
+                job = self._current = self._pending.popleft()
+            try:
+                self._run(job)
+            finally:
+                with self._cond:
+                    self._current = None
+
+    def _run(self, job: Job) -> None:
+        if job.should_stop():
+            job._finish(job._stop_status, job.message)
+            return
+        job.status = "running"
+        try:
+            for step in self.pipeline.run(job.request, should_stop=job.should_stop):
+                self.publish(job, step)
+                job.plans_published += 1
+        except MoScaleError as exc:
+            job._finish("failed", str(exc))
+            self.log("error", f"request {job.request.request_id} ({job.request.text!r}) failed: {exc}")
+            return
+        except Exception as exc:  # never let one command take the node down
+            job._finish("failed", f"internal error: {exc!r}")
+            self.log("error", f"request {job.request.request_id} crashed:\n{traceback.format_exc()}")
+            return
+        if job.final_plan is not None:  # a stop that came after the final plan is too late to matter
+            job._finish("succeeded", f"{job.plans_published} plans published for {job.request.text!r}")
+        elif job.should_stop():
+            job._finish(job._stop_status, job.message)
+            self.log("info", f"request {job.request.request_id} stopped after {job.plans_published} plan(s): "
+                     f"{job.message}")
+        else:
+            job._finish("failed", f"generation ended after {job.plans_published} plan(s) without a final one")

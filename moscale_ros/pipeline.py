@@ -1,0 +1,424 @@
+"""Text command -> one plan per scale, coarse first, all on one timeline (ROS-free core of the node).
+
+For a command received at time ``t_r`` the pipeline streams the generator's scales ``k = 1..K``;
+after each one it retargets the human joints onto the robot, blends the start onto the last
+commanded pose and validates the result. The first plan fixes the command's absolute start time
+
+    t_0 = t_ready(1) + lead            (or, when appending, max(that, end of the previous motion))
+
+and every refinement ``k > 1`` of that command carries the same ``t_0``, so a trajectory controller
+that replaces "the rest of the current trajectory from its start time" splices refinements in.
+
+Continuation: a new command starts where the robot was last *sent*. With ``q_prev(t)`` the last
+committed trajectory on the absolute clock, the new trajectory ``q_new`` is cross-faded from the
+pose ``q_0 = q_prev(t_0)`` with a quintic ("smootherstep") weight over ``T_b`` seconds::
+
+    w(t) = 1 - s(t / T_b),  s(u) = 10u³ - 15u⁴ + 6u⁵ on [0, 1]  (s', s'' vanish at both ends)
+    q(t) = w q_0 + (1 - w) q_new(t)
+    q'(t) = w' (q_0 - q_new) + (1 - w) q_new'
+    q''(t) = w'' (q_0 - q_new) - 2 w' q_new' + (1 - w) q_new''
+
+a convex combination of two poses inside the joint limits, so it stays inside them; ``T_b`` grows
+(up to the motion length) until the blended velocities respect the limits.
+
+Nothing is published here: the node publishes each :class:`PlanStep` and calls :meth:`commit`
+for the ones it sent to the controller. A trajectory that fails :func:`validate_trajectory` is never
+yielded; :class:`TrajectoryError` names what failed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+
+from moscale_ros.errors import ConfigError, InputError, MoScaleError
+from retarget.robot import Robot
+from retarget.trajectory import RobotTrajectory
+
+ControllerPlans = Literal["every_scale", "final_only"]
+
+
+class TrajectoryError(MoScaleError):
+    """A generated trajectory is not valid for the robot (names, times, limits); it is not published."""
+
+
+@dataclass
+class PipelineConfig:
+    """Everything the pipeline needs: model, robot, request limits, timeline and validation settings."""
+
+    checkpoint: str = ""  # empty: the shipped default model
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    robot: str = "g1"  # a robot name (config/robots/<name>.yaml) or a robot YAML path
+    robot_description: str = ""  # URDF text (e.g. the robot stack's robot_description); empty: the config's URDF
+    control_rate: float = 50.0  # Hz of the published trajectories
+    guidance_scale: float = -1.0  # classifier-free guidance; < 0: the model's default
+    top_p: float = -1.0  # nucleus sampling; < 0: the model's default
+    refine_iterations: list[int] = field(default_factory=list)  # in-scale refinement per scale; empty: default
+    default_duration: float = 6.0  # s, used when a command gives none (0)
+    min_duration: float = 1.0
+    max_duration: float = 9.8  # 196 frames at 20 fps
+    max_text_length: int = 200  # characters
+    start_lead: float = 0.25  # s from the first plan being ready to the start of its trajectory
+    blend_duration: float = 0.5  # s of cross-fade from the last commanded pose
+    append: bool = False  # start after the previous motion ends instead of replacing its remainder
+    controller_plans: ControllerPlans = "every_scale"
+    coarse_retarget_fps: float = 10.0  # human frames per second retargeted for non-final scales; 0: all
+    prefix_seconds: float = 1.0  # s of the previous human motion given to the generator to continue from
+    limit_tolerance: float = 1e-6  # rad (positions) and relative (velocities) slack of validation
+
+    def __post_init__(self) -> None:
+        positive = ("control_rate", "default_duration", "min_duration", "max_duration")
+        for name in positive:
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name}: must be a positive number, got {value!r}")
+        for name in ("start_lead", "blend_duration", "coarse_retarget_fps", "prefix_seconds", "limit_tolerance"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name}: must be >= 0, got {value!r}")
+        if self.min_duration > self.max_duration:
+            raise ConfigError(f"min_duration {self.min_duration} is above max_duration {self.max_duration}")
+        if not self.min_duration <= self.default_duration <= self.max_duration:
+            raise ConfigError(
+                f"default_duration {self.default_duration} is outside [{self.min_duration}, {self.max_duration}]"
+            )
+        if self.max_text_length < 1:
+            raise ConfigError(f"max_text_length: must be >= 1, got {self.max_text_length}")
+        if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if any(n < 1 for n in self.refine_iterations):
+            raise ConfigError(f"refine_iterations: every entry must be >= 1, got {self.refine_iterations}")
+
+
+# ----------------------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True)
+class MotionRequest:
+    """A validated command: stripped text, duration in seconds, seed (None: random), receipt time."""
+
+    text: str
+    duration: float
+    seed: int | None
+    received_at: float
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+def validate_request(
+    text: str, duration: float, seed: int | None, config: PipelineConfig, received_at: float, request_id: str = ""
+) -> MotionRequest:
+    """Check a command; duration 0 means the default, seed < 0 means random. Raises InputError."""
+    if not isinstance(text, str):
+        raise InputError(f"command text must be a string, got {type(text).__name__}")
+    stripped = text.strip()
+    if not stripped:
+        raise InputError(f"command text is empty or only whitespace ({text!r})")
+    if len(stripped) > config.max_text_length:
+        raise InputError(
+            f"command text is {len(stripped)} characters long, more than max_text_length={config.max_text_length} "
+            f"({stripped[:40]!r}...)"
+        )
+    try:
+        seconds = float(duration)
+    except (TypeError, ValueError):
+        raise InputError(f"duration must be a number of seconds, got {duration!r}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InputError(f"duration must be a finite number of seconds >= 0 (0: default), got {duration!r}")
+    if seconds == 0:
+        seconds = config.default_duration
+    if not config.min_duration <= seconds <= config.max_duration:
+        raise InputError(
+            f"duration {seconds:g} s is outside the supported range "
+            f"[{config.min_duration:g}, {config.max_duration:g}] s"
+        )
+    chosen_seed = None if seed is None or seed < 0 else int(seed)
+    return MotionRequest(stripped, seconds, chosen_seed, received_at, request_id or uuid.uuid4().hex)
+
+
+# ------------------------------------------------------------------------------------- trajectories
+
+
+def validate_trajectory(trajectory: RobotTrajectory, robot: Robot, tolerance: float = 1e-6) -> None:
+    """Raise TrajectoryError unless the joint names are the robot's (same order), values are finite,
+    times start at 0 and strictly increase (by at least 1 ns, the resolution of ``time_from_start``),
+    and positions and velocities are inside the robot's limits (``tolerance`` rad, relative for speeds).
+    """
+    if list(trajectory.joint_names) != list(robot.joint_names):
+        missing = sorted(set(robot.joint_names) - set(trajectory.joint_names))
+        extra = sorted(set(trajectory.joint_names) - set(robot.joint_names))
+        raise TrajectoryError(
+            f"joint names do not match robot {robot.name} (missing {missing[:5]}, unknown {extra[:5]}, "
+            "or a different order)"
+        )
+    times_N = np.asarray(trajectory.times, dtype=np.float64)
+    n, j = len(times_N), robot.num_joints
+    for name in ("positions", "velocities", "accelerations"):
+        shape = np.shape(getattr(trajectory, name))
+        if shape != (n, j):
+            raise TrajectoryError(f"{name} has shape {shape}, expected ({n}, {j})")
+    if n < 2:
+        raise TrajectoryError(f"trajectory has {n} point(s); at least 2 are needed")
+    for name in ("times", "positions", "velocities", "accelerations"):
+        values = np.asarray(getattr(trajectory, name))
+        if not np.all(np.isfinite(values)):
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
+            raise TrajectoryError(f"{name} has a non-finite value at index {bad}")
+    if abs(times_N[0]) > 1e-9:
+        raise TrajectoryError(f"times must start at 0, got {times_N[0]:.6f} s")
+    steps_ns = np.diff(np.round(times_N * 1e9))
+    if np.any(steps_ns <= 0):
+        i = int(np.argmax(steps_ns <= 0))
+        raise TrajectoryError(
+            f"times must increase strictly: point {i + 1} at {times_N[i + 1]:.9f} s follows {times_N[i]:.9f} s"
+        )
+    positions_NJ = np.asarray(trajectory.positions)
+    outside = (positions_NJ < robot.lower - tolerance) | (positions_NJ > robot.upper + tolerance)
+    if np.any(outside):
+        frame, joint = np.argwhere(outside)[0]
+        raise TrajectoryError(
+            f"joint {robot.joint_names[joint]} at {times_N[frame]:.3f} s is at {positions_NJ[frame, joint]:.4f} rad, "
+            f"outside its limits [{robot.lower[joint]:.4f}, {robot.upper[joint]:.4f}]"
+        )
+    velocities_NJ = np.asarray(trajectory.velocities)
+    too_fast = np.abs(velocities_NJ) > robot.velocity_limits * (1 + tolerance) + tolerance
+    if np.any(too_fast):
+        frame, joint = np.argwhere(too_fast)[0]
+        raise TrajectoryError(
+            f"joint {robot.joint_names[joint]} at {times_N[frame]:.3f} s moves at {velocities_NJ[frame, joint]:.3f} "
+            f"rad/s, over its limit {robot.velocity_limits[joint]:.3f} rad/s"
+        )
+
+
+def _fade_weights(times_N: np.ndarray, blend_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``w``, ``w'``, ``w''`` of ``w(t) = 1 - s(t/T)``, ``s(u) = 10u³ - 15u⁴ + 6u⁵`` (zero after ``T``)."""
+    u = np.clip(times_N / blend_s, 0.0, 1.0)
+    w = 1.0 - u**3 * (10 - 15 * u + 6 * u**2)
+    dw = -30 * u**2 * (1 - u) ** 2 / blend_s
+    ddw = -60 * u * (1 - u) * (1 - 2 * u) / blend_s**2
+    return w, dw, ddw
+
+
+def blend_from_pose(trajectory: RobotTrajectory, q0_J: np.ndarray, blend_s: float) -> RobotTrajectory:
+    """Cross-fade ``trajectory`` from the joint pose ``q0_J`` over ``blend_s`` seconds (module docstring)."""
+    if blend_s <= 0:
+        return trajectory
+    w, dw, ddw = (x[:, None] for x in _fade_weights(np.asarray(trajectory.times), blend_s))
+    q_NJ, v_NJ = trajectory.positions, trajectory.velocities
+    gap_NJ = q0_J[None, :] - q_NJ
+    positions_NJ = w * q0_J[None, :] + (1 - w) * q_NJ
+    final_q = np.array(trajectory.final_q, dtype=np.float64, copy=True)
+    final_q[-len(q0_J) :] = positions_NJ[-1]
+    return replace(
+        trajectory,
+        positions=positions_NJ,
+        velocities=dw * gap_NJ + (1 - w) * v_NJ,
+        accelerations=ddw * gap_NJ - 2 * dw * v_NJ + (1 - w) * trajectory.accelerations,
+        final_q=final_q,
+    )
+
+
+def blend_within_limits(
+    trajectory: RobotTrajectory, q0_J: np.ndarray, blend_s: float, velocity_limits_J: np.ndarray
+) -> RobotTrajectory:
+    """:func:`blend_from_pose` with the shortest ``T_b >= blend_s`` (doubling, at most the motion
+    length) whose blended joint speeds stay within ``velocity_limits_J``; validation has the last word."""
+    duration = trajectory.duration
+    current = min(max(blend_s, 1e-3), duration)
+    while True:
+        blended = blend_from_pose(trajectory, q0_J, current)
+        if current >= duration or np.all(np.abs(blended.velocities) <= velocity_limits_J):
+            return blended
+        current = min(2 * current, duration)
+
+
+# --------------------------------------------------------------------------------- commanded motion
+
+
+@dataclass
+class CommandedMotion:
+    """The last trajectory sent to the controller, on the absolute clock, with its human motion."""
+
+    start_time: float
+    trajectory: RobotTrajectory
+    human_joints_T223: np.ndarray  # noqa: N815 (shape suffix)
+    human_fps: float
+
+    @property
+    def end_time(self) -> float:
+        return self.start_time + self.trajectory.duration
+
+    def configuration_at(self, t_abs: float) -> np.ndarray:
+        """Full configuration (base pose + joints) commanded at absolute time ``t_abs`` (held outside)."""
+        return self.trajectory.configuration_at(t_abs - self.start_time)
+
+    def pose_at(self, t_abs: float) -> np.ndarray:
+        """Joint positions commanded at absolute time ``t_abs``."""
+        return self.configuration_at(t_abs)[7:]
+
+    def human_prefix(self, t_abs: float, seconds: float) -> np.ndarray:
+        """The human frames of the last ``seconds`` up to ``t_abs`` (at least one frame)."""
+        frames = self.human_joints_T223
+        end = int(np.clip(round((t_abs - self.start_time) * self.human_fps) + 1, 1, len(frames)))
+        begin = max(0, end - max(1, int(round(seconds * self.human_fps))))
+        return frames[begin:end]
+
+
+@dataclass
+class PlanStep:
+    """One plan of a command, ready to publish: scale ``k`` of ``K`` on the command's timeline."""
+
+    request: MotionRequest
+    scale_index: int
+    num_scales: int
+    is_final: bool
+    start_time: float  # absolute clock seconds of time_from_start = 0, equal for every scale of a command
+    trajectory: RobotTrajectory
+    human_joints_T223: np.ndarray  # noqa: N815 (shape suffix)
+    human_fps: float
+    latency_s: float  # command receipt -> this plan ready
+    generate_s: float  # model time of this scale
+    retarget_s: float  # retargeting, blending and validation of this scale
+    to_controller: bool  # whether the node sends it to the trajectory controller
+
+
+# ---------------------------------------------------------------------------------------- pipeline
+
+
+class MotionPipeline:
+    """Streams plans for requests, one timeline per command, continuing from the last commanded pose.
+
+    ``generator`` is a :class:`~moscale_ros.generation.MotionGenerator` (anything with its
+    ``stream``), ``retargeter`` a :class:`~retarget.Retargeter`; ``clock()`` gives the absolute time
+    in seconds that start times are expressed in (the node passes its ROS clock).
+    """
+
+    def __init__(
+        self, generator: Any, retargeter: Any, config: PipelineConfig, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.generator = generator
+        self.retargeter = retargeter
+        self.robot: Robot = retargeter.robot
+        self.config = config
+        self.clock = clock
+        self.last_commanded: CommandedMotion | None = None
+        self._first_plan_s = 0.1  # running estimate of the first plan's latency (anchors the continuation)
+
+    def request(self, text: str, duration: float = 0.0, seed: int | None = None, request_id: str = "") -> MotionRequest:
+        """A validated request received now (InputError on bad text or duration)."""
+        return validate_request(text, duration, seed, self.config, self.clock(), request_id)
+
+    def commit(self, step: PlanStep) -> None:
+        """Record ``step`` as what the controller now follows (the next command continues from it)."""
+        self.last_commanded = CommandedMotion(step.start_time, step.trajectory, step.human_joints_T223, step.human_fps)
+
+    def forget_continuation(self) -> None:
+        """Start the next command from the robot's start pose instead of the last commanded one."""
+        self.last_commanded = None
+
+    def _start_time(self, ready_at: float) -> float:
+        start = ready_at + self.config.start_lead
+        if self.config.append and self.last_commanded is not None:
+            start = max(start, self.last_commanded.end_time)
+        return start
+
+    def run(self, request: MotionRequest, should_stop: Callable[[], bool] = lambda: False) -> Iterator[PlanStep]:
+        """Plans of ``request``, coarse to final; ends early, yielding nothing more, once ``should_stop()``.
+
+        Raises InputError (from the generator) or TrajectoryError (a plan failed validation).
+        """
+        previous = self.last_commanded
+        prefix = initial_q = None
+        if previous is not None:
+            anchor = self._start_time(request.received_at + self._first_plan_s)
+            initial_q = previous.configuration_at(anchor)
+            if self.config.prefix_seconds > 0:
+                prefix = previous.human_prefix(anchor, self.config.prefix_seconds)
+        start_time: float | None = None
+        warm_start: RobotTrajectory | None = None
+        stream = self.generator.stream(request.text, request.duration, request.seed, prefix_joints=prefix)
+        try:
+            tick = time.perf_counter()
+            for scale in stream:
+                generate_s = time.perf_counter() - tick
+                if should_stop():
+                    return
+                tick = time.perf_counter()
+                joints_T223 = np.asarray(scale.joints, dtype=np.float32)
+                trajectory = self._retarget(joints_T223, float(scale.fps), bool(scale.is_final), initial_q, warm_start)
+                warm_start = trajectory
+                if start_time is None:
+                    start_time = self._start_time(self.clock())
+                    latency = self.clock() - request.received_at
+                    self._first_plan_s = 0.5 * self._first_plan_s + 0.5 * latency
+                if previous is not None:
+                    q0_J = previous.pose_at(start_time)
+                    trajectory = blend_within_limits(
+                        trajectory, q0_J, self.config.blend_duration, self.robot.velocity_limits
+                    )
+                try:
+                    validate_trajectory(trajectory, self.robot, self.config.limit_tolerance)
+                except TrajectoryError as exc:
+                    raise TrajectoryError(
+                        f"request {request.request_id} ({request.text!r}), scale {scale.scale_index}/"
+                        f"{scale.num_scales}: {exc}; not published"
+                    ) from None
+                retarget_s = time.perf_counter() - tick
+                if should_stop():
+                    return
+                yield PlanStep(
+                    request=request,
+                    scale_index=int(scale.scale_index),
+                    num_scales=int(scale.num_scales),
+                    is_final=bool(scale.is_final),
+                    start_time=start_time,
+                    trajectory=trajectory,
+                    human_joints_T223=joints_T223,
+                    human_fps=float(scale.fps),
+                    latency_s=self.clock() - request.received_at,
+                    generate_s=generate_s,
+                    retarget_s=retarget_s,
+                    to_controller=bool(scale.is_final) or self.config.controller_plans == "every_scale",
+                )
+                tick = time.perf_counter()
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+    def _retarget(
+        self,
+        joints_T223: np.ndarray,
+        fps: float,
+        is_final: bool,
+        initial_q: np.ndarray | None,
+        warm_start: RobotTrajectory | None,
+    ) -> RobotTrajectory:
+        """Retarget one scale; coarse scales (smooth by construction) on ``coarse_retarget_fps`` keyframes."""
+        keyframe_fps = None if is_final or self.config.coarse_retarget_fps <= 0 else self.config.coarse_retarget_fps
+        return self.retargeter.retarget(
+            joints_T223, fps, initial_q=initial_q, warm_start=warm_start, keyframe_fps=keyframe_fps
+        )
+
+    def warm_up(self) -> float:
+        """Run one throw-away command (first-call costs of the model and the solver); returns seconds."""
+        tick = time.perf_counter()
+        saved = self.last_commanded
+        request = validate_request("a person stands still", self.config.min_duration, 0, self.config, self.clock())
+        for _ in self.run(request):
+            pass
+        self.last_commanded = saved
+        return time.perf_counter() - tick
+
+
+def build_pipeline(config: PipelineConfig, clock: Callable[[], float] = time.time) -> MotionPipeline:
+    """The real pipeline: the MotionGenerator of ``config.checkpoint`` and the Pinocchio retargeter.
+
+    Raises CheckpointError (missing or bad model), ConfigError (unknown robot, bad settings).
+    """
+    raise NotImplementedError("wired once moscale_ros.generation and retarget land")
