@@ -1,0 +1,26 @@
+"""``moscale eval {tokenizer,...}``: evaluations that print tables of measured figures.
+
+Each evaluation is a module exposing ``add_arguments(parser)`` and ``run(args) -> int``; add one
+by adding a line to :data:`EVALUATIONS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+EVALUATIONS = {
+    "tokenizer": (
+        "moscale_ros.training.tokenizer_eval",
+        "per-prefix reconstruction MPJPE and codebook usage of a tokenizer on held-out clips",
+    ),
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("eval", help="evaluate a model and print its figures")
+    kinds = parser.add_subparsers(dest="what", metavar="WHAT", required=True)
+    for name, (module_name, description) in EVALUATIONS.items():
+        p = kinds.add_parser(name, help=description, description=description)
+        importlib.import_module(module_name).add_arguments(p)
+        p.set_defaults(func=lambda args, module_name=module_name: importlib.import_module(module_name).run(args))
