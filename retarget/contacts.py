@@ -1,10 +1,10 @@
 """Foot contacts: detection on the scaled human feet, pinning, and ground clearance of the soles.
 
 A foot is in contact at frame t when its scaled ankle is both slow, ``|v_xy| < max_speed``, and
-low, ``z - h_ankle < max_height``; runs shorter than ``min_frames`` are dropped and gaps of one
-frame are filled. During a contact run the foot target is pinned: one position (run median, on the
-ground), one yaw (circular mean), flat sole, so the robot foot cannot slide. The pin's offset
-fades out linearly over ``blend_frames`` frames on either side, so targets stay continuous.
+low, ``z - h_ankle < max_height``; runs shorter than ``min_duration_s`` are dropped and gaps up to
+``max_gap_s`` are filled. During a contact run the foot target is pinned: one position (run median,
+on the ground), one yaw (circular mean), flat sole, so the robot foot cannot slide. The pin's
+offset fades out linearly over ``blend_s`` on either side, so targets stay continuous.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from retarget.scaling import Targets, rot_z
 
 @dataclass
 class ContactConfig:
-    max_speed: float = 0.35  # m/s, horizontal ankle speed (robot scale)
+    max_speed: float = 0.45  # m/s, horizontal ankle speed (robot scale)
     max_height: float = 0.05  # m above the standing ankle height (robot scale)
-    min_frames: int = 2
-    blend_frames: int = 3
+    min_duration_s: float = 0.06
+    max_gap_s: float = 0.05
+    blend_s: float = 0.15
 
 
 def runs(mask_T: np.ndarray) -> list[tuple[int, int]]:
@@ -39,10 +40,10 @@ def detect_contacts(ankle_T23: np.ndarray, fps: float, ankle_height: float, cfg:
     for side in range(2):
         flags = contact_T2[:, side]
         for a, b in runs(~flags):
-            if 0 < a and b < len(flags) and b - a == 1:
+            if 0 < a and b < len(flags) and b - a <= round(cfg.max_gap_s * fps):
                 flags[a:b] = True
         for a, b in runs(flags):
-            if b - a < cfg.min_frames:
+            if b - a < round(cfg.min_duration_s * fps):
                 flags[a:b] = False
     return contact_T2
 
@@ -62,7 +63,7 @@ def _fade(length: int, blend: int, T: int, start: int, stop: int) -> tuple[np.nd
 
 
 def pin_feet(targets: Targets, contact_T2: np.ndarray, ankle_height: float, neutral_foot_R: list[np.ndarray],
-             cfg: ContactConfig) -> Targets:  # fmt: skip
+             fps: float, cfg: ContactConfig) -> Targets:  # fmt: skip
     """Pin each foot's target during its contact runs (position, yaw, flat sole), in place."""
     T = len(targets)
     targets.contact_T2 = contact_T2
@@ -74,7 +75,7 @@ def pin_feet(targets: Targets, contact_T2: np.ndarray, ankle_height: float, neut
             pinned = np.median(ankle[start:stop], axis=0)
             pinned[2] = ankle_height
             yaw = np.arctan2(np.sin(yaw_T[start:stop]).mean(), np.cos(yaw_T[start:stop]).mean())
-            idx, w = _fade(stop - start, cfg.blend_frames, T, start, stop)
+            idx, w = _fade(stop - start, round(cfg.blend_s * fps), T, start, stop)
             offset_start, offset_stop = pinned - ankle[start], pinned - ankle[stop - 1]
             for i, weight in zip(idx, w):
                 ankle[i] += weight * (offset_start if i < start else offset_stop)

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from moscale_ros.data.skeleton import CANONICAL_JOINTS, CANONICAL_PARENTS, JOINT_INDEX
 from moscale_ros.errors import InputError
 
-CANONICAL_JOINTS = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
-    "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-)  # fmt: skip
-CANONICAL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
-JOINT = {name: i for i, name in enumerate(CANONICAL_JOINTS)}
+__all__ = ["CANONICAL_JOINTS", "CANONICAL_PARENTS", "JOINT", "check_joints", "to_robot_world"]
+
+JOINT = JOINT_INDEX
+
 
 
 def check_joints(joints_T223: np.ndarray, fps: float, where: str = "joints") -> np.ndarray:

@@ -7,7 +7,8 @@ the base frame, then joint increments)::
     s.t.    lb <= dq_j <= ub        (joint position limits intersected with the velocity window)
 
 Tasks: hip-midpoint position, pelvis and chest orientation, knee and ankle positions, foot
-orientations, elbow and wrist positions relative to the shoulder (J = J_wrist - J_shoulder).
+orientations (foot weights times ``contact_gain`` while that foot is in contact), elbow and wrist
+positions relative to the shoulder (J = J_wrist - J_shoulder).
 Position errors are world vectors, orientation errors ``log3(R_target R^T)`` with
 LOCAL_WORLD_ALIGNED Jacobians. The box QP is solved by :func:`solve_box_qp` (a primal active set,
 exact at convergence; ``solver="daqp"`` uses the DAQP solver on the same QP for comparison).
@@ -97,6 +98,13 @@ class TaskSpaceIK:
             row_w += [sq(w.knee_position)] * 3 + [sq(w.foot_position)] * 3 + [sq(w.foot_orientation)] * 3
             row_w += [sq(w.elbow_position)] * 3 + [sq(w.hand_position)] * 3
         self.row_w = np.asarray(row_w)
+        self.row_w_contact = {}
+        for contact in ((False, False), (True, False), (False, True), (True, True)):
+            rw = self.row_w.copy()
+            for s, in_contact in enumerate(contact):
+                if in_contact:
+                    rw[9 + 15 * s + 3 : 9 + 15 * s + 9] *= np.sqrt(w.contact_gain)
+            self.row_w_contact[contact] = rw
         self.A = np.zeros((len(row_w), self.nv))
         self.b = np.zeros(len(row_w))
         self.reg = np.full(self.nv, w.damping)
@@ -137,10 +145,11 @@ class TaskSpaceIK:
     def step(self, q: np.ndarray, tg: Targets, k: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """One IK iteration from ``q`` towards frame ``k``'s targets; joints stay in ``[lo, hi]``."""
         self._linearise(q, tg, k)
-        Aw = self.A * self.row_w[:, None]
+        row_w = self.row_w_contact[(bool(tg.contact_T2[k, 0]), bool(tg.contact_T2[k, 1]))]
+        Aw = self.A * row_w[:, None]
         H = Aw.T @ Aw
         H[np.diag_indices(self.nv)] += self.reg
-        g = Aw.T @ (self.b * self.row_w)
+        g = Aw.T @ (self.b * row_w)
         qj = q[7:]
         g[6:] += self.weights.posture * (self.q_ref - qj)
         lb = np.concatenate([np.full(6, -np.inf), lo - qj])

@@ -5,9 +5,11 @@ Pipeline of :meth:`Retargeter.retarget`::
     joints (T,22,3) y-up --check, smooth (Gaussian, sigma in s), y-up -> z-up
       -> BodyScale + Targets (scaling.py) -> contacts detected and feet pinned (contacts.py)
       -> [initial_q: targets moved onto the robot's current place and heading]
-      -> IK keyframes at ik_fps (default: the motion's rate), warm-started frame to frame, each
-         frame's joints inside limits and within v_max * dt of the previous frame (ik.py)
-      -> resampled to control_rate with velocities/accelerations (trajectory.py) -> QualityReport
+      (all at the control rate: the motion is interpolated onto its grid before scaling)
+      -> IK at every control step (or keyframes at a lower ik_fps), warm-started frame to frame,
+         each frame's joints inside limits and within v_max * dt of the previous frame (ik.py)
+      -> velocities/accelerations; keyframes at a lower ik_fps are splined onto the control grid
+         (trajectory.py) -> QualityReport
 
 Streaming: a coarse plan can run with a low ``ik_fps`` (few keyframes, a quick plan); a refinement
 passes the coarse trajectory as ``warm_start``: every keyframe starts from it and needs fewer
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pinocchio as pin
+from scipy.interpolate import CubicSpline
 from scipy.ndimage import gaussian_filter1d
 
 from moscale_ros.errors import InputError
@@ -42,7 +45,7 @@ class RetargetConfig:
     """Retargeting options (the robot's own settings are in its YAML)."""
 
     control_rate: float = 50.0  # Hz of the output trajectory
-    ik_fps: float | None = None  # IK keyframe rate; None = the motion's frame rate
+    ik_fps: float | None = None  # IK keyframe rate; None = the control rate (no interpolation)
     iterations: int = 3  # IK iterations per keyframe
     warm_iterations: int = 2  # per keyframe when a warm_start trajectory is given
     settle_iterations: int = 60  # frame 0 from the start pose
@@ -82,20 +85,32 @@ class Retargeter:
         self._hipmid_in_base = 0.5 * (hips[0] + hips[1])
 
     # -- targets ---------------------------------------------------------------------------------
-    def targets(self, joints_T223: np.ndarray, fps: float) -> tuple[Targets, BodyScale]:
-        """Scaled, contact-pinned targets of every input frame, in the robot world."""
+    def targets(self, joints_T223: np.ndarray, fps: float) -> tuple[Targets, BodyScale, float]:
+        """Scaled, contact-pinned targets in the robot world at the control rate (and that rate).
+
+        The motion is smoothed at its own rate, then interpolated (cubic) onto the control-rate grid.
+        """
         joints = check_joints(joints_T223, fps)
         sigma = self.config.smoothing_s * fps
         if sigma > 0:
             joints = gaussian_filter1d(joints, sigma, axis=0, mode="nearest")
+        rate = self.config.control_rate
+        times_N = np.arange(int(np.floor((len(joints) - 1) / fps * rate + 1e-9)) + 1) / rate
+        if len(times_N) < 2:
+            raise InputError(f"joints: motion of {len(joints)} frames at {fps} fps is shorter than one control step")
+        if len(joints) >= 3:
+            joints = CubicSpline(np.arange(len(joints)) / fps, joints, axis=0)(times_N)
+        else:
+            joints = joints[0] + (joints[1] - joints[0]) * (times_N * fps)[:, None, None]
+        fps = rate
         world = to_robot_world(joints)
         scale = body_scale(world, self.proportions)
         tg = build_targets(world, scale, self.proportions)
         contact = detect_contacts(tg.ankle_T23, fps, scale.robot_ankle_height, self.config.contacts)
         neutral_feet = [self.proportions.neutral_R[f"{s}_foot"] for s in SIDES]
-        pin_feet(tg, contact, scale.robot_ankle_height, neutral_feet, self.config.contacts)
+        pin_feet(tg, contact, scale.robot_ankle_height, neutral_feet, fps, self.config.contacts)
         keep_soles_above_ground(tg, self.proportions.sole_from_ankle)
-        return tg, scale
+        return tg, scale, fps
 
     def _align_to(self, tg: Targets, q: np.ndarray) -> None:
         """Move targets rigidly (yaw + horizontal shift) so frame 0 starts where ``q`` stands."""
@@ -192,7 +207,7 @@ class Retargeter:
         """
         started = time.perf_counter()
         cfg, robot = self.config, self.robot
-        tg, scale = self.targets(joints_T223, fps)
+        tg, scale, fps = self.targets(joints_T223, fps)
         if initial_q is not None:
             initial_q = self._check_q(initial_q, "initial_q")
             initial_q[7:] = np.clip(initial_q[7:], robot.lower, robot.upper)
@@ -208,7 +223,7 @@ class Retargeter:
         tg_K = tg.take(idx)
         keys = self._solve(tg_K, idx / fps, initial_q, warm_start)
         out = resample(keys.times, keys.q, cfg.control_rate, robot.lower, robot.upper, robot.velocity_limits)
-        contact_N2 = tg.contact_T2[np.clip(np.round(out["times"] * fps).astype(int), 0, T - 1)]
+        contact_N2 = tg.contact_T2[: len(out["times"])]
         report = self._report(keys, tg_K, out, contact_N2, scale)
         configs = np.concatenate([out["base_poses"], out["positions"]], axis=1)
         traj = RobotTrajectory(

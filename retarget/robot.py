@@ -53,13 +53,14 @@ class TaskWeights:
     root_position: float = 20.0
     pelvis_orientation: float = 1.0
     torso_orientation: float = 1.0
-    knee_position: float = 2.0
+    knee_position: float = 20.0
     foot_position: float = 100.0
-    foot_orientation: float = 4.0
+    foot_orientation: float = 1.0
     elbow_position: float = 4.0
     hand_position: float = 40.0
     posture: float = 0.02
     damping: float = 1e-3
+    contact_gain: float = 100.0  # foot weights are multiplied by this while the foot is in contact
 
 
 @dataclass

@@ -26,6 +26,7 @@ from retarget.human import JOINT
 from retarget.robot import Robot
 
 SIDES = ("left", "right")
+MAX_FOOT_YAW = 0.8  # rad, largest foot yaw relative to the pelvis heading
 
 
 @dataclass
@@ -146,12 +147,23 @@ def rot_y(pitch_T: np.ndarray) -> np.ndarray:
     return R
 
 
-def foot_angles(world_T223: np.ndarray, side: str) -> tuple[np.ndarray, np.ndarray]:
-    """Yaw of the ankle-to-toe direction and its downward pitch (rad), per frame."""
+def wrap(angle: np.ndarray) -> np.ndarray:
+    """Angles wrapped to [-pi, pi)."""
+    return (angle + np.pi) % (2 * np.pi) - np.pi
+
+
+def foot_angles(world_T223: np.ndarray, side: str, heading_T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Yaw of the ankle-to-toe direction and its downward pitch (rad), per frame.
+
+    The yaw is taken relative to the pelvis heading, limited to +-MAX_FOOT_YAW, and faded towards
+    the heading as the foot points down (its horizontal projection then says little).
+    """
     d = world_T223[:, JOINT[f"{side}_foot"]] - world_T223[:, JOINT[f"{side}_ankle"]]
-    yaw = np.arctan2(d[:, 1], d[:, 0])
-    pitch_down = np.arctan2(-d[:, 2], np.linalg.norm(d[:, :2], axis=1))
-    return yaw, pitch_down
+    horizontal = np.linalg.norm(d[:, :2], axis=1)
+    pitch_down = np.arctan2(-d[:, 2], horizontal)
+    trust = np.clip((horizontal / np.maximum(np.linalg.norm(d, axis=1), 1e-9) - 0.3) / 0.4, 0.0, 1.0)
+    relative = np.clip(wrap(np.arctan2(d[:, 1], d[:, 0]) - heading_T), -MAX_FOOT_YAW, MAX_FOOT_YAW)
+    return heading_T + trust * relative, pitch_down
 
 
 def build_targets(world_T223: np.ndarray, scale: BodyScale, robot: RobotProportions) -> Targets:
@@ -170,9 +182,10 @@ def build_targets(world_T223: np.ndarray, scale: BodyScale, robot: RobotProporti
     torso_R = frame_from_axes(
         J[:, JOINT["left_shoulder"]] - J[:, JOINT["right_shoulder"]], J[:, JOINT["neck"]] - J[:, JOINT["spine3"]]
     )
+    heading = np.arctan2(pelvis_R[:, 1, 0], pelvis_R[:, 0, 0])
     foot_R = []
     for side in SIDES:
-        yaw, pitch = foot_angles(J, side)
+        yaw, pitch = foot_angles(J, side, heading)
         rest = np.median(pitch)
         foot_R.append(rot_z(yaw) @ rot_y(pitch - rest) @ robot.neutral_R[f"{side}_foot"])
 
