@@ -121,24 +121,54 @@ def local_transforms(motion: BvhMotion) -> tuple[np.ndarray, np.ndarray]:
     return rotations, translations
 
 
-def forward_kinematics(motion: BvhMotion, return_rotations: bool = False):
-    """World joint positions (F, J, 3) in the file's units (and world rotations (F, J, 3, 3) if asked).
-
-    Vectorised over frames; one pass over the joints in file order (parents come first).
-    """
-    local_R, local_t = local_transforms(motion)
-    F, J = motion.num_frames, motion.num_joints
+def chain_transforms(parents: np.ndarray, local_R: np.ndarray, local_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """World positions (F, J, 3) and rotations (F, J, 3, 3) from local rotations/translations:
+    ``R_j = R_parent @ r_j``, ``p_j = p_parent + R_parent @ t_j`` (parents precede children)."""
+    F, J = local_R.shape[:2]
     world_R = np.empty((F, J, 3, 3))
     world_p = np.empty((F, J, 3))
     for j in range(J):
-        p = int(motion.parents[j])
+        p = int(parents[j])
         if p < 0:
             world_R[:, j] = local_R[:, j]
             world_p[:, j] = local_t[:, j]
         else:
             world_R[:, j] = world_R[:, p] @ local_R[:, j]
             world_p[:, j] = world_p[:, p] + np.einsum("fab,fb->fa", world_R[:, p], local_t[:, j])
+    return world_p, world_R
+
+
+def forward_kinematics(motion: BvhMotion, return_rotations: bool = False):
+    """World joint positions (F, J, 3) in the file's units (and world rotations (F, J, 3, 3) if asked).
+
+    Vectorised over frames; one pass over the joints in file order (parents come first).
+    """
+    world_p, world_R = chain_transforms(motion.parents, *local_transforms(motion))
     return (world_p, world_R) if return_rotations else world_p
+
+
+def resampled_forward_kinematics(motion: BvhMotion, fps: float) -> np.ndarray:
+    """World positions (T, J, 3) at ``fps``, sampled at ``k / fps`` inside the clip: local rotations
+    are slerped and translations lerped between the two nearest frames, then chained (bone lengths
+    stay exact, unlike interpolating positions)."""
+    from scipy.spatial.transform import Rotation
+
+    local_R, local_t = local_transforms(motion)
+    F, J = local_R.shape[:2]
+    if abs(fps - motion.fps) < 1e-6:
+        return chain_transforms(motion.parents, local_R, local_t)[0]
+    duration = (F - 1) * motion.frame_time
+    times = np.arange(int(np.floor(duration * fps + 1e-6)) + 1) / fps
+    pos = times / motion.frame_time
+    lo = np.clip(np.floor(pos + 1e-9).astype(np.int64), 0, F - 1)
+    hi = np.clip(lo + 1, 0, F - 1)
+    w = np.clip(pos - lo, 0.0, 1.0)
+    R_lo = Rotation.from_matrix(local_R[lo].reshape(-1, 3, 3))
+    R_hi = Rotation.from_matrix(local_R[hi].reshape(-1, 3, 3))
+    step = (R_lo.inv() * R_hi).as_rotvec() * np.repeat(w, J)[:, None]
+    R = (R_lo * Rotation.from_rotvec(step)).as_matrix().reshape(len(times), J, 3, 3)
+    t = (1.0 - w)[:, None, None] * local_t[lo] + w[:, None, None] * local_t[hi]
+    return chain_transforms(motion.parents, R, t)[0]
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -315,14 +345,19 @@ def _fmt(vec) -> str:
 
 
 def format_bvh(motion: BvhMotion, precision: int = 6) -> str:
-    """BVH text of ``motion`` (hierarchy then motion rows with ``precision`` decimals)."""
+    """BVH text of ``motion`` (hierarchy then motion rows with ``precision`` decimals).
+
+    The hierarchy is written depth-first (the only order BVH can express); channel columns are
+    reordered to match, so reading the file back gives the same motion with joints in that order."""
     children: dict[int, list[int]] = {j: [] for j in range(motion.num_joints)}
     for j, p in enumerate(motion.parents):
         if p >= 0:
             children[int(p)].append(j)
     out = ["HIERARCHY"]
+    emitted: list[int] = []  # depth-first order: the order of the channel columns in the file
 
     def emit(j: int, depth: int) -> None:
+        emitted.append(j)
         pad = "  " * depth
         out.append(f"{pad}{'ROOT' if motion.parents[j] < 0 else 'JOINT'} {motion.names[j]}")
         out.append(f"{pad}{{")
@@ -341,7 +376,9 @@ def format_bvh(motion: BvhMotion, precision: int = 6) -> str:
         raise DataError(f"{motion.source}: a BVH needs exactly one root joint, found {len(roots)}")
     emit(roots[0], 0)
     out += ["MOTION", f"Frames: {motion.num_frames}", f"Frame Time: {motion.frame_time:.8f}"]
-    rows = np.char.mod(f"%.{precision}f", np.round(motion.values, precision) + 0.0)
+    starts = motion.channel_offsets()
+    columns = np.concatenate([np.arange(starts[j], starts[j + 1]) for j in emitted]).astype(np.int64)
+    rows = np.char.mod(f"%.{precision}f", np.round(motion.values[:, columns], precision) + 0.0)
     out.extend(" ".join(row) for row in rows)
     return "\n".join(out) + "\n"
 

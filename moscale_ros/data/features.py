@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from moscale_ros.data.rotations import rotation_between, unit
 from moscale_ros.data.skeleton import (
     FOOT_JOINTS_LEFT,
     FOOT_JOINTS_RIGHT,
@@ -61,32 +62,6 @@ FEATURE_GROUPS = {
 assert FOOT_CONTACT.stop == FEATURE_DIM
 
 
-def _rotation_between(u_N3: np.ndarray, v_N3: np.ndarray) -> np.ndarray:
-    """Minimal-arc rotations (N, 3, 3) taking unit vectors u to unit vectors v (Rodrigues).
-
-    For opposite vectors the rotation is a half turn about an axis perpendicular to u."""
-    cross = np.cross(u_N3, v_N3)
-    dot = np.sum(u_N3 * v_N3, axis=-1)
-    K = np.zeros(u_N3.shape[:-1] + (3, 3))
-    K[..., 0, 1], K[..., 0, 2] = -cross[..., 2], cross[..., 1]
-    K[..., 1, 0], K[..., 1, 2] = cross[..., 2], -cross[..., 0]
-    K[..., 2, 0], K[..., 2, 1] = -cross[..., 1], cross[..., 0]
-    opposite = dot < -1.0 + 1e-8
-    scale = 1.0 / np.where(opposite, 1.0, 1.0 + dot)
-    R = np.eye(3) + K + (K @ K) * scale[..., None, None]
-    if opposite.any():
-        u = u_N3[opposite]
-        helper = np.where(np.abs(u[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
-        axis = np.cross(u, helper)
-        axis /= np.linalg.norm(axis, axis=-1, keepdims=True)
-        R[opposite] = 2.0 * axis[:, :, None] * axis[:, None, :] - np.eye(3)
-    return R
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)
-
-
 def root_yaw(joints_T223: np.ndarray) -> np.ndarray:
     """phi[t] (T,): yaw taking the smoothed facing to +z, offset so that phi[0] = 0."""
     from scipy.ndimage import gaussian_filter1d
@@ -109,8 +84,8 @@ def local_rotations_6d(joints_T223: np.ndarray, phi_T: np.ndarray) -> np.ndarray
         R = root_R
         for parent, child in zip(chain[:-1], chain[1:]):
             rest = np.broadcast_to(REST_DIRECTIONS[child], (T, 3))
-            bone = _unit(joints_T223[:, child] - joints_T223[:, parent])
-            world = _rotation_between(rest, bone)
+            bone = unit(joints_T223[:, child] - joints_T223[:, parent])
+            world = rotation_between(rest, bone)
             local[:, child] = np.swapaxes(R, -1, -2) @ world
             R = world
     return np.concatenate([local[:, 1:, :, 0], local[:, 1:, :, 1]], axis=-1)

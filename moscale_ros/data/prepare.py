@@ -371,7 +371,6 @@ def prepare(
         )
         mean, std = normalization_stats(all_feats[train_rows])
         summary = summarize(clips, skipped)
-        summary["seconds"] = round(time.perf_counter() - started, 2)
         meta = {
             "format": CACHE_FORMAT,
             "version": CACHE_VERSION,
@@ -390,6 +389,7 @@ def prepare(
         np.save(staging / "mean.npy", mean)
         np.save(staging / "std.npy", std)
         (staging / "clips.json").write_text(json.dumps(clips, indent=1), encoding="utf-8")
+        summary["seconds"] = round(time.perf_counter() - started, 2)
         (staging / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
         (staging / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         if cache_dir.exists():

@@ -236,16 +236,18 @@ def find_skeleton_map(joint_names: list[str], source: str = "<memory>") -> Skele
 
 
 def bvh_motion_to_canonical(motion, skeleton_map: SkeletonMap | str | Path | None = None) -> np.ndarray:
-    """Canonical joints (T, 22, 3) float32 at 20 fps from a parsed :class:`~moscale_ros.data.bvh.BvhMotion`."""
-    from moscale_ros.data.bvh import forward_kinematics
+    """Canonical joints (T, 22, 3) float32 at 20 fps from a parsed :class:`~moscale_ros.data.bvh.BvhMotion`:
+    FK resampled to 20 fps in rotation space, skeleton map (units, up axis, joints), then
+    :func:`canonicalize`."""
+    from moscale_ros.data.bvh import resampled_forward_kinematics
 
     if skeleton_map is None:
         skeleton_map = find_skeleton_map(motion.names, motion.source)
     elif not isinstance(skeleton_map, SkeletonMap):
         skeleton_map = load_skeleton_map(skeleton_map)
-    world = forward_kinematics(motion)
+    skeleton_map.apply(np.zeros((1, motion.num_joints, 3)), motion.names, motion.source)  # check the rig first
+    world = resampled_forward_kinematics(motion, CANONICAL_FPS)
     joints = skeleton_map.apply(world, motion.names, motion.source)
-    joints = resample(joints, motion.fps, CANONICAL_FPS)
     if joints.shape[0] < 2:
         raise DataError(f"{motion.source}: clip too short ({motion.num_frames} frame(s) at {motion.fps:.1f} fps)")
     joints = canonicalize(joints)

@@ -61,10 +61,10 @@ CONTENT_PHRASES: dict[str, Phrases] = {
          "run in a straight line"],
         ["move ahead at a running pace", "go for a short run"]),
     "dash": _p(
-        ["sprint forward", "dash forward", "run forward at full speed", "sprint ahead", "dash ahead quickly"],
+        ["sprint forward", "dash forward", "run forward at full speed", "sprint ahead", "dash ahead"],
         ["rush ahead as fast as possible", "bolt forward"]),
     "bow": _p(
-        ["bow", "bow politely", "bend forward at the waist in a bow", "take a bow", "bow down in greeting"],
+        ["bow", "bow to someone", "bend forward at the waist in a bow", "take a bow", "bow down in greeting"],
         ["lean the upper body forward respectfully", "make a courteous bow"]),
     "bye": _p(
         ["wave goodbye", "wave a hand to say goodbye", "say bye with a wave of the hand", "wave farewell"],
