@@ -75,7 +75,12 @@ def _solve_daqp(H: np.ndarray, g: np.ndarray, lb: np.ndarray, ub: np.ndarray) ->
 
 
 class TaskSpaceIK:
-    """Warm-started frame-by-frame IK of :class:`~retarget.scaling.Targets` on one robot."""
+    """Warm-started frame-by-frame IK of :class:`~retarget.scaling.Targets` on one robot.
+
+    Rows of the stacked task (39): root 0-2, pelvis 3-5, chest 6-8, then per side at 9 + 15 s:
+    knee, ankle, foot orientation, elbow, wrist. Every row is a fixed linear combination of frame
+    Jacobian rows, so ``A = M_J @ J_all`` and the position part of ``b`` is ``t_k - M_p @ p_all``.
+    """
 
     def __init__(self, robot: Robot, weights: TaskWeights | None = None, solver: str = "active_set") -> None:
         if solver not in ("active_set", "daqp"):
@@ -83,77 +88,97 @@ class TaskSpaceIK:
         self.robot = robot
         self.model = robot.model
         self.data = robot.model.createData()
-        self.weights = weights or robot.config.weights
+        self.weights = w = weights or robot.config.weights
         self.solve_qp = solve_box_qp if solver == "active_set" else _solve_daqp
-        self.nv = self.model.nv
-        f, ff = robot.frame_ids, robot.foot_frame_ids
-        self.ids = {k: f[k] for k in f}
-        self.ids.update({f"{s}_foot": ff[s] for s in SIDES})
+        self.nv = nv = self.model.nv
+        self.ids = dict(robot.frame_ids)
+        self.ids.update({f"{s}_foot": robot.foot_frame_ids[s] for s in SIDES})
         self.unique_ids = sorted(set(self.ids.values()))
-        w = self.weights
-        # rows: root 3, pelvis 3, torso 3, then per side knee 3, ankle 3, foot 3, elbow 3, wrist 3
+        slot = {key: self.unique_ids.index(i) for key, i in self.ids.items()}
+        U = len(self.unique_ids)
+        position_tasks = [(0, [("left_hip", 0.5), ("right_hip", 0.5)])]
+        self.orientation_rows = [(3, slot["pelvis"]), (6, slot["spine3"])]
         sq = np.sqrt
         row_w = [sq(w.root_position)] * 3 + [sq(w.pelvis_orientation)] * 3 + [sq(w.torso_orientation)] * 3
-        for _ in SIDES:
+        for s, side in enumerate(SIDES):
+            r = 9 + 15 * s
+            position_tasks += [(r, [(f"{side}_knee", 1.0)]), (r + 3, [(f"{side}_ankle", 1.0)])]
+            position_tasks += [(r + 9, [(f"{side}_elbow", 1.0), (f"{side}_shoulder", -1.0)])]
+            position_tasks += [(r + 12, [(f"{side}_wrist", 1.0), (f"{side}_shoulder", -1.0)])]
+            self.orientation_rows.append((r + 6, slot[f"{side}_foot"]))
             row_w += [sq(w.knee_position)] * 3 + [sq(w.foot_position)] * 3 + [sq(w.foot_orientation)] * 3
             row_w += [sq(w.elbow_position)] * 3 + [sq(w.hand_position)] * 3
+        m = len(row_w)
+        self.M_J = np.zeros((m, 6 * U))
+        self.M_p = np.zeros((m, 3 * U))
+        for row, terms in position_tasks:
+            for key, coef in terms:
+                for i in range(3):
+                    self.M_J[row + i, 6 * slot[key] + i] += coef
+                    self.M_p[row + i, 3 * slot[key] + i] += coef
+        for row, u in self.orientation_rows:
+            for i in range(3):
+                self.M_J[row + i, 6 * u + 3 + i] = 1.0
         self.row_w = np.asarray(row_w)
-        self.row_w_contact = {}
-        for contact in ((False, False), (True, False), (False, True), (True, True)):
-            rw = self.row_w.copy()
-            for s, in_contact in enumerate(contact):
-                if in_contact:
-                    rw[9 + 15 * s + 3 : 9 + 15 * s + 9] *= np.sqrt(w.contact_gain)
-            self.row_w_contact[contact] = rw
-        self.A = np.zeros((len(row_w), self.nv))
-        self.b = np.zeros(len(row_w))
-        self.reg = np.full(self.nv, w.damping)
+        self.contact_gain_rows = [np.arange(9 + 15 * s + 3, 9 + 15 * s + 9) for s in range(2)]
+        self.J_all = np.zeros((U, 6, nv))
+        self.p_all = np.zeros((U, 3))
+        self.reg = np.full(nv, w.damping)
         self.reg[6:] += w.posture
         self.q_ref = robot.q_initial[7:].copy()
+        self.lb = np.full(nv, -np.inf)
+        self.ub = np.full(nv, np.inf)
+        self._prepared_for: Targets | None = None
 
-    def _linearise(self, q: np.ndarray, tg: Targets, k: int) -> None:
-        """Fill ``A`` (task Jacobians) and ``b`` (task errors), unweighted, for frame ``k``."""
-        model, data, A, b, ids = self.model, self.data, self.A, self.b, self.ids
+    def _prepare(self, tg: Targets) -> None:
+        """Per-frame position targets ``t_k`` (m rows), orientation targets and row weights."""
+        K = len(tg)
+        t = np.zeros((K, len(self.row_w)))
+        t[:, 0:3] = tg.root_T3
+        for s in range(2):
+            r = 9 + 15 * s
+            t[:, r : r + 3] = tg.knee_T23[:, s]
+            t[:, r + 3 : r + 6] = tg.ankle_T23[:, s]
+            t[:, r + 9 : r + 12] = tg.elbow_rel_T23[:, s]
+            t[:, r + 12 : r + 15] = tg.wrist_rel_T23[:, s]
+        self.t_K = t
+        self.R_K = [tg.pelvis_R_T33, tg.torso_R_T33, tg.foot_R_T233[:, 0], tg.foot_R_T233[:, 1]]
+        weights = np.repeat(self.row_w[None], K, axis=0)
+        for s in range(2):
+            weights[np.ix_(tg.contact_T2[:, s], self.contact_gain_rows[s])] *= np.sqrt(self.weights.contact_gain)
+        self.w_K = weights
+        self._prepared_for = tg
+
+    def _linearise(self, q: np.ndarray, tg: Targets, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Task Jacobian ``A`` and error ``b`` (unweighted) at ``q`` for frame ``k``."""
+        if self._prepared_for is not tg:
+            self._prepare(tg)
+        model, data, J_all, p_all = self.model, self.data, self.J_all, self.p_all
         pin.computeJointJacobians(model, data, q)
         pin.updateFramePlacements(model, data)
-        Jf = {i: pin.getFrameJacobian(model, data, i, _LWA) for i in self.unique_ids}
         oMf = data.oMf
-        p = {key: oMf[i].translation for key, i in ids.items()}
-        lh, rh = ids["left_hip"], ids["right_hip"]
-        A[0:3] = 0.5 * (Jf[lh][:3] + Jf[rh][:3])
-        b[0:3] = tg.root_T3[k] - 0.5 * (p["left_hip"] + p["right_hip"])
-        A[3:6] = Jf[ids["pelvis"]][3:]
-        b[3:6] = pin.log3(tg.pelvis_R_T33[k] @ oMf[ids["pelvis"]].rotation.T)
-        A[6:9] = Jf[ids["spine3"]][3:]
-        b[6:9] = pin.log3(tg.torso_R_T33[k] @ oMf[ids["spine3"]].rotation.T)
-        r = 9
-        for s, side in enumerate(SIDES):
-            knee, ankle, foot = ids[f"{side}_knee"], ids[f"{side}_ankle"], ids[f"{side}_foot"]
-            sh, el, wr = ids[f"{side}_shoulder"], ids[f"{side}_elbow"], ids[f"{side}_wrist"]
-            A[r : r + 3] = Jf[knee][:3]
-            b[r : r + 3] = tg.knee_T23[k, s] - p[f"{side}_knee"]
-            A[r + 3 : r + 6] = Jf[ankle][:3]
-            b[r + 3 : r + 6] = tg.ankle_T23[k, s] - p[f"{side}_ankle"]
-            A[r + 6 : r + 9] = Jf[foot][3:]
-            b[r + 6 : r + 9] = pin.log3(tg.foot_R_T233[k, s] @ oMf[foot].rotation.T)
-            A[r + 9 : r + 12] = Jf[el][:3] - Jf[sh][:3]
-            b[r + 9 : r + 12] = tg.elbow_rel_T23[k, s] - (p[f"{side}_elbow"] - p[f"{side}_shoulder"])
-            A[r + 12 : r + 15] = Jf[wr][:3] - Jf[sh][:3]
-            b[r + 12 : r + 15] = tg.wrist_rel_T23[k, s] - (p[f"{side}_wrist"] - p[f"{side}_shoulder"])
-            r += 15
+        for u, fid in enumerate(self.unique_ids):
+            J_all[u] = pin.getFrameJacobian(model, data, fid, _LWA)
+            p_all[u] = oMf[fid].translation
+        A = self.M_J @ J_all.reshape(-1, self.nv)
+        b = self.t_K[k] - self.M_p @ p_all.reshape(-1)
+        for (row, u), R_K in zip(self.orientation_rows, self.R_K):
+            b[row : row + 3] = pin.log3(R_K[k] @ oMf[self.unique_ids[u]].rotation.T)
+        return A, b
 
     def step(self, q: np.ndarray, tg: Targets, k: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """One IK iteration from ``q`` towards frame ``k``'s targets; joints stay in ``[lo, hi]``."""
-        self._linearise(q, tg, k)
-        row_w = self.row_w_contact[(bool(tg.contact_T2[k, 0]), bool(tg.contact_T2[k, 1]))]
-        Aw = self.A * row_w[:, None]
+        A, b = self._linearise(q, tg, k)
+        row_w = self.w_K[k]
+        Aw = A * row_w[:, None]
         H = Aw.T @ Aw
-        H[np.diag_indices(self.nv)] += self.reg
-        g = Aw.T @ (self.b * row_w)
+        H.flat[:: self.nv + 1] += self.reg
+        g = Aw.T @ (b * row_w)
         qj = q[7:]
         g[6:] += self.weights.posture * (self.q_ref - qj)
-        lb = np.concatenate([np.full(6, -np.inf), lo - qj])
-        ub = np.concatenate([np.full(6, np.inf), hi - qj])
+        lb, ub = self.lb, self.ub
+        np.subtract(lo, qj, out=lb[6:])
+        np.subtract(hi, qj, out=ub[6:])
         dq = self.solve_qp(H, g, lb, ub)
         q_new = pin.integrate(self.model, q, dq)
         np.clip(q_new[7:], lo, hi, out=q_new[7:])
