@@ -82,7 +82,7 @@ class TaskSpaceIK:
     Jacobian rows, so ``A = M_J @ J_all`` and the position part of ``b`` is ``t_k - M_p @ p_all``.
     """
 
-    def __init__(self, robot: Robot, weights: TaskWeights | None = None, solver: str = "active_set") -> None:
+    def __init__(self, robot: Robot, weights: TaskWeights | None = None, solver: str = "daqp") -> None:
         if solver not in ("active_set", "daqp"):
             raise ValueError(f"unknown IK solver {solver!r}; use 'active_set' or 'daqp'")
         self.robot = robot

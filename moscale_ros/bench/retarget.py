@@ -1,0 +1,116 @@
+"""``moscale bench retarget``: retargeting speed on G1 with limits held, on real Bandai clips.
+
+Figures: input frames (canonical, 20 fps) and trajectory points (control rate) retargeted per
+second by the whole pipeline (targets, contacts, IK, resampling, quality report); the same for
+the DAQP solver on the same QP; a coarse plan (IK at 5 Hz) and its warm-started refinement.
+Clips are read once from the shared Bandai-Namco archive and cached (cache/retarget/clips/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from moscale_ros.errors import DataError
+from moscale_ros.paths import cache_root, shared_data_archive
+
+CLIPS = {
+    "walk": "dataset-2_walk_normal_001",
+    "run": "dataset-2_run_normal_001",
+    "wave": "dataset-2_wave-right-hand_normal_003",
+    "kick": "dataset-1_kick_normal_001",
+    "bow": "dataset-1_bow_normal_001",
+}
+
+
+def real_clips(
+    names: tuple[str, ...] = tuple(CLIPS), archive: Path | None = None
+) -> dict[str, tuple[np.ndarray, float]]:
+    """Canonical joints and fps of named Bandai clips (see :data:`CLIPS`), cached as .npz."""
+    from moscale_ros.data.skeleton import bvh_to_canonical
+
+    folder = cache_root() / "retarget" / "clips"
+    wanted = {name: folder / f"{CLIPS[name]}.npz" for name in names}
+    missing = [name for name, path in wanted.items() if not path.is_file()]
+    if missing:
+        archive = archive or shared_data_archive()
+        if not archive.is_file():
+            raise DataError(f"{archive}: Bandai-Namco archive not found (needed for clips {', '.join(missing)})")
+        folder.mkdir(parents=True, exist_ok=True)
+        stems = {CLIPS[name]: name for name in missing}
+        with tarfile.open(archive) as tar:
+            for member in tar:
+                stem = Path(member.name).stem
+                if member.name.endswith(".bvh") and stem in stems:
+                    bvh = folder / f"{stem}.bvh"
+                    bvh.write_bytes(tar.extractfile(member).read())
+                    joints, fps = bvh_to_canonical(bvh)
+                    np.savez(wanted[stems.pop(stem)], joints=joints, fps=fps)
+                    bvh.unlink()
+                    if not stems:
+                        break
+        if stems:
+            raise DataError(f"{archive}: clips not found: {', '.join(stems)}")
+    out = {}
+    for name, path in wanted.items():
+        with np.load(path) as data:
+            out[name] = (data["joints"], float(data["fps"]))
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:  # the bench CLI has shared options only
+    pass
+
+
+def _timed(fn, repeats: int) -> tuple[float, object]:
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def run(args: argparse.Namespace) -> dict:
+    from retarget import RetargetConfig, Retargeter, load_robot
+
+    repeats = max(1, min(getattr(args, "repeats", 3), 5))
+    try:
+        clips = real_clips(("walk", "wave", "kick"))
+    except DataError as exc:
+        return {"skipped": str(exc)}
+    robot = load_robot("g1")
+    figures: dict = {"robot": "g1", "repeats (best of)": repeats}
+    for solver in ("active_set", "daqp"):
+        retargeter = Retargeter(robot, RetargetConfig(solver=solver))
+        frames = points = seconds = 0.0
+        violation = speed = 0.0
+        for joints, fps in clips.values():
+            elapsed, traj = _timed(lambda j=joints, f=fps, r=retargeter: r.retarget(j, f), repeats)
+            frames += len(joints)
+            points += len(traj)
+            seconds += elapsed
+            violation = max(violation, traj.report.max_joint_limit_violation_rad)
+            speed = max(speed, traj.report.max_speed_ratio)
+        figures[f"{solver}: input frames/s (20 fps)"] = frames / seconds
+        figures[f"{solver}: trajectory points/s (50 Hz)"] = points / seconds
+        figures[f"{solver}: max limit violation (rad)"] = violation
+        figures[f"{solver}: max speed / limit"] = speed
+    joints, fps = clips["walk"]
+    retargeter = Retargeter(robot)
+    coarse_s, coarse = _timed(lambda: retargeter.retarget(joints, fps, ik_fps=5.0), repeats)
+    refine_s, refined = _timed(lambda: retargeter.retarget(joints, fps, warm_start=coarse), repeats)
+    plain_s, plain = _timed(lambda: retargeter.retarget(joints, fps), repeats)
+    figures["walk clip frames"] = len(joints)
+    figures["walk coarse plan (IK at 5 Hz) ms"] = 1000 * coarse_s
+    figures["walk refinement warm-started ms"] = 1000 * refine_s
+    figures["walk plain ms"] = 1000 * plain_s
+    figures["walk hand median cm coarse/warm/plain"] = "/".join(
+        f"{max(t.report.tracking_median_cm['left_hand'], t.report.tracking_median_cm['right_hand']):.2f}"
+        for t in (coarse, refined, plain)
+    )
+    return figures
