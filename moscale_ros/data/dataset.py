@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from moscale_ros.data.augment import mirror_features, mirror_label, mirror_text
 from moscale_ros.data.features import FEATURE_DIM
 from moscale_ros.errors import DataError
 
@@ -169,7 +170,8 @@ class MotionTextDataset(torch.utils.data.Dataset):
     multiple of ``length_multiple`` (the tokenizer's downsampling), and a random description. With
     ``deterministic=True`` the window is centred and the description is the clip's first (evaluation).
     ``heldout_text=True`` draws from the held-out descriptions instead (clips without any are dropped).
-    Clips shorter than ``min_frames`` are left out.
+    Clips shorter than ``min_frames`` are left out. ``mirror_prob`` > 0 mirrors a training item left/right
+    with that probability (features, description words and content label, see :mod:`.augment`).
 
     Items: ``{"feats": (L, 263) float32 tensor, "length": L, "text": str, "content": int, "style": int,
     "name": str}``; features are normalised with the prepared mean/std when ``normalize``.
@@ -185,6 +187,7 @@ class MotionTextDataset(torch.utils.data.Dataset):
         heldout_text: bool = False,
         deterministic: bool = False,
         length_multiple: int = 4,
+        mirror_prob: float = 0.0,
     ) -> None:
         if max_frames < min_frames or min_frames < length_multiple:
             raise DataError(
@@ -199,6 +202,7 @@ class MotionTextDataset(torch.utils.data.Dataset):
         self.heldout_text = heldout_text
         self.deterministic = deterministic
         self.length_multiple = length_multiple
+        self.mirror_prob = 0.0 if deterministic else float(mirror_prob)
         self.clips = [
             c for c in prepared.clips(split)
             if c.num_frames >= min_frames and (c.heldout_texts if heldout_text else c.texts)
@@ -224,16 +228,20 @@ class MotionTextDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         clip = self.clips[index]
         start, length = self.window(clip)
-        feats = torch.from_numpy(np.array(clip.features[start : start + length], dtype=np.float32))
-        if self.normalize:
-            feats = (feats - self._mean) / self._std
+        window = np.array(clip.features[start : start + length], dtype=np.float32)
         texts = clip.heldout_texts if self.heldout_text else clip.texts
         text = texts[0] if self.deterministic else texts[int(torch.randint(0, len(texts), ()).item())]
+        content = clip.content
+        if self.mirror_prob > 0.0 and float(torch.rand(())) < self.mirror_prob:
+            window, text, content = mirror_features(window), mirror_text(text), mirror_label(content)
+        feats = torch.from_numpy(window)
+        if self.normalize:
+            feats = (feats - self._mean) / self._std
         return {
             "feats": feats,
             "length": length,
             "text": text,
-            "content": self.content_ids.get(clip.content, -1),
+            "content": self.content_ids.get(content, self.content_ids.get(clip.content, -1)),
             "style": self.style_ids.get(clip.style, -1),
             "name": clip.name,
         }

@@ -9,16 +9,19 @@ slice   size  meaning
 1:3     2     root xz velocity, in the root frame of t + 1: R(phi[t+1]) (r[t+1] - r[t])
 3       1     root height r_y[t]
 4:67    63    joints 1..21 relative to the root's xz, rotated into the root frame: R(phi[t]) (p - r_xz)
-67:193  126   joints 1..21 local rotations, 6D (first two columns of the rotation matrix)
+67:193  126   joints 1..21 local rotations, 6D (first two columns of the rotation matrix), see
+              :func:`local_rotations_6d` (not used by the inverse)
 193:259 66    joints 0..21 velocities in the root frame of t: R(phi[t]) (p[t+1] - p[t])
 259:263 4     foot contacts (left ankle, left foot, right ankle, right foot): |dp|^2 < 0.002 m^2/frame
 ======  ====  ===================================================================================
 
 ``phi[t]`` is the yaw rotation (about +y) taking the body's facing to +z, with the facing smoothed
-over time (Gaussian, sigma 20 frames, as in HumanML3D) and offset so that ``phi[0] = 0``. With
-``phi[0] = 0`` the inverse (:func:`features_to_joints`, HumanML3D's ``recover_from_ric``) integrates
-the yaw and root velocities from the identity and reproduces the input up to float precision
-(the first frame's root xz is put at the origin; a canonical clip already has it there).
+over time (Gaussian, sigma 20 frames, as in HumanML3D) and offset so that ``phi[0]`` takes frame 0's
+unsmoothed facing to +z. The features are therefore invariant to a global yaw and xz shift of the
+input. The inverse (:func:`features_to_joints`, HumanML3D's ``recover_from_ric``) integrates yaw and
+root velocities from the identity, so it returns the motion with frame 0 facing +z and its root at
+x = z = 0: for canonical input (:func:`moscale_ros.data.skeleton.canonicalize`) that is the input
+itself, up to float precision.
 """
 
 from __future__ import annotations
@@ -63,31 +66,32 @@ assert FOOT_CONTACT.stop == FEATURE_DIM
 
 
 def root_yaw(joints_T223: np.ndarray) -> np.ndarray:
-    """phi[t] (T,): yaw taking the smoothed facing to +z, offset so that phi[0] = 0."""
+    """phi[t] (T,): minus the heading of the smoothed facing, offset so that phi[0] is minus the
+    *unsmoothed* heading of frame 0 (phi[0] = 0 for canonical input)."""
     from scipy.ndimage import gaussian_filter1d
 
-    forward = facing_directions(joints_T223)
-    if forward.shape[0] > 1:
-        forward = gaussian_filter1d(forward, FACING_SMOOTH_SIGMA, axis=0, mode="nearest")
-    heading = np.unwrap(np.arctan2(forward[:, 0], forward[:, 2]))
-    return -(heading - heading[0])
+    raw = facing_directions(joints_T223)
+    smooth = gaussian_filter1d(raw, FACING_SMOOTH_SIGMA, axis=0, mode="nearest") if raw.shape[0] > 1 else raw
+    heading = np.unwrap(np.arctan2(smooth[:, 0], smooth[:, 2]))
+    heading0 = np.arctan2(raw[0, 0], raw[0, 2])
+    return -(heading - heading[0] + heading0)
 
 
 def local_rotations_6d(joints_T223: np.ndarray, phi_T: np.ndarray) -> np.ndarray:
-    """Joints 1..21 local rotations as 6D (T, 21, 6): along each kinematic chain (starting at the
-    root frame R(phi)), the minimal-arc rotation from the rest direction to the observed bone
-    direction, expressed in the frame accumulated so far (HumanML3D's inverse kinematics)."""
+    """Joints 1..21 local rotations as 6D (T, 21, 6), HumanML3D-style inverse kinematics done in the
+    root's facing frame (so invariant to global yaw): along each kinematic chain, starting from the
+    identity, a bone's frame is the minimal-arc rotation from its rest direction to its direction
+    R(phi) (p_child - p_parent); its local rotation is parent frame^T @ frame."""
     T = joints_T223.shape[0]
-    root_R = yaw_rotation(phi_T)
+    facing = np.einsum("tab,tjb->tja", yaw_rotation(phi_T), joints_T223)
     local = np.broadcast_to(np.eye(3), (T, NUM_JOINTS, 3, 3)).copy()
     for chain in KINEMATIC_CHAINS:
-        R = root_R
+        frame = local[:, 0]
         for parent, child in zip(chain[:-1], chain[1:]):
             rest = np.broadcast_to(REST_DIRECTIONS[child], (T, 3))
-            bone = unit(joints_T223[:, child] - joints_T223[:, parent])
-            world = rotation_between(rest, bone)
-            local[:, child] = np.swapaxes(R, -1, -2) @ world
-            R = world
+            bone_frame = rotation_between(rest, unit(facing[:, child] - facing[:, parent]))
+            local[:, child] = np.swapaxes(frame, -1, -2) @ bone_frame
+            frame = bone_frame
     return np.concatenate([local[:, 1:, :, 0], local[:, 1:, :, 1]], axis=-1)
 
 
