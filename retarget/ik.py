@@ -10,8 +10,8 @@ Tasks: hip-midpoint position, pelvis and chest orientation, knee and ankle posit
 orientations (foot weights times ``contact_gain`` while that foot is in contact), elbow and wrist
 positions relative to the shoulder (J = J_wrist - J_shoulder).
 Position errors are world vectors, orientation errors ``log3(R_target R^T)`` with
-LOCAL_WORLD_ALIGNED Jacobians. The box QP is solved by :func:`solve_box_qp` (a primal active set,
-exact at convergence; ``solver="daqp"`` uses the DAQP solver on the same QP for comparison).
+LOCAL_WORLD_ALIGNED Jacobians. The box QP is solved by DAQP (default: fastest measured, see
+``moscale bench retarget``) or by :func:`solve_box_qp`, a numpy primal active set (same optimum).
 After ``q <- integrate(q, dq)`` joints are clipped into the box, so limits hold exactly.
 """
 
@@ -194,6 +194,22 @@ class TaskSpaceIK:
                 qj = q[7:]
                 q = self.step(q, tg, k, np.maximum(lo, qj - max_step), np.minimum(hi, qj + max_step))
         return q
+
+    def current_targets(self, q: np.ndarray) -> dict[str, np.ndarray]:
+        """The task values (positions, rotations) at ``q``, named like the :class:`Targets` fields."""
+        pin.framesForwardKinematics(self.model, self.data, q)
+        p = {key: self.data.oMf[i].translation.copy() for key, i in self.ids.items()}
+        side = [(s, p[f"{s}_shoulder"]) for s in SIDES]
+        return {
+            "root_T3": 0.5 * (p["left_hip"] + p["right_hip"]),
+            "knee_T23": np.stack([p[f"{s}_knee"] for s in SIDES]),
+            "ankle_T23": np.stack([p[f"{s}_ankle"] for s in SIDES]),
+            "elbow_rel_T23": np.stack([p[f"{s}_elbow"] - sh for s, sh in side]),
+            "wrist_rel_T23": np.stack([p[f"{s}_wrist"] - sh for s, sh in side]),
+            "pelvis_R_T33": self.data.oMf[self.ids["pelvis"]].rotation.copy(),
+            "torso_R_T33": self.data.oMf[self.ids["spine3"]].rotation.copy(),
+            "foot_R_T233": np.stack([self.data.oMf[self.ids[f"{s}_foot"]].rotation for s in SIDES]),
+        }
 
     def task_errors(self, q: np.ndarray, tg: Targets, k: int) -> dict[str, float]:
         """Position errors (m) at ``q`` for frame ``k``: hip midpoint, knees, feet (ankle frames),

@@ -4,7 +4,7 @@ Pipeline of :meth:`Retargeter.retarget`::
 
     joints (T,22,3) y-up --check, smooth (Gaussian, sigma in s), y-up -> z-up
       -> BodyScale + Targets (scaling.py) -> contacts detected and feet pinned (contacts.py)
-      -> [initial_q: targets moved onto the robot's current place and heading]
+      -> [initial_q: targets moved onto the robot's place and heading, blended from its pose]
       (all at the control rate: the motion is interpolated onto its grid before scaling)
       -> IK at every control step (or keyframes at a lower ik_fps), warm-started frame to frame,
          each frame's joints inside limits and within v_max * dt of the previous frame (ik.py)
@@ -25,6 +25,7 @@ import numpy as np
 import pinocchio as pin
 from scipy.interpolate import CubicSpline
 from scipy.ndimage import gaussian_filter1d
+from scipy.spatial.transform import Rotation
 
 from moscale_ros.errors import InputError
 from retarget.contacts import ContactConfig, detect_contacts, keep_soles_above_ground, pin_feet
@@ -51,6 +52,7 @@ class RetargetConfig:
     settle_iterations: int = 60  # frame 0 from the start pose
     settle_step: float = 0.2  # rad, largest joint change per settling iteration
     smoothing_s: float = 0.03  # Gaussian sigma on the human joints, seconds (0 = off)
+    transition_s: float = 0.5  # with initial_q: targets blend from the robot's pose over this time
     solver: str = "daqp"  # daqp (measured fastest, see moscale bench retarget) | active_set (own, numpy only)
     contacts: ContactConfig = field(default_factory=ContactConfig)
 
@@ -129,6 +131,23 @@ class Retargeter:
         for name in ("pelvis_R_T33", "torso_R_T33", "foot_R_T233"):
             setattr(tg, name, R @ getattr(tg, name))
 
+    def _blend_from(self, tg: Targets, q: np.ndarray, fps: float) -> None:
+        """Start position targets at the robot's pose ``q``; the offset fades out (smoothstep) over
+        ``transition_s``, so a chained motion begins where the last one ended, without a jump."""
+        current = self.ik.current_targets(q)
+        t = np.arange(len(tg)) / fps
+        s = np.clip(1.0 - t / max(self.config.transition_s, 1e-9), 0.0, 1.0)
+        fade = s * s * (3 - 2 * s)
+        for name, value in current.items():
+            array = getattr(tg, name)
+            if name.endswith(("_R_T33", "_R_T233")):  # rotate by a fading part of R_now R_0^T
+                offset = Rotation.from_matrix((value @ np.swapaxes(array[0], -1, -2)).reshape(-1, 3, 3)).as_rotvec()
+                partial = fade[:, None, None] * offset[None]  # (T, n, 3)
+                R_fade = Rotation.from_rotvec(partial.reshape(-1, 3)).as_matrix().reshape(array.shape)
+                setattr(tg, name, R_fade @ array)
+            else:
+                array += fade.reshape((-1,) + (1,) * (array.ndim - 1)) * (value - array[0])
+
     def _start_pose(self, tg: Targets) -> np.ndarray:
         q = self.robot.q_initial.copy()
         yaw = _heading(tg.pelvis_R_T33[0] @ self.proportions.neutral_R["pelvis"].T)
@@ -156,12 +175,8 @@ class Retargeter:
         q_K = np.zeros((K, robot.model.nq))
         pos_lim = np.zeros((K, robot.num_joints), dtype=bool)
         vel_lim = np.zeros((K, robot.num_joints), dtype=bool)
-        dt0 = times_K[1] - times_K[0] if K > 1 else 1.0
-        if initial_q is not None:
-            q = initial_q
-            lo = np.maximum(lower, q[7:] - vmax * dt0)
-            hi = np.minimum(upper, q[7:] + vmax * dt0)
-            q = ik.solve_frame(q, tg, 0, lo, hi, cfg.settle_iterations // 2)
+        if initial_q is not None:  # the trajectory starts exactly where the robot is
+            q = initial_q.copy()
         elif warm_start is not None:
             q = self._check_q(warm_start.configuration_at(0.0), "warm_start")
             lo, hi = lower, upper
@@ -201,8 +216,8 @@ class Retargeter:
         """Retarget a canonical motion ``(T, 22, 3)`` (y-up, metres) sampled at ``fps``.
 
         ``initial_q`` (full configuration, e.g. a previous trajectory's ``final_q``) chains motions:
-        targets are moved onto the robot's place and heading and the first keyframe stays within one
-        velocity step of it. ``warm_start`` (a trajectory of the same motion, e.g. a coarse plan)
+        the trajectory starts exactly at it, targets are moved onto the robot's place and heading and
+        blend from its pose over ``transition_s``. ``warm_start`` (a trajectory of the same motion, e.g. a coarse plan)
         seeds every keyframe. ``ik_fps`` overrides the config's IK keyframe rate.
         """
         started = time.perf_counter()
@@ -212,6 +227,7 @@ class Retargeter:
             initial_q = self._check_q(initial_q, "initial_q")
             initial_q[7:] = np.clip(initial_q[7:], robot.lower, robot.upper)
             self._align_to(tg, initial_q)
+            self._blend_from(tg, initial_q, fps)
         T = len(tg)
         rate = ik_fps if ik_fps is not None else cfg.ik_fps
         if rate is not None and not rate > 0:
