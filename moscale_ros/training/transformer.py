@@ -1,0 +1,359 @@
+"""``moscale train transformer``: train the next-scale transformer (and the length estimator)
+on a trained tokenizer's codes of the prepared motion-text clips.
+
+One step, for a batch of (motion window, description):
+
+1. Cross-scale hierarchical refinement: quantise the motion with the frozen tokenizer while a
+   random fraction ``rho ~ U(0, corrupt_max)`` (for a ``corrupt_prob`` share of the samples) of
+   each coarser scale's codes is replaced by random codes before the finer scales see the
+   residual. Targets of scale k are the quantiser's codes given the corrupted coarser scales,
+   i.e. finer scales learn to correct coarse mistakes (MoScale: up to 60 %).
+2. In-scale masked modelling (MaskGIT): per sample and scale, a share ``cos(pi/2 u)``,
+   ``u ~ U(0, 1)``, of the tokens (all of them with probability ``full_mask_prob``) is replaced
+   by the mask token; the loss is the cross-entropy on the masked tokens only.
+3. Condition dropout: the text is replaced by the learned null text with ``cond_drop_prob``.
+4. Length estimator: cross-entropy of the latent length from the pooled text (not dropped).
+
+Validation reports the one-shot (all tokens masked, clean inputs) cross-entropy and accuracy
+per scale on held-out windows and the length estimator's error; ``best.safetensors`` keeps the
+lowest ``val_loss``. At the end the run directory gets ``model.safetensors``: the slim generator
+checkpoint that ``moscale generate --checkpoint`` and ``MotionGenerator.from_checkpoint`` load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from moscale_ros.config import load_config, to_dict
+from moscale_ros.errors import ConfigError, DataError
+from moscale_ros.generation.bundle import GENERATOR_KIND, generator_configs, save_generator
+from moscale_ros.generation.config import GenerationConfig
+from moscale_ros.models.length import LengthEstimator, LengthEstimatorConfig
+from moscale_ros.models.text_encoder import TextEncoder, TextEncoderConfig
+from moscale_ros.models.tokenizer import MotionTokenizer, load_tokenizer
+from moscale_ros.models.transformer import NextScaleTransformer, TransformerConfig, count_parameters
+from moscale_ros.paths import cache_root, resource
+from moscale_ros.training.common import (
+    LoopConfig,
+    ResumeState,
+    RunDir,
+    load_training_checkpoint,
+    run_loop,
+    save_training_checkpoint,
+    seed_everything,
+    select_device,
+    set_num_threads,
+)
+
+
+@dataclass
+class TransformerDataConfig:
+    """Prepared clips and the windows cut from them (full clips up to ``max_frames``)."""
+
+    cache_dir: str | None = None
+    min_frames: int = 24
+    max_frames: int = 196
+    val_split: str = "val"
+    val_max_clips: int | None = 256
+
+    def __post_init__(self) -> None:
+        if not 4 <= self.min_frames <= self.max_frames:
+            raise ConfigError(
+                f"data.min_frames/max_frames: need 4 <= min <= max, got {self.min_frames}/{self.max_frames}"
+            )
+
+
+@dataclass
+class MaskingConfig:
+    """Cross-scale corruption and in-scale masking (see the module docstring)."""
+
+    corrupt_max: float = 0.6
+    corrupt_prob: float = 0.5
+    full_mask_prob: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("corrupt_max", "corrupt_prob", "full_mask_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"masking.{name}: must be in [0, 1], got {getattr(self, name)}")
+
+
+@dataclass
+class TransformerLossConfig:
+    """Label smoothing of the token loss and the weight of the length estimator's loss."""
+
+    label_smoothing: float = 0.1
+    length_weight: float = 0.1
+
+
+@dataclass
+class TransformerTrainConfig:
+    """The whole of ``config/train/transformer.yaml``.
+
+    ``model.codebook_size``/``code_dim``/``text_dim``/``max_latents`` and the length estimator's
+    sizes are taken from the tokenizer, the text encoder and ``data.max_frames``.
+    """
+
+    tokenizer: str = "cache/runs/tokenizer/tokenizer.safetensors"
+    text_encoder: TextEncoderConfig = field(default_factory=lambda: TextEncoderConfig(cache_size=32768))
+    model: TransformerConfig = field(default_factory=TransformerConfig)
+    length: LengthEstimatorConfig = field(default_factory=LengthEstimatorConfig)
+    data: TransformerDataConfig = field(default_factory=TransformerDataConfig)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    loss: TransformerLossConfig = field(default_factory=TransformerLossConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+    precision: Literal["fp32", "bf16"] = "fp32"
+
+
+# ---- masking ------------------------------------------------------------------------------------
+
+
+def corrupt_codes(idx_BL: torch.Tensor, valid_BL: torch.Tensor, codebook_size: int, corrupt_max: float,
+                  corrupt_prob: float) -> torch.Tensor:
+    """Replace a share ``rho_b ~ U(0, corrupt_max)`` of sample b's valid codes (for a
+    ``corrupt_prob`` share of the samples) by uniformly random codes."""
+    B, L = idx_BL.shape
+    device = idx_BL.device
+    rho_B = torch.rand(B, device=device) * corrupt_max * (torch.rand(B, device=device) < corrupt_prob)
+    replace_BL = (torch.rand(B, L, device=device) < rho_B[:, None]) & valid_BL
+    random_BL = torch.randint(0, codebook_size, (B, L), device=device)
+    return torch.where(replace_BL, random_BL, idx_BL)
+
+
+def mask_tokens(idx_BL: torch.Tensor, valid_BL: torch.Tensor, mask_id: int,
+                full_mask_prob: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """MaskGIT masking of one scale: ``(tokens_in_BL, masked_BL)``; at least one valid token per
+    sample is masked, a share ``cos(pi/2 u)`` of them, or all with ``full_mask_prob``."""
+    B, L = idx_BL.shape
+    device = idx_BL.device
+    ratio_B = torch.cos(0.5 * math.pi * torch.rand(B, device=device))
+    ratio_B = torch.where(torch.rand(B, device=device) < full_mask_prob, torch.ones_like(ratio_B), ratio_B)
+    count_B = valid_BL.sum(1)
+    num_masked_B = torch.minimum(torch.ceil(ratio_B * count_B).long().clamp(min=1), count_B)
+    score_BL = torch.rand(B, L, device=device).masked_fill(~valid_BL, 2.0)
+    rank_BL = score_BL.argsort(dim=1).argsort(dim=1)
+    masked_BL = (rank_BL < num_masked_B[:, None]) & valid_BL
+    return idx_BL.masked_fill(masked_BL, mask_id), masked_BL
+
+
+# ---- data ---------------------------------------------------------------------------------------
+
+
+class ClipBatches:
+    """Random (window, description) batches of one split, normalised with the tokenizer's stats.
+
+    Windows are whole clips up to ``max_frames`` (a random crop of longer clips), floored to a
+    multiple of the tokenizer's downsampling; sampling uses the global torch RNG (restored on resume).
+    """
+
+    def __init__(self, prepared, split: str, cfg: TransformerDataConfig, multiple: int, mean_D: torch.Tensor,
+                 std_D: torch.Tensor, deterministic: bool = False) -> None:
+        from moscale_ros.data.dataset import MotionTextDataset
+
+        self.dataset = MotionTextDataset(prepared, split, max_frames=cfg.max_frames, min_frames=cfg.min_frames,
+                                         normalize=False, deterministic=deterministic, length_multiple=multiple)
+        if len(self.dataset) == 0:
+            raise DataError(f"{prepared.cache_dir}: split {split!r} has no clips of >= {cfg.min_frames} frames")
+        self.mean_D, self.std_D = mean_D.cpu(), std_D.cpu()
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def batch(self, indices: list[int]) -> dict:
+        from moscale_ros.data.dataset import collate_motion_text
+
+        batch = collate_motion_text([self.dataset[i] for i in indices])
+        valid_BT1 = (torch.arange(batch["feats_BTD"].shape[1])[None] < batch["lengths_B"][:, None])[..., None]
+        batch["feats_BTD"] = (batch["feats_BTD"] - self.mean_D) / self.std_D * valid_BT1
+        return batch
+
+    def sample(self, batch_size: int) -> dict:
+        return self.batch(torch.randint(0, len(self.dataset), (batch_size,)).tolist())
+
+
+# ---- one step -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Models:
+    tokenizer: MotionTokenizer
+    transformer: NextScaleTransformer
+    length: LengthEstimator
+    text_encoder: TextEncoder
+
+
+def token_loss(models: Models, batch: dict, masking: MaskingConfig, loss_cfg: TransformerLossConfig,
+               device: torch.device, train: bool) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss of one batch (training: corruption, masking, condition dropout; validation: clean,
+    all tokens masked, no dropout) and its parts, with per-scale accuracy."""
+    tokenizer, model = models.tokenizer, models.transformer
+    feats_BTD, lengths_B = batch["feats_BTD"].to(device), batch["lengths_B"].to(device)
+    with torch.no_grad():
+        f_BNC, N_B = tokenizer.encode_latents(feats_BTD, lengths_B)
+        corrupt = None
+        if train and masking.corrupt_max > 0 and masking.corrupt_prob > 0:
+            last = tokenizer.num_scales - 1
+
+            def corrupt(k: int, idx_BL: torch.Tensor, valid_BL: torch.Tensor) -> torch.Tensor:
+                if k == last:
+                    return idx_BL
+                return corrupt_codes(idx_BL, valid_BL, tokenizer.codebook_size, masking.corrupt_max,
+                                     masking.corrupt_prob)
+
+        quant = tokenizer.quantize(f_BNC, N_B, corrupt_fn=corrupt)
+    text = models.text_encoder.encode(batch["texts"]).to(device)
+    cond = model.condition(text, N_B, drop_B=None if train else torch.zeros_like(N_B, dtype=torch.bool))
+    tokens_in, masked = [], []
+    for idx_BL, valid_BL in zip(quant.idx, quant.masks):
+        if train:
+            tok_BL, masked_BL = mask_tokens(idx_BL, valid_BL, model.mask_id, masking.full_mask_prob)
+        else:
+            tok_BL, masked_BL = idx_BL.masked_fill(valid_BL, model.mask_id), valid_BL
+        tokens_in.append(tok_BL)
+        masked.append(masked_BL)
+    logits = model(cond, [x.to(cond.cond_BW.dtype) for x in quant.inputs], tokens_in, quant.scale_lengths)
+    logits_NV = torch.cat([lg[m] for lg, m in zip(logits, masked)]).float()
+    target_N = torch.cat([idx[m] for idx, m in zip(quant.idx, masked)])
+    ce = F.cross_entropy(logits_NV, target_N, label_smoothing=loss_cfg.label_smoothing if train else 0.0)
+    length_loss = models.length.loss(text.pooled_BD, N_B)
+    loss = ce + loss_cfg.length_weight * length_loss
+    parts = {"loss": loss.item(), "ce": ce.item(), "length_ce": length_loss.item()}
+    with torch.no_grad():
+        for k, (lg, idx, m) in enumerate(zip(logits, quant.idx, masked)):
+            hits = (lg.argmax(-1) == idx) & m
+            parts[f"acc_s{k + 1}"] = float(hits.sum()) / max(1, int(m.sum()))
+    return loss, parts
+
+
+# ---- the command --------------------------------------------------------------------------------
+
+
+def load_train_config(args: argparse.Namespace) -> TransformerTrainConfig:
+    path = None
+    if getattr(args, "config", None):
+        path = Path(args.config) if Path(args.config).exists() else resource(args.config)
+    return load_config(TransformerTrainConfig, path, getattr(args, "set", []) or [])
+
+
+def _resolve(path_text: str) -> Path:
+    path = Path(path_text)
+    if path.is_absolute() or path.exists():
+        return path
+    return resource(path_text)
+
+
+def build_models(cfg: TransformerTrainConfig, device: torch.device) -> tuple[Models, torch.Tensor, torch.Tensor]:
+    """The frozen tokenizer and text encoder, and a fresh transformer and length estimator sized to them."""
+    tokenizer_path = _resolve(cfg.tokenizer)
+    tokenizer, mean_D, std_D = load_tokenizer(tokenizer_path, device)
+    tokenizer.requires_grad_(False)
+    text_encoder = TextEncoder(cfg.text_encoder, device=device)
+    factor = tokenizer.downsample_factor
+    max_latents = -(-cfg.data.max_frames // factor)
+    model_cfg = dataclasses.replace(cfg.model, codebook_size=tokenizer.codebook_size, code_dim=tokenizer.code_dim,
+                                    text_dim=text_encoder.dim, max_latents=max_latents,
+                                    max_scales=max(cfg.model.max_scales, tokenizer.num_scales))
+    length_cfg = dataclasses.replace(cfg.length, text_dim=text_encoder.dim, max_latents=max_latents,
+                                     frames_per_latent=factor)
+    models = Models(tokenizer, NextScaleTransformer(model_cfg).to(device), LengthEstimator(length_cfg).to(device),
+                    text_encoder)
+    return models, mean_D, std_D
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train (or resume) the transformer; writes ``last``/``best``/``model.safetensors`` in the run dir."""
+    from moscale_ros.data.dataset import load_prepared
+
+    cfg = load_train_config(args)
+    threads = set_num_threads(cfg.train.num_threads)
+    device = select_device(getattr(args, "device", "auto"))
+    run_dir = RunDir.for_model(getattr(args, "out", None), "transformer")
+    resuming = run_dir.prepare(bool(getattr(args, "resume", False)))
+    seed_everything(cfg.train.seed)
+
+    models, mean_D, std_D = build_models(cfg, device)
+    data_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else cache_root() / "data" / "bandai"
+    prepared = load_prepared(data_dir, load_joints=False)
+    factor = models.tokenizer.downsample_factor
+    train_data = ClipBatches(prepared, "train", cfg.data, factor, mean_D, std_D)
+    val_data = ClipBatches(prepared, cfg.data.val_split, cfg.data, factor, mean_D, std_D, deterministic=True)
+    val_indices = list(range(len(val_data)))
+    if cfg.data.val_max_clips is not None and len(val_indices) > cfg.data.val_max_clips:
+        picks = np.random.default_rng(cfg.train.seed).permutation(len(val_indices))[: cfg.data.val_max_clips]
+        val_indices = sorted(int(i) for i in picks)
+    print(
+        f"transformer: {count_parameters(models.transformer) / 1e6:.2f} M parameters "
+        f"(width {models.transformer.cfg.width}, depth {models.transformer.cfg.depth}); text encoder "
+        f"{models.text_encoder.name} ({models.text_encoder.dim}-d); {len(train_data)} training clips, "
+        f"{len(val_indices)} validation clips; device {device}, {threads} CPU threads, {cfg.precision}",
+        file=sys.stderr,
+    )
+
+    params = list(models.transformer.parameters()) + list(models.length.parameters())
+    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, betas=(0.9, 0.99), weight_decay=cfg.train.weight_decay)
+    modules = {"transformer": models.transformer, "length": models.length, "tokenizer": models.tokenizer}
+    state = ResumeState()
+    if resuming:
+        state = load_training_checkpoint(run_dir.last, GENERATOR_KIND, modules, optimizer, device)
+        print(f"transformer: resumed {run_dir.last} at step {state.step}", file=sys.stderr)
+    run_dir.save_config(to_dict(cfg))
+    configs = generator_configs(models.tokenizer, models.transformer, models.length, cfg.text_encoder,
+                                cfg.generation)
+    configs["train"] = to_dict(cfg)
+    norm = {"mean": mean_D, "std": std_D}
+    amp = cfg.precision == "bf16"
+
+    def train_step(step: int) -> dict[str, float]:
+        models.transformer.train()
+        models.length.train()
+        batch = train_data.sample(cfg.train.batch_size)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss, parts = token_loss(models, batch, cfg.masking, cfg.loss, device, train=True)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+        optimizer.step()
+        return parts
+
+    @torch.no_grad()
+    def validate() -> dict[str, float]:
+        models.transformer.eval()
+        models.length.eval()
+        sums: dict[str, float] = {}
+        count = 0
+        for start in range(0, len(val_indices), cfg.train.batch_size):
+            rows = val_indices[start : start + cfg.train.batch_size]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                _, parts = token_loss(models, val_data.batch(rows), cfg.masking, cfg.loss, device, train=False)
+            for key, value in parts.items():
+                sums[key] = sums.get(key, 0.0) + value * len(rows)
+            count += len(rows)
+        means = {k: v / max(1, count) for k, v in sums.items()}
+        metrics = {"val_loss": means.pop("ce"), "val_length_ce": means.pop("length_ce")}
+        metrics.update({f"val_{k}": v for k, v in means.items() if k.startswith("acc")})
+        return metrics
+
+    def save(path: Path, st: ResumeState) -> None:
+        save_training_checkpoint(path, GENERATOR_KIND, modules, optimizer, configs, st,
+                                 extra_tensors={"normalization": norm})
+
+    result = run_loop(cfg.train, run_dir, state, train_step, validate, save, optimizer, best_key="val_loss",
+                      desc="transformer")
+    slim = save_generator(run_dir.path / "model.safetensors", models.tokenizer, models.transformer, models.length,
+                          mean_D, std_D, cfg.text_encoder, cfg.generation,
+                          extra={"step": result.step, "elapsed_s": result.elapsed_s, "tokenizer": str(cfg.tokenizer)})
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in result.last_val.items())
+    print(f"transformer: step {result.step} ({result.stopped_by}); {result.elapsed_s / 60:.1f} min of training; "
+          f"wrote {run_dir.last} and {slim}\nvalidation: {shown}")
+    return 0
