@@ -66,12 +66,13 @@ def load_humanml3d(root: str | Path, load_joints: bool = True, splits: tuple[str
     std = _load(root / "Std.npy", "HumanML3D Std.npy").astype(np.float32)
     if mean.shape != (FEATURE_DIM,) or std.shape != (FEATURE_DIM,):
         raise DataError(f"{root}: Mean.npy/Std.npy must have shape ({FEATURE_DIM},), got {mean.shape}, {std.shape}")
+    for split in splits:
+        if not (root / f"{split}.txt").is_file():
+            raise DataError(f"{root / f'{split}.txt'}: HumanML3D split file missing")
     out: dict[str, list[Clip]] = {s: [] for s in splits}
     missing: list[dict] = []
     for split in splits:
         split_file = root / f"{split}.txt"
-        if not split_file.is_file():
-            raise DataError(f"{split_file}: HumanML3D split file missing")
         ids = [ln.strip() for ln in split_file.read_text(encoding="utf-8").splitlines() if ln.strip()]
         for clip_id in ids:
             feats_path = root / "new_joint_vecs" / f"{clip_id}.npy"
