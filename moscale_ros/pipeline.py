@@ -33,11 +33,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from moscale_ros.errors import ConfigError, InputError, MoScaleError
+from moscale_ros.paths import resource
 from retarget.robot import Robot
 from retarget.trajectory import RobotTrajectory
 
@@ -57,9 +59,12 @@ class PipelineConfig:
     robot: str = "g1"  # a robot name (config/robots/<name>.yaml) or a robot YAML path
     robot_description: str = ""  # URDF text (e.g. the robot stack's robot_description); empty: the config's URDF
     control_rate: float = 50.0  # Hz of the published trajectories
-    guidance_scale: float = -1.0  # classifier-free guidance; < 0: the model's default
-    top_p: float = -1.0  # nucleus sampling; < 0: the model's default
-    refine_iterations: list[int] = field(default_factory=list)  # in-scale refinement per scale; empty: default
+    # Sampling: a negative number (or refine_iterations [0]) keeps the checkpoint's own setting.
+    guidance: float = -1.0  # classifier-free guidance at scale 1
+    guidance_end: float = -1.0  # ... decaying linearly to this at the last scale
+    top_p: float = -1.0  # nucleus sampling mass
+    temperature: float = -1.0  # sampling temperature (0: greedy)
+    refine_iterations: list[int] = field(default_factory=lambda: [0])  # in-scale refinement passes per scale
     default_duration: float = 6.0  # s, used when a command gives none (0)
     min_duration: float = 1.0
     max_duration: float = 9.8  # 196 frames at 20 fps
@@ -68,7 +73,8 @@ class PipelineConfig:
     blend_duration: float = 0.5  # s of cross-fade from the last commanded pose
     append: bool = False  # start after the previous motion ends instead of replacing its remainder
     controller_plans: ControllerPlans = "every_scale"
-    coarse_retarget_fps: float = 10.0  # human frames per second retargeted for non-final scales; 0: all
+    coarse_ik_fps: float = 5.0  # IK keyframes per second of non-final scales; 0: every motion frame
+    final_ik_fps: float = 0.0  # IK keyframes per second of the final scale; 0: every motion frame
     prefix_seconds: float = 1.0  # s of the previous human motion given to the generator to continue from
     limit_tolerance: float = 1e-6  # rad (positions) and relative (velocities) slack of validation
 
@@ -78,10 +84,12 @@ class PipelineConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name}: must be a positive number, got {value!r}")
-        for name in ("start_lead", "blend_duration", "coarse_retarget_fps", "prefix_seconds", "limit_tolerance"):
+        for name in ("start_lead", "blend_duration", "coarse_ik_fps", "final_ik_fps", "prefix_seconds"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{name}: must be >= 0, got {value!r}")
+        if not (math.isfinite(self.limit_tolerance) and self.limit_tolerance >= 0):
+            raise ConfigError(f"limit_tolerance: must be >= 0, got {self.limit_tolerance!r}")
         if self.min_duration > self.max_duration:
             raise ConfigError(f"min_duration {self.min_duration} is above max_duration {self.max_duration}")
         if not self.min_duration <= self.default_duration <= self.max_duration:
@@ -92,8 +100,22 @@ class PipelineConfig:
             raise ConfigError(f"max_text_length: must be >= 1, got {self.max_text_length}")
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
             raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
-        if any(n < 1 for n in self.refine_iterations):
-            raise ConfigError(f"refine_iterations: every entry must be >= 1, got {self.refine_iterations}")
+        iterations = self.refine_iterations
+        if iterations != [0] and (not iterations or any(n < 1 for n in iterations)):
+            raise ConfigError(f"refine_iterations: expected [0] (the model's) or entries >= 1, got {iterations}")
+        if self.top_p == 0 or self.top_p > 1:
+            raise ConfigError(f"top_p: must be in (0, 1], or negative for the model's, got {self.top_p}")
+
+    def generation_overrides(self) -> dict[str, Any]:
+        """The :class:`~moscale_ros.generation.config.GenerationConfig` fields these settings replace."""
+        overrides: dict[str, Any] = {
+            name: getattr(self, name)
+            for name in ("guidance", "guidance_end", "top_p", "temperature")
+            if getattr(self, name) >= 0
+        }
+        if self.refine_iterations != [0]:
+            overrides["refine_iterations"] = list(self.refine_iterations)
+        return overrides
 
 
 # ----------------------------------------------------------------------------------------- requests
@@ -310,8 +332,13 @@ class MotionPipeline:
         self._first_plan_s = 0.1  # running estimate of the first plan's latency (anchors the continuation)
 
     def request(self, text: str, duration: float = 0.0, seed: int | None = None, request_id: str = "") -> MotionRequest:
-        """A validated request received now (InputError on bad text or duration)."""
-        return validate_request(text, duration, seed, self.config, self.clock(), request_id)
+        """A validated request received now (InputError on bad text or a duration outside what both
+        the settings and the model allow)."""
+        config = self.config
+        model_max = getattr(self.generator, "max_seconds", None)
+        if model_max is not None and model_max < config.max_duration:
+            config = replace(config, max_duration=model_max, default_duration=min(config.default_duration, model_max))
+        return validate_request(text, duration, seed, config, self.clock(), request_id)
 
     def commit(self, step: PlanStep) -> None:
         """Record ``step`` as what the controller now follows (the next command continues from it)."""
@@ -349,7 +376,9 @@ class MotionPipeline:
                 if should_stop():
                     return
                 tick = time.perf_counter()
-                joints_T223 = np.asarray(scale.joints, dtype=np.float32)
+                # A continuation starts with the prefix: keep its last frame (the pose at the start).
+                prefix_frames = int(getattr(scale, "prefix_frames", 0))
+                joints_T223 = np.asarray(scale.joints[max(prefix_frames - 1, 0) :], dtype=np.float32)
                 trajectory = self._retarget(joints_T223, float(scale.fps), bool(scale.is_final), initial_q, warm_start)
                 warm_start = trajectory
                 if start_time is None:
@@ -399,11 +428,11 @@ class MotionPipeline:
         initial_q: np.ndarray | None,
         warm_start: RobotTrajectory | None,
     ) -> RobotTrajectory:
-        """Retarget one scale; coarse scales (smooth by construction) on ``coarse_retarget_fps`` keyframes."""
-        keyframe_fps = None if is_final or self.config.coarse_retarget_fps <= 0 else self.config.coarse_retarget_fps
-        return self.retargeter.retarget(
-            joints_T223, fps, initial_q=initial_q, warm_start=warm_start, keyframe_fps=keyframe_fps
-        )
+        """Retarget one scale; IK keyframes at ``coarse_ik_fps`` (coarse scales are smooth by
+        construction) or ``final_ik_fps``, 0 meaning every frame of the motion."""
+        rate = self.config.final_ik_fps if is_final else self.config.coarse_ik_fps
+        ik_fps = rate if 0 < rate < fps else None
+        return self.retargeter.retarget(joints_T223, fps, initial_q=initial_q, warm_start=warm_start, ik_fps=ik_fps)
 
     def warm_up(self) -> float:
         """Run one throw-away command (first-call costs of the model and the solver); returns seconds."""
@@ -416,9 +445,33 @@ class MotionPipeline:
         return time.perf_counter() - tick
 
 
-def build_pipeline(config: PipelineConfig, clock: Callable[[], float] = time.time) -> MotionPipeline:
-    """The real pipeline: the MotionGenerator of ``config.checkpoint`` and the Pinocchio retargeter.
+def resolve_checkpoint(checkpoint: str) -> Path | None:
+    """``None`` (the shipped model) for ""; a relative path that is not in the working directory is
+    looked up among the package's resources (so ``models/x.safetensors`` works from any directory)."""
+    if not checkpoint:
+        return None
+    path = Path(checkpoint).expanduser()
+    if not path.is_absolute() and not path.exists() and resource(path).exists():
+        return resource(path)
+    return path
 
-    Raises CheckpointError (missing or bad model), ConfigError (unknown robot, bad settings).
+
+def build_pipeline(config: PipelineConfig, clock: Callable[[], float] = time.time) -> MotionPipeline:
+    """The real pipeline: the Pinocchio retargeter for ``config.robot`` and the MotionGenerator of
+    ``config.checkpoint`` on ``config.device``.
+
+    Raises ConfigError (unknown robot, bad URDF, unavailable device, bad sampling settings) or
+    CheckpointError (missing, corrupt or mismatched model file).
     """
-    raise NotImplementedError("wired once moscale_ros.generation and retarget land")
+    from moscale_ros.generation.generator import MotionGenerator
+    from moscale_ros.training.common import select_device
+    from retarget.retargeter import RetargetConfig, Retargeter
+    from retarget.robot import load_robot
+
+    robot = load_robot(config.robot, urdf_string=config.robot_description or None)
+    retargeter = Retargeter(robot, RetargetConfig(control_rate=config.control_rate))
+    device = select_device(config.device)
+    generator = MotionGenerator.from_checkpoint(
+        resolve_checkpoint(config.checkpoint), device=device, warm_up=False, **config.generation_overrides()
+    )
+    return MotionPipeline(generator, retargeter, config, clock)

@@ -9,3 +9,50 @@ import tempfile
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(10, 210)))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="moscale-roslog-"))
+
+
+# ---- node fixtures (owned with moscale_ros/node; see tests/test_node*.py) ----------------------
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+# A standing person in the canonical frame (y up, facing +z, left = +x), metres: the untrained
+# test model's feature mean, so its random outputs stay around a plausible human pose.
+STANDING_POSE_223 = np.array(
+    [[0, 0.93, 0], [0.09, 0.87, 0], [-0.09, 0.87, 0], [0, 1.04, -0.01], [0.10, 0.50, 0.01], [-0.10, 0.50, 0.01],
+     [0, 1.17, 0], [0.10, 0.08, -0.03], [-0.10, 0.08, -0.03], [0, 1.22, 0.01], [0.11, 0.02, 0.10],
+     [-0.11, 0.02, 0.10], [0, 1.44, -0.01], [0.07, 1.35, 0], [-0.07, 1.35, 0], [0, 1.58, 0.03],
+     [0.18, 1.38, -0.01], [-0.18, 1.38, -0.01], [0.22, 1.12, -0.02], [-0.22, 1.12, -0.02],
+     [0.24, 0.87, 0.02], [-0.24, 0.87, 0.02]],
+    dtype=np.float32,
+)  # fmt: skip
+
+
+def write_untrained_generator(path) -> str:
+    """A small randomly initialised generator checkpoint (real tokenizer and transformer classes,
+    real MiniLM text encoder config), saved with the project's checkpoint format."""
+    import torch
+
+    from moscale_ros.data.features import joints_to_features
+    from moscale_ros.generation.bundle import save_generator
+    from moscale_ros.generation.config import GenerationConfig
+    from moscale_ros.models.text_encoder import TextEncoderConfig
+    from moscale_ros.models.tokenizer import MotionTokenizer, TokenizerConfig
+    from moscale_ros.models.transformer import NextScaleTransformer, TransformerConfig
+
+    torch.manual_seed(0)
+    feats_TD = joints_to_features(np.repeat(STANDING_POSE_223[None], 4, axis=0))
+    mean_D = torch.tensor(feats_TD.mean(0), dtype=torch.float32)
+    std_D = torch.full_like(mean_D, 0.05)
+    tokenizer = MotionTokenizer(TokenizerConfig(width=32, depth=1, code_dim=16, codebook_size=64))
+    transformer = NextScaleTransformer(
+        TransformerConfig(width=64, depth=2, num_heads=2, codebook_size=64, code_dim=16, text_dim=384, max_latents=64)
+    )
+    save_generator(path, tokenizer, transformer, None, mean_D, std_D, TextEncoderConfig(), GenerationConfig())
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def untrained_generator(tmp_path_factory) -> str:
+    """Path of a small untrained generator checkpoint (the node can run with any generator)."""
+    return write_untrained_generator(tmp_path_factory.mktemp("models") / "untrained-generator.safetensors")

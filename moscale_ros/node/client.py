@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from rclpy.action import ActionClient
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
@@ -95,11 +95,19 @@ class MoScaleClient:
         self.action = ActionClient(self.node, GenerateMotion, f"{node_name}/generate")
         self._executor = SingleThreadedExecutor()
         self._executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._executor.spin, daemon=True)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
+    def _spin(self) -> None:
+        try:
+            self._executor.spin()
+        except ExternalShutdownException:
+            pass
+
     def close(self) -> None:
-        self._executor.shutdown(timeout_sec=1.0)
+        """Stop spinning (and wait for the spin thread), then destroy the node."""
+        self._executor.shutdown(timeout_sec=2.0)
+        self._thread.join(timeout=2.0)
         self.action.destroy()
         self.node.destroy_node()
 
@@ -302,8 +310,10 @@ def main(argv: list[str] | None = None) -> int:
                 outcomes.append(outcome)
                 if not args.json:
                     print(json.dumps(_summary(outcome)))
-            if args.out:
+            if args.out and outcomes[-1].final_plan is not None:
                 print(f"client: saved {save_outcome(outcomes[-1], args.out)}", file=sys.stderr)
+            elif args.out:
+                print(f"client: nothing saved, the last command ended {outcomes[-1].status}", file=sys.stderr)
             if args.json:
                 print(json.dumps({"commands": [_summary(o) for o in outcomes]}))
             return 0 if all(o.status == "succeeded" for o in outcomes) else 1

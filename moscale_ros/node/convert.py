@@ -23,7 +23,8 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from moscale_ros.data.skeleton import CANONICAL_JOINTS, CANONICAL_PARENTS
 from moscale_ros.msg import MotionPlan
-from moscale_ros.pipeline import JointTrajectoryPlan, PlanStep
+from moscale_ros.pipeline import PlanStep
+from retarget.trajectory import RobotTrajectory
 
 _CANONICAL_TO_RVIZ = (2, 0, 1)  # rviz (x, y, z) = canonical (z, x, y)
 
@@ -54,16 +55,16 @@ def _rows_as_arrays(values_NJ: np.ndarray, typecode: str = "d") -> list[array.ar
     return rows
 
 
-def joint_trajectory_msg(plan: JointTrajectoryPlan, start_time: float) -> JointTrajectory:
+def joint_trajectory_msg(trajectory: RobotTrajectory, start_time: float) -> JointTrajectory:
     """``trajectory_msgs/JointTrajectory`` starting at absolute ``start_time`` (``header.stamp``)."""
     msg = JointTrajectory()
     msg.header.stamp = time_msg(start_time)
-    msg.joint_names = list(plan.joint_names)
-    ns_N = np.round(np.asarray(plan.times_N, dtype=np.float64) * 1e9).astype(np.int64)
+    msg.joint_names = list(trajectory.joint_names)
+    ns_N = np.round(np.asarray(trajectory.times, dtype=np.float64) * 1e9).astype(np.int64)
     secs, nsecs = (ns_N // 1_000_000_000).tolist(), (ns_N % 1_000_000_000).tolist()
-    positions = _rows_as_arrays(plan.positions_NJ)
-    velocities = _rows_as_arrays(plan.velocities_NJ)
-    accelerations = _rows_as_arrays(plan.accelerations_NJ)
+    positions = _rows_as_arrays(np.asarray(trajectory.positions))
+    velocities = _rows_as_arrays(np.asarray(trajectory.velocities))
+    accelerations = _rows_as_arrays(np.asarray(trajectory.accelerations))
     points = []
     for i in range(len(ns_N)):
         point = JointTrajectoryPoint()

@@ -204,7 +204,7 @@ class MoScaleNode(Node):
             f"[{step.request.request_id[:8]}] scale {step.scale_index}/{step.num_scales}: "
             f"{step.latency_s * 1e3:.0f} ms since the command (generate {step.generate_s * 1e3:.0f} ms, "
             f"retarget {step.retarget_s * 1e3:.0f} ms, publish {publish_ms:.1f} ms), "
-            f"{len(step.trajectory.times_N)} points from t0={step.start_time:.3f}"
+            f"{len(step.trajectory.times)} points from t0={step.start_time:.3f}"
             + (" -> controller" if step.to_controller else "")
         )
 

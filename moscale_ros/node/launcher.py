@@ -1,0 +1,99 @@
+"""Run ``moscale_node`` as a child process (tests, bench, demo): the same entry point and parameter
+file as ``moscale_node --ros-args --params-file config/moscale.yaml``, output captured to a log.
+
+Imports no ROS package itself, so core code (the bench) can start a node without rclpy.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from moscale_ros.paths import resource
+
+
+def ros_value(value: Any) -> str:
+    """A Python value as a ``-p name:=value`` literal (YAML: ``true``, ``[1, 2]``, ``'text'``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(ros_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(value)
+
+
+class NodeProcess:
+    """``moscale_node`` in a subprocess with ``params`` on top of ``params_file``; ``log`` holds its output."""
+
+    def __init__(
+        self,
+        params: Mapping[str, Any] | None = None,
+        params_file: str | Path | None = None,
+        remaps: Sequence[tuple[str, str]] = (),
+        log_path: str | Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.params_file = Path(params_file) if params_file is not None else resource("config/moscale.yaml")
+        self.params = dict(params or {})
+        self.remaps = list(remaps)
+        self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="moscale-node-", suffix=".log")[1])
+        self.env = {**os.environ, **(env or {})}
+        self.process: subprocess.Popen | None = None
+
+    def argv(self) -> list[str]:
+        argv = [sys.executable, "-m", "moscale_ros.node.main", "--ros-args", "--params-file", str(self.params_file)]
+        for name, value in self.params.items():
+            argv += ["-p", f"{name}:={ros_value(value)}"]
+        for source, target in self.remaps:
+            argv += ["-r", f"{source}:={target}"]
+        return argv
+
+    def start(self) -> NodeProcess:
+        self.env.setdefault("PYTHONUNBUFFERED", "1")
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_for_log(self, needle: str, timeout: float = 60.0) -> bool:
+        """True once ``needle`` appears in the output; False on timeout or if the process ended."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.log():
+                return True
+            if self.process is not None and self.process.poll() is not None:
+                return needle in self.log()
+            time.sleep(0.05)
+        return False
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGINT (a clean ROS shutdown), then SIGKILL after ``timeout``; the exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def __enter__(self) -> NodeProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,167 @@
+"""The real ``moscale_node`` in a subprocess (config/moscale.yaml + an untrained generator, the real
+G1 retargeter) and a real rclpy client in this process, over DDS on the run's own domain.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from std_msgs.msg import String
+
+from moscale_ros.node import convert
+from moscale_ros.node.client import MoScaleClient
+from moscale_ros.node.launcher import NodeProcess
+from retarget.robot import load_robot
+
+
+@pytest.fixture(scope="module")
+def robot():
+    return load_robot("g1")
+
+
+@pytest.fixture(scope="module")
+def node(untrained_generator, tmp_path_factory):
+    process = NodeProcess(
+        {"checkpoint": untrained_generator, "device": "cpu", "playback_rate": 20.0},
+        log_path=tmp_path_factory.mktemp("node") / "moscale_node.log",
+    ).start()
+    yield process
+    code = process.stop()
+    assert code == 0, f"node exited with {code}:\n{process.log()[-3000:]}"
+    assert "Traceback" not in process.log(), process.log()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def client(node):
+    rclpy.init()
+    client = MoScaleClient()
+    assert client.wait_ready(90.0), f"node not ready:\n{node.log()[-3000:]}"
+    yield client
+    client.close()
+    rclpy.shutdown()
+
+
+def stamp(msg) -> float:
+    return convert.time_to_seconds(msg.header.stamp)
+
+
+def test_plans_arrive_coarse_first_on_one_timeline(client):
+    sent_wall = time.time()
+    outcome = client.generate("wave the right hand", duration=3.0, seed=3, timeout=60.0)
+    assert outcome.status == "succeeded", outcome.message
+    plans = [r.msg for r in outcome.plans]
+    num_scales = plans[0].num_scales
+    assert num_scales >= 2
+    assert [p.scale_index for p in plans] == list(range(1, num_scales + 1))
+    assert [p.is_final for p in plans] == [False] * (num_scales - 1) + [True]
+    assert all(p.num_scales == num_scales and p.command == "wave the right hand" for p in plans)
+    # One start time for every plan and every controller trajectory of the command.
+    starts = {stamp(p) for p in plans} | {stamp(p.trajectory) for p in plans}
+    assert len(starts) == 1
+    (start,) = starts
+    first_receipt_wall = sent_wall + (outcome.plans[0].at - outcome.sent_at)
+    assert sent_wall + 0.25 <= start <= first_receipt_wall + 0.25 + 1e-3  # ready time + start_lead
+    # The controller got every scale (controller_plans: every_scale), in order, final last.
+    assert len(outcome.trajectories) == num_scales
+    assert outcome.trajectories[-1].msg == plans[-1].trajectory
+    assert outcome.result.final_plan == plans[-1]
+    latencies = [p.latency for p in plans]
+    assert latencies == sorted(latencies) and latencies[0] > 0
+    human = convert.human_joints(plans[-1])
+    # 3 s at 20 fps (plus the start pose's frame when it continues a previous motion).
+    assert human.shape[0] in (60, 61) and human.shape[1:] == (22, 3) and plans[-1].human_fps == 20.0
+
+
+def test_final_trajectory_is_valid_for_the_robot(client, robot):
+    outcome = client.generate("walk forward", duration=4.0, seed=5)
+    assert outcome.status == "succeeded", outcome.message
+    names, times, positions, velocities = convert.trajectory_arrays(outcome.final_trajectory)
+    assert names == robot.joint_names
+    assert times[0] == 0.0 and np.all(np.diff(times) > 0)
+    assert 4.0 - 0.05 - 1e-9 <= times[-1] <= 4.0  # 80 frames at 20 fps, + 1 when continuing
+    assert len(times) == round(times[-1] * 50) + 1  # 50 Hz
+    assert np.all(np.isfinite(positions)) and np.all(np.isfinite(velocities))
+    assert np.all(positions >= robot.lower - 1e-6) and np.all(positions <= robot.upper + 1e-6)
+    assert np.all(np.abs(velocities) <= robot.velocity_limits * (1 + 1e-6) + 1e-6)
+
+
+def test_topic_command_continues_from_the_last_commanded_pose(client):
+    first = client.command("bow politely")
+    assert first.status == "succeeded" and first.final_trajectory is not None
+    second = client.command("raise the left hand")
+    assert second.status == "succeeded"
+    assert [r.msg.scale_index for r in second.plans] == list(range(1, second.plans[0].msg.num_scales + 1))
+    _, prev_times, prev_positions, _ = convert.trajectory_arrays(first.final_trajectory)
+    prev_start = stamp(first.final_trajectory)
+    new_start = stamp(second.final_trajectory)
+    assert new_start > prev_start
+    # Where the previous trajectory had the robot at the new start time is where the new one begins.
+    t = min(max(new_start - prev_start, 0.0), prev_times[-1])
+    expected = np.array([np.interp(t, prev_times, prev_positions[:, j]) for j in range(prev_positions.shape[1])])
+    for received in second.trajectories:  # coarse plans and the final one alike
+        _, _, positions, velocities = convert.trajectory_arrays(received.msg)
+        np.testing.assert_allclose(positions[0], expected, atol=1e-6)
+
+
+def test_cancel_mid_generation(client):
+    handle = client.send_goal("run in a circle", duration=9.0, seed=11)
+    assert handle.wait_for_plans(1, timeout=30.0)
+    handle.cancel()
+    outcome = handle.wait(timeout=30.0)
+    assert outcome.status == "canceled", outcome.message
+    assert "canceled" in outcome.message
+    num_scales = handle.feedback[0].msg.num_scales
+    assert 1 <= len(outcome.plans) < num_scales
+    assert not any(r.msg.is_final for r in outcome.plans)
+    time.sleep(0.5)
+    client._collect(outcome, handle.goal_id)
+    assert not any(r.msg.is_final for r in outcome.plans), "a canceled goal kept publishing"
+
+
+def test_new_command_preempts_the_one_in_progress(client):
+    first = client.send_goal("dance energetically", duration=9.0, seed=1)
+    assert first.wait_for_plans(1, timeout=30.0)
+    second = client.send_goal("bow", duration=2.0, seed=2)
+    first_outcome, second_outcome = first.wait(30.0), second.wait(30.0)
+    assert first_outcome.status == "aborted" and "preempted by request" in first_outcome.message
+    assert "'bow'" in first_outcome.message
+    assert not any(r.msg.is_final for r in first_outcome.plans)
+    assert second_outcome.status == "succeeded", second_outcome.message
+    assert second_outcome.final_plan is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "duration", "needle"),
+    [
+        ("", 0.0, "empty"),
+        ("   \t ", 0.0, "empty"),
+        ("wave " * 50, 0.0, "more than max_text_length=200"),
+        ("wave", -2.0, "-2"),
+        ("wave", math.nan, "nan"),
+        ("wave", 0.1, "outside the supported range"),
+        ("wave", 600.0, "outside the supported range"),
+    ],
+)
+def test_bad_goals_abort_with_a_clear_message(client, text, duration, needle):
+    outcome = client.generate(text, duration=duration, timeout=20.0)
+    assert outcome.status == "aborted"
+    assert needle in outcome.message
+    assert outcome.plans == []
+
+
+def test_bad_topic_commands_are_logged_and_publish_nothing(client, node):
+    client.clear()
+    for text in ("", "  ", "x" * 300):
+        client.command_pub.publish(String(data=text))
+    assert node.wait_for_log("refused: command text is 300 characters", 10.0), node.log()[-2000:]
+    time.sleep(0.5)
+    assert client.plans == [] and client.trajectories == []
+    assert "command '' refused: command text is empty" in node.log()
+    assert "command '  ' refused: command text is empty" in node.log()
+    assert node.alive()
+    after = client.generate("nod", duration=2.0)
+    assert after.status == "succeeded", "the node stopped working after bad input"
