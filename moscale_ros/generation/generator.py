@@ -19,7 +19,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -45,7 +45,8 @@ class ScaleOutput:
 
     ``joints`` ``(T, 22, 3)`` float32, canonical (y-up, metres, ``fps`` frames per second);
     ``elapsed_s`` counts from the ``stream`` call; ``prefix_frames`` first frames are the given
-    prefix (continuation), the rest is new; ``seed`` reproduces the motion.
+    prefix (continuation), the rest is new; ``seed`` reproduces the motion; ``codes`` are the
+    code indices ``(L_j,)`` of scales ``1..scale_index``.
     """
 
     scale_index: int
@@ -57,6 +58,7 @@ class ScaleOutput:
     seed: int
     text: str
     prefix_frames: int = 0
+    codes: list[np.ndarray] = field(default_factory=list)
 
     @property
     def seconds(self) -> float:
@@ -294,10 +296,11 @@ class MotionGenerator:
             results: list[ScaleOutput | None] = [None] * len(texts)
             for frames in dict.fromkeys(frames_list):
                 rows = [i for i, f in enumerate(frames_list) if f == frames]
-                joints_BTJ3 = _last(self._run([texts[i] for i in rows], frames, generator, None))
+                joints_BTJ3, codes = _last(self._run([texts[i] for i in rows], frames, generator, None))
                 for b, i in enumerate(rows):
                     results[i] = ScaleOutput(self.num_scales, self.num_scales, True, joints_BTJ3[b], self.fps,
-                                             time.perf_counter() - start, seed, texts[i])
+                                             time.perf_counter() - start, seed, texts[i],
+                                             codes=[idx[b].cpu().numpy() for idx in codes])
         return [r for r in results if r is not None]
 
     # ---- internals ------------------------------------------------------------------------------
@@ -325,22 +328,25 @@ class MotionGenerator:
     def _stream_plain(self, start: float, text: str, frames: int, seed: int) -> Iterator[ScaleOutput]:
         generator = torch.Generator(self.device).manual_seed(seed)
         with torch.inference_mode():
-            for k, joints_BTJ3 in enumerate(self._run([text], frames, generator, None), start=1):
+            for k, (joints_BTJ3, codes) in enumerate(self._run([text], frames, generator, None), start=1):
                 yield ScaleOutput(k, self.num_scales, k == self.num_scales, joints_BTJ3[0], self.fps,
-                                  time.perf_counter() - start, seed, text)
+                                  time.perf_counter() - start, seed, text,
+                                  codes=[idx[0].cpu().numpy() for idx in codes])
 
     def _stream_known(self, start: float, text: str, known: editing.KnownMotion, seed: int,
                       prefix_frames: int) -> Iterator[ScaleOutput]:
         generator = torch.Generator(self.device).manual_seed(seed)
         with torch.inference_mode():
-            for k, joints_BTJ3 in enumerate(self._run([text], known.num_frames, generator, known), start=1):
+            for k, (joints_BTJ3, codes) in enumerate(self._run([text], known.num_frames, generator, known), start=1):
                 joints_TJ3 = editing.splice(joints_BTJ3[0], known, self.config.blend_frames)
                 yield ScaleOutput(k, self.num_scales, k == self.num_scales, joints_TJ3, self.fps,
-                                  time.perf_counter() - start, seed, text, prefix_frames)
+                                  time.perf_counter() - start, seed, text, prefix_frames,
+                                  codes=[idx[0].cpu().numpy() for idx in codes])
 
     def _run(self, texts: list[str], frames: int, generator: torch.Generator,
-             known: editing.KnownMotion | None) -> Iterator[np.ndarray]:
-        """Joints ``(B, frames, 22, 3)`` after each scale, for texts of one length."""
+             known: editing.KnownMotion | None) -> Iterator[tuple[np.ndarray, list[torch.Tensor]]]:
+        """Joints ``(B, frames, 22, 3)`` and the codes ``[(B, L_j)]`` so far after each scale, for
+        texts of one length."""
         cfg = self.config
         B = len(texts)
         device = self.device
@@ -363,6 +369,7 @@ class MotionGenerator:
             f_known, known_N = editing.known_latents(self.tokenizer, known, N, self.mean_D, self.std_D)
         f_hat_BNC = torch.zeros(B, N, self.tokenizer.code_dim, device=device)
         frames_B = torch.full((B,), frames, dtype=torch.long, device=device)
+        codes: list[torch.Tensor] = []
         for k, (L, iterations) in enumerate(zip(scale_lengths, cfg.iterations_for(K))):
             L_B = torch.full((B,), L, dtype=torch.long, device=device)
             latent_in_BLC = self.tokenizer.downsample(f_hat_BNC, L_B)
@@ -371,11 +378,12 @@ class MotionGenerator:
                 fixed_BL, idx_fixed_BL = editing.fixed_tokens(self.tokenizer, f_known, known_N, f_hat_BNC, L)
             idx_BL = self._sample_scale(state, latent_in_BLC, L, iterations, guidance[k], use_cfg, generator,
                                         fixed_BL, idx_fixed_BL)
+            codes.append(idx_BL)
             f_hat_BNC = f_hat_BNC + self.tokenizer.upsample(self.tokenizer.embed(idx_BL), N_B)
             decode_BNC = f_hat_BNC
             if known_N is not None:
                 decode_BNC = torch.where(known_N[None, :, None], f_known, f_hat_BNC)
-            yield self._decode(decode_BNC, N_B, frames_B)
+            yield self._decode(decode_BNC, N_B, frames_B), list(codes)
 
     def _sample_scale(self, state, latent_in_BLC: torch.Tensor, L: int, iterations: int, guidance: float,
                       use_cfg: bool, generator: torch.Generator, fixed_BL: torch.Tensor | None,
