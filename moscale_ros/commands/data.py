@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = actions.add_parser("check", help="feature round-trip error on real clips, FK speed")
     c.add_argument("--cache", default=None, help="prepared cache (default: cache/data/bandai)")
     c.add_argument("--clips", type=int, default=0, help="number of clips to check (default: all)")
-    c.add_argument("--bvh", default=None, help="a BVH file for the FK speed figure (default: none)")
+    c.add_argument("--bvh", default=None,
+                   help="BVH file for the FK speed figure (default: the longest cached clip as a canonical BVH)")
     c.add_argument("--fk-frames", type=int, default=10000, help="frames of the FK speed test")
     c.set_defaults(func=_check)
 
@@ -87,42 +88,47 @@ def _stats(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     import time
+    from pathlib import Path
 
     import numpy as np
 
+    from moscale_ros.data.bvh import forward_kinematics, read_bvh
+    from moscale_ros.data.canonical_bvh import joints_to_bvh
     from moscale_ros.data.dataset import load_prepared
     from moscale_ros.data.features import features_to_joints
+    from moscale_ros.errors import DataError
 
     prepared = load_prepared(args.cache, load_joints=True)
     clips = [c for split in prepared.splits.values() for c in split if c.joints is not None]
     if args.clips:
         clips = clips[: args.clips]
+    if not clips:
+        raise DataError(f"{prepared.cache_dir}: no clips with joint positions to check")
     errors_mm = []
     worst = (0.0, "")
     for clip in clips:
-        rec = features_to_joints(np.asarray(clip.features))
-        err = np.linalg.norm(rec - clip.joints, axis=-1) * 1000.0
+        err = np.linalg.norm(features_to_joints(np.asarray(clip.features)) - clip.joints, axis=-1) * 1000.0
         errors_mm.append(err.ravel())
         if err.max() > worst[0]:
             worst = (float(err.max()), clip.name)
     all_err = np.concatenate(errors_mm)
-    print(f"feature round trip (joints -> 263-d features -> joints) on {len(clips)} real clips, "
+    print(f"feature round trip (joints -> 263-d features -> joints) on {len(clips)} clips, "
           f"{all_err.size // 22} frames:")
     print(f"  mean error {all_err.mean():.6f} mm   max error {all_err.max():.6f} mm (clip {worst[1]})")
-    if args.bvh:
-        from moscale_ros.data.bvh import forward_kinematics, read_bvh
 
-        motion = read_bvh(args.bvh)
-        reps = -(-args.fk_frames // motion.num_frames)
-        motion.values = np.tile(motion.values, (reps, 1))[: args.fk_frames]
-        forward_kinematics(motion)  # warm-up
-        times = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            forward_kinematics(motion)
-            times.append(time.perf_counter() - t0)
-        print(f"forward kinematics: {motion.num_frames} frames x {motion.num_joints} joints in "
-              f"{min(times) * 1000:.1f} ms (best of 5; median {sorted(times)[2] * 1000:.1f} ms)")
+    if args.bvh:
+        motion, label = read_bvh(args.bvh), Path(args.bvh).name
+    else:
+        motion, label = joints_to_bvh(max(clips, key=lambda c: c.num_frames).joints), "canonical skeleton"
+    motion.values = np.tile(motion.values, (-(-args.fk_frames // motion.num_frames), 1))[: args.fk_frames]
+    forward_kinematics(motion)  # warm-up
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        forward_kinematics(motion)
+        times.append(time.perf_counter() - t0)
+    print(f"forward kinematics ({label}): {motion.num_frames} frames x {motion.num_joints} joints in "
+          f"{min(times) * 1000:.1f} ms (best of 5; median {sorted(times)[2] * 1000:.1f} ms)")
     return 0
 
 
