@@ -178,3 +178,13 @@ def test_canonical_bvh_export_reads_back(real_bvh_dir: Path, tmp_path: Path):
     again, fps = bvh_to_canonical(path)  # the shipped "canonical" map is picked
     assert fps == 20.0
     assert np.abs(again - joints).max() * 1000 < 0.05
+
+
+def test_single_frame_clip_is_too_short(real_bvh_dir: Path, tmp_path: Path):
+    text = real_bvh(real_bvh_dir, "dataset-2", "walk").read_text()
+    header, rows = text.split("Frame Time:")
+    first_row = rows.splitlines()[1]
+    path = tmp_path / "one_frame.bvh"
+    path.write_text(header.replace(header.split("Frames:")[1], " 1\n") + "Frame Time: 0.0333333\n" + first_row + "\n")
+    with pytest.raises(DataError, match=r"one_frame.bvh: clip too short \(1 frame"):
+        bvh_to_canonical(path)
