@@ -26,7 +26,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from moscale_ros.errors import ConfigError, InputError
+from moscale_ros.errors import CheckpointError, ConfigError, InputError
 from moscale_ros.generation import editing, sampling
 from moscale_ros.generation.config import GenerationConfig
 from moscale_ros.models.length import LengthEstimator
@@ -130,8 +130,14 @@ class MotionGenerator:
         from moscale_ros.generation.bundle import load_generator_parts
         from moscale_ros.paths import resource
 
-        path = resource(DEFAULT_CHECKPOINT) if path is None else Path(path)
-        parts = load_generator_parts(path, device)
+        if path is None:
+            path = resource(DEFAULT_CHECKPOINT)
+            if not path.is_file():
+                raise CheckpointError(
+                    f"{path}: the default model is not there; train one (`moscale train transformer`, it writes "
+                    "cache/runs/transformer/model.safetensors) and pass it with --checkpoint / checkpoint:="
+                )
+        parts = load_generator_parts(Path(path), device)
         config = parts.generation
         if overrides:
             config = from_dict(GenerationConfig, {**to_dict(config), **overrides}, where="generation overrides")
