@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from moscale_ros.errors import ConfigError, InputError, MoScaleError
+from moscale_ros.errors import CheckpointError, ConfigError, InputError, MoScaleError
 from moscale_ros.paths import resource
 from retarget.robot import Robot
 from retarget.trajectory import RobotTrajectory
@@ -463,15 +463,19 @@ def build_pipeline(config: PipelineConfig, clock: Callable[[], float] = time.tim
     Raises ConfigError (unknown robot, bad URDF, unavailable device, bad sampling settings) or
     CheckpointError (missing, corrupt or mismatched model file).
     """
-    from moscale_ros.generation.generator import MotionGenerator
-    from moscale_ros.training.common import select_device
     from retarget.retargeter import RetargetConfig, Retargeter
     from retarget.robot import load_robot
 
     robot = load_robot(config.robot, urdf_string=config.robot_description or None)
     retargeter = Retargeter(robot, RetargetConfig(control_rate=config.control_rate))
-    device = select_device(config.device)
+    checkpoint = resolve_checkpoint(config.checkpoint)
+    if checkpoint is not None and not checkpoint.is_file():  # before the seconds of importing torch
+        raise CheckpointError(f"{checkpoint}: checkpoint not found")
+
+    from moscale_ros.generation.generator import MotionGenerator
+    from moscale_ros.training.common import select_device
+
     generator = MotionGenerator.from_checkpoint(
-        resolve_checkpoint(config.checkpoint), device=device, warm_up=False, **config.generation_overrides()
+        checkpoint, device=select_device(config.device), warm_up=False, **config.generation_overrides()
     )
     return MotionPipeline(generator, retargeter, config, clock)

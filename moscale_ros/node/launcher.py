@@ -47,6 +47,7 @@ class NodeProcess:
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="moscale-node-", suffix=".log")[1])
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen | None = None
+        self._interrupted = False
 
     def argv(self) -> list[str]:
         argv = [sys.executable, "-m", "moscale_ros.node.main", "--ros-args", "--params-file", str(self.params_file)]
@@ -79,12 +80,18 @@ class NodeProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def interrupt(self) -> None:
+        """Send SIGINT (a clean ROS shutdown) once; a second one would be an impatient user's."""
+        if self.process is not None and self.process.poll() is None and not self._interrupted:
+            self.process.send_signal(signal.SIGINT)
+            self._interrupted = True
+
     def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGINT (a clean ROS shutdown), then SIGKILL after ``timeout``; the exit code."""
+        """:meth:`interrupt`, then SIGKILL after ``timeout``; the exit code."""
         if self.process is None:
             return None
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            self.interrupt()
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -82,10 +82,11 @@ class MoScaleNode(Node):
             s = self.settings
             self.worker = GenerationWorker(self.pipeline, self._publish_step, self._log, s.concurrency, s.max_queue)
         self._make_inputs()
-        self.get_logger().info(
-            f"ready: ~/command, ~/generate -> ~/plan and {self.settings.controller_topic} "
-            f"({self.config.controller_plans}, {self.settings.concurrency})"
-        )
+        if self.pipeline is not None:
+            self.get_logger().info(
+                f"ready: ~/command, ~/generate -> ~/plan and {self.settings.controller_topic} "
+                f"({self.config.controller_plans}, {self.settings.concurrency})"
+            )
 
     # ------------------------------------------------------------------------------------- set-up
 

@@ -1,0 +1,67 @@
+"""The node's other policies, in one real node process: a bounded queue instead of preemption,
+final-only controller output, and appending a queued motion after the one before it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rclpy
+
+from moscale_ros.node import convert
+from moscale_ros.node.client import MoScaleClient
+from moscale_ros.node.launcher import NodeProcess
+
+
+@pytest.fixture(scope="module")
+def client(untrained_generator, tmp_path_factory):
+    node = NodeProcess(
+        {
+            "checkpoint": untrained_generator,
+            "device": "cpu",
+            "concurrency": "queue",
+            "max_queue": 1,
+            "controller_plans": "final_only",
+            "append": True,
+            "warmup": False,
+            "playback_rate": 0.0,
+        },
+        remaps=[("__node", "moscale_queue")],
+        log_path=tmp_path_factory.mktemp("node") / "moscale_queue.log",
+    ).start()
+    rclpy.init()
+    client = MoScaleClient("/moscale_queue")
+    try:
+        assert client.wait_ready(90.0), f"node not ready:\n{node.log()[-3000:]}"
+        yield client
+    finally:
+        client.close()
+        rclpy.shutdown()
+        assert node.stop() == 0, node.log()[-3000:]
+
+
+def test_queue_is_bounded_and_queued_motion_appends(client):
+    running = client.send_goal("walk forward slowly", duration=3.0, seed=1)
+    assert running.wait_for_plans(1, timeout=30.0)
+    queued = client.send_goal("turn around", duration=2.0, seed=2)
+    refused = client.send_goal("jump", duration=2.0, seed=3)
+    first, second, third = running.wait(30.0), queued.wait(30.0), refused.wait(30.0)
+
+    assert third.status == "aborted" and "max_queue=1" in third.message, third.message
+    assert third.plans == []
+    assert first.status == "succeeded" and second.status == "succeeded", (first.message, second.message)
+
+    for outcome in (first, second):
+        num_scales = outcome.plans[0].msg.num_scales
+        assert [r.msg.scale_index for r in outcome.plans] == list(range(1, num_scales + 1))
+        # final_only: the controller hears only the final plan of each command.
+        assert len(outcome.trajectories) == 1
+        assert outcome.trajectories[0].msg == outcome.final_plan.trajectory
+
+    # append: the queued motion starts exactly where and when the previous one ends.
+    _, times, positions, _ = convert.trajectory_arrays(first.final_trajectory)
+    first_end = convert.time_to_seconds(first.final_trajectory.header.stamp) + times[-1]
+    second_start = convert.time_to_seconds(second.final_trajectory.header.stamp)
+    assert second_start == pytest.approx(first_end, abs=2e-9)
+    _, _, next_positions, _ = convert.trajectory_arrays(second.final_trajectory)
+    np.testing.assert_allclose(next_positions[0], positions[-1], atol=1e-6)

@@ -1,0 +1,59 @@
+"""Start-up failures leave the node up and explaining itself: a missing checkpoint, an unknown
+robot and an invalid parameter value. Each goal aborts with the start-up error; a topic command is
+logged and nothing is published; the process never crashes.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import rclpy
+from std_msgs.msg import String
+
+from moscale_ros.node.client import MoScaleClient
+from moscale_ros.node.launcher import NodeProcess
+
+CASES = {
+    "missing_checkpoint": ({"checkpoint": "/nonexistent/moscale-missing.safetensors"},
+                           "/nonexistent/moscale-missing.safetensors: checkpoint not found"),
+    "unknown_robot": ({"robot": "nao_v9"}, "unknown robot 'nao_v9'; available robots: g1"),
+    "bad_parameter": ({"default_duration": -3.0}, "default_duration: must be a positive number, got -3.0"),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def nodes(untrained_generator, tmp_path_factory):
+    """One node process per case, started together under different node names, and a client of each."""
+    logs = tmp_path_factory.mktemp("nodes")
+    processes = {}
+    for name, (params, _) in CASES.items():
+        settings = {"checkpoint": untrained_generator, "device": "cpu", "warmup": False, **params}
+        processes[name] = NodeProcess(settings, remaps=[("__node", name)], log_path=logs / f"{name}.log").start()
+    rclpy.init()
+    clients = {name: MoScaleClient(f"/{name}") for name in CASES}
+    yield {name: (processes[name], clients[name]) for name in CASES}
+    for client in clients.values():
+        client.close()
+    rclpy.shutdown()
+    for process in processes.values():
+        process.interrupt()  # all at once; stop() then waits for each
+    for process in processes.values():
+        assert process.stop() == 0, process.log()[-3000:]
+        assert "Traceback" not in process.log(), process.log()[-3000:]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_start_up_error_is_reported_and_the_node_stays_up(nodes, case):
+    (node, client), (_, expected) = nodes[case], CASES[case]
+    assert node.wait_for_log("not ready, every command will be refused", 60.0), node.log()[-3000:]
+    assert expected in node.log()
+    assert client.wait_ready(30.0), node.log()[-3000:]
+    outcome = client.generate("wave the right hand", duration=3.0, timeout=20.0)
+    assert outcome.status == "aborted"
+    assert "the node is not ready" in outcome.message and expected in outcome.message
+    client.command_pub.publish(String(data="wave the right hand"))
+    assert node.wait_for_log("command 'wave the right hand' refused: the node is not ready", 10.0)
+    time.sleep(0.3)
+    assert client.plans == [] and client.trajectories == []
+    assert node.alive()
