@@ -7,6 +7,7 @@ checkpoints and clear errors on bad arguments.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -44,6 +45,20 @@ def train_tiny_tokenizer(prepared_dir: Path, path: Path, steps: int = 12) -> Pat
     return save_tokenizer(path, model.eval(), mean_D, std_D)
 
 
+@functools.lru_cache(maxsize=1)
+def shared_text_encoder():
+    """One real MiniLM encoder for the test modules of generation and training."""
+    from moscale_ros.models.text_encoder import TextEncoder, TextEncoderConfig
+
+    return TextEncoder(TextEncoderConfig(cache_size=512))
+
+
+def tiny_tokenizer(prepared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny tokenizer, trained once per test session."""
+    path = tmp_path_factory.getbasetemp() / "tiny_tokenizer.safetensors"
+    return path if path.is_file() else train_tiny_tokenizer(prepared_dir, path)
+
+
 def tiny_train_config(tokenizer_path: Path, prepared_dir: Path, **train):
     from moscale_ros.config import from_dict
     from moscale_ros.training.transformer import TransformerTrainConfig
@@ -64,11 +79,9 @@ def generator(prepared_small: Path, tmp_path_factory: pytest.TempPathFactory) ->
     from moscale_ros.training.transformer import ClipBatches, build_models, token_loss
 
     torch.set_num_threads(2)
-    folder = tmp_path_factory.mktemp("tiny_generator")
-    tokenizer_path = train_tiny_tokenizer(prepared_small, folder / "tokenizer.safetensors")
-    cfg = tiny_train_config(tokenizer_path, prepared_small)
+    cfg = tiny_train_config(tiny_tokenizer(prepared_small, tmp_path_factory), prepared_small)
     torch.manual_seed(0)
-    models, mean_D, std_D = build_models(cfg, torch.device("cpu"))
+    models, mean_D, std_D = build_models(cfg, torch.device("cpu"), shared_text_encoder())
     data = ClipBatches(load_prepared(prepared_small, load_joints=False), "train", cfg.data, 4, mean_D, std_D)
     params = list(models.transformer.parameters()) + list(models.length.parameters())
     optimizer = torch.optim.AdamW(params, lr=1e-3)

@@ -252,12 +252,15 @@ def _resolve(path_text: str) -> Path:
     return resource(path_text)
 
 
-def build_models(cfg: TransformerTrainConfig, device: torch.device) -> tuple[Models, torch.Tensor, torch.Tensor]:
-    """The frozen tokenizer and text encoder, and a fresh transformer and length estimator sized to them."""
+def build_models(cfg: TransformerTrainConfig, device: torch.device, text_encoder: TextEncoder | None = None,
+                 ) -> tuple[Models, torch.Tensor, torch.Tensor]:
+    """The frozen tokenizer and text encoder (``text_encoder`` if given, else built from ``cfg``), and a
+    fresh transformer and length estimator sized to them."""
     tokenizer_path = _resolve(cfg.tokenizer)
     tokenizer, mean_D, std_D = load_tokenizer(tokenizer_path, device)
     tokenizer.requires_grad_(False)
-    text_encoder = TextEncoder(cfg.text_encoder, device=device)
+    if text_encoder is None:
+        text_encoder = TextEncoder(cfg.text_encoder, device=device)
     factor = tokenizer.downsample_factor
     max_latents = -(-cfg.data.max_frames // factor)
     model_cfg = dataclasses.replace(cfg.model, codebook_size=tokenizer.codebook_size, code_dim=tokenizer.code_dim,

@@ -1,0 +1,146 @@
+"""``moscale bench generation``: latency of the default model, text encoding included.
+
+Figures (milliseconds, median over ``--repeats``): text encoding of a new text (cache miss) and
+of a repeated one (LRU hit); for a 6 s motion, time to the first scale and to the final motion,
+once with a new text ("cold": encoding included) and once with a repeated one ("cached"); the
+time of every scale; throughput of batched generation. Goals: first scale <= 30 ms and final
+<= 200 ms with text encoding included, i.e. the cold figures.
+
+Without a trained checkpoint (``--checkpoint`` or the shipped ``models/moscale-bandai.safetensors``)
+the default architecture (``config/train/tokenizer.yaml`` + ``config/train/transformer.yaml``) is
+timed with random weights, which costs the same; the result says which was measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+SECONDS = 6.0
+GOAL_FIRST_MS = 30.0
+GOAL_FINAL_MS = 200.0
+
+
+def default_architecture_generator(device):
+    """The default architecture with random weights (the codebook filled with random codes)."""
+    import dataclasses
+
+    import torch
+
+    from moscale_ros.config import load_config
+    from moscale_ros.generation.generator import MotionGenerator
+    from moscale_ros.models.length import LengthEstimator
+    from moscale_ros.models.text_encoder import TextEncoder
+    from moscale_ros.models.tokenizer import MotionTokenizer
+    from moscale_ros.models.transformer import NextScaleTransformer
+    from moscale_ros.paths import resource
+    from moscale_ros.training.tokenizer import TokenizerTrainConfig
+    from moscale_ros.training.transformer import TransformerTrainConfig
+
+    tok_cfg = load_config(TokenizerTrainConfig, resource("config/train/tokenizer.yaml")).model
+    cfg = load_config(TransformerTrainConfig, resource("config/train/transformer.yaml"))
+    torch.manual_seed(0)
+    tokenizer = MotionTokenizer(tok_cfg)
+    with torch.no_grad():
+        tokenizer.quantizer.codebook_VC.normal_()
+    text_encoder = TextEncoder(dataclasses.replace(cfg.text_encoder, cache_size=1024), device=device)
+    max_latents = -(-cfg.data.max_frames // tokenizer.downsample_factor)
+    model_cfg = dataclasses.replace(cfg.model, codebook_size=tokenizer.codebook_size, code_dim=tokenizer.code_dim,
+                                    text_dim=text_encoder.dim, max_latents=max_latents)
+    length_cfg = dataclasses.replace(cfg.length, text_dim=text_encoder.dim, max_latents=max_latents,
+                                     frames_per_latent=tokenizer.downsample_factor)
+    generator = MotionGenerator.from_models(tokenizer, NextScaleTransformer(model_cfg), text_encoder, torch.zeros(263),
+                                            torch.ones(263), LengthEstimator(length_cfg), cfg.generation, device)
+    generator.warm_up()
+    return generator
+
+
+def _median_ms(values: list[float]) -> float:
+    return round(statistics.median(values) * 1e3, 2)
+
+
+def run(args: argparse.Namespace) -> dict:
+    import torch
+
+    from moscale_ros.generation.generator import DEFAULT_CHECKPOINT, MotionGenerator
+    from moscale_ros.models.transformer import count_parameters
+    from moscale_ros.paths import resource
+    from moscale_ros.training.common import select_device
+
+    device = select_device(getattr(args, "device", "cpu"))
+    repeats = max(1, int(getattr(args, "repeats", 20)))
+    path = getattr(args, "checkpoint", None) or resource(DEFAULT_CHECKPOINT)
+    started = time.perf_counter()
+    if getattr(args, "checkpoint", None) or path.is_file():
+        generator = MotionGenerator.from_checkpoint(path, device=device)
+        model = str(path)
+    else:
+        generator = default_architecture_generator(device)
+        model = f"default architecture, random weights ({path} not found)"
+    load_s = time.perf_counter() - started
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    encode_cold, encode_cached = [], []
+    for i in range(repeats):
+        text = f"a person raises the left hand {i} times and bows"
+        sync()
+        tick = time.perf_counter()
+        generator.text_encoder.encode(text)
+        sync()
+        encode_cold.append(time.perf_counter() - tick)
+        tick = time.perf_counter()
+        generator.text_encoder.encode(text)
+        sync()
+        encode_cached.append(time.perf_counter() - tick)
+
+    def timed(text: str, seed: int) -> list[float]:
+        marks = []
+        for result in generator.stream(text, SECONDS, seed):
+            sync()
+            marks.append(result.elapsed_s)
+        return marks
+
+    cold, cached = [], []
+    for i in range(repeats):
+        cold.append(timed(f"a person walks forward slowly then turns around, take {i}", i))
+        cached.append(timed("a person walks forward slowly then turns around", i))
+    num_scales = len(cold[0])
+    per_scale = [_median_ms([m[k] - (m[k - 1] if k else 0.0) for m in cached]) for k in range(num_scales)]
+
+    texts = [f"a person waves the right hand, variant {i}" for i in range(32)]
+    tick = time.perf_counter()
+    generator.generate_batch(texts, SECONDS, seed=0)
+    batch_s = time.perf_counter() - tick
+
+    first_cold, final_cold = _median_ms([m[0] for m in cold]), _median_ms([m[-1] for m in cold])
+    return {
+        "model": model,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "repeats": repeats,
+        "transformer_params_m": round(count_parameters(generator.transformer) / 1e6, 2),
+        "tokenizer_params_m": round(count_parameters(generator.tokenizer) / 1e6, 2),
+        "text_encoder": generator.text_encoder.name,
+        "refine_iterations": generator.config.iterations_for(num_scales),
+        "guidance": [generator.config.guidance, generator.config.guidance_end],
+        "load_and_warm_up_s": round(load_s, 2),
+        "motion_seconds": SECONDS,
+        "text_encode_ms_new_text": _median_ms(encode_cold),
+        "text_encode_ms_cached_text": _median_ms(encode_cached),
+        "first_scale_ms_new_text": first_cold,
+        "final_ms_new_text": final_cold,
+        "first_scale_ms_cached_text": _median_ms([m[0] for m in cached]),
+        "final_ms_cached_text": _median_ms([m[-1] for m in cached]),
+        "first_scale_ms_new_text_p90": round(sorted(m[0] for m in cold)[int(0.9 * (repeats - 1))] * 1e3, 2),
+        "final_ms_new_text_p90": round(sorted(m[-1] for m in cold)[int(0.9 * (repeats - 1))] * 1e3, 2),
+        "per_scale_ms_cached_text": per_scale,
+        "batch32_motions_per_s": round(len(texts) / batch_s, 1),
+        "goal_first_scale_ms": GOAL_FIRST_MS,
+        "goal_final_ms": GOAL_FINAL_MS,
+        "meets_first_scale_goal": first_cold <= GOAL_FIRST_MS,
+        "meets_final_goal": final_cold <= GOAL_FINAL_MS,
+    }
