@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import shutil
 import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +105,26 @@ def test_prepare_from_an_archive(real_bvh_dir: Path, tmp_path: Path):
     summary = prepare(archive, tmp_path / "cache", workers=1, progress=False, log=lambda _m: None)
     assert summary["clips"] == 3 and summary["per_dataset"] == {"dataset-1": 3}
     assert not any(p.name.startswith(".prepare-") for p in tmp_path.iterdir())  # scratch cleaned up
+    # The public repository's layout: a zip holding one data.zip per dataset.
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as zf:
+        for path in sorted(real_bvh_dir.glob("dataset-2_wave-*.bvh"))[:2]:
+            zf.write(path, arcname=path.name)
+    repository = tmp_path / "repository.zip"
+    with zipfile.ZipFile(repository, "w") as zf:
+        zf.writestr("Bandai-Namco-Research-Motiondataset-master/dataset/Motiondataset-2/data.zip", inner.getvalue())
+        zf.writestr("Bandai-Namco-Research-Motiondataset-master/README.md", "readme")
+    summary = prepare(repository, tmp_path / "cache", workers=2, progress=False, log=lambda _m: None)
+    assert summary["clips"] == 2 and summary["per_dataset"] == {"dataset-2": 2}
+
+
+def tarfile_bytes(tmp_path: Path) -> bytes:
+    big = tmp_path / "big.bvh"
+    big.write_bytes(np.random.default_rng(0).bytes(20000))
+    archive = tmp_path / "whole.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(big, arcname="dataset-1_walk_normal_001.bvh")
+    return archive.read_bytes()
 
 
 def test_bad_sources_raise(tmp_path: Path):
@@ -113,6 +135,10 @@ def test_bad_sources_raise(tmp_path: Path):
     with pytest.raises(DataError, match="notes.tar.xz: not a tar or zip archive"):
         prepare(not_archive, tmp_path / "cache", progress=False, log=lambda _m: None)
     (tmp_path / "empty").mkdir()
+    broken = tmp_path / "broken.tar.gz"
+    broken.write_bytes(tarfile_bytes(tmp_path)[:300])
+    with pytest.raises(DataError, match="broken.tar.gz: corrupt or truncated archive"):
+        prepare(broken, tmp_path / "cache", progress=False, log=lambda _m: None)
     with pytest.raises(DataError, match="empty: no .bvh files found"):
         prepare(tmp_path / "empty", tmp_path / "cache", progress=False, log=lambda _m: None)
     assert not (tmp_path / "cache").exists()

@@ -1,10 +1,12 @@
 """``moscale data prepare``: BVH clips -> canonical joints, 263-d features, texts and splits, cached once.
 
-Sources: the Bandai-Namco archive (``.tar.xz``/``.tar.gz``/``.zip``), a folder of BVH files (searched
-recursively; ``.zip`` files inside are unpacked too, as in the public repository), or a download of
-the public repository. Clip labels come from Bandai file names ``dataset-N_{content}_{style}_{id}.bvh``;
-any other BVH needs a sidecar ``<name>.txt`` with one description per line (content and style are then
-``custom``). A clip that cannot be converted is skipped and listed in the summary, never dropped silently.
+Sources: the Bandai-Namco archive (``.tar.xz``/``.tar.gz``/``.zip``, read as a stream: nothing is
+unpacked to disk), a folder of BVH files (searched recursively), or a download of the public
+repository; ``.zip`` files inside any of them are read too (the repository ships ``data.zip``).
+Clips are converted in batches by worker processes. Clip labels come from Bandai file names
+``dataset-N_{content}_{style}_{id}.bvh``; any other BVH needs a sidecar ``<name>.txt`` with one
+description per line (content and style are then ``custom``). A clip that cannot be converted or
+labelled is skipped and listed in the summary, never dropped silently.
 
 Cache layout (``<cache>/``, format :data:`CACHE_FORMAT` version :data:`CACHE_VERSION`):
 
@@ -21,7 +23,10 @@ Cache layout (``<cache>/``, format :data:`CACHE_FORMAT` version :data:`CACHE_VER
 from __future__ import annotations
 
 import hashlib
+import io
+import itertools
 import json
+import lzma
 import os
 import re
 import shutil
@@ -30,8 +35,9 @@ import tarfile
 import tempfile
 import time
 import zipfile
+import zlib
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,32 +63,29 @@ def default_cache_dir() -> Path:
 
 
 @dataclass
-class ClipSource:
-    """One BVH clip to convert and its labels."""
+class ClipLabels:
+    """Labels of one clip: dataset, content, style, and its own descriptions if a sidecar gave them."""
 
-    path: Path
-    name: str
     dataset: str
     content: str
     style: str
     texts: tuple[str, ...] = ()
 
 
-def parse_clip_name(path: Path) -> ClipSource:
-    """Labels from a Bandai file name, or a sidecar ``.txt`` of descriptions; DataError otherwise."""
-    name = path.stem
+def clip_labels(name: str, source: str, sidecar_text: str | None = None) -> ClipLabels:
+    """Labels from a Bandai file name ``dataset-N_{content}_{style}_{id}``, else from a sidecar
+    ``<name>.txt`` (one description per line; content and style ``custom``); DataError otherwise."""
     match = BANDAI_NAME.match(name)
     if match:
-        return ClipSource(path, name, match.group(1), match.group(2), match.group(3))
-    sidecar = path.with_suffix(".txt")
-    if sidecar.is_file():
-        lines = [ln.split("#")[0].strip() for ln in sidecar.read_text(encoding="utf-8").splitlines()]
+        return ClipLabels(match.group(1), match.group(2), match.group(3))
+    if sidecar_text is not None:
+        lines = [ln.split("#")[0].strip() for ln in sidecar_text.splitlines()]
         texts = tuple(ln for ln in lines if ln)
         if texts:
-            return ClipSource(path, name, "custom", "custom", "custom", texts)
+            return ClipLabels("custom", "custom", "custom", texts)
     raise DataError(
-        f"{path}: no labels: the name does not follow dataset-N_{{content}}_{{style}}_{{id}}.bvh and there is no "
-        f"{sidecar.name} with one description per line"
+        f"{source}: no labels: the name does not follow dataset-N_{{content}}_{{style}}_{{id}}.bvh and there is no "
+        f"{name}.txt next to it with one description per line"
     )
 
 
@@ -112,60 +115,89 @@ def download_repository(dest: Path, urls: Iterable[str] = REPOSITORY_URLS, timeo
     )
 
 
-def _is_archive(path: Path) -> bool:
-    return path.is_file() and (tarfile.is_tarfile(path) or zipfile.is_zipfile(path))
+@dataclass
+class ClipFile:
+    """One BVH file of a source: its name (file stem), where it came from, and its bytes."""
+
+    name: str
+    label: str
+    raw: bytes
 
 
-def unpack_archive(archive: Path, dest: Path) -> Path:
-    """Unpack a tar (any compression) or zip archive into ``dest`` (no paths outside it)."""
-    dest.mkdir(parents=True, exist_ok=True)
+def _iter_zip(data: bytes | Path, label: str, sidecars: dict[str, str]) -> Iterator[ClipFile]:
     try:
-        if tarfile.is_tarfile(archive):
-            with tarfile.open(archive) as tar:
-                tar.extractall(dest, filter="data")
-        elif zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zf:
-                for member in zf.namelist():
-                    if member.startswith("/") or ".." in Path(member).parts:
-                        raise DataError(f"{archive}: unsafe path {member!r} in zip archive")
-                zf.extractall(dest)
-        else:
-            raise DataError(f"{archive}: not a tar or zip archive")
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise DataError(f"{archive}: corrupt or truncated archive ({exc})") from None
-    return dest
+        with zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data) as zf:
+            for member in sorted(zf.namelist()):
+                yield from _route(member, lambda m=member: zf.read(m), f"{label}:{member}", sidecars)
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise DataError(f"{label}: corrupt or truncated zip archive ({exc})") from None
 
 
-def collect_bvh_files(root: Path, scratch: Path) -> list[Path]:
-    """All ``*.bvh`` under ``root``, unpacking nested ``.zip`` files (the public repository ships
-    ``data.zip`` per dataset) into ``scratch``."""
-    files = sorted(root.rglob("*.bvh"))
-    for k, nested in enumerate(sorted(root.rglob("*.zip"))):
-        files += sorted(unpack_archive(nested, scratch / f"zip{k}").rglob("*.bvh"))
-    return files
+def _route(name: str, read: Callable[[], bytes], label: str, sidecars: dict[str, str]) -> Iterator[ClipFile]:
+    lower = name.lower()
+    if lower.endswith(".bvh"):
+        yield ClipFile(Path(name).stem, label, read())
+    elif lower.endswith(".txt"):
+        sidecars[Path(name).stem] = read().decode("utf-8", errors="replace")
+    elif lower.endswith(".zip"):
+        yield from _iter_zip(read(), label, sidecars)
+
+
+def iter_clip_files(source: Path, sidecars: dict[str, str]) -> Iterator[ClipFile]:
+    """Every ``.bvh`` in a folder (recursively), a tar archive (any compression, streamed) or a zip,
+    descending into nested zips; ``.txt`` files met on the way are stored in ``sidecars`` by stem."""
+    if source.is_dir():
+        for path in sorted(p for p in source.rglob("*") if p.is_file()):
+            yield from _route(path.name, path.read_bytes, str(path), sidecars)
+    elif tarfile.is_tarfile(source):
+        try:
+            with tarfile.open(source, mode="r|*") as tar:
+                for member in tar:
+                    if member.isfile():
+                        handle = tar.extractfile(member)
+                        if handle is not None:
+                            yield from _route(member.name, handle.read, f"{source}:{member.name}", sidecars)
+        except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+            raise DataError(f"{source}: corrupt or truncated archive ({exc})") from None
+    elif zipfile.is_zipfile(source):
+        yield from _iter_zip(source, str(source), sidecars)
+    else:
+        raise DataError(f"{source}: not a tar or zip archive (pass an archive or a folder of BVH files)")
 
 
 # ------------------------------------------------------------------------------------------ converting
 
 
-def convert_clip(path: Path, skeleton_map=None) -> tuple[np.ndarray, np.ndarray]:
-    """Canonical joints (T, 22, 3) and features (T - 1, 263) of one BVH clip (float32)."""
+def convert_clip(raw: bytes, label: str, skeleton_map=None) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical joints (T, 22, 3) and features (T - 1, 263) of one BVH file's bytes (float32)."""
+    from moscale_ros.data.bvh import parse_bvh_bytes
     from moscale_ros.data.features import joints_to_features
-    from moscale_ros.data.skeleton import bvh_to_canonical
+    from moscale_ros.data.skeleton import bvh_motion_to_canonical
 
-    joints, _ = bvh_to_canonical(path, skeleton_map)
+    joints = bvh_motion_to_canonical(parse_bvh_bytes(raw, label), skeleton_map)
     return joints, joints_to_features(joints)
 
 
-def _convert_worker(job: tuple[int, str, object]) -> tuple[int, object, object]:
-    index, path, skeleton_map = job
+def _convert_worker(job: tuple[int, ClipFile, object]) -> tuple[int, object, object]:
+    index, clip, skeleton_map = job
     try:
-        joints, feats = convert_clip(Path(path), skeleton_map)
+        joints, feats = convert_clip(clip.raw, clip.label, skeleton_map)
         return index, joints, feats
     except MoScaleError as exc:
         return index, None, str(exc)
     except Exception as exc:  # a clip that breaks conversion is reported, not fatal
-        return index, None, f"{path}: unexpected {type(exc).__name__}: {exc}"
+        return index, None, f"{clip.label}: unexpected {type(exc).__name__}: {exc}"
+
+
+def _batches(items: Iterable, size: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def stratified_split(
@@ -245,12 +277,10 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _progress(iterable, total: int, enabled: bool, desc: str):
-    if not enabled:
-        return iterable
+def _progress_bar(total: int | None, enabled: bool, desc: str):
     from tqdm import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, unit="clip", file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit="clip", file=sys.stderr, dynamic_ncols=True, disable=not enabled)
 
 
 def _resolve_source(source: str | Path | None, download: bool, scratch: Path, log: Callable[[str], None]) -> Path:
@@ -287,8 +317,9 @@ def prepare(
     """Convert a source of BVH clips into the prepared cache at ``cache_dir`` and return its summary.
 
     ``skeleton_map`` (name, path or map) applies to every clip; ``None`` picks the shipped map that fits
-    each rig. ``limit`` keeps the first N clips (in sorted order) for quick trials. The cache is written
-    to a temporary folder and moved into place at the end, so an interrupted run leaves the old one.
+    each rig. ``limit`` keeps the first N clips met (in the source's order) for quick trials. The cache
+    is written to a temporary folder and moved into place at the end, so an interrupted run leaves the
+    old one.
     """
     from moscale_ros.data.text import describe_clip
 
@@ -298,68 +329,85 @@ def prepare(
     scratch = Path(tempfile.mkdtemp(prefix=".prepare-", dir=cache_dir.parent))
     try:
         src = _resolve_source(source, download, scratch, log)
-        if src.is_file():
-            if not _is_archive(src):
-                raise DataError(f"{src}: not a tar or zip archive (pass an archive or a folder of BVH files)")
-            log(f"unpacking {src} ...")
-            root = unpack_archive(src, scratch / "unpacked")
-        else:
-            root = src
-        files = collect_bvh_files(root, scratch / "nested")
+        total = sum(1 for p in src.rglob("*.bvh")) if src.is_dir() else None
+        if total is not None and limit is not None:
+            total = min(total, limit)
+        log(f"reading {src} ...")
+        sidecars: dict[str, str] = {}
+        files: list[ClipFile] = []  # names and labels only; bytes are dropped after conversion
+        converted: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        failures: dict[int, str] = {}
+        stream = itertools.islice(iter_clip_files(src, sidecars), limit)
+        workers = workers or min(2, os.cpu_count() or 1)
+        pool = None
+        if workers > 1:
+            import multiprocessing
+
+            pool = multiprocessing.get_context("fork").Pool(workers)
+
+        def collect(results) -> None:
+            for index, joints, feats in results:
+                if joints is None:
+                    failures[index] = feats
+                else:
+                    converted[index] = (joints, feats)
+                bar.update(1)
+
+        try:
+            with _progress_bar(total, progress, "converting") as bar:
+                pending = None  # the workers convert batch k while this process reads batch k + 1
+                for batch in _batches(stream, 64):
+                    jobs = [(len(files) + k, clip, skeleton_map) for k, clip in enumerate(batch)]
+                    files.extend(ClipFile(c.name, c.label, b"") for c in batch)
+                    if pool is None:
+                        collect(map(_convert_worker, jobs))
+                        continue
+                    submitted = pool.map_async(_convert_worker, jobs)
+                    if pending is not None:
+                        collect(pending.get())
+                    pending = submitted
+                if pending is not None:
+                    collect(pending.get())
+        finally:
+            if pool is not None:
+                pool.close()
+                pool.join()
         if not files:
             raise DataError(f"{src}: no .bvh files found")
-        if limit is not None:
-            files = files[:limit]
-
-        skipped: list[dict] = []
-        sources: list[ClipSource] = []
-        for path in files:
-            try:
-                sources.append(parse_clip_name(path))
-            except DataError as exc:
-                skipped.append({"name": path.stem, "reason": str(exc)})
-        names = [s.name for s in sources]
-        duplicates = [n for n, k in Counter(names).items() if k > 1]
+        duplicates = [n for n, k in Counter(f.name for f in files).items() if k > 1]
         if duplicates:
             raise DataError(f"{src}: duplicate clip names {duplicates[:5]}; clip names must be unique")
 
-        workers = workers or min(2, os.cpu_count() or 1)
-        jobs = [(i, str(s.path), skeleton_map) for i, s in enumerate(sources)]
-        converted: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        if workers > 1 and len(jobs) > 1:
-            import multiprocessing
-
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                results = pool.imap_unordered(_convert_worker, jobs, chunksize=4)
-                for index, joints, feats in _progress(results, len(jobs), progress, "converting"):
-                    _collect(index, joints, feats, sources, converted, skipped)
-        else:
-            for job in _progress(jobs, len(jobs), progress, "converting"):
-                _collect(*_convert_worker(job), sources, converted, skipped)
-        if not converted:
+        skipped = [{"name": files[i].name, "reason": reason} for i, reason in failures.items()]
+        labels: dict[int, ClipLabels] = {}
+        for i in sorted(converted):
+            try:
+                labels[i] = clip_labels(files[i].name, files[i].label, sidecars.get(files[i].name))
+            except DataError as exc:
+                skipped.append({"name": files[i].name, "reason": str(exc)})
+        skipped.sort(key=lambda item: item["name"])
+        if not labels:
             raise DataError(f"{src}: none of the {len(files)} clip(s) could be converted; first error: "
                             f"{skipped[0]['reason'] if skipped else 'none'}")
 
-        skipped.sort(key=lambda item: item["name"])
-        kept = sorted(converted)
-        kept_sources = [sources[i] for i in kept]
+        kept = sorted(labels)
         split = stratified_split(
-            [s.name for s in kept_sources], [f"{s.dataset}/{s.content}" for s in kept_sources], seed=seed
+            [files[i].name for i in kept], [f"{labels[i].dataset}/{labels[i].content}" for i in kept], seed=seed
         )
         clips, feats_list, joints_list = [], [], []
         row = 0
-        for s, i, clip_split in zip(kept_sources, kept, split):
+        for i, clip_split in zip(kept, split):
+            name, lab = files[i].name, labels[i]
             joints, feats = converted[i]
-            if s.texts:
-                texts, heldout = list(s.texts), []
+            if lab.texts:
+                texts, heldout = list(lab.texts), []
             else:
-                texts = describe_clip(s.name, s.content, s.style, texts_per_clip)
-                heldout = describe_clip(s.name, s.content, s.style, heldout_texts_per_clip, heldout=True)
+                texts = describe_clip(name, lab.content, lab.style, texts_per_clip)
+                heldout = describe_clip(name, lab.content, lab.style, heldout_texts_per_clip, heldout=True)
             clips.append({
-                "name": s.name, "dataset": s.dataset, "content": s.content, "style": s.style,
+                "name": name, "dataset": lab.dataset, "content": lab.content, "style": lab.style,
                 "split": clip_split, "start": row, "num_features": int(feats.shape[0]),
-                "texts": texts, "heldout_texts": heldout, "source": str(s.path.relative_to(root)
-                                                                        if s.path.is_relative_to(root) else s.path),
+                "texts": texts, "heldout_texts": heldout, "source": files[i].label,
             })  # fmt: skip
             feats_list.append(feats)
             joints_list.append(joints[:-1])
@@ -398,10 +446,3 @@ def prepare(
         return summary
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _collect(index, joints, feats, sources, converted, skipped) -> None:
-    if joints is None:
-        skipped.append({"name": sources[index].name, "reason": feats})
-    else:
-        converted[index] = (joints, feats)
