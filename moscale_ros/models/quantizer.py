@@ -192,7 +192,7 @@ class ResidualScaleQuantizer(nn.Module):
     @torch.no_grad()
     def _ema_update(self, r_NC: torch.Tensor, idx_N: torch.Tensor, counts_V: torch.Tensor) -> None:
         decay = self.ema_decay
-        sums_VC = torch.zeros_like(self.ema_sum_VC).index_add_(0, idx_N, r_NC)
+        sums_VC = nn.functional.one_hot(idx_N, self.codebook_size).to(r_NC.dtype).T @ r_NC
         self.ema_count_V.mul_(decay).add_(counts_V, alpha=1 - decay)
         self.ema_sum_VC.mul_(decay).add_(sums_VC, alpha=1 - decay)
         total = self.ema_count_V.sum()

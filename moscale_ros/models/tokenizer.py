@@ -222,23 +222,26 @@ class MotionTokenizer(nn.Module):
         """Encode, quantise (EMA update when training), decode with the straight-through estimator.
 
         ``num_scales_B`` (optional, 1..K per sample) decodes sample ``b`` from its first
-        ``num_scales_B[b]`` scales only (prefix training); default: all scales.
+        ``num_scales_B[b]`` scales only (prefix training: such a sample trains the decoder only);
+        default: all scales.
         Returns the reconstruction ``(B, T, D)`` (zero beyond ``lengths_B``) and the commitment
         loss ``mean ||f - sg(f_hat)||^2`` over valid latents.
         """
         f_BNC, latent_lengths_B = self.encode_latents(feats_BTD, lengths_B)
         quant = self.quantizer.quantize(f_BNC, latent_lengths_B, update=self.training)
-        f_hat_BNC = quant.f_hat
-        if num_scales_B is not None:
-            stacked_KBNC = torch.stack(quant.prefix_f_hat)
-            pick_B = (num_scales_B.to(f_BNC.device).long() - 1).clamp(0, self.num_scales - 1)
-            f_hat_BNC = stacked_KBNC[pick_B, torch.arange(f_BNC.shape[0], device=f_BNC.device)]
-        f_hat_BNC = f_hat_BNC.to(f_BNC.dtype)
+        f_hat_BNC = quant.f_hat.to(f_BNC.dtype)
         valid_BN1 = lengths_mask(latent_lengths_B, f_BNC.shape[1])[..., None].to(f_BNC.dtype)
-        commit = ((f_BNC - quant.f_hat.detach().to(f_BNC.dtype)).pow(2) * valid_BN1).sum()
+        commit = ((f_BNC - f_hat_BNC).pow(2) * valid_BN1).sum()
         commit = commit / (valid_BN1.sum() * f_BNC.shape[-1]).clamp(min=1)
-        f_st_BNC = f_BNC + (f_hat_BNC - f_BNC).detach()
-        recon_BTD = self.decode_latents(f_st_BNC, latent_lengths_B, lengths_B.to(f_BNC.device))
+        decoder_in_BNC = f_BNC + (f_hat_BNC - f_BNC).detach()  # straight-through estimator
+        if num_scales_B is not None:
+            # A partial prefix is far from f: passing its gradient straight through to the encoder
+            # would push f without bound. Those samples train the decoder only.
+            pick_B = (num_scales_B.to(f_BNC.device).long() - 1).clamp(0, self.num_scales - 1)
+            prefix_BNC = torch.stack(quant.prefix_f_hat)[pick_B, torch.arange(f_BNC.shape[0], device=f_BNC.device)]
+            partial_B11 = (pick_B < self.num_scales - 1)[:, None, None]
+            decoder_in_BNC = torch.where(partial_B11, prefix_BNC.to(f_BNC.dtype), decoder_in_BNC)
+        recon_BTD = self.decode_latents(decoder_in_BNC, latent_lengths_B, lengths_B.to(f_BNC.device))
         return TokenizerOutput(recon_BTD, commit, quant, latent_lengths_B)
 
 

@@ -42,7 +42,10 @@ class LoopConfig:
 
     Learning rate: linear warm-up over ``warmup_steps`` to ``lr``, then cosine decay to
     ``lr * lr_min_ratio`` at ``steps``. ``max_minutes`` bounds the accumulated training time
-    (resumes included); the loop saves a checkpoint and stops when it is spent.
+    (resumes included); the loop saves a checkpoint and stops when it is spent. With
+    ``time_schedule`` the schedule's progress is ``max(step / steps, minutes / max_minutes)``, so
+    the decay completes within the time budget on a slow or busy machine (the learning-rate
+    curve, and so the result, then depends on the machine's speed).
     """
 
     steps: int = 10000
@@ -57,6 +60,7 @@ class LoopConfig:
     val_every: int = 1000
     checkpoint_every: int = 1000
     max_minutes: float | None = None
+    time_schedule: bool = False
     num_threads: int = 2
 
     def __post_init__(self) -> None:
@@ -114,12 +118,17 @@ def select_device(spec: str = "auto") -> torch.device:
     raise ConfigError(f"device {spec!r}: expected auto, cpu, cuda or cuda:N")
 
 
-def lr_multiplier(step: int, cfg: LoopConfig) -> float:
-    """Warm-up then cosine: ``step/warmup`` for ``step < warmup``, then ``r + (1-r)(1+cos(pi*p))/2``."""
+def lr_multiplier(step: int, cfg: LoopConfig, elapsed_s: float | None = None) -> float:
+    """Warm-up then cosine: ``(step+1)/warmup`` for ``step < warmup``, then ``r + (1-r)(1+cos(pi*p))/2``
+    with ``p = (step - warmup) / (steps - warmup)`` (or the time fraction, if larger, with
+    ``cfg.time_schedule`` and an ``elapsed_s``)."""
     if cfg.warmup_steps and step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     span = max(1, cfg.steps - cfg.warmup_steps)
-    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    progress = (step - cfg.warmup_steps) / span
+    if cfg.time_schedule and cfg.max_minutes and elapsed_s is not None:
+        progress = max(progress, elapsed_s / (cfg.max_minutes * 60.0))
+    progress = min(1.0, progress)
     return cfg.lr_min_ratio + (1.0 - cfg.lr_min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
@@ -401,7 +410,7 @@ def run_loop(
                 stopped_by = "time"
                 break
             if optimizer is not None:
-                factor = lr_multiplier(state.step, cfg)
+                factor = lr_multiplier(state.step, cfg, elapsed())
                 for group in optimizer.param_groups:
                     group["lr"] = cfg.lr * factor
             metrics = train_step(state.step)
