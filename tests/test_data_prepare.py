@@ -18,7 +18,7 @@ from moscale_ros.commands import data as data_command
 from moscale_ros.data.dataset import load_prepared
 from moscale_ros.data.features import FEATURE_GROUPS
 from moscale_ros.data.prepare import download_repository, format_summary, prepare, stratified_split
-from moscale_ros.errors import DataError
+from moscale_ros.errors import ConfigError, DataError
 
 
 def _run_cli(argv: list[str]) -> int:
@@ -141,6 +141,8 @@ def test_bad_sources_raise(tmp_path: Path):
         prepare(broken, tmp_path / "cache", progress=False, log=lambda _m: None)
     with pytest.raises(DataError, match="empty: no .bvh files found"):
         prepare(tmp_path / "empty", tmp_path / "cache", progress=False, log=lambda _m: None)
+    with pytest.raises(ConfigError, match="unknown skeleton map 'no_such_rig'"):
+        prepare(tmp_path / "empty", tmp_path / "cache", skeleton_map="no_such_rig", progress=False, log=print)
     assert not (tmp_path / "cache").exists()
 
 

@@ -321,6 +321,7 @@ def prepare(
     is written to a temporary folder and moved into place at the end, so an interrupted run leaves the
     old one.
     """
+    from moscale_ros.data.skeleton import SkeletonMap, load_skeleton_map
     from moscale_ros.data.text import describe_clip
 
     started = time.perf_counter()
@@ -328,6 +329,8 @@ def prepare(
     cache_dir.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".prepare-", dir=cache_dir.parent))
     try:
+        if skeleton_map is not None and not isinstance(skeleton_map, SkeletonMap):
+            skeleton_map = load_skeleton_map(skeleton_map)  # bad map: fail before reading any clip
         src = _resolve_source(source, download, scratch, log)
         total = sum(1 for p in src.rglob("*.bvh")) if src.is_dir() else None
         if total is not None and limit is not None:

@@ -18,6 +18,7 @@ of the source rig or a point interpolated between two of them::
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,8 +206,13 @@ def skeleton_maps_dir() -> Path:
     return resource("config/skeletons")
 
 
+@functools.lru_cache(maxsize=64)
+def _load_map_file(path: str, mtime_ns: int) -> SkeletonMap:
+    return parse_skeleton_map(load_yaml(path), path)
+
+
 def load_skeleton_map(name_or_path: str | Path) -> SkeletonMap:
-    """A shipped map by name (``bandai_namco``) or a YAML file path."""
+    """A shipped map by name (``bandai_namco``) or a YAML file path (parsed once per file version)."""
     path = Path(name_or_path)
     if not path.suffix:
         candidate = skeleton_maps_dir() / f"{name_or_path}.yaml"
@@ -214,7 +220,11 @@ def load_skeleton_map(name_or_path: str | Path) -> SkeletonMap:
             known = ", ".join(sorted(p.stem for p in skeleton_maps_dir().glob("*.yaml")))
             raise ConfigError(f"unknown skeleton map {str(name_or_path)!r}; shipped maps: {known}")
         path = candidate
-    return parse_skeleton_map(load_yaml(path), str(path))
+    try:
+        mtime_ns = path.stat().st_mtime_ns
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read skeleton map ({exc.strerror or exc})") from None
+    return _load_map_file(str(path), mtime_ns)
 
 
 def shipped_skeleton_maps() -> list[SkeletonMap]:
