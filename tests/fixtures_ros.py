@@ -56,3 +56,38 @@ def write_untrained_generator(path) -> str:
 def untrained_generator(tmp_path_factory) -> str:
     """Path of a small untrained generator checkpoint (the node can run with any generator)."""
     return write_untrained_generator(tmp_path_factory.mktemp("models") / "untrained-generator.safetensors")
+
+
+@pytest.fixture(scope="session")
+def ros():
+    """One rclpy context for the whole test process (rclpy.init may run only once at a time)."""
+    import rclpy
+
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+@pytest.fixture(scope="session")
+def moscale_node(untrained_generator, tmp_path_factory):
+    """The node as users start it, ``moscale node --params-file config/moscale.yaml``, with the
+    untrained generator as its checkpoint; at the end it must exit cleanly, without a traceback."""
+    from moscale_ros.node.launcher import NodeProcess
+
+    log = tmp_path_factory.mktemp("moscale_node") / "moscale_node.log"
+    process = NodeProcess({"checkpoint": untrained_generator}, entry="cli", log_path=log).start()
+    yield process
+    code = process.stop()
+    assert code == 0, f"moscale_node exited with {code}:\n{process.log()[-3000:]}"
+    assert "Traceback" not in process.log(), process.log()[-3000:]
+
+
+@pytest.fixture(scope="session")
+def moscale_client(ros, moscale_node):
+    """A client of the shared node, ready (action server, command subscription, plan publisher)."""
+    from moscale_ros.node.client import MoScaleClient
+
+    client = MoScaleClient("/moscale_node")
+    assert client.wait_ready(120.0), f"moscale_node not ready:\n{moscale_node.log()[-3000:]}"
+    yield client
+    client.close()

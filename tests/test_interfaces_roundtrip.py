@@ -86,19 +86,17 @@ def _sample_plan() -> MotionPlan:
 
 
 @pytest.fixture(scope="module")
-def ros_node():
+def ros_node(ros):
     child = subprocess.Popen(
         [sys.executable, "-c", ECHO_SERVER], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     assert child.stdout.readline().strip() == "ready", child.stderr.read()
-    rclpy.init()
     node = rclpy.create_node("interface_test_client")
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     yield node, executor
     executor.shutdown()
     node.destroy_node()
-    rclpy.shutdown()
     child.terminate()
     child.wait(timeout=10)
 

@@ -1,5 +1,6 @@
-"""The real ``moscale_node`` in a subprocess (config/moscale.yaml + an untrained generator, the real
-G1 retargeter) and a real rclpy client in this process, over DDS on the run's own domain.
+"""The real ``moscale_node`` in a subprocess (started as ``moscale node`` with config/moscale.yaml and
+an untrained generator; the real G1 retargeter) and a real rclpy client in this process, over DDS
+on the run's own domain (fixtures in tests/fixtures_ros.py).
 """
 
 from __future__ import annotations
@@ -9,12 +10,9 @@ import time
 
 import numpy as np
 import pytest
-import rclpy
 from std_msgs.msg import String
 
 from moscale_ros.node import convert
-from moscale_ros.node.client import MoScaleClient
-from moscale_ros.node.launcher import NodeProcess
 from retarget.robot import load_robot
 
 
@@ -24,25 +22,13 @@ def robot():
 
 
 @pytest.fixture(scope="module")
-def node(untrained_generator, tmp_path_factory):
-    process = NodeProcess(
-        {"checkpoint": untrained_generator, "device": "cpu", "playback_rate": 20.0},
-        log_path=tmp_path_factory.mktemp("node") / "moscale_node.log",
-    ).start()
-    yield process
-    code = process.stop()
-    assert code == 0, f"node exited with {code}:\n{process.log()[-3000:]}"
-    assert "Traceback" not in process.log(), process.log()[-3000:]
+def node(moscale_node):
+    return moscale_node
 
 
 @pytest.fixture(scope="module")
-def client(node):
-    rclpy.init()
-    client = MoScaleClient()
-    assert client.wait_ready(90.0), f"node not ready:\n{node.log()[-3000:]}"
-    yield client
-    client.close()
-    rclpy.shutdown()
+def client(moscale_client):
+    return moscale_client
 
 
 def stamp(msg) -> float:

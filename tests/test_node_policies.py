@@ -1,12 +1,12 @@
-"""The node's other policies, in one real node process: a bounded queue instead of preemption,
-final-only controller output, and appending a queued motion after the one before it.
+"""The node's other policies, in one real node process (the ``moscale_node`` console script): a
+bounded queue instead of preemption, final-only controller output, and appending a queued motion
+after the one before it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import rclpy
 
 from moscale_ros.node import convert
 from moscale_ros.node.client import MoScaleClient
@@ -14,7 +14,7 @@ from moscale_ros.node.launcher import NodeProcess
 
 
 @pytest.fixture(scope="module")
-def client(untrained_generator, tmp_path_factory):
+def client(ros, untrained_generator, tmp_path_factory):
     node = NodeProcess(
         {
             "checkpoint": untrained_generator,
@@ -28,15 +28,14 @@ def client(untrained_generator, tmp_path_factory):
         },
         remaps=[("__node", "moscale_queue")],
         log_path=tmp_path_factory.mktemp("node") / "moscale_queue.log",
+        entry="console",  # the moscale_node console script
     ).start()
-    rclpy.init()
     client = MoScaleClient("/moscale_queue")
     try:
         assert client.wait_ready(90.0), f"node not ready:\n{node.log()[-3000:]}"
         yield client
     finally:
         client.close()
-        rclpy.shutdown()
         assert node.stop() == 0, node.log()[-3000:]
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 
 import pytest
-import rclpy
 from std_msgs.msg import String
 
 from moscale_ros.node.client import MoScaleClient
@@ -23,19 +22,17 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def nodes(untrained_generator, tmp_path_factory):
+def nodes(ros, untrained_generator, tmp_path_factory):
     """One node process per case, started together under different node names, and a client of each."""
     logs = tmp_path_factory.mktemp("nodes")
     processes = {}
     for name, (params, _) in CASES.items():
         settings = {"checkpoint": untrained_generator, "device": "cpu", "warmup": False, **params}
         processes[name] = NodeProcess(settings, remaps=[("__node", name)], log_path=logs / f"{name}.log").start()
-    rclpy.init()
     clients = {name: MoScaleClient(f"/{name}") for name in CASES}
     yield {name: (processes[name], clients[name]) for name in CASES}
     for client in clients.values():
         client.close()
-    rclpy.shutdown()
     for process in processes.values():
         process.interrupt()  # all at once; stop() then waits for each
     for process in processes.values():

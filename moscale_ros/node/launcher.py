@@ -1,5 +1,9 @@
-"""Run ``moscale_node`` as a child process (tests, bench, demo): the same entry point and parameter
-file as ``moscale_node --ros-args --params-file config/moscale.yaml``, output captured to a log.
+"""Run ``moscale_node`` as a child process (tests, bench, demo) through one of its real entry
+points, with the shipped parameter file by default, output captured to a log:
+
+* ``console``: ``moscale_node --ros-args --params-file config/moscale.yaml -p ...`` (the console script);
+* ``cli``: ``moscale node --params-file config/moscale.yaml -p ...``;
+* ``module``: ``python -m moscale_ros.node.main --ros-args ...`` (no installed script needed).
 
 Imports no ROS package itself, so core code (the bench) can start a node without rclpy.
 """
@@ -14,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from moscale_ros.paths import resource
 
@@ -40,6 +44,7 @@ class NodeProcess:
         remaps: Sequence[tuple[str, str]] = (),
         log_path: str | Path | None = None,
         env: Mapping[str, str] | None = None,
+        entry: Literal["console", "cli", "module"] | None = None,
     ) -> None:
         self.params_file = Path(params_file) if params_file is not None else resource("config/moscale.yaml")
         self.params = dict(params or {})
@@ -48,9 +53,17 @@ class NodeProcess:
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen | None = None
         self._interrupted = False
+        console = Path(sys.executable).parent / "moscale_node"
+        self.entry = entry or ("console" if console.is_file() else "module")
+        self._console = console
 
     def argv(self) -> list[str]:
-        argv = [sys.executable, "-m", "moscale_ros.node.main", "--ros-args", "--params-file", str(self.params_file)]
+        """The command line of the chosen entry point, parameter file first, then ``-p``/``-r``."""
+        if self.entry == "cli":
+            argv = [sys.executable, "-m", "moscale_ros.cli", "node", "--params-file", str(self.params_file)]
+        else:
+            head = [str(self._console)] if self.entry == "console" else [sys.executable, "-m", "moscale_ros.node.main"]
+            argv = [*head, "--ros-args", "--params-file", str(self.params_file)]
         for name, value in self.params.items():
             argv += ["-p", f"{name}:={ros_value(value)}"]
         for source, target in self.remaps:

@@ -28,6 +28,10 @@ def main(args: list[str] | None = None) -> int:
         node = MoScaleNode()
         spin(node)
         node.destroy_node()
+    except Exception:
+        if rclpy.ok():
+            raise
+        # Interrupted while starting (e.g. during the model load) or stopping: a clean exit.
     finally:
         rclpy.try_shutdown()
     return 0

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
@@ -75,14 +76,14 @@ class MoScaleNode(Node):
         self._make_interfaces()
         if not self.startup_error:
             self._load_pipeline(pipeline_factory)
-        if self.startup_error:
-            self.get_logger().error(f"not ready, every command will be refused: {self.startup_error}")
         self.worker: GenerationWorker | None = None
         if self.pipeline is not None:
             s = self.settings
             self.worker = GenerationWorker(self.pipeline, self._publish_step, self._log, s.concurrency, s.max_queue)
         self._make_inputs()
-        if self.pipeline is not None:
+        if self.pipeline is None:
+            self.get_logger().error(f"not ready, every command will be refused: {self.startup_error}")
+        else:
             self.get_logger().info(
                 f"ready: ~/command, ~/generate -> ~/plan and {self.settings.controller_topic} "
                 f"({self.config.controller_plans}, {self.settings.concurrency})"
@@ -225,6 +226,9 @@ def spin(node: MoScaleNode) -> None:
     """Spin ``node`` on a multi-threaded executor until shutdown."""
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
+    if not rclpy.ok():  # shut down (SIGINT/SIGTERM) while starting
+        node.shutdown()
+        return
     executor = MultiThreadedExecutor(num_threads=node.executor_threads)
     executor.add_node(node)
     try:
