@@ -233,3 +233,46 @@ def test_checkpoint_round_trip_and_overrides(generator, tmp_path):
         MotionGenerator.from_checkpoint(broken)
     with pytest.raises(CheckpointError, match="not found"):
         MotionGenerator.from_checkpoint(tmp_path / "missing.safetensors")
+
+
+def test_generate_and_bench_commands(generator, tmp_path, capsys):
+    import argparse
+
+    from moscale_ros.bench import generation as bench
+    from moscale_ros.cli import main
+
+    path = save_generator(tmp_path / "gen.safetensors", generator.tokenizer, generator.transformer,
+                          generator.length_estimator, generator.mean_D, generator.std_D,
+                          generator.text_encoder.config, generator.config)
+    npz, gif, bvh = tmp_path / "wave.npz", tmp_path / "wave.gif", tmp_path / "next.bvh"
+    common = ["--checkpoint", str(path), "--seed", "4"]
+    assert main(["generate", TEXT, "--seconds", "1.2", "--out", str(npz), "--gif", str(gif), *common]) == 0
+    with np.load(npz) as data:
+        assert data["joints"].shape == (24, 22, 3) and data["scale_joints"].shape == (4, 24, 22, 3)
+        assert int(data["seed"]) == 4 and str(data["text"]) == TEXT
+        np.testing.assert_array_equal(data["scale_joints"][-1], data["joints"])
+        final = data["joints"]
+    assert gif.stat().st_size > 1000
+    assert main(["generate", "then bow", "--seconds", "1", "--continue-from", str(npz), "--prefix-seconds", "0.5",
+                 "--out", str(bvh), *common]) == 0
+    from moscale_ros.data.skeleton import bvh_to_canonical
+
+    joints, fps = bvh_to_canonical(bvh)
+    assert fps == 20.0 and joints.shape == (10 + 20, 22, 3)
+    # The BVH starts with the last 0.5 s of the previous motion, up to its placement (reading a BVH
+    # canonicalises it: first frame at the origin facing +z, on the ground) and the BVH's fixed bone lengths.
+    from moscale_ros.generation.editing import fit_yaw_translation
+
+    R, t = fit_yaw_translation(joints[:10], final[-10:])
+    placed = joints[:10] @ R.T + t
+    placed[..., 1] += final[-10:, :, 1].min() - placed[..., 1].min()
+    np.testing.assert_allclose(placed, final[-10:], atol=0.05)
+    assert main(["generate", TEXT, "--out", str(tmp_path / "x.txt"), *common]) == 2
+    assert main(["generate", "  ", "--seconds", "2", *common]) == 2
+    assert "text is empty" in capsys.readouterr().err
+
+    args = argparse.Namespace(checkpoint=str(path), device="cpu", repeats=2)
+    figures = bench.run(args)
+    assert figures["model"] == str(path) and figures["repeats"] == 2
+    assert 0 < figures["first_scale_ms_new_text"] <= figures["final_ms_new_text"]
+    assert len(figures["per_scale_ms_cached_text"]) == 4 and figures["batch32_motions_per_s"] > 0
