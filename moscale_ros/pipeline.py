@@ -245,18 +245,38 @@ def blend_from_pose(trajectory: RobotTrajectory, q0_J: np.ndarray, blend_s: floa
     )
 
 
+def limit_joint_speed(trajectory: RobotTrajectory, velocity_limits_J: np.ndarray) -> RobotTrajectory:
+    """One forward pass ``q_n = q_{n-1} + clip(q_n - q_{n-1}, ±(1 - 1e-9) v Δt_n)`` from the first
+    sample, then velocities and accelerations as gradients of the result (so the central differences
+    respect ``v``). Steps toward in-limit poses from an in-limit pose keep the position limits."""
+    times_N = np.asarray(trajectory.times, dtype=np.float64)
+    target_NJ = np.asarray(trajectory.positions, dtype=np.float64)
+    max_step_NJ = (1 - 1e-9) * velocity_limits_J[None, :] * np.diff(times_N)[:, None]
+    q_NJ = target_NJ.copy()
+    for n in range(1, len(q_NJ)):
+        q_NJ[n] = q_NJ[n - 1] + np.clip(target_NJ[n] - q_NJ[n - 1], -max_step_NJ[n - 1], max_step_NJ[n - 1])
+    v_NJ = np.gradient(q_NJ, times_N, axis=0)
+    final_q = np.array(trajectory.final_q, dtype=np.float64, copy=True)
+    final_q[-q_NJ.shape[1] :] = q_NJ[-1]
+    return replace(
+        trajectory, positions=q_NJ, velocities=v_NJ, accelerations=np.gradient(v_NJ, times_N, axis=0), final_q=final_q
+    )
+
+
 def blend_within_limits(
     trajectory: RobotTrajectory, q0_J: np.ndarray, blend_s: float, velocity_limits_J: np.ndarray
 ) -> RobotTrajectory:
-    """:func:`blend_from_pose` with the shortest ``T_b >= blend_s`` (doubling, at most the motion
-    length) whose blended joint speeds stay within ``velocity_limits_J``; validation has the last word."""
+    """:func:`blend_from_pose` over ``T_b = blend_s``, lengthened (doubling, at most twice, at most
+    the motion) while the blended joint speeds exceed ``velocity_limits_J``; if they still do (the new
+    motion itself runs at the limit), :func:`limit_joint_speed` holds them."""
     duration = trajectory.duration
     current = min(max(blend_s, 1e-3), duration)
-    while True:
+    for _ in range(3):
         blended = blend_from_pose(trajectory, q0_J, current)
-        if current >= duration or np.all(np.abs(blended.velocities) <= velocity_limits_J):
+        if np.all(np.abs(blended.velocities) <= velocity_limits_J):
             return blended
         current = min(2 * current, duration)
+    return limit_joint_speed(blended, velocity_limits_J)
 
 
 # --------------------------------------------------------------------------------- commanded motion
@@ -434,15 +454,16 @@ class MotionPipeline:
         ik_fps = rate if 0 < rate < fps else None
         return self.retargeter.retarget(joints_T223, fps, initial_q=initial_q, warm_start=warm_start, ik_fps=ik_fps)
 
-    def warm_up(self) -> float:
-        """Run one throw-away command (first-call costs of the model and the solver); returns seconds."""
-        tick = time.perf_counter()
+    def warm_up(self) -> PlanStep:
+        """Run one throw-away command (first-call costs of the model and the solver), twice: alone
+        and as a continuation of itself; returns its final plan. The continuation state is unchanged."""
         saved = self.last_commanded
-        request = validate_request("a person stands still", self.config.min_duration, 0, self.config, self.clock())
-        for _ in self.run(request):
-            pass
+        for _ in range(2):
+            request = validate_request("a person stands still", self.config.min_duration, 0, self.config, self.clock())
+            final = list(self.run(request))[-1]
+            self.commit(final)
         self.last_commanded = saved
-        return time.perf_counter() - tick
+        return final
 
 
 def resolve_checkpoint(checkpoint: str) -> Path | None:

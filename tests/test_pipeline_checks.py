@@ -160,6 +160,28 @@ def test_blend_lengthens_until_speeds_respect_the_limits(g1):
     validate_trajectory(safe, g1)
 
 
+def test_blend_onto_a_motion_already_at_its_speed_limits_holds_them(g1):
+    """A new motion that itself runs at the joint speed limits leaves no room for a cross-fade: the
+    blended trajectory is slowed to the limits (and still starts exactly at the given pose)."""
+    rate, omega = 50.0, 2 * np.pi * 0.5
+    times = np.arange(int(3.0 * rate) + 1) / rate
+    middle, half = (g1.lower + g1.upper) / 2, (g1.upper - g1.lower) / 2
+    amplitude = np.minimum(0.9 * half, 0.999 * g1.velocity_limits / omega)  # peak speed at the limit
+    positions = middle + amplitude * np.sin(omega * times)[:, None]
+    velocities = amplitude * omega * np.cos(omega * times)[:, None]
+    fast = dataclasses.replace(
+        sway(g1, seconds=3.0), positions=positions, velocities=velocities,
+        accelerations=-amplitude * omega**2 * np.sin(omega * times)[:, None],
+    )  # fmt: skip
+    validate_trajectory(fast, g1)
+    far = np.where(positions[0] > middle, g1.lower, g1.upper) * 0.9
+    assert np.any(np.abs(blend_from_pose(fast, far, 2.0).velocities) > g1.velocity_limits)
+    held = blend_within_limits(fast, far, 0.5, g1.velocity_limits)
+    np.testing.assert_allclose(held.positions[0], far)
+    validate_trajectory(held, g1)
+    assert np.all(np.abs(np.diff(held.positions, axis=0)) <= g1.velocity_limits / rate + 1e-12)
+
+
 def test_commanded_motion_samples_on_the_absolute_clock(g1):
     motion = sway(g1)
     human = np.random.default_rng(0).normal(size=(41, 22, 3)).astype(np.float32)

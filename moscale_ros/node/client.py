@@ -3,7 +3,7 @@ trajectory on receipt, and saves the final trajectory. Used by the tests, the be
 
 Command line::
 
-    python -m moscale_ros.node.client "wave the right hand" [--duration 6] [--via action|topic]
+    python -m moscale_ros.node.client "wave the right hand" ["bow" ...] [--duration 6] [--via action|topic]
         [--repeat N] [--out final.npz] [--json]
 
 prints, per command, the receipt latency of each plan and of the final controller trajectory
@@ -283,11 +283,11 @@ def _summary(outcome: CommandOutcome) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m moscale_ros.node.client", description=__doc__.split("\n\n")[0])
-    parser.add_argument("text", help="the command, e.g. 'wave the right hand'")
+    parser.add_argument("texts", nargs="+", metavar="TEXT", help="command(s), e.g. 'wave the right hand'")
     parser.add_argument("--duration", type=float, default=0.0, help="seconds (0: the node's default)")
     parser.add_argument("--seed", type=int, default=-1)
     parser.add_argument("--via", choices=("action", "topic"), default="action")
-    parser.add_argument("--repeat", type=int, default=1, help="send the command this many times, one after another")
+    parser.add_argument("--repeat", type=int, default=0, help="commands to send, cycling through TEXT (0: each once)")
     parser.add_argument("--node", default="/moscale_node", help="the node's fully qualified name")
     parser.add_argument("--controller-topic", default=DEFAULT_CONTROLLER_TOPIC)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the node and for each command")
@@ -302,11 +302,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"client: {args.node} did not come up within {args.timeout:g} s", file=sys.stderr)
                 return 3
             outcomes = []
-            for _ in range(args.repeat):
+            for i in range(args.repeat or len(args.texts)):
+                text = args.texts[i % len(args.texts)]
                 if args.via == "action":
-                    outcome = client.generate(args.text, args.duration, args.seed, args.timeout)
+                    outcome = client.generate(text, args.duration, args.seed, args.timeout)
                 else:
-                    outcome = client.command(args.text, args.timeout)
+                    outcome = client.command(text, args.timeout)
                 outcomes.append(outcome)
                 if not args.json:
                     print(json.dumps(_summary(outcome)))

@@ -117,7 +117,14 @@ class MoScaleNode(Node):
         try:
             self.pipeline = factory(self.config, self.now_s)
             loaded = time.perf_counter() - tick
-            warm = self.pipeline.warm_up() if self.settings.warmup else 0.0
+            tick = time.perf_counter()
+            if self.settings.warmup:  # model, solver and message conversions: first-call costs
+                step = self.pipeline.warm_up()
+                plan = convert.motion_plan_msg(step)
+                GenerateMotion.Feedback(plan=plan)
+                convert.skeleton_markers(step.human_joints_T223[0], self.now_s(), self.settings.marker_frame)
+                convert.joint_state_msg(step.trajectory.joint_names, step.trajectory.positions[0], self.now_s())
+            warm = time.perf_counter() - tick
             self.get_logger().info(f"model and robot loaded in {loaded:.2f} s, warm-up {warm:.2f} s")
         except MoScaleError as exc:
             self.startup_error = str(exc)

@@ -1,0 +1,124 @@
+"""``moscale bench node``: the node end to end over real DDS, as a robot stack sees it.
+
+Two processes besides this one: ``moscale_node`` (the shipped parameter file, ``--checkpoint`` or
+the shipped model, ``--device``) and a client (:mod:`moscale_ros.node.client`) that sends
+``--repeats`` commands one after another through the action, each a new text for a 6 s motion,
+and timestamps on receipt (monotonic clock, its own process) every plan and the final controller
+trajectory. Figures: command -> first plan and command -> final trajectory, p50 and p95 (ms).
+Goals: first plan <= 100 ms, final trajectory <= 400 ms.
+
+Without a trained model the default architecture with random weights is written to
+``cache/bench/`` and served instead (the same computation per scale); the result says which ran.
+The node runs on its own random ROS domain with localhost discovery.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from moscale_ros.errors import MoScaleError
+from moscale_ros.node.launcher import NodeProcess
+from moscale_ros.paths import cache_root, resource
+
+SECONDS = 6.0
+GOAL_FIRST_MS = 100.0
+GOAL_FINAL_MS = 400.0
+COMMANDS = (
+    "a person walks forward", "a person waves the right hand", "a person bows politely",
+    "a person raises both hands", "a person walks backwards slowly", "a person kicks with the right leg",
+    "a person punches forward twice", "a person turns to the left", "a person waves both hands",
+    "a person runs forward", "a person raises the left hand", "a person walks to the right",
+    "a person dances happily", "a person slashes with a sword", "a person calls someone over",
+    "a person walks forward tiredly", "a person waves goodbye with the left hand", "a person dashes ahead",
+    "a person walks in a proud manner", "a person responds with a nod",
+)  # fmt: skip
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in [0, 100])."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
+    return round(ordered[rank - 1], 2)
+
+
+def _untrained_default_checkpoint(device: str) -> Path:
+    """The default architecture with random weights, saved once under cache/bench/."""
+    from moscale_ros.bench.generation import default_architecture_generator
+    from moscale_ros.generation.bundle import save_generator
+    from moscale_ros.training.common import select_device
+
+    path = cache_root() / "bench" / "default-architecture-random-weights.safetensors"
+    if not path.is_file():
+        generator = default_architecture_generator(select_device(device))
+        save_generator(
+            path, generator.tokenizer, generator.transformer, generator.length_estimator, generator.mean_D,
+            generator.std_D, generator.text_encoder.config, generator.config,
+        )  # fmt: skip
+    return path
+
+
+def run(args: argparse.Namespace) -> dict:
+    from moscale_ros.generation.generator import DEFAULT_CHECKPOINT
+
+    device = getattr(args, "device", "cpu")
+    repeats = max(1, int(getattr(args, "repeats", 20)))
+    shipped = resource(DEFAULT_CHECKPOINT)
+    if getattr(args, "checkpoint", None):
+        checkpoint, model = Path(args.checkpoint), str(args.checkpoint)
+    elif shipped.is_file():
+        checkpoint, model = shipped, str(shipped)
+    else:
+        checkpoint = _untrained_default_checkpoint(device)
+        model = f"default architecture, random weights ({shipped} not found)"
+
+    env = {
+        "ROS_DOMAIN_ID": str(random.randint(100, 200)),
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    log = cache_root() / "bench" / "moscale_node.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    client_argv = [
+        sys.executable, "-m", "moscale_ros.node.client", *COMMANDS[:repeats], "--repeat", str(repeats),
+        "--duration", str(SECONDS), "--seed", "0", "--timeout", "180", "--json",
+    ]  # fmt: skip
+    with NodeProcess({"checkpoint": str(checkpoint), "device": device}, log_path=log, env=env) as node:
+        client = subprocess.run(client_argv, capture_output=True, text=True, env={**os.environ, **env}, timeout=900)
+        if client.returncode not in (0, 1) or not client.stdout.strip():
+            raise MoScaleError(
+                f"node bench: the client failed (exit {client.returncode}): {client.stderr[-1500:]}\n"
+                f"node log {log}:\n{node.log()[-1500:]}"
+            )
+    commands = json.loads(client.stdout.strip().splitlines()[-1])["commands"]
+    done = [c for c in commands if c["status"] == "succeeded" and "final_trajectory_ms" in c]
+    if not done:
+        raise MoScaleError(f"node bench: no command succeeded: {commands[:2]}; node log {log}")
+    first = [c["first_plan_ms"] for c in done]
+    final = [c["final_trajectory_ms"] for c in done]
+    return {
+        "model": model,
+        "device": device,
+        "transport": "rclpy over Fast DDS, two processes, localhost",
+        "motion_seconds": SECONDS,
+        "commands": len(commands),
+        "succeeded": len(done),
+        "scales": max(len(c["scales"]) for c in done),
+        "first_plan_ms_p50": _percentile(first, 50),
+        "first_plan_ms_p95": _percentile(first, 95),
+        "final_trajectory_ms_p50": _percentile(final, 50),
+        "final_trajectory_ms_p95": _percentile(final, 95),
+        "final_trajectory_ms_mean": round(statistics.fmean(final), 2),
+        "goal_first_plan_ms": GOAL_FIRST_MS,
+        "goal_final_trajectory_ms": GOAL_FINAL_MS,
+        "meets_first_plan_goal_p50": _percentile(first, 50) <= GOAL_FIRST_MS,
+        "meets_final_goal_p50": _percentile(final, 50) <= GOAL_FINAL_MS,
+        "node_log": str(log),
+    }
