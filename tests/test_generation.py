@@ -104,7 +104,12 @@ def real_joints(prepared_small: Path) -> np.ndarray:
 
 
 def test_stream_yields_every_scale_in_order_and_the_last_is_full_detail(generator):
-    outputs = list(generator.stream(TEXT, seconds=3.2, seed=0))
+    torch.set_num_threads(2)
+    outputs = []
+    for output in generator.stream(TEXT, seconds=3.2, seed=0):
+        # Between yields the caller's code runs with its own settings: nothing leaks out of the stream.
+        assert not torch.is_inference_mode_enabled() and torch.get_num_threads() == 2
+        outputs.append(output)
     K = generator.num_scales
     assert [o.scale_index for o in outputs] == list(range(1, K + 1))
     assert [o.is_final for o in outputs] == [False] * (K - 1) + [True]

@@ -17,7 +17,10 @@ class GenerationConfig:
     ``guidance`` at scale 1 to ``guidance_end`` at scale K; a scale of exactly 1 skips the
     unconditional pass. ``temperature`` 0 is greedy. ``default_seconds`` is used when a request
     gives no duration and the model has no length estimator. ``blend_frames``: frames over which
-    a generated motion is eased onto fixed frames (continuation, range editing).
+    a generated motion is eased onto fixed frames (continuation, range editing). ``num_threads``:
+    torch CPU threads while generating (set per step and restored; 0 leaves torch's setting):
+    the default model's small matrices run fastest on one thread, and one thread keeps its
+    latency when other processes load the cores (``moscale bench generation`` measures both).
     """
 
     refine_iterations: list[int] = field(default_factory=lambda: [1, 1, 2, 2])
@@ -30,6 +33,7 @@ class GenerationConfig:
     max_seconds: float | None = None
     default_seconds: float = 4.0
     blend_frames: int = 8
+    num_threads: int = 1
 
     def __post_init__(self) -> None:
         if not self.refine_iterations or any(n < 1 for n in self.refine_iterations):
@@ -51,6 +55,8 @@ class GenerationConfig:
             )
         if not (math.isfinite(self.default_seconds) and self.default_seconds >= self.min_seconds):
             raise ConfigError(f"generation.default_seconds: must be >= min_seconds, got {self.default_seconds!r}")
+        if self.num_threads < 0:
+            raise ConfigError(f"generation.num_threads: must be >= 0, got {self.num_threads}")
         if self.blend_frames < 0:
             raise ConfigError(f"generation.blend_frames: must be >= 0, got {self.blend_frames}")
 

@@ -19,6 +19,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
@@ -158,10 +159,24 @@ class MotionGenerator:
 
     def warm_up(self) -> None:
         """Run one short generation so first-call costs (allocations, kernels) are paid now."""
-        with torch.inference_mode():
-            for _ in self._run(["warm up"], self.min_frames, torch.Generator(self.device), None):
-                pass
+        _last(self._run(["warm up"], self.min_frames, torch.Generator(self.device), None))
         self.text_encoder.clear_cache()
+
+    @contextmanager
+    def _compute(self) -> Iterator[None]:
+        """Inference mode and ``config.num_threads`` torch threads, both restored on exit (so
+        nothing leaks into the caller's code between two yields of a stream)."""
+        threads = self.config.num_threads
+        previous = torch.get_num_threads()
+        change = threads > 0 and threads != previous
+        if change:
+            torch.set_num_threads(threads)
+        try:
+            with torch.inference_mode():
+                yield
+        finally:
+            if change:
+                torch.set_num_threads(previous)
 
     # ---- limits and validation ----------------------------------------------------------------
     @property
@@ -293,20 +308,19 @@ class MotionGenerator:
         seed = self.validate_seed(seed)
         frames_list = [None if s is None else self.validate_seconds(s) for s in seconds_list]
         generator = torch.Generator(self.device).manual_seed(seed)
-        with torch.inference_mode():
-            missing = [i for i, f in enumerate(frames_list) if f is None]
-            if missing:
+        missing = [i for i, f in enumerate(frames_list) if f is None]
+        if missing:
+            with self._compute():
                 estimated = self._estimate_frames(self.text_encoder.encode([texts[i] for i in missing]))
-                for i, frames in zip(missing, estimated):
-                    frames_list[i] = frames
-            results: list[ScaleOutput | None] = [None] * len(texts)
-            for frames in dict.fromkeys(frames_list):
-                rows = [i for i, f in enumerate(frames_list) if f == frames]
-                joints_BTJ3, codes = _last(self._run([texts[i] for i in rows], frames, generator, None))
-                for b, i in enumerate(rows):
-                    results[i] = ScaleOutput(self.num_scales, self.num_scales, True, joints_BTJ3[b], self.fps,
-                                             time.perf_counter() - start, seed, texts[i],
-                                             codes=[idx[b].cpu().numpy() for idx in codes])
+            for i, frames in zip(missing, estimated):
+                frames_list[i] = frames
+        results: list[ScaleOutput | None] = [None] * len(texts)
+        for frames in dict.fromkeys(frames_list):
+            rows = [i for i, f in enumerate(frames_list) if f == frames]
+            joints_BTJ3, codes = _last(self._run([texts[i] for i in rows], frames, generator, None))
+            for b, i in enumerate(rows):
+                results[i] = ScaleOutput(self.num_scales, self.num_scales, True, joints_BTJ3[b], self.fps,
+                                         time.perf_counter() - start, seed, texts[i], codes=[c[b] for c in codes])
         return [r for r in results if r is not None]
 
     # ---- internals ------------------------------------------------------------------------------
@@ -322,7 +336,7 @@ class MotionGenerator:
     def _stream(self, start: float, text: str, frames: int | None, seed: int,
                 prefix: np.ndarray | None) -> Iterator[ScaleOutput]:
         if frames is None:
-            with torch.inference_mode():
+            with self._compute():
                 frames = self._estimate_frames(self.text_encoder.encode([text]))[0]
         if prefix is None:
             return self._stream_plain(start, text, frames, seed)
@@ -333,24 +347,20 @@ class MotionGenerator:
 
     def _stream_plain(self, start: float, text: str, frames: int, seed: int) -> Iterator[ScaleOutput]:
         generator = torch.Generator(self.device).manual_seed(seed)
-        with torch.inference_mode():
-            for k, (joints_BTJ3, codes) in enumerate(self._run([text], frames, generator, None), start=1):
-                yield ScaleOutput(k, self.num_scales, k == self.num_scales, joints_BTJ3[0], self.fps,
-                                  time.perf_counter() - start, seed, text,
-                                  codes=[idx[0].cpu().numpy() for idx in codes])
+        for k, (joints_BTJ3, codes) in enumerate(self._run([text], frames, generator, None), start=1):
+            yield ScaleOutput(k, self.num_scales, k == self.num_scales, joints_BTJ3[0], self.fps,
+                              time.perf_counter() - start, seed, text, codes=[c[0] for c in codes])
 
     def _stream_known(self, start: float, text: str, known: editing.KnownMotion, seed: int,
                       prefix_frames: int) -> Iterator[ScaleOutput]:
         generator = torch.Generator(self.device).manual_seed(seed)
-        with torch.inference_mode():
-            for k, (joints_BTJ3, codes) in enumerate(self._run([text], known.num_frames, generator, known), start=1):
-                joints_TJ3 = editing.splice(joints_BTJ3[0], known, self.config.blend_frames)
-                yield ScaleOutput(k, self.num_scales, k == self.num_scales, joints_TJ3, self.fps,
-                                  time.perf_counter() - start, seed, text, prefix_frames,
-                                  codes=[idx[0].cpu().numpy() for idx in codes])
+        for k, (joints_BTJ3, codes) in enumerate(self._run([text], known.num_frames, generator, known), start=1):
+            joints_TJ3 = editing.splice(joints_BTJ3[0], known, self.config.blend_frames)
+            yield ScaleOutput(k, self.num_scales, k == self.num_scales, joints_TJ3, self.fps,
+                              time.perf_counter() - start, seed, text, prefix_frames, codes=[c[0] for c in codes])
 
     def _run(self, texts: list[str], frames: int, generator: torch.Generator,
-             known: editing.KnownMotion | None) -> Iterator[tuple[np.ndarray, list[torch.Tensor]]]:
+             known: editing.KnownMotion | None) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
         """Joints ``(B, frames, 22, 3)`` and the codes ``[(B, L_j)]`` so far after each scale, for
         texts of one length."""
         cfg = self.config
@@ -361,35 +371,38 @@ class MotionGenerator:
         K = len(scale_lengths)
         guidance = sampling.guidance_schedule(cfg.guidance, cfg.guidance_end, K)
         use_cfg = any(g != 1.0 for g in guidance)
-        text = self.text_encoder.encode(texts)
-        N_B = torch.full((B,), N, dtype=torch.long, device=device)
-        if use_cfg:
-            text2 = TextFeatures(*(torch.cat([t, t]) for t in (text.tokens_BND, text.mask_BN, text.pooled_BD)))
-            drop = torch.arange(2 * B, device=device) >= B
-            cond = self.transformer.condition(text2, torch.cat([N_B, N_B]), drop_B=drop)
-        else:
-            cond = self.transformer.condition(text, N_B, drop_B=None)
-        state = self.transformer.start(cond)
-        f_known = known_N = None
-        if known is not None:
-            f_known, known_N = editing.known_latents(self.tokenizer, known, N, self.mean_D, self.std_D)
-        f_hat_BNC = torch.zeros(B, N, self.tokenizer.code_dim, device=device)
-        frames_B = torch.full((B,), frames, dtype=torch.long, device=device)
-        codes: list[torch.Tensor] = []
+        with self._compute():
+            text = self.text_encoder.encode(texts)
+            N_B = torch.full((B,), N, dtype=torch.long, device=device)
+            if use_cfg:
+                text2 = TextFeatures(*(torch.cat([t, t]) for t in (text.tokens_BND, text.mask_BN, text.pooled_BD)))
+                drop = torch.arange(2 * B, device=device) >= B
+                cond = self.transformer.condition(text2, torch.cat([N_B, N_B]), drop_B=drop)
+            else:
+                cond = self.transformer.condition(text, N_B, drop_B=None)
+            state = self.transformer.start(cond)
+            f_known = known_N = None
+            if known is not None:
+                f_known, known_N = editing.known_latents(self.tokenizer, known, N, self.mean_D, self.std_D)
+            f_hat_BNC = torch.zeros(B, N, self.tokenizer.code_dim, device=device)
+            frames_B = torch.full((B,), frames, dtype=torch.long, device=device)
+        codes: list[np.ndarray] = []
         for k, (L, iterations) in enumerate(zip(scale_lengths, cfg.iterations_for(K))):
-            L_B = torch.full((B,), L, dtype=torch.long, device=device)
-            latent_in_BLC = self.tokenizer.downsample(f_hat_BNC, L_B)
-            fixed_BL = idx_fixed_BL = None
-            if f_known is not None:
-                fixed_BL, idx_fixed_BL = editing.fixed_tokens(self.tokenizer, f_known, known_N, f_hat_BNC, L)
-            idx_BL = self._sample_scale(state, latent_in_BLC, L, iterations, guidance[k], use_cfg, generator,
-                                        fixed_BL, idx_fixed_BL)
-            codes.append(idx_BL)
-            f_hat_BNC = f_hat_BNC + self.tokenizer.upsample(self.tokenizer.embed(idx_BL), N_B)
-            decode_BNC = f_hat_BNC
-            if known_N is not None:
-                decode_BNC = torch.where(known_N[None, :, None], f_known, f_hat_BNC)
-            yield self._decode(decode_BNC, N_B, frames_B), list(codes)
+            with self._compute():
+                L_B = torch.full((B,), L, dtype=torch.long, device=device)
+                latent_in_BLC = self.tokenizer.downsample(f_hat_BNC, L_B)
+                fixed_BL = idx_fixed_BL = None
+                if f_known is not None:
+                    fixed_BL, idx_fixed_BL = editing.fixed_tokens(self.tokenizer, f_known, known_N, f_hat_BNC, L)
+                idx_BL = self._sample_scale(state, latent_in_BLC, L, iterations, guidance[k], use_cfg, generator,
+                                            fixed_BL, idx_fixed_BL)
+                f_hat_BNC = f_hat_BNC + self.tokenizer.upsample(self.tokenizer.embed(idx_BL), N_B)
+                decode_BNC = f_hat_BNC
+                if known_N is not None:
+                    decode_BNC = torch.where(known_N[None, :, None], f_known, f_hat_BNC)
+                joints_BTJ3 = self._decode(decode_BNC, N_B, frames_B)
+                codes.append(idx_BL.cpu().numpy())
+            yield joints_BTJ3, list(codes)
 
     def _sample_scale(self, state, latent_in_BLC: torch.Tensor, L: int, iterations: int, guidance: float,
                       use_cfg: bool, generator: torch.Generator, fixed_BL: torch.Tensor | None,
