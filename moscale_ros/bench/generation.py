@@ -87,15 +87,16 @@ def run(args: argparse.Namespace) -> dict:
     encode_cold, encode_cached = [], []
     for i in range(repeats):
         text = f"a person raises the left hand {i} times and bows"
-        sync()
-        tick = time.perf_counter()
-        generator.text_encoder.encode(text)
-        sync()
-        encode_cold.append(time.perf_counter() - tick)
-        tick = time.perf_counter()
-        generator.text_encoder.encode(text)
-        sync()
-        encode_cached.append(time.perf_counter() - tick)
+        with generator.inference_context():  # the threads generation uses
+            sync()
+            tick = time.perf_counter()
+            generator.text_encoder.encode(text)
+            sync()
+            encode_cold.append(time.perf_counter() - tick)
+            tick = time.perf_counter()
+            generator.text_encoder.encode(text)
+            sync()
+            encode_cached.append(time.perf_counter() - tick)
 
     def timed(text: str, seed: int) -> list[float]:
         marks = []
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "model": model,
         "device": str(device),
-        "threads": torch.get_num_threads(),
+        "generation_threads": generator.config.num_threads or torch.get_num_threads(),
         "repeats": repeats,
         "transformer_params_m": round(count_parameters(generator.transformer) / 1e6, 2),
         "tokenizer_params_m": round(count_parameters(generator.tokenizer) / 1e6, 2),

@@ -163,7 +163,7 @@ class MotionGenerator:
         self.text_encoder.clear_cache()
 
     @contextmanager
-    def _compute(self) -> Iterator[None]:
+    def inference_context(self) -> Iterator[None]:
         """Inference mode and ``config.num_threads`` torch threads, both restored on exit (so
         nothing leaks into the caller's code between two yields of a stream)."""
         threads = self.config.num_threads
@@ -310,7 +310,7 @@ class MotionGenerator:
         generator = torch.Generator(self.device).manual_seed(seed)
         missing = [i for i, f in enumerate(frames_list) if f is None]
         if missing:
-            with self._compute():
+            with self.inference_context():
                 estimated = self._estimate_frames(self.text_encoder.encode([texts[i] for i in missing]))
             for i, frames in zip(missing, estimated):
                 frames_list[i] = frames
@@ -336,7 +336,7 @@ class MotionGenerator:
     def _stream(self, start: float, text: str, frames: int | None, seed: int,
                 prefix: np.ndarray | None) -> Iterator[ScaleOutput]:
         if frames is None:
-            with self._compute():
+            with self.inference_context():
                 frames = self._estimate_frames(self.text_encoder.encode([text]))[0]
         if prefix is None:
             return self._stream_plain(start, text, frames, seed)
@@ -371,7 +371,7 @@ class MotionGenerator:
         K = len(scale_lengths)
         guidance = sampling.guidance_schedule(cfg.guidance, cfg.guidance_end, K)
         use_cfg = any(g != 1.0 for g in guidance)
-        with self._compute():
+        with self.inference_context():
             text = self.text_encoder.encode(texts)
             N_B = torch.full((B,), N, dtype=torch.long, device=device)
             if use_cfg:
@@ -388,7 +388,7 @@ class MotionGenerator:
             frames_B = torch.full((B,), frames, dtype=torch.long, device=device)
         codes: list[np.ndarray] = []
         for k, (L, iterations) in enumerate(zip(scale_lengths, cfg.iterations_for(K))):
-            with self._compute():
+            with self.inference_context():
                 L_B = torch.full((B,), L, dtype=torch.long, device=device)
                 latent_in_BLC = self.tokenizer.downsample(f_hat_BNC, L_B)
                 fixed_BL = idx_fixed_BL = None
