@@ -377,7 +377,8 @@ class MotionPipeline:
     def run(self, request: MotionRequest, should_stop: Callable[[], bool] = lambda: False) -> Iterator[PlanStep]:
         """Plans of ``request``, coarse to final; ends early, yielding nothing more, once ``should_stop()``.
 
-        Raises InputError (from the generator) or TrajectoryError (a plan failed validation).
+        Raises InputError (from the generator) or TrajectoryError (a scale that cannot be retargeted
+        or fails validation: it and the rest of the command are not yielded).
         """
         previous = self.last_commanded
         prefix = initial_q = None
@@ -397,26 +398,23 @@ class MotionPipeline:
                     return
                 tick = time.perf_counter()
                 # A continuation starts with the prefix: keep its last frame (the pose at the start).
-                prefix_frames = int(getattr(scale, "prefix_frames", 0))
-                joints_T223 = np.asarray(scale.joints[max(prefix_frames - 1, 0) :], dtype=np.float32)
-                trajectory = self._retarget(joints_T223, float(scale.fps), bool(scale.is_final), initial_q, warm_start)
-                warm_start = trajectory
-                if start_time is None:
-                    start_time = self._start_time(self.clock())
-                    latency = self.clock() - request.received_at
-                    self._first_plan_s = 0.5 * self._first_plan_s + 0.5 * latency
-                if previous is not None:
-                    q0_J = previous.pose_at(start_time)
-                    trajectory = blend_within_limits(
-                        trajectory, q0_J, self.config.blend_duration, self.robot.velocity_limits
-                    )
+                joints_T223 = np.asarray(scale.joints[max(getattr(scale, "prefix_frames", 0) - 1, 0) :], np.float32)
+                where = f"request {request.request_id} ({request.text!r}), scale {scale.scale_index}/{scale.num_scales}"
                 try:
+                    trajectory = warm_start = self._retarget(joints_T223, scale, initial_q, warm_start)
+                    if start_time is None:
+                        start_time = self._start_time(self.clock())
+                        self._first_plan_s = 0.5 * self._first_plan_s + 0.5 * (self.clock() - request.received_at)
+                    if previous is not None:
+                        q0_J = previous.pose_at(start_time)
+                        trajectory = blend_within_limits(
+                            trajectory, q0_J, self.config.blend_duration, self.robot.velocity_limits
+                        )
                     validate_trajectory(trajectory, self.robot, self.config.limit_tolerance)
                 except TrajectoryError as exc:
-                    raise TrajectoryError(
-                        f"request {request.request_id} ({request.text!r}), scale {scale.scale_index}/"
-                        f"{scale.num_scales}: {exc}; not published"
-                    ) from None
+                    raise TrajectoryError(f"{where}: {exc}; not published") from None
+                except MoScaleError as exc:
+                    raise TrajectoryError(f"{where}: the generated motion cannot be retargeted: {exc}") from exc
                 retarget_s = time.perf_counter() - tick
                 if should_stop():
                     return
@@ -441,16 +439,12 @@ class MotionPipeline:
                 close()
 
     def _retarget(
-        self,
-        joints_T223: np.ndarray,
-        fps: float,
-        is_final: bool,
-        initial_q: np.ndarray | None,
-        warm_start: RobotTrajectory | None,
+        self, joints_T223: np.ndarray, scale: Any, initial_q: np.ndarray | None, warm_start: RobotTrajectory | None
     ) -> RobotTrajectory:
         """Retarget one scale; IK keyframes at ``coarse_ik_fps`` (coarse scales are smooth by
         construction) or ``final_ik_fps``, 0 meaning every frame of the motion."""
-        rate = self.config.final_ik_fps if is_final else self.config.coarse_ik_fps
+        fps = float(scale.fps)
+        rate = self.config.final_ik_fps if scale.is_final else self.config.coarse_ik_fps
         ik_fps = rate if 0 < rate < fps else None
         return self.retargeter.retarget(joints_T223, fps, initial_q=initial_q, warm_start=warm_start, ik_fps=ik_fps)
 

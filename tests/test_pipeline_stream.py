@@ -1,0 +1,129 @@
+"""The ROS-free pipeline end to end: a real MotionGenerator (small, untrained checkpoint), the real
+G1 retargeter, a controllable clock. One timeline per command, continuation, stopping, policies,
+and a broken model whose output is reported and never yielded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from moscale_ros.checkpoint import load_checkpoint, save_checkpoint
+from moscale_ros.errors import CheckpointError, ConfigError, InputError
+from moscale_ros.pipeline import PipelineConfig, TrajectoryError, build_pipeline, validate_trajectory
+
+
+class Clock:
+    """Wall-clock-like seconds that tests can also move forward by hand."""
+
+    def __init__(self) -> None:
+        self.offset = 1_000.0
+
+    def __call__(self) -> float:
+        import time
+
+        return self.offset + time.perf_counter()
+
+
+@pytest.fixture(scope="module")
+def pipeline(untrained_generator):
+    torch.set_num_threads(2)
+    return build_pipeline(PipelineConfig(checkpoint=untrained_generator, device="cpu"), clock=Clock())
+
+
+def run_all(pipeline, text: str, seconds: float, seed: int = 0, **stop):
+    steps = list(pipeline.run(pipeline.request(text, seconds, seed), **stop))
+    return steps
+
+
+def test_plans_share_one_start_time_and_are_valid(pipeline):
+    pipeline.forget_continuation()
+    request = pipeline.request("walk forward", 3.0, 1)
+    steps = list(pipeline.run(request))
+    num_scales = steps[0].num_scales
+    assert [s.scale_index for s in steps] == list(range(1, num_scales + 1))
+    assert [s.is_final for s in steps] == [False] * (num_scales - 1) + [True]
+    assert len({s.start_time for s in steps}) == 1
+    assert steps[0].start_time - request.received_at >= pipeline.config.start_lead
+    assert steps[0].start_time <= request.received_at + steps[0].latency_s + pipeline.config.start_lead
+    assert all(s.to_controller for s in steps)  # every_scale
+    assert [s.latency_s for s in steps] == sorted(s.latency_s for s in steps)
+    for step in steps:
+        validate_trajectory(step.trajectory, pipeline.robot)
+        assert step.human_joints_T223.shape == (60, 22, 3)
+        assert 59 / 20 - 1 / 50 <= step.trajectory.duration <= 59 / 20  # 60 frames, on the 50 Hz grid
+
+
+def test_next_command_continues_from_the_committed_pose(pipeline):
+    pipeline.forget_continuation()
+    first = run_all(pipeline, "bow", 2.0, 2)[-1]
+    pipeline.commit(first)
+    second_steps = run_all(pipeline, "raise the left hand", 2.0, 3)
+    for step in second_steps:
+        expected = first.trajectory.configuration_at(step.start_time - first.start_time)[7:]
+        np.testing.assert_allclose(step.trajectory.positions[0], expected, atol=1e-9)
+        validate_trajectory(step.trajectory, pipeline.robot)
+    # The generator continued the human motion from the previous one's frames: the new human
+    # motion starts on a frame of the old one and then lasts the requested 2 s.
+    start_frame = second_steps[-1].human_joints_T223[0]
+    assert min(np.abs(first.human_joints_T223 - start_frame).max(axis=(1, 2))) < 1e-5
+    assert second_steps[-1].human_joints_T223.shape[0] == 41
+
+
+def test_should_stop_ends_the_stream_between_scales(pipeline):
+    seen = []
+    steps = pipeline.run(pipeline.request("jump", 2.0, 4), should_stop=lambda: len(seen) >= 1)
+    for step in steps:
+        seen.append(step)
+    assert [s.scale_index for s in seen] == [1]
+
+
+def test_final_only_and_append(pipeline):
+    config = dataclasses.replace(pipeline.config, controller_plans="final_only", append=True)
+    original, pipeline.config = pipeline.config, config
+    try:
+        pipeline.forget_continuation()
+        first = run_all(pipeline, "turn left", 2.0, 5)
+        assert [s.to_controller for s in first] == [False] * (len(first) - 1) + [True]
+        pipeline.commit(first[-1])
+        second = run_all(pipeline, "turn right", 2.0, 6)
+        assert second[0].start_time == pytest.approx(first[-1].start_time + first[-1].trajectory.duration, abs=1e-9)
+        np.testing.assert_allclose(second[-1].trajectory.positions[0], first[-1].trajectory.positions[-1], atol=1e-9)
+    finally:
+        pipeline.config = original
+
+
+def test_requests_are_checked_before_any_work(pipeline):
+    with pytest.raises(InputError, match="empty"):
+        pipeline.request("  ", 2.0)
+    with pytest.raises(InputError, match="outside the supported range"):
+        pipeline.request("walk", 30.0)
+
+
+def test_a_broken_model_is_reported_and_nothing_is_yielded(untrained_generator, tmp_path):
+    """A diverged checkpoint (NaN decoder weights) loads, but its motions cannot be retargeted."""
+    checkpoint = load_checkpoint(untrained_generator)
+    decoder = sorted(k for k in checkpoint.states["tokenizer"] if k.startswith("decoder") and k.endswith("weight"))
+    checkpoint.states["tokenizer"][decoder[-1]] = torch.full_like(checkpoint.states["tokenizer"][decoder[-1]], np.nan)
+    broken = save_checkpoint(tmp_path / "diverged.safetensors", checkpoint.kind, checkpoint.states,
+                             checkpoint.configs, checkpoint.extra)  # fmt: skip
+    pipeline = build_pipeline(PipelineConfig(checkpoint=str(broken), device="cpu"))
+    yielded = []
+    with pytest.raises(TrajectoryError, match=r"scale 1/\d: the generated motion cannot be retargeted: .*NaN"):
+        for step in pipeline.run(pipeline.request("wave", 2.0, 0)):
+            yielded.append(step)
+    assert yielded == []
+
+
+def test_build_pipeline_errors_name_what_is_wrong(tmp_path):
+    with pytest.raises(CheckpointError, match="nowhere.safetensors: checkpoint not found"):
+        build_pipeline(PipelineConfig(checkpoint=str(tmp_path / "nowhere.safetensors")))
+    with pytest.raises(ConfigError, match="unknown robot 'atlas9'"):
+        build_pipeline(PipelineConfig(robot="atlas9"))
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.safetensors"):
+        build_pipeline(PipelineConfig(checkpoint=str(junk), device="cpu"))
