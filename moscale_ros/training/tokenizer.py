@@ -219,10 +219,17 @@ def load_train_config(args: argparse.Namespace) -> TokenizerTrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Train (or resume) a tokenizer; writes ``last``/``best``/``tokenizer.safetensors`` in the run dir."""
+    cfg = load_train_config(args)
+    previous_threads = torch.get_num_threads()
+    try:
+        return _train(cfg, args, set_num_threads(cfg.train.num_threads))
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(cfg: TokenizerTrainConfig, args: argparse.Namespace, threads: int) -> int:
     from moscale_ros.training.tokenizer_eval import evaluate_reconstruction, format_report
 
-    cfg = load_train_config(args)
-    threads = set_num_threads(cfg.train.num_threads)
     device = select_device(getattr(args, "device", "auto"))
     run_dir = RunDir.for_model(getattr(args, "out", None), "tokenizer")
     resuming = run_dir.prepare(bool(getattr(args, "resume", False)))

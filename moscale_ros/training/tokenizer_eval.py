@@ -178,18 +178,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=int, default=196, help="segment length in frames (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
 def run(args: argparse.Namespace) -> int:
+    from moscale_ros.training.common import select_device, set_num_threads
+
+    previous_threads = torch.get_num_threads()
+    set_num_threads(args.threads)
+    try:
+        return _evaluate(args, select_device(args.device))
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
     from moscale_ros.checkpoint import load_checkpoint
     from moscale_ros.models.tokenizer import CHECKPOINT_KIND, load_tokenizer
     from moscale_ros.paths import cache_root
-    from moscale_ros.training.common import select_device, set_num_threads
     from moscale_ros.training.tokenizer import default_data_dir, load_split_features
 
-    set_num_threads(2)
-    device = select_device(args.device)
     path = args.checkpoint or str(cache_root() / "runs" / "tokenizer" / "last.safetensors")
     model, mean_D, std_D = load_tokenizer(path, device)
     extra = load_checkpoint(path, kind=CHECKPOINT_KIND).extra
