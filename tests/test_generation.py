@@ -281,3 +281,20 @@ def test_generate_and_bench_commands(generator, tmp_path, capsys):
     assert figures["model"] == str(path) and figures["repeats"] == 2
     assert 0 < figures["first_scale_ms_new_text"] <= figures["final_ms_new_text"]
     assert len(figures["per_scale_ms_cached_text"]) == 4 and figures["batch32_motions_per_s"] > 0
+
+
+def test_prefix_fixes_the_tokens_it_fully_covers(generator, real_joints):
+    """Zero-shot outpainting at the token level: a scale position whose latents all lie in the
+    prefix takes the quantiser's code of the prefix, whatever the seed."""
+    from moscale_ros.generation import editing
+
+    prefix = real_joints[:48]
+    known = editing.continuation(prefix, 48 + 32)
+    f_known, known_N = editing.known_latents(generator.tokenizer, known, 20, generator.mean_D, generator.std_D)
+    # 47 feature frames -> 11 whole latents; the last one saw padding, so 10 are known.
+    assert known_N.tolist() == [True] * 10 + [False] * 10
+    assert generator.tokenizer.scale_lengths(20)[0] == 2
+    with torch.no_grad():
+        expected = int(generator.tokenizer.quantizer.nearest(f_known[0, :10].mean(0, keepdim=True))[0])
+    first_codes = [generator.generate(TEXT, seconds=1.6, seed=s, prefix_joints=prefix).codes[0] for s in range(4)]
+    assert all(int(c[0]) == expected for c in first_codes)

@@ -276,7 +276,8 @@ class MotionGenerator:
         if T > self.max_frames:
             raise InputError(f"joints: {T} frames is more than this model's maximum {self.max_frames}")
         for name, value in (("start_s", start_s), ("end_s", end_s)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                    or not math.isfinite(value):
                 raise InputError(f"{name} must be a finite number of seconds, got {value!r}")
         first, last = int(round(start_s * self.fps)), int(round(end_s * self.fps))
         if not 0 <= first < last <= T:
