@@ -73,7 +73,7 @@ def _records(run: Path, split: str) -> list[dict]:
 def test_training_loss_falls_and_the_run_is_complete(trained: Path):
     train = _records(trained, "train")
     assert [r["step"] for r in train] == list(range(20, 140, 20))
-    assert train[-1]["rec"] < 0.8 * train[0]["rec"]
+    assert train[-1]["rec"] < 0.9 * train[0]["rec"]
     assert train[-1]["loss"] < train[0]["loss"]
     val = _records(trained, "val")
     assert [r["step"] for r in val] == [60, 120]
