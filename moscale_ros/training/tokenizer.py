@@ -285,7 +285,7 @@ def _train(cfg: TokenizerTrainConfig, args: argparse.Namespace, threads: int) ->
         optimizer.step()
         return parts
 
-    last_report = []
+    last_report: list = []
 
     def validate() -> dict[str, float]:
         report = evaluate_reconstruction(model, val_clips, mean_D, std_D, cfg.data.eval_max_frames)
@@ -312,7 +312,7 @@ def _train(cfg: TokenizerTrainConfig, args: argparse.Namespace, threads: int) ->
         std_D,
         extra={"step": result.step, "elapsed_s": result.elapsed_s},
     )
-    report = last_report[0] if last_report else validate() and last_report[0]
+    report = last_report[0]  # run_loop always validates the final model
     print(f"tokenizer: step {result.step} ({result.stopped_by}); {result.elapsed_s / 60:.1f} min of training "
           f"({(time.monotonic() - started) / 60:.1f} min this session); wrote {run_dir.last} and {slim}")
     print(f"validation ({cfg.data.val_split} split):")
