@@ -10,7 +10,9 @@ import time
 
 import numpy as np
 import pytest
+from sensor_msgs.msg import JointState
 from std_msgs.msg import String
+from visualization_msgs.msg import MarkerArray
 
 from moscale_ros.node import convert
 from retarget.robot import load_robot
@@ -151,3 +153,33 @@ def test_bad_topic_commands_are_logged_and_publish_nothing(client, node):
     assert node.alive()
     after = client.generate("nod", duration=2.0)
     assert after.status == "succeeded", "the node stopped working after bad input"
+
+
+def test_playback_joint_states_and_skeleton_markers(client, robot):
+    """After a command the node plays the committed motion back: JointState with the robot's joints
+    inside their limits, and the human skeleton as bones (LINE_LIST) and joints (SPHERE_LIST)."""
+    states, markers = [], []
+    subscriptions = [
+        client.node.create_subscription(JointState, "/moscale_node/joint_states", states.append, 10),
+        client.node.create_subscription(MarkerArray, "/moscale_node/skeleton", markers.append, 10),
+    ]
+    try:
+        outcome = client.generate("wave both hands", duration=2.0, seed=8)
+        assert outcome.status == "succeeded", outcome.message
+        deadline = time.monotonic() + 5.0
+        while (len(states) < 3 or len(markers) < 3) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(states) >= 3 and len(markers) >= 3, "no playback at playback_rate"
+        state = states[-1]
+        assert list(state.name) == robot.joint_names
+        position = np.asarray(state.position)
+        assert np.all(position >= robot.lower - 1e-6) and np.all(position <= robot.upper + 1e-6)
+        bones, joints = markers[-1].markers
+        assert (bones.type, joints.type) == (bones.LINE_LIST, joints.SPHERE_LIST)
+        assert len(joints.points) == 22 and len(bones.points) == 2 * 21
+        assert bones.header.frame_id == "world"
+        heights = [p.z for p in joints.points]  # z-up for RViz: the head is above the feet
+        assert heights[15] > heights[10] and heights[15] > heights[11]
+    finally:
+        for subscription in subscriptions:
+            client.node.destroy_subscription(subscription)
