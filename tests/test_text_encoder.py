@@ -60,3 +60,36 @@ def test_bad_input_and_bad_model_name(encoder):
         TextEncoder(TextEncoderConfig(name="/nonexistent/no-such-model-here"))
     with pytest.raises(ConfigError, match="max_tokens"):
         TextEncoderConfig(max_tokens=1)
+
+
+@pytest.mark.parametrize("kind", ["t5", "clip"])
+def test_t5_and_clip_text_models_load_from_a_local_folder(tmp_path, kind):
+    """T5 (encoder only) and CLIP (text tower, EOS pooling) load by path like any hub model; small
+    randomly initialised configurations stand in for the big downloads, the MiniLM tokenizer for theirs."""
+    import shutil
+
+    import transformers
+
+    from moscale_ros.models.text_encoder import resolve_model_path
+
+    source = resolve_model_path("all-MiniLM-L6-v2")
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(f"{source}/{name}", tmp_path / name)
+    torch.manual_seed(0)
+    if kind == "t5":
+        config = transformers.T5Config(vocab_size=30522, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4)
+        transformers.T5EncoderModel(config).save_pretrained(tmp_path)
+    else:
+        config = transformers.CLIPTextConfig(vocab_size=30522, hidden_size=32, intermediate_size=64,
+                                             num_hidden_layers=2, num_attention_heads=4, eos_token_id=102)
+        transformers.CLIPTextModel(config).save_pretrained(tmp_path)
+    encoder = TextEncoder(TextEncoderConfig(name=str(tmp_path)))
+    feats = encoder.encode(["a person waves", "walk"])
+    assert encoder.dim == 32 and feats.tokens_BND.shape[-1] == 32 and feats.pooled_BD.shape == (2, 32)
+    lengths = feats.mask_BN.sum(1)
+    if kind == "t5":  # mean pooling
+        torch.testing.assert_close(feats.pooled_BD[1], feats.tokens_BND[1, : lengths[1]].mean(0), atol=1e-5, rtol=1e-5)
+    else:  # CLIP pools its final-layer-normed EOS ([SEP], id 102) token
+        assert encoder.model_type == "clip_text_model"
+        for b in range(2):
+            torch.testing.assert_close(feats.pooled_BD[b], feats.tokens_BND[b, lengths[b] - 1])
