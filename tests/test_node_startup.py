@@ -17,7 +17,8 @@ CASES = {
     "missing_checkpoint": ({"checkpoint": "/nonexistent/moscale-missing.safetensors"},
                            "/nonexistent/moscale-missing.safetensors: checkpoint not found"),
     "unknown_robot": ({"robot": "nao_v9"}, "unknown robot 'nao_v9'; available robots: g1"),
-    "bad_parameter": ({"default_duration": -3.0}, "default_duration: must be a positive number, got -3.0"),
+    "bad_parameter": ({"default_duration": -3.0, "guidance_scale": 2.0},
+                      "default_duration: must be a positive number, got -3.0"),
 }  # fmt: skip
 
 
@@ -54,3 +55,5 @@ def test_start_up_error_is_reported_and_the_node_stays_up(nodes, case):
     time.sleep(0.3)
     assert client.plans == [] and client.trajectories == []
     assert node.alive()
+    if case == "bad_parameter":  # a misspelt name is reported too
+        assert "ignoring unknown parameter(s) ['guidance_scale']" in node.log()
