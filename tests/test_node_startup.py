@@ -17,8 +17,8 @@ CASES = {
     "missing_checkpoint": ({"checkpoint": "/nonexistent/moscale-missing.safetensors"},
                            "/nonexistent/moscale-missing.safetensors: checkpoint not found"),
     "unknown_robot": ({"robot": "nao_v9"}, "unknown robot 'nao_v9'; available robots: g1"),
-    "bad_parameter": ({"default_duration": -3.0, "guidance_scale": 2.0},
-                      "default_duration: must be a positive number, got -3.0"),
+    "bad_parameter": ({"control_rate": "fast", "guidance_scale": 2.0},
+                      "bad parameter: parameter.control_rate: expected float, got str 'fast'"),
 }  # fmt: skip
 
 

@@ -27,7 +27,6 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
@@ -47,13 +46,13 @@ PipelineFactory = Callable[[PipelineConfig, Callable[[], float]], MotionPipeline
 
 
 def _declare(node: Node, name: str, default: Any) -> Any:
-    """Declare one parameter typed by its default; an empty list default is declared untyped-empty."""
-    if isinstance(default, list) and not default:
-        value = node.declare_parameter(name, Parameter.Type.INTEGER_ARRAY, ParameterDescriptor(dynamic_typing=True))
-    else:
-        value = node.declare_parameter(name, default)
-    got = value.value
-    return default if got is None else (list(got) if isinstance(default, list) else got)
+    """Declare one parameter with its default. Dynamically typed: a value of the wrong type (``50``
+    for ``50.0``, a string for a number) reaches the config schema check, which converts or names it,
+    instead of rclpy refusing it with an exception at start-up."""
+    value = node.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True)).value
+    if value is None:  # e.g. an empty list in a parameter file, which has no type
+        return default
+    return list(value) if isinstance(value, (list, tuple)) or hasattr(value, "tolist") else value
 
 
 class MoScaleNode(Node):
