@@ -3,7 +3,8 @@
 Figures (milliseconds, median over ``--repeats``): text encoding of a new text (cache miss) and
 of a repeated one (LRU hit); for a 6 s motion, time to the first scale and to the final motion,
 once with a new text ("cold": encoding included) and once with a repeated one ("cached"); the
-time of every scale; throughput of batched generation. Goals: first scale <= 30 ms and final
+time of every scale; throughput of batched generation; the new-text figures again with 1 and
+with all of torch's CPU threads. Goals: first scale <= 30 ms and final
 <= 200 ms with text encoding included, i.e. the cold figures.
 
 Without a trained checkpoint (``--checkpoint`` or the shipped ``models/moscale-bandai.safetensors``)
@@ -98,17 +99,25 @@ def run(args: argparse.Namespace) -> dict:
             sync()
             encode_cached.append(time.perf_counter() - tick)
 
-    def timed(text: str, seed: int) -> list[float]:
+    def timed(gen, text: str, seed: int) -> list[float]:
         marks = []
-        for result in generator.stream(text, SECONDS, seed):
+        for result in gen.stream(text, SECONDS, seed):
             sync()
             marks.append(result.elapsed_s)
         return marks
 
     cold, cached = [], []
     for i in range(repeats):
-        cold.append(timed(f"a person walks forward slowly then turns around, take {i}", i))
-        cached.append(timed("a person walks forward slowly then turns around", i))
+        cold.append(timed(generator, f"a person walks forward slowly then turns around, take {i}", i))
+        cached.append(timed(generator, "a person walks forward slowly then turns around", i))
+    # The same (new-text) figures at other CPU thread counts: the setting matters on small machines.
+    by_threads = {}
+    if device.type == "cpu":
+        for threads in sorted({1, torch.get_num_threads()}):
+            other = generator.with_config(num_threads=threads)
+            runs = [timed(other, f"a person jumps forward twice, take {i} with {threads}", i) for i in range(repeats)]
+            by_threads[str(threads)] = {"first_scale_ms_new_text": _median_ms([m[0] for m in runs]),
+                                        "final_ms_new_text": _median_ms([m[-1] for m in runs])}
     num_scales = len(cold[0])
     per_scale = [_median_ms([m[k] - (m[k - 1] if k else 0.0) for m in cached]) for k in range(num_scales)]
 
@@ -140,6 +149,7 @@ def run(args: argparse.Namespace) -> dict:
         "final_ms_new_text_p90": round(sorted(m[-1] for m in cold)[int(0.9 * (repeats - 1))] * 1e3, 2),
         "per_scale_ms_cached_text": per_scale,
         "batch32_motions_per_s": round(len(texts) / batch_s, 1),
+        "by_cpu_threads": by_threads,
         "goal_first_scale_ms": GOAL_FIRST_MS,
         "goal_final_ms": GOAL_FINAL_MS,
         "meets_first_scale_goal": first_cold <= GOAL_FIRST_MS,
