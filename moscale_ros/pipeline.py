@@ -432,6 +432,8 @@ class MotionPipeline:
                     retarget_s=retarget_s,
                     to_controller=bool(scale.is_final) or self.config.controller_plans == "every_scale",
                 )
+                if should_stop():  # before the next scale is generated
+                    return
                 tick = time.perf_counter()
         finally:
             close = getattr(stream, "close", None)
