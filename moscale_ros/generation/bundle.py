@@ -73,11 +73,13 @@ def generator_configs(tokenizer: MotionTokenizer, transformer: NextScaleTransfor
 def save_generator(path: str | Path, tokenizer: MotionTokenizer, transformer: NextScaleTransformer,
                    length_estimator: LengthEstimator | None, mean_D: torch.Tensor, std_D: torch.Tensor,
                    text_encoder: TextEncoderConfig, generation: GenerationConfig | None = None,
-                   extra: dict[str, Any] | None = None, dtype: torch.dtype | None = None) -> Path:
-    """Write a slim generator checkpoint (no optimiser); ``dtype`` casts weights (fp16 to ship)."""
+                   extra: dict[str, Any] | None = None, dtype: torch.dtype | None = None,
+                   kind: str = GENERATOR_KIND) -> Path:
+    """Write a slim generator checkpoint (no optimiser); ``dtype`` casts weights (fp16 to ship);
+    ``kind`` marks another generation order with the same layout (the next-token baseline)."""
     return save_checkpoint(
         path,
-        GENERATOR_KIND,
+        kind,
         states=generator_states(tokenizer, transformer, length_estimator, mean_D, std_D),
         configs=generator_configs(tokenizer, transformer, length_estimator, text_encoder,
                                   generation or GenerationConfig()),
@@ -95,10 +97,12 @@ def _config(cls, configs: dict, part: str, path: Path):
         raise CheckpointError(str(exc)) from exc
 
 
-def load_generator_parts(path: str | Path, device: str | torch.device = "cpu") -> GeneratorParts:
-    """Rebuild the models of a generator checkpoint; anything missing or mismatched raises CheckpointError."""
+def load_generator_parts(path: str | Path, device: str | torch.device = "cpu",
+                         kind: str = GENERATOR_KIND) -> GeneratorParts:
+    """Rebuild the models of a generator checkpoint (of ``kind``); anything missing or mismatched raises
+    CheckpointError."""
     path = Path(path)
-    ckpt = load_checkpoint(path, kind=GENERATOR_KIND, device="cpu")
+    ckpt = load_checkpoint(path, kind=kind, device="cpu")
     for part in ("tokenizer", "transformer", "normalization"):
         if part not in ckpt.states:
             raise CheckpointError(f"{path}: generator checkpoint lacks its {part!r} part (has {sorted(ckpt.states)})")

@@ -26,6 +26,7 @@ import argparse
 import dataclasses
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -253,9 +254,10 @@ def _resolve(path_text: str) -> Path:
 
 
 def build_models(cfg: TransformerTrainConfig, device: torch.device, text_encoder: TextEncoder | None = None,
+                 transformer_cls: type[NextScaleTransformer] = NextScaleTransformer,
                  ) -> tuple[Models, torch.Tensor, torch.Tensor]:
     """The frozen tokenizer and text encoder (``text_encoder`` if given, else built from ``cfg``), and a
-    fresh transformer and length estimator sized to them."""
+    fresh transformer (of ``transformer_cls``) and length estimator sized to them."""
     tokenizer_path = _resolve(cfg.tokenizer)
     tokenizer, mean_D, std_D = load_tokenizer(tokenizer_path, device)
     tokenizer.requires_grad_(False)
@@ -268,23 +270,37 @@ def build_models(cfg: TransformerTrainConfig, device: torch.device, text_encoder
                                     max_scales=max(cfg.model.max_scales, tokenizer.num_scales))
     length_cfg = dataclasses.replace(cfg.length, text_dim=text_encoder.dim, max_latents=max_latents,
                                      frames_per_latent=factor)
-    models = Models(tokenizer, NextScaleTransformer(model_cfg).to(device), LengthEstimator(length_cfg).to(device),
+    models = Models(tokenizer, transformer_cls(model_cfg).to(device), LengthEstimator(length_cfg).to(device),
                     text_encoder)
     return models, mean_D, std_D
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class TrainingOrder:
+    """What :func:`run` trains: the transformer class, its loss (signature of :func:`token_loss`), the
+    checkpoint kind and the default run directory. The default is next-scale order; the next-token
+    baseline of the controlled comparison (:mod:`moscale_ros.evaluation.next_token`) passes its own."""
+
+    transformer_cls: type[NextScaleTransformer] = NextScaleTransformer
+    loss_fn: Callable[..., tuple[torch.Tensor, dict[str, float]]] = token_loss
+    kind: str = GENERATOR_KIND
+    run_name: str = "transformer"
+
+
+def run(args: argparse.Namespace, order: TrainingOrder | None = None) -> int:
     """Train (or resume) the transformer; writes ``last``/``best``/``model.safetensors`` in the run dir."""
     from moscale_ros.data.dataset import load_prepared
+
+    order = order or TrainingOrder()
 
     cfg = load_train_config(args)
     threads = set_num_threads(cfg.train.num_threads)
     device = select_device(getattr(args, "device", "auto"))
-    run_dir = RunDir.for_model(getattr(args, "out", None), "transformer")
+    run_dir = RunDir.for_model(getattr(args, "out", None), order.run_name)
     resuming = run_dir.prepare(bool(getattr(args, "resume", False)))
     seed_everything(cfg.train.seed)
 
-    models, mean_D, std_D = build_models(cfg, device)
+    models, mean_D, std_D = build_models(cfg, device, transformer_cls=order.transformer_cls)
     data_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else cache_root() / "data" / "bandai"
     prepared = load_prepared(data_dir, load_joints=False)
     factor = models.tokenizer.downsample_factor
@@ -307,7 +323,7 @@ def run(args: argparse.Namespace) -> int:
     modules = {"transformer": models.transformer, "length": models.length, "tokenizer": models.tokenizer}
     state = ResumeState()
     if resuming:
-        state = load_training_checkpoint(run_dir.last, GENERATOR_KIND, modules, optimizer, device)
+        state = load_training_checkpoint(run_dir.last, order.kind, modules, optimizer, device)
         print(f"transformer: resumed {run_dir.last} at step {state.step}", file=sys.stderr)
     run_dir.save_config(to_dict(cfg))
     configs = generator_configs(models.tokenizer, models.transformer, models.length, cfg.text_encoder,
@@ -321,7 +337,7 @@ def run(args: argparse.Namespace) -> int:
         models.length.train()
         batch = train_data.sample(cfg.train.batch_size)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss, parts = token_loss(models, batch, cfg.masking, cfg.loss, device, train=True)
+            loss, parts = order.loss_fn(models, batch, cfg.masking, cfg.loss, device, train=True)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.train.grad_clip > 0:
@@ -338,7 +354,8 @@ def run(args: argparse.Namespace) -> int:
         for start in range(0, len(val_indices), cfg.train.batch_size):
             rows = val_indices[start : start + cfg.train.batch_size]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                _, parts = token_loss(models, val_data.batch(rows), cfg.masking, cfg.loss, device, train=False)
+                _, parts = order.loss_fn(models, val_data.batch(rows), cfg.masking, cfg.loss, device,
+                                         train=False)
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + value * len(rows)
             count += len(rows)
@@ -348,13 +365,13 @@ def run(args: argparse.Namespace) -> int:
         return metrics
 
     def save(path: Path, st: ResumeState) -> None:
-        save_training_checkpoint(path, GENERATOR_KIND, modules, optimizer, configs, st,
+        save_training_checkpoint(path, order.kind, modules, optimizer, configs, st,
                                  extra_tensors={"normalization": norm})
 
     result = run_loop(cfg.train, run_dir, state, train_step, validate, save, optimizer, best_key="val_loss",
                       desc="transformer")
     slim = save_generator(run_dir.path / "model.safetensors", models.tokenizer, models.transformer, models.length,
-                          mean_D, std_D, cfg.text_encoder, cfg.generation,
+                          mean_D, std_D, cfg.text_encoder, cfg.generation, kind=order.kind,
                           extra={"step": result.step, "elapsed_s": result.elapsed_s, "tokenizer": str(cfg.tokenizer)})
     shown = ", ".join(f"{k}={v:.4g}" for k, v in result.last_val.items())
     print(f"transformer: step {result.step} ({result.stopped_by}); {result.elapsed_s / 60:.1f} min of training; "
