@@ -49,10 +49,18 @@ class ResidualStack(nn.Module):
 
 
 class MotionEncoder(nn.Module):
-    """``(B, T, D)`` features -> ``(B, ceil(T/r), C)`` latents, ``r = 2**down_t``."""
+    """``(B, T, D)`` features -> ``(B, ceil(T/r), C)`` latents, ``r = 2**down_t``.
 
-    def __init__(self, feature_dim: int, width: int, code_dim: int, depth: int, growth: int, down_t: int) -> None:
+    With ``normalize`` each latent vector is standardised over its ``C`` channels
+    (``(f - mean) / std``, no learned scale), which keeps the latent scale fixed during training:
+    without it the encoder output can grow until the EMA codebook no longer keeps up.
+    """
+
+    def __init__(
+        self, feature_dim: int, width: int, code_dim: int, depth: int, growth: int, down_t: int, normalize: bool = True
+    ) -> None:
         super().__init__()
+        self.out_norm = nn.LayerNorm(code_dim, elementwise_affine=False) if normalize else nn.Identity()
         self.factor = 2**down_t
         self.stem = nn.Conv1d(feature_dim, width, kernel_size=3, padding=1)
         self.downs = nn.ModuleList(nn.Conv1d(width, width, kernel_size=4, stride=2, padding=1) for _ in range(down_t))
@@ -72,7 +80,8 @@ class MotionEncoder(nn.Module):
             x_BWT = down(x_BWT)
             mask_B1T = time_mask(valid_B, x_BWT.shape[-1], x_BWT)
             x_BWT = stack(x_BWT * mask_B1T, mask_B1T)
-        return (self.head(x_BWT) * mask_B1T).transpose(1, 2)
+        f_BNC = self.out_norm(self.head(x_BWT).transpose(1, 2))
+        return f_BNC * mask_B1T.transpose(1, 2)
 
 
 class MotionDecoder(nn.Module):

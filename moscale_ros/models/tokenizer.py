@@ -41,7 +41,8 @@ class TokenizerConfig:
 
     ``scales``: scale lengths for the longest motion, the last being its latent count
     (``[6, 12, 24, 49]`` = MoScale's for 196 frames); shorter motions get proportionally shorter
-    scales (:func:`moscale_ros.models.quantizer.scale_lengths_for`).
+    scales (:func:`moscale_ros.models.quantizer.scale_lengths_for`). ``normalize_latents``
+    standardises each encoder output vector (keeps the latent scale, and training, stable).
     """
 
     feature_dim: int = 263
@@ -54,6 +55,7 @@ class TokenizerConfig:
     scales: list[int] = field(default_factory=lambda: [6, 12, 24, 49])
     ema_decay: float = 0.99
     dead_code_threshold: float = 1.0
+    normalize_latents: bool = True
 
     def __post_init__(self) -> None:
         for name in ("feature_dim", "width", "depth", "dilation_growth", "code_dim"):
@@ -95,7 +97,7 @@ class MotionTokenizer(nn.Module):
         super().__init__()
         self.cfg = cfg
         sizes = (cfg.feature_dim, cfg.width, cfg.code_dim, cfg.depth, cfg.dilation_growth, cfg.down_t)
-        self.encoder = MotionEncoder(*sizes)
+        self.encoder = MotionEncoder(*sizes, normalize=cfg.normalize_latents)
         self.decoder = MotionDecoder(*sizes)
         self.quantizer = ResidualScaleQuantizer(
             cfg.codebook_size, cfg.code_dim, cfg.scales, cfg.ema_decay, cfg.dead_code_threshold
