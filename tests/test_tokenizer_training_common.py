@@ -135,3 +135,25 @@ def test_device_selection_and_config_checks(tmp_path):
     run = RunDir(tmp_path / "r")
     run.metrics.log(5, "train", {"loss": 1.5})
     assert json.loads((tmp_path / "r" / "metrics.jsonl").read_text())["loss"] == 1.5
+
+
+def test_time_budget_stops_the_loop_and_drives_the_schedule(tmp_path):
+    import time
+
+    cfg = LoopConfig(steps=1000, warmup_steps=0, lr_min_ratio=0.0, max_minutes=0.001, time_schedule=True)
+    assert lr_multiplier(10, cfg, elapsed_s=0.0) > 0.99
+    assert lr_multiplier(10, cfg, elapsed_s=0.03) == pytest.approx(0.5, abs=0.01)  # half the 0.06 s budget
+    assert lr_multiplier(10, cfg, elapsed_s=1.0) == pytest.approx(0.0)
+    run = RunDir(tmp_path / "timed")
+    run.prepare(False)
+    saved = []
+
+    def step(_: int) -> dict[str, float]:
+        time.sleep(0.02)
+        return {"loss": 1.0}
+
+    result = run_loop(
+        cfg, run, ResumeState(), step, lambda: {"mse": 0.0}, lambda path, st: saved.append((path.name, st.step))
+    )
+    assert result.stopped_by == "time" and 2 <= result.step < 10
+    assert saved[-1] == ("last.safetensors", result.step) and result.elapsed_s >= 0.06
