@@ -1,4 +1,4 @@
-"""``moscale eval {tokenizer,...}``: evaluations that print tables of measured figures.
+"""``moscale eval {tokenizer,generator,compare}``: evaluations that print tables of measured figures.
 
 Each evaluation is a module exposing ``add_arguments(parser)`` and ``run(args) -> int``; add one
 by adding a line to :data:`EVALUATIONS`.
@@ -13,6 +13,14 @@ EVALUATIONS = {
     "tokenizer": (
         "moscale_ros.training.tokenizer_eval",
         "per-prefix reconstruction MPJPE and codebook usage of a tokenizer on held-out clips",
+    ),
+    "generator": (
+        "moscale_ros.evaluation.evaluate",
+        "R-precision, FID, MM-Dist, diversity, multimodality, content/style accuracy of a generator on the test split",
+    ),
+    "compare": (
+        "moscale_ros.evaluation.compare",
+        "controlled comparison of next-scale vs next-token order (trains every stage, writes docs/RESULTS.md)",
     ),
 }
 

@@ -1,0 +1,457 @@
+"""The evaluation protocol and ``moscale eval generator``.
+
+Test set: every clip of the split with at least ``min_frames`` frames, as the centred window of
+``min(T, max_frames)`` frames floored to a multiple of 4 (:class:`~moscale_ros.data.dataset.MotionTextDataset`
+with ``deterministic=True``). Its real windows, embedded by the evaluator, are the real statistics of FID.
+
+Run ``r`` (seed ``seed + r``): every clip gets one description drawn at random from its training
+templates (text set ``train``) or its held-out paraphrases (``heldout``); the generator makes one
+motion per clip with that description and the window's length; then R-precision (groups of 32),
+FID against the real windows, MM-Dist, diversity and the classifiers' content/style accuracy against
+the clip's labels (see :mod:`.metrics`). Multimodality: ``mm_texts`` clips, ``mm_samples`` motions
+each from the same description. Each figure is reported as mean ± 95 % interval over the runs.
+
+Reference row: the real windows themselves in place of generated motions (same descriptions), so
+R-precision, MM-Dist, diversity and accuracies show the evaluator's ceiling on real data; its FID
+compares the real windows of another split (``reference_fid_split``, default ``val``) with the test
+windows: the FID two independent samples of real motion reach.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+
+from moscale_ros.config import load_config
+from moscale_ros.errors import CheckpointError, ConfigError, DataError
+from moscale_ros.evaluation import metrics
+from moscale_ros.evaluation.model import EmbeddedMotions, Evaluator
+
+TextSet = Literal["train", "heldout"]
+METRIC_KEYS = ("r1", "r2", "r3", "fid", "mm_dist", "diversity", "multimodality", "content_acc", "style_acc")
+TEXT_SET_TITLES = {"train": "training-template descriptions", "heldout": "held-out paraphrases"}
+
+
+@dataclass
+class ProtocolConfig:
+    """How generated motions are evaluated (``config/eval/generator.yaml``)."""
+
+    split: str = "test"
+    runs: int = 3
+    seed: int = 0
+    text_sets: list[TextSet] = field(default_factory=lambda: ["train", "heldout"])
+    min_frames: int = 24
+    max_frames: int = 196
+    max_clips: int | None = None
+    r_precision_group: int = metrics.R_PRECISION_GROUP
+    diversity_pairs: int = metrics.DIVERSITY_PAIRS
+    mm_texts: int = 64
+    mm_samples: int = 10
+    mm_pairs: int = 10
+    reference_fid_split: str | None = "val"
+    latency_frames: int = 196
+    latency_repeats: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("runs", "r_precision_group", "diversity_pairs", "mm_pairs", "latency_frames",
+                     "latency_repeats"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"protocol.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.mm_texts < 0 or (self.mm_texts and self.mm_samples < 2):
+            raise ConfigError(f"protocol.mm_texts/mm_samples: need mm_texts >= 0 and mm_samples >= 2, got "
+                              f"{self.mm_texts}/{self.mm_samples}")
+        if not 4 <= self.min_frames <= self.max_frames:
+            raise ConfigError(f"protocol.min_frames/max_frames: need 4 <= min <= max, got "
+                              f"{self.min_frames}/{self.max_frames}")
+        if not self.text_sets:
+            raise ConfigError("protocol.text_sets: name at least one of train, heldout")
+        if self.max_clips is not None and self.max_clips < 2:
+            raise ConfigError(f"protocol.max_clips: must be >= 2 or null, got {self.max_clips}")
+
+
+# ---- the test set -----------------------------------------------------------------------------------
+
+
+@dataclass
+class TestSet:
+    """Real windows of one split (un-normalised ``(T_i, 263)`` features) with descriptions and labels."""
+
+    names: list[str]
+    features: list[np.ndarray]
+    texts: dict[str, list[list[str]]]
+    contents: list[str]
+    styles: list[str]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def frames(self) -> list[int]:
+        return [f.shape[0] for f in self.features]
+
+
+def load_test_set(prepared, split: str, cfg: ProtocolConfig, max_clips: int | None = None) -> TestSet:
+    """The windows of ``split`` (a fixed random subset of ``max_clips`` when given)."""
+    from moscale_ros.data.dataset import MotionTextDataset
+
+    dataset = MotionTextDataset(prepared, split, max_frames=cfg.max_frames, min_frames=cfg.min_frames,
+                                normalize=False, deterministic=True)
+    clips = [c for c in dataset.clips if c.texts]
+    if len(clips) < 2:
+        raise DataError(f"{prepared.cache_dir}: split {split!r} has {len(clips)} clips of >= {cfg.min_frames} "
+                        "frames with descriptions; the metrics need at least 2")
+    if max_clips is not None and len(clips) > max_clips:
+        picks = np.random.default_rng(cfg.seed).permutation(len(clips))[:max_clips]
+        clips = [clips[i] for i in sorted(picks)]
+    features = []
+    for clip in clips:
+        start, length = dataset.window(clip)
+        features.append(np.asarray(clip.features[start : start + length], dtype=np.float32))
+    return TestSet(
+        names=[c.name for c in clips],
+        features=features,
+        texts={"train": [list(c.texts) for c in clips], "heldout": [list(c.heldout_texts) for c in clips]},
+        contents=[c.content for c in clips],
+        styles=[c.style for c in clips],
+    )
+
+
+# ---- motion sources ----------------------------------------------------------------------------------
+
+
+class MotionSource(Protocol):
+    """What the protocol evaluates: texts and frame counts in, un-normalised ``(T, 263)`` features out."""
+
+    def generate_features(self, texts: Sequence[str], frames: Sequence[int], seed: int) -> list[np.ndarray]: ...
+
+    def latency(self, text: str, frames: int, seed: int = 0) -> dict[str, float]: ...
+
+
+class NextScaleSource:
+    """A :class:`~moscale_ros.generation.generator.MotionGenerator` as a motion source: its batched
+    generation, then the final codes decoded to features."""
+
+    def __init__(self, generator) -> None:
+        self.generator = generator
+
+    def generate_features(self, texts: Sequence[str], frames: Sequence[int], seed: int) -> list[np.ndarray]:
+        gen = self.generator
+        outputs = gen.generate_batch(list(texts), seconds=[f / gen.fps for f in frames], seed=seed)
+        result: list[np.ndarray | None] = [None] * len(outputs)
+        with gen.inference_context():
+            for length in dict.fromkeys(frames):
+                rows = [i for i, f in enumerate(frames) if f == length]
+                idx = [torch.as_tensor(np.stack([outputs[i].codes[k] for i in rows])).to(gen.device)
+                       for k in range(gen.num_scales)]
+                N = -(-length // gen.frames_per_latent)
+                lengths_B = torch.full((len(rows),), length, device=gen.device)
+                feats_BTD = gen.tokenizer.decode_indices(idx, N, lengths_B) * gen.std_D + gen.mean_D
+                for b, i in enumerate(rows):
+                    result[i] = feats_BTD[b, :length].float().cpu().numpy()
+        return [r for r in result if r is not None]
+
+    def latency(self, text: str, frames: int, seed: int = 0) -> dict[str, float]:
+        """Seconds to the first (coarse, full-length) plan and to the final motion of one request."""
+        first = None
+        for output in self.generator.stream(text, frames / self.generator.fps, seed=seed):
+            first = output.elapsed_s if first is None else first
+            final = output.elapsed_s
+        return {"first_plan_s": float(first), "final_s": float(final)}
+
+
+class NextTokenSource:
+    """A :class:`~moscale_ros.evaluation.next_token.NextTokenGenerator` as a motion source."""
+
+    def __init__(self, generator) -> None:
+        self.generator = generator
+
+    def generate_features(self, texts: Sequence[str], frames: Sequence[int], seed: int) -> list[np.ndarray]:
+        return self.generator.generate_features(texts, frames, seed)
+
+    def latency(self, text: str, frames: int, seed: int = 0) -> dict[str, float]:
+        """Next-token order has no plan before its last token: the first plan is the final motion."""
+        seconds = self.generator.latency(text, frames, seed)
+        return {"first_plan_s": seconds, "final_s": seconds}
+
+
+def load_source(path: str | Path, device: str | torch.device = "cpu", text_encoder=None,
+                **overrides) -> tuple[MotionSource, str]:
+    """A motion source for any trained generator file (next-scale ``generator`` or ``next-token-generator``)
+    and its order name; ``overrides`` replace generation settings."""
+    from moscale_ros.checkpoint import load_checkpoint
+    from moscale_ros.evaluation.next_token import NEXT_TOKEN_KIND, NextTokenGenerator
+    from moscale_ros.generation.bundle import GENERATOR_KIND
+    from moscale_ros.generation.generator import MotionGenerator
+
+    ckpt = load_checkpoint(path)
+    kind = ckpt.kind
+    if text_encoder is not None and text_encoder.name != ckpt.configs.get("text_encoder", {}).get("name"):
+        text_encoder = None  # the generator was trained with another text encoder: load its own
+    if kind == GENERATOR_KIND:
+        generator = MotionGenerator.from_checkpoint(path, device=device, text_encoder=text_encoder, warm_up=True,
+                                                    **overrides)
+        return NextScaleSource(generator), "next-scale"
+    if kind == NEXT_TOKEN_KIND:
+        return NextTokenSource(NextTokenGenerator.from_checkpoint(path, device, text_encoder, **overrides)), \
+            "next-token"
+    raise CheckpointError(f"{path}: a {kind!r} checkpoint is not a generator (expected {GENERATOR_KIND!r} or "
+                          f"{NEXT_TOKEN_KIND!r})")
+
+
+# ---- scoring ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RowResult:
+    """One table row: each metric as an interval over the runs (multimodality absent for real motions)."""
+
+    name: str
+    text_set: str
+    metrics: dict[str, metrics.Interval]
+    timing: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "text_set": self.text_set,
+                "metrics": {k: v.to_dict() for k, v in self.metrics.items()}, "timing": self.timing}
+
+
+@dataclass
+class RealStatistics:
+    """Evaluator outputs of the real test windows (FID's reference) and labels as class indices."""
+
+    embedded: EmbeddedMotions
+    content_N: np.ndarray  # noqa: N815 (shape suffix)
+    style_N: np.ndarray  # noqa: N815 (shape suffix)
+
+
+def real_statistics(evaluator: Evaluator, test: TestSet) -> RealStatistics:
+    return RealStatistics(
+        evaluator.embed_motions(test.features),
+        np.array([evaluator.content_index(c) for c in test.contents]),
+        np.array([evaluator.style_index(s) for s in test.styles]),
+    )
+
+
+def draw_texts(test: TestSet, text_set: str, rng: np.random.Generator) -> list[str]:
+    """One description per clip, drawn at random from its ``text_set`` texts."""
+    options = test.texts[text_set]
+    missing = [test.names[i] for i, texts in enumerate(options) if not texts]
+    if missing:
+        raise DataError(f"{len(missing)} clips have no {text_set!r} descriptions (e.g. {', '.join(missing[:3])}); "
+                        "leave that text set out (--set text_sets=[train])")
+    return [texts[int(rng.integers(len(texts)))] for texts in options]
+
+
+def score_run(evaluator: Evaluator, real: RealStatistics, texts: list[str], motions: EmbeddedMotions,
+              cfg: ProtocolConfig, rng: np.random.Generator, fid_against: np.ndarray | None = None) -> dict[str, float]:
+    """Metrics of one run: ``motions[i]`` was made from ``texts[i]`` for test clip ``i``; FID against
+    ``fid_against`` (embeddings) instead of the real test windows when given."""
+    text_NE = evaluator.embed_texts(texts)
+    top_K = metrics.r_precision(text_NE, motions.embedding_NE, 3, cfg.r_precision_group, rng)
+    reference_NE = real.embedded.embedding_NE if fid_against is None else fid_against
+    return {
+        "r1": float(top_K[0]), "r2": float(top_K[1]), "r3": float(top_K[2]),
+        "fid": metrics.fid(motions.embedding_NE, reference_NE),
+        "mm_dist": metrics.mm_dist(text_NE, motions.embedding_NE),
+        "diversity": metrics.diversity(motions.embedding_NE, cfg.diversity_pairs, rng),
+        "content_acc": metrics.accuracy(motions.content_N, real.content_N),
+        "style_acc": metrics.accuracy(motions.style_N, real.style_N),
+    }
+
+
+def _summarise(name: str, text_set: str, per_run: list[dict[str, float]], timing: dict[str, float]) -> RowResult:
+    keys = [k for k in METRIC_KEYS if k in per_run[0]]
+    return RowResult(name, text_set, {k: metrics.confidence_interval([r[k] for r in per_run]) for k in keys}, timing)
+
+
+def evaluate_reference(evaluator: Evaluator, test: TestSet, real: RealStatistics, cfg: ProtocolConfig,
+                       text_set: str, fid_reference: list[np.ndarray] | None = None) -> RowResult:
+    """The real windows scored like generated motions (see the module docstring)."""
+    fid_NE = None if not fid_reference else evaluator.embed_motions(fid_reference).embedding_NE
+    per_run = []
+    for r in range(cfg.runs):
+        rng = np.random.default_rng(cfg.seed + r)
+        texts = draw_texts(test, text_set, rng)
+        per_run.append(score_run(evaluator, real, texts, real.embedded, cfg, rng, fid_against=fid_NE))
+    return _summarise("real motion (reference)", text_set, per_run, {})
+
+
+def evaluate_source(source: MotionSource, name: str, evaluator: Evaluator, test: TestSet, real: RealStatistics,
+                    cfg: ProtocolConfig, text_set: str, log: Callable[[str], None] = print) -> RowResult:
+    """Generate and score ``cfg.runs`` times; timing of the batched generation per motion."""
+    per_run = []
+    generation_s = 0.0
+    generated = 0
+    mm_rows = np.random.default_rng(cfg.seed).permutation(len(test))[: min(cfg.mm_texts, len(test))]
+    for r in range(cfg.runs):
+        seed = cfg.seed + r
+        rng = np.random.default_rng(seed)
+        texts = draw_texts(test, text_set, rng)
+        start = time.perf_counter()
+        features = source.generate_features(texts, test.frames, seed)
+        generation_s += time.perf_counter() - start
+        generated += len(features)
+        scores = score_run(evaluator, real, texts, evaluator.embed_motions(features), cfg, rng)
+        if len(mm_rows):
+            mm_texts = [texts[i] for i in mm_rows for _ in range(cfg.mm_samples)]
+            mm_frames = [test.frames[i] for i in mm_rows for _ in range(cfg.mm_samples)]
+            mm_features = source.generate_features(mm_texts, mm_frames, seed + 10_000)
+            mm_NE = evaluator.embed_motions(mm_features).embedding_NE
+            scores["multimodality"] = metrics.multimodality(mm_NE.reshape(len(mm_rows), cfg.mm_samples, -1),
+                                                            cfg.mm_pairs, rng)
+        per_run.append(scores)
+        log(f"[{name} | {text_set}] run {r + 1}/{cfg.runs}: " + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()))
+    return _summarise(name, text_set, per_run, {"generation_ms_per_motion": 1000.0 * generation_s / generated})
+
+
+def measure_latency(source: MotionSource, cfg: ProtocolConfig, text: str = "a person walks forward") -> dict:
+    """Median over ``latency_repeats`` single requests of ``latency_frames`` frames (after one warm-up)."""
+    source.latency(text, cfg.latency_frames, seed=0)
+    runs = [source.latency(text, cfg.latency_frames, seed=i + 1) for i in range(cfg.latency_repeats)]
+    return {f"latency_{k}": statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+# ---- tables ---------------------------------------------------------------------------------------------
+
+COLUMNS = (("r1", "R@1 ↑"), ("r2", "R@2 ↑"), ("r3", "R@3 ↑"), ("fid", "FID ↓"), ("mm_dist", "MM-Dist ↓"),
+           ("diversity", "Diversity →"), ("multimodality", "MModality ↑"), ("content_acc", "Content acc ↑"),
+           ("style_acc", "Style acc ↑"))
+
+
+def markdown_table(rows: list[RowResult], extra_columns: Sequence[tuple[str, Callable[[RowResult], str]]] = ()) -> str:
+    """A Markdown table of rows (one text set), each metric as ``mean ± ci95``."""
+    header = ["Method", *(title for _, title in COLUMNS), *(title for title, _ in extra_columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row.name]
+        for key, _ in COLUMNS:
+            cells.append(row.metrics[key].format(3) if key in row.metrics else "–")
+        cells += [fn(row) for _, fn in extra_columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ---- ``moscale eval generator`` ---------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", default=None,
+                        help="generator file (default: models/moscale-bandai.safetensors, else "
+                             "cache/runs/transformer/model.safetensors); next-token files work too")
+    parser.add_argument("--evaluator", default=None,
+                        help="evaluator file (default: cache/runs/evaluator/evaluator.safetensors)")
+    parser.add_argument("--config", default="config/eval/generator.yaml", help="protocol YAML (default: %(default)s)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a protocol value")
+    parser.add_argument("--data", default=None, help="prepared data folder (default: cache/data/bandai)")
+    parser.add_argument("--runs", type=int, default=None, help="repeated runs (default: the protocol's)")
+    parser.add_argument("--max-clips", type=int, default=None, help="evaluate a fixed random subset of the split")
+    parser.add_argument("--refine-iterations", type=int, nargs="+", default=None, help="generation override")
+    parser.add_argument("--guidance", type=float, default=None, help="generation override")
+    parser.add_argument("--guidance-end", type=float, default=None, help="generation override")
+    parser.add_argument("--top-p", type=float, default=None, help="generation override")
+    parser.add_argument("--temperature", type=float, default=None, help="generation override")
+    parser.add_argument("--no-reference", action="store_true", help="skip the real-motion reference row")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+
+
+def load_protocol(args: argparse.Namespace) -> ProtocolConfig:
+    from moscale_ros.paths import resource
+
+    overrides = list(getattr(args, "set", []) or [])
+    if getattr(args, "runs", None) is not None:
+        overrides.append(f"runs={args.runs}")
+    if getattr(args, "max_clips", None) is not None:
+        overrides.append(f"max_clips={args.max_clips}")
+    path = Path(args.config) if Path(args.config).exists() else resource(args.config)
+    return load_config(ProtocolConfig, path, overrides)
+
+
+def generation_overrides(args: argparse.Namespace) -> dict:
+    names = {"refine_iterations": "refine_iterations", "guidance": "guidance", "guidance_end": "guidance_end",
+             "top_p": "top_p", "temperature": "temperature"}
+    return {key: getattr(args, attr) for key, attr in names.items() if getattr(args, attr, None) is not None}
+
+
+def default_generator_path() -> Path:
+    from moscale_ros.generation.generator import DEFAULT_CHECKPOINT
+    from moscale_ros.paths import cache_root, resource
+
+    shipped = resource(DEFAULT_CHECKPOINT)
+    return shipped if shipped.is_file() else cache_root() / "runs" / "transformer" / "model.safetensors"
+
+
+def default_evaluator_path() -> Path:
+    from moscale_ros.evaluation.train import EVALUATOR_FILE
+    from moscale_ros.paths import cache_root
+
+    return cache_root() / "runs" / "evaluator" / EVALUATOR_FILE
+
+
+def run(args: argparse.Namespace) -> int:
+    from moscale_ros.training.common import select_device, set_num_threads
+
+    previous_threads = torch.get_num_threads()
+    set_num_threads(args.threads)
+    try:
+        return _evaluate(args, select_device(args.device))
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
+    from moscale_ros.data.dataset import load_prepared
+    from moscale_ros.evaluation.model import load_evaluator
+    from moscale_ros.paths import cache_root
+
+    cfg = load_protocol(args)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else default_generator_path()
+    evaluator_path = Path(args.evaluator) if args.evaluator else default_evaluator_path()
+    evaluator = load_evaluator(evaluator_path, device)
+    overrides = generation_overrides(args)
+    overrides.setdefault("num_threads", args.threads)
+    source, order = load_source(checkpoint, device, evaluator.text_encoder, **overrides)
+    prepared = load_prepared(args.data or cache_root() / "data" / "bandai", load_joints=False)
+    test = load_test_set(prepared, cfg.split, cfg, cfg.max_clips)
+    real = real_statistics(evaluator, test)
+    fid_reference = None
+    if cfg.reference_fid_split and not args.no_reference:
+        fid_reference = load_test_set(prepared, cfg.reference_fid_split, cfg, cfg.max_clips).features
+    log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    name = f"{checkpoint.name} ({order})"
+    rows: list[RowResult] = []
+    for text_set in cfg.text_sets:
+        if not args.no_reference:
+            rows.append(evaluate_reference(evaluator, test, real, cfg, text_set, fid_reference))
+        rows.append(evaluate_source(source, name, evaluator, test, real, cfg, text_set, log))
+    latency = measure_latency(source, cfg)
+    for row in rows:
+        if row.timing:
+            row.timing.update(latency)
+    info = {"checkpoint": str(checkpoint), "order": order, "evaluator": str(evaluator_path), "split": cfg.split,
+            "clips": len(test), "runs": cfg.runs, "generation_overrides": overrides}
+    if args.json:
+        print(json.dumps({"info": info, "rows": [r.to_dict() for r in rows]}, indent=2))
+        return 0
+    print(f"generator {checkpoint} ({order}); evaluator {evaluator_path}; {cfg.split} split, {len(test)} clips, "
+          f"{cfg.runs} runs (mean ± 95 % interval)")
+    for text_set in cfg.text_sets:
+        print(f"\n{TEXT_SET_TITLES[text_set]}:")
+        print(markdown_table([r for r in rows if r.text_set == text_set],
+                             [("gen ms/motion", lambda r: f"{r.timing['generation_ms_per_motion']:.1f}"
+                               if r.timing else "–")]))
+    print(f"\nlatency of one {cfg.latency_frames}-frame motion: first plan {latency['latency_first_plan_s']:.3f} s, "
+          f"final {latency['latency_final_s']:.3f} s")
+    sys.stdout.flush()
+    return 0

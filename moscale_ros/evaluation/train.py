@@ -1,0 +1,258 @@
+"""``moscale train evaluator``: train the text-motion evaluator (see :mod:`.model`) on prepared clips.
+
+One step: a batch of training windows (whole clips up to ``max_frames``, random crop of longer ones,
+optionally mirrored left/right) with one random training description each; loss
+
+    InfoNCE(t, m; tau, same-label pairs left out) + w_cls (CE(content) + CE(style concept)).
+
+Validation (deterministic centred windows, each clip's first description) reports the loss,
+R-precision top-1/3 in groups of 32 and the classifiers' accuracies; ``best.safetensors`` keeps the
+lowest ``val_loss``. The run directory (default ``cache/runs/evaluator``) gets ``evaluator.safetensors``,
+the slim checkpoint ``moscale eval`` loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from moscale_ros.config import load_config, to_dict
+from moscale_ros.errors import ConfigError, DataError
+from moscale_ros.evaluation.model import (
+    CHECKPOINT_KIND,
+    EvaluatorConfig,
+    TextMotionEvaluator,
+    contrastive_loss,
+    evaluator_configs,
+    save_evaluator,
+)
+from moscale_ros.models.text_encoder import TextEncoder, TextEncoderConfig
+from moscale_ros.models.transformer import count_parameters
+from moscale_ros.paths import cache_root, resource
+from moscale_ros.training.common import (
+    LoopConfig,
+    ResumeState,
+    RunDir,
+    load_training_checkpoint,
+    run_loop,
+    save_training_checkpoint,
+    seed_everything,
+    select_device,
+    set_num_threads,
+)
+
+EVALUATOR_FILE = "evaluator.safetensors"
+
+
+@dataclass
+class EvaluatorDataConfig:
+    """Prepared clips and the windows cut from them."""
+
+    cache_dir: str | None = None
+    min_frames: int = 24
+    max_frames: int = 196
+    mirror_prob: float = 0.5
+    val_split: str = "val"
+
+    def __post_init__(self) -> None:
+        if not 4 <= self.min_frames <= self.max_frames:
+            raise ConfigError(f"data.min_frames/max_frames: need 4 <= min <= max, got "
+                              f"{self.min_frames}/{self.max_frames}")
+        if not 0.0 <= self.mirror_prob <= 1.0:
+            raise ConfigError(f"data.mirror_prob: must be in [0, 1], got {self.mirror_prob}")
+
+
+@dataclass
+class EvaluatorLossConfig:
+    """Contrastive temperature and the classifiers' weight."""
+
+    temperature: float = 0.1
+    classifier_weight: float = 1.0
+    filter_same_label: bool = True
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ConfigError(f"loss.temperature: must be > 0, got {self.temperature}")
+        if self.classifier_weight < 0:
+            raise ConfigError(f"loss.classifier_weight: must be >= 0, got {self.classifier_weight}")
+
+
+@dataclass
+class EvaluatorTrainConfig:
+    """The whole of ``config/train/evaluator.yaml``."""
+
+    text_encoder: TextEncoderConfig = field(default_factory=lambda: TextEncoderConfig(cache_size=0))
+    model: EvaluatorConfig = field(default_factory=EvaluatorConfig)
+    data: EvaluatorDataConfig = field(default_factory=EvaluatorDataConfig)
+    loss: EvaluatorLossConfig = field(default_factory=EvaluatorLossConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+    precision: Literal["fp32", "bf16"] = "fp32"
+
+
+def load_train_config(args: argparse.Namespace) -> EvaluatorTrainConfig:
+    path = None
+    if getattr(args, "config", None):
+        path = Path(args.config) if Path(args.config).exists() else resource(args.config)
+    return load_config(EvaluatorTrainConfig, path, getattr(args, "set", []) or [])
+
+
+def style_concepts(styles: list[str]) -> tuple[list[str], torch.Tensor]:
+    """The sorted style concepts of dataset style labels, and ``(S_labels,)`` label -> concept index."""
+    from moscale_ros.data.text import style_concept
+
+    concepts = sorted({style_concept(s) for s in styles})
+    return concepts, torch.tensor([concepts.index(style_concept(s)) for s in styles], dtype=torch.long)
+
+
+class EvaluatorBatches:
+    """Normalised windows of one split with their description and labels (style as concept index)."""
+
+    def __init__(self, prepared, split: str, cfg: EvaluatorDataConfig, style_map: torch.Tensor,
+                 deterministic: bool, mirror_prob: float = 0.0) -> None:
+        from moscale_ros.data.dataset import MotionTextDataset
+
+        self.dataset = MotionTextDataset(prepared, split, max_frames=cfg.max_frames, min_frames=cfg.min_frames,
+                                         deterministic=deterministic, mirror_prob=mirror_prob)
+        if len(self.dataset) == 0:
+            raise DataError(f"{prepared.cache_dir}: split {split!r} has no clips of >= {cfg.min_frames} frames")
+        self.style_map = style_map
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def batch(self, indices: list[int]) -> dict:
+        from moscale_ros.data.dataset import collate_motion_text
+
+        batch = collate_motion_text([self.dataset[i] for i in indices])
+        batch["style_B"] = self.style_map[batch["style_B"]]
+        return batch
+
+    def sample(self, batch_size: int) -> dict:
+        return self.batch(torch.randint(0, len(self.dataset), (batch_size,)).tolist())
+
+
+def evaluator_loss(model: TextMotionEvaluator, pooled_BD: torch.Tensor, batch: dict, cfg: EvaluatorLossConfig,
+                   device: torch.device) -> tuple[torch.Tensor, dict[str, float], torch.Tensor, torch.Tensor]:
+    """Loss of a batch, its parts, and the text and motion embeddings."""
+    feats_BTD, lengths_B = batch["feats_BTD"].to(device), batch["lengths_B"].to(device)
+    content_B, style_B = batch["content_B"].to(device), batch["style_B"].to(device)
+    out = model.encode_motion(feats_BTD, lengths_B)
+    text_BE = model.encode_text(pooled_BD.to(device))
+    same_BB = torch.zeros(len(content_B), len(content_B), dtype=torch.bool, device=device)
+    if cfg.filter_same_label:
+        same_BB = (content_B[:, None] == content_B[None, :]) & (style_B[:, None] == style_B[None, :])
+    nce = contrastive_loss(text_BE.float(), out.embedding_BE.float(), same_BB, cfg.temperature)
+    content_ce = F.cross_entropy(out.content_logits_BC.float(), content_B)
+    style_ce = F.cross_entropy(out.style_logits_BS.float(), style_B)
+    loss = nce + cfg.classifier_weight * (content_ce + style_ce)
+    parts = {
+        "loss": loss.item(), "nce": nce.item(), "content_ce": content_ce.item(), "style_ce": style_ce.item(),
+        "content_acc": float((out.content_logits_BC.argmax(-1) == content_B).float().mean()),
+        "style_acc": float((out.style_logits_BS.argmax(-1) == style_B).float().mean()),
+    }
+    return loss, parts, text_BE.detach(), out.embedding_BE.detach()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train (or resume) the evaluator; writes ``last``/``best``/``evaluator.safetensors`` in the run dir."""
+    cfg = load_train_config(args)
+    previous_threads = torch.get_num_threads()
+    try:
+        return _train(cfg, args, set_num_threads(cfg.train.num_threads))
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(cfg: EvaluatorTrainConfig, args: argparse.Namespace, threads: int) -> int:
+    from moscale_ros.data.dataset import load_prepared
+    from moscale_ros.evaluation.metrics import r_precision
+
+    device = select_device(getattr(args, "device", "auto"))
+    run_dir = RunDir.for_model(getattr(args, "out", None), "evaluator")
+    resuming = run_dir.prepare(bool(getattr(args, "resume", False)))
+    seed_everything(cfg.train.seed)
+    data_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else cache_root() / "data" / "bandai"
+    prepared = load_prepared(data_dir, load_joints=False)
+    styles, style_map = style_concepts(prepared.styles)
+    train_data = EvaluatorBatches(prepared, "train", cfg.data, style_map, False, cfg.data.mirror_prob)
+    val_data = EvaluatorBatches(prepared, cfg.data.val_split, cfg.data, style_map, True)
+    text_encoder = TextEncoder(cfg.text_encoder, device=device)
+    model_cfg = replace(cfg.model, text_dim=text_encoder.dim, max_frames=cfg.data.max_frames,
+                        num_contents=len(prepared.contents), num_styles=len(styles))
+    model = TextMotionEvaluator(model_cfg).to(device)
+    mean_D = torch.as_tensor(np.asarray(prepared.mean), dtype=torch.float32)
+    std_D = torch.as_tensor(np.asarray(prepared.std), dtype=torch.float32)
+    print(f"evaluator: {count_parameters(model) / 1e6:.2f} M trainable parameters; text encoder {text_encoder.name}; "
+          f"{len(train_data)} training clips, {len(val_data)} {cfg.data.val_split} clips; {len(prepared.contents)} "
+          f"contents, {len(styles)} style concepts; device {device}, {threads} CPU threads", file=sys.stderr)
+    pooled_cache: dict[str, torch.Tensor] = {}
+
+    def pooled(texts: list[str]) -> torch.Tensor:
+        missing = list(dict.fromkeys(t for t in texts if t not in pooled_cache))
+        if missing:
+            pooled_cache.update(zip(missing, text_encoder.encode(missing).pooled_BD.float().cpu()))
+        return torch.stack([pooled_cache[t] for t in texts])
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, betas=(0.9, 0.99),
+                                  weight_decay=cfg.train.weight_decay)
+    state = ResumeState()
+    if resuming:
+        state = load_training_checkpoint(run_dir.last, CHECKPOINT_KIND, {"evaluator": model}, optimizer, device)
+        print(f"evaluator: resumed {run_dir.last} at step {state.step}", file=sys.stderr)
+    run_dir.save_config(to_dict(cfg))
+    configs = evaluator_configs(model, cfg.text_encoder, prepared.contents, styles)
+    configs["train"] = to_dict(cfg)
+    norm = {"mean": mean_D, "std": std_D}
+    amp = cfg.precision == "bf16"
+
+    def train_step(step: int) -> dict[str, float]:
+        model.train()
+        batch = train_data.sample(cfg.train.batch_size)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss, parts, _, _ = evaluator_loss(model, pooled(batch["texts"]), batch, cfg.loss, device)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+        optimizer.step()
+        return parts
+
+    @torch.no_grad()
+    def validate() -> dict[str, float]:
+        model.eval()
+        sums: dict[str, float] = {}
+        texts, motions = [], []
+        for start in range(0, len(val_data), cfg.train.batch_size):
+            rows = list(range(start, min(start + cfg.train.batch_size, len(val_data))))
+            batch = val_data.batch(rows)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                _, parts, text_BE, motion_BE = evaluator_loss(model, pooled(batch["texts"]), batch, cfg.loss, device)
+            for key, value in parts.items():
+                sums[key] = sums.get(key, 0.0) + value * len(rows)
+            texts.append(text_BE.float().cpu().numpy())
+            motions.append(motion_BE.float().cpu().numpy())
+        metrics = {f"val_{k}": v / len(val_data) for k, v in sums.items()}
+        top_K = r_precision(np.concatenate(texts), np.concatenate(motions), rng=np.random.default_rng(0))
+        metrics.update({"val_r1": float(top_K[0]), "val_r3": float(top_K[2])})
+        return metrics
+
+    def save(path: Path, st: ResumeState) -> None:
+        save_training_checkpoint(path, CHECKPOINT_KIND, {"evaluator": model}, optimizer, configs, st,
+                                 extra_tensors={"normalization": norm})
+
+    result = run_loop(cfg.train, run_dir, state, train_step, validate, save, optimizer, best_key="val_loss",
+                      desc="evaluator")
+    slim = save_evaluator(run_dir.path / EVALUATOR_FILE, model, mean_D, std_D, cfg.text_encoder, prepared.contents,
+                          styles, extra={"step": result.step, "elapsed_s": result.elapsed_s,
+                                         "data": str(data_dir), "val": result.last_val})
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in result.last_val.items())
+    print(f"evaluator: step {result.step} ({result.stopped_by}); {result.elapsed_s / 60:.1f} min of training; "
+          f"wrote {run_dir.last} and {slim}\nvalidation: {shown}")
+    return 0
