@@ -17,6 +17,7 @@ that error.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -228,17 +229,20 @@ class MoScaleNode(Node):
         self.marker_pub.publish(convert.skeleton_markers(frames[frame], now, self.settings.marker_frame))
 
 
-def spin(node: MoScaleNode) -> None:
-    """Spin ``node`` on a multi-threaded executor until shutdown."""
+def spin(node: MoScaleNode, stop: threading.Event | None = None, poll_s: float = 0.1) -> None:
+    """Spin ``node`` on a multi-threaded executor until rclpy shuts down or ``stop`` is set (checked
+    every ``poll_s`` seconds, so a stop request never waits on an idle executor)."""
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
-    if not rclpy.ok():  # shut down (SIGINT/SIGTERM) while starting
+    stop = stop or threading.Event()
+    if not rclpy.ok() or stop.is_set():  # shut down (SIGINT/SIGTERM) while starting
         node.shutdown()
         return
     executor = MultiThreadedExecutor(num_threads=node.executor_threads)
     executor.add_node(node)
     try:
-        executor.spin()
+        while rclpy.ok() and not stop.is_set():
+            executor.spin_once(timeout_sec=poll_s)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
