@@ -106,7 +106,7 @@ def test_cancel_mid_generation(client):
     assert 1 <= len(outcome.plans) < num_scales
     assert not any(r.msg.is_final for r in outcome.plans)
     time.sleep(0.5)
-    client._collect(outcome, handle.goal_id)
+    client.collect(outcome, handle.goal_id)
     assert not any(r.msg.is_final for r in outcome.plans), "a canceled goal kept publishing"
 
 

@@ -147,7 +147,7 @@ class MoScaleClient:
             self.plans.clear()
             self.trajectories.clear()
 
-    def _collect(self, outcome: CommandOutcome, request_id: str | None) -> None:
+    def collect(self, outcome: CommandOutcome, request_id: str | None) -> None:
         """Fill ``outcome`` with the plans of its request and the trajectories stamped with its start."""
         with self._lock:
             plans = [r for r in self.plans if r.at >= outcome.sent_at]
@@ -169,7 +169,7 @@ class MoScaleClient:
         self.command_pub.publish(String(data=text))
         deadline = outcome.sent_at + timeout
         while time.monotonic() < deadline:
-            self._collect(outcome, None)
+            self.collect(outcome, None)
             if outcome.final_plan is not None and outcome.trajectories:
                 break
             time.sleep(0.002)
@@ -177,7 +177,7 @@ class MoScaleClient:
             outcome.status = "timeout"
             return outcome
         time.sleep(settle)  # a final trajectory may trail its plan by a moment
-        self._collect(outcome, None)
+        self.collect(outcome, None)
         outcome.status = "succeeded"
         return outcome
 
@@ -244,7 +244,7 @@ class GoalHandle:
             self.outcome.status = "timeout"
             return self.outcome
         time.sleep(settle)  # trailing topic messages
-        self.client._collect(self.outcome, self.goal_id)
+        self.client.collect(self.outcome, self.goal_id)
         return self.outcome
 
 
