@@ -62,9 +62,21 @@ class CommandOutcome:
         return finals[-1] if finals else None
 
     @property
+    def final_trajectory_received(self) -> Received | None:
+        """The controller trajectory that is the final plan's (identified by content, not order)."""
+        final = self.final_plan
+        if final is None:
+            return None
+        return next((r for r in self.trajectories if r.msg == final.trajectory), None)
+
+    @property
     def final_trajectory(self) -> JointTrajectory | None:
-        """The last controller trajectory of this command (the node sends the final one last)."""
-        return self.trajectories[-1].msg if self.trajectories and self.final_plan is not None else None
+        received = self.final_trajectory_received
+        return received.msg if received is not None else None
+
+    def complete(self) -> bool:
+        """The final plan and the controller's copy of it have both arrived."""
+        return self.final_trajectory_received is not None
 
     def latencies_ms(self) -> dict[str, float]:
         """Receipt latencies from sending: first plan, final plan, final controller trajectory."""
@@ -74,8 +86,9 @@ class CommandOutcome:
         finals = [r for r in self.plans if r.msg.is_final]
         if finals:
             out["final_plan_ms"] = (finals[-1].at - self.sent_at) * 1e3
-            if self.trajectories:
-                out["final_trajectory_ms"] = (self.trajectories[-1].at - self.sent_at) * 1e3
+        final_trajectory = self.final_trajectory_received
+        if final_trajectory is not None:
+            out["final_trajectory_ms"] = (final_trajectory.at - self.sent_at) * 1e3
         return out
 
 
@@ -84,7 +97,7 @@ class MoScaleClient:
 
     def __init__(self, node_name: str = "/moscale_node", controller_topic: str = DEFAULT_CONTROLLER_TOPIC) -> None:
         self.node = Node(f"moscale_client_{uuid.uuid4().hex[:8]}")
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()  # guards plans/trajectories; notified on every arrival
         self._plan_topic = f"{node_name}/plan"
         self._controller_topic = controller_topic
         self.plans: list[Received] = []
@@ -121,11 +134,13 @@ class MoScaleClient:
         at = time.monotonic()
         with self._lock:
             self.plans.append(Received(msg, at))
+            self._lock.notify_all()
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
         at = time.monotonic()
         with self._lock:
             self.trajectories.append(Received(msg, at))
+            self._lock.notify_all()
 
     def wait_ready(self, timeout: float = 60.0) -> bool:
         """True once the node's action server, command subscription and plan publisher are matched."""
@@ -163,22 +178,24 @@ class MoScaleClient:
                     r for r in self.trajectories if r.at >= outcome.sent_at and r.msg.header.stamp == stamp
                 ]
 
-    def command(self, text: str, timeout: float = 60.0, settle: float = 0.3) -> CommandOutcome:
-        """Publish ``text`` on ``~/command`` and wait for its final plan (and trajectory)."""
+    def wait_complete(self, outcome: CommandOutcome, request_id: str | None, timeout: float) -> bool:
+        """Collect until ``outcome`` has its final plan and final controller trajectory (or timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                seen = len(self.plans) + len(self.trajectories)
+            self.collect(outcome, request_id)
+            if outcome.complete() or time.monotonic() >= deadline:
+                return outcome.complete()
+            with self._lock:  # sleep until something new arrives: no polling that competes for the GIL
+                if len(self.plans) + len(self.trajectories) == seen:
+                    self._lock.wait(max(0.0, deadline - time.monotonic()))
+
+    def command(self, text: str, timeout: float = 60.0) -> CommandOutcome:
+        """Publish ``text`` on ``~/command`` and wait for its final plan and final trajectory."""
         outcome = CommandOutcome(text=text, sent_at=time.monotonic())
         self.command_pub.publish(String(data=text))
-        deadline = outcome.sent_at + timeout
-        while time.monotonic() < deadline:
-            self.collect(outcome, None)
-            if outcome.final_plan is not None and outcome.trajectories:
-                break
-            time.sleep(0.002)
-        else:
-            outcome.status = "timeout"
-            return outcome
-        time.sleep(settle)  # a final trajectory may trail its plan by a moment
-        self.collect(outcome, None)
-        outcome.status = "succeeded"
+        outcome.status = "succeeded" if self.wait_complete(outcome, None, timeout) else "timeout"
         return outcome
 
     def send_goal(self, text: str, duration: float = 0.0, seed: int = -1) -> GoalHandle:
@@ -229,9 +246,10 @@ class GoalHandle:
         self._done.set()
 
     def wait_for_plans(self, count: int, timeout: float = 30.0) -> bool:
+        """Wait until ``count`` feedback plans have arrived (or the goal ended)."""
         deadline = time.monotonic() + timeout
         while len(self.feedback) < count and not self._done.is_set() and time.monotonic() < deadline:
-            time.sleep(0.001)
+            time.sleep(0.002)
         return len(self.feedback) >= count
 
     def cancel(self, timeout: float = 10.0) -> None:
@@ -240,11 +258,16 @@ class GoalHandle:
         self._handle.cancel_goal_async()
 
     def wait(self, timeout: float = 60.0, settle: float = 0.3) -> CommandOutcome:
+        """Wait for the result; then for a succeeded goal until its final plan and trajectory are in
+        (topics and the action result travel separately), else ``settle`` s for stray plans."""
         if not self._done.wait(timeout):
             self.outcome.status = "timeout"
             return self.outcome
-        time.sleep(settle)  # trailing topic messages
-        self.client.collect(self.outcome, self.goal_id)
+        if self.outcome.status == "succeeded":
+            self.client.wait_complete(self.outcome, self.goal_id, timeout=10.0)
+        else:
+            time.sleep(settle)
+            self.client.collect(self.outcome, self.goal_id)
         return self.outcome
 
 
@@ -277,6 +300,7 @@ def _summary(outcome: CommandOutcome) -> dict[str, Any]:
         "message": outcome.message,
         "scales": [r.msg.scale_index for r in outcome.plans],
         "plan_receipt_ms": [round((r.at - outcome.sent_at) * 1e3, 2) for r in outcome.plans],
+        "plan_ready_in_node_ms": [round(r.msg.latency * 1e3, 2) for r in outcome.plans],
         **{k: round(v, 2) for k, v in outcome.latencies_ms().items()},
     }
 
