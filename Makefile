@@ -14,8 +14,9 @@ test: install  ## set up if needed, then run the test suite
 lint: install
 	$(VENV)/bin/ruff check moscale_ros retarget tests launch scripts
 
-demo: install  ## the main job: node + client, one text command, plans printed, animation saved
-	bash scripts/demo.sh
+TEXT ?= wave the right hand
+demo: install  ## the main job: node + client, one text command, plans printed, animation saved in out/demo
+	$(PY) -m moscale_ros.cli demo "$(TEXT)"
 
 bench: install  ## benchmarks (JSON with BENCH_ARGS=--json)
 	$(PY) -m moscale_ros.cli bench $(BENCH_ARGS)

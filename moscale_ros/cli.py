@@ -13,7 +13,7 @@ import sys
 from moscale_ros import __version__
 from moscale_ros.errors import MoScaleError
 
-COMMAND_MODULES = ("data", "train", "generate", "retarget", "eval", "bench", "node")
+COMMAND_MODULES = ("data", "train", "generate", "retarget", "eval", "bench", "node", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

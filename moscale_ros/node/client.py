@@ -152,7 +152,9 @@ class MoScaleClient:
                 and self.node.count_publishers(self._plan_topic) > 0
                 and self.node.count_publishers(self._controller_topic) > 0
             ):
-                time.sleep(0.2)  # let the reverse matches (node -> client) settle too
+                # Let the reverse matches (node -> client) settle too: a large first message sent before
+                # they have can lose a fragment, recovered only at the next DDS heartbeat (~3 s later).
+                time.sleep(1.0)
                 return True
             time.sleep(0.05)
         return False

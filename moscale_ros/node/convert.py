@@ -24,6 +24,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from moscale_ros.data.skeleton import CANONICAL_JOINTS, CANONICAL_PARENTS
 from moscale_ros.msg import MotionPlan
 from moscale_ros.pipeline import PlanStep
+from retarget.robot import Robot
 from retarget.trajectory import RobotTrajectory
 
 _CANONICAL_TO_RVIZ = (2, 0, 1)  # rviz (x, y, z) = canonical (z, x, y)
@@ -89,6 +90,10 @@ def motion_plan_msg(step: PlanStep, frame_id: str = "") -> MotionPlan:
     msg.is_final = step.is_final
     msg.latency = float(step.latency_s)
     msg.trajectory = joint_trajectory_msg(step.trajectory, step.start_time)
+    msg.robot_name = step.trajectory.robot_name
+    poses = array.array("d")
+    poses.frombytes(np.ascontiguousarray(step.trajectory.base_poses, dtype=np.float64).tobytes())
+    msg.base_poses = poses
     msg.human_fps = float(step.human_fps)
     msg.human_joint_names = list(CANONICAL_JOINTS)
     flat = array.array("f")
@@ -138,6 +143,26 @@ def trajectory_arrays(msg: JointTrajectory) -> tuple[list[str], np.ndarray, np.n
     positions_NJ = np.array([np.frombuffer(p.positions, dtype=np.float64) for p in msg.points])
     velocities_NJ = np.array([np.frombuffer(p.velocities, dtype=np.float64) for p in msg.points])
     return list(msg.joint_names), times_N, positions_NJ, velocities_NJ
+
+
+def base_poses(msg: MotionPlan) -> np.ndarray:
+    """``(N, 7)`` floating-base poses ``[x y z qx qy qz qw]`` of a received plan's trajectory points."""
+    return np.frombuffer(msg.base_poses, dtype=np.float64).reshape(-1, 7)
+
+
+def robot_trajectory(msg: MotionPlan, robot: Robot) -> RobotTrajectory:
+    """The :class:`RobotTrajectory` a received plan carries (base poses + joint trajectory) on ``robot``."""
+    names, times_N, positions_NJ, velocities_NJ = trajectory_arrays(msg.trajectory)
+    if names != list(robot.joint_names):
+        raise ValueError(f"plan joints do not match robot {robot.name!r}: {names[:3]}... vs {robot.joint_names[:3]}...")
+    base_N7 = base_poses(msg)
+    accelerations_NJ = np.array([np.frombuffer(p.accelerations, dtype=np.float64) for p in msg.trajectory.points])
+    rate = 1.0 / float(np.median(np.diff(times_N))) if len(times_N) > 1 else 0.0
+    return RobotTrajectory(
+        joint_names=names, times=times_N, base_poses=base_N7, positions=positions_NJ, velocities=velocities_NJ,
+        accelerations=accelerations_NJ, control_rate=rate, report=None,
+        final_q=np.concatenate([base_N7[-1], positions_NJ[-1]]), robot_name=msg.robot_name, robot=robot,
+    )  # fmt: skip
 
 
 def human_joints(msg: MotionPlan) -> np.ndarray:
