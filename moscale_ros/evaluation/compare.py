@@ -256,8 +256,8 @@ def run_compare(cfg: CompareConfig, options: CompareOptions, log=print) -> dict:
         "wall_minutes": (time.monotonic() - started) / 60.0,
         "training_wall_minutes": training_s / 60.0,
         "minutes": to_dict(minutes),
-        "evaluator": {"path": str(evaluator_path), **({"val": stages["evaluator"].val} if "evaluator" in stages
-                                                         else {})},
+        "evaluator": {"path": str(evaluator_path), **(
+            {"val": stages["evaluator"].val, "steps": stages["evaluator"].steps} if "evaluator" in stages else {})},
         "tokenizers": {k: {"minutes": v.minutes, "steps": v.steps, "val": v.val}
                        for k, v in stages.items() if k.startswith("tokenizer-")},
         "protocol": to_dict(protocol),
@@ -289,6 +289,16 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def _evaluator_line(results: dict) -> str:
+    evaluator = results["evaluator"]
+    if "val" not in evaluator:
+        return f"given (`{evaluator['path']}`)"
+    val = evaluator["val"]
+    figures = ", ".join(f"{k.removeprefix('val_')} {val[k]:.3f}" for k in ("val_r1", "val_r3", "val_content_acc",
+                                                                          "val_style_acc") if k in val)
+    return f"{results['minutes']['evaluator']:g} min ({evaluator['steps']} steps; validation {figures})"
+
+
 def results_markdown(results: dict, rows: list[RowResult]) -> str:
     """docs/RESULTS.md: setup, one table per text set (reference row first), protocol and caveats."""
     protocol = results["protocol"]
@@ -302,7 +312,7 @@ def results_markdown(results: dict, rows: list[RowResult]) -> str:
         f"- Wall time of the command: {results['wall_minutes']:.1f} min (training stages "
         f"{results['training_wall_minutes']:.1f} min, the rest evaluation).",
         f"- Budgets: tokenizers {results['minutes']['tokenizer']:g} min each, transformers "
-        f"{results['minutes']['variant']:g} min each, evaluator {results['minutes']['evaluator']:g} min.",
+        f"{results['minutes']['variant']:g} min each; evaluator: {_evaluator_line(results)}.",
         "",
         "## Controlled comparison: next-scale vs next-token order",
         "",

@@ -55,7 +55,7 @@ class ProtocolConfig:
     max_clips: int | None = None
     r_precision_group: int = metrics.R_PRECISION_GROUP
     diversity_pairs: int = metrics.DIVERSITY_PAIRS
-    mm_texts: int = 64
+    mm_texts: int = 32
     mm_samples: int = 10
     mm_pairs: int = 10
     reference_fid_split: str | None = "val"
