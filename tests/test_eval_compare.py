@@ -84,13 +84,15 @@ def test_compare_resumes_finished_stages_without_retraining(compared, prepared_s
     out, results_md, first = compared
     argv = ["eval", "compare", "--out", str(out), "--results", str(results_md), "--device", "cpu",
             "--set", f"data_dir={prepared_small}", "--evaluator", str(out / "evaluator" / "evaluator.safetensors")]
-    for item in TINY:
+    for item in [*TINY, "protocol.runs=1", "protocol.text_sets=[train]", "protocol.mm_texts=0"]:
         argv += ["--set", item]
     assert main(argv) == 0
     again = json.loads((out / "results.json").read_text())
     assert [s["train_steps"] for s in again["setup"]] == [s["train_steps"] for s in first["setup"]]
-    # Same seeds, same models: the reference row and the deterministic metrics repeat exactly.
-    assert again["rows"][0] == first["rows"][0]
+    assert again["evaluator"] == {"path": str(out / "evaluator" / "evaluator.safetensors")}
+    assert [r["metrics"]["r1"]["runs"] for r in again["rows"]] == [1, 1, 1, 1]
+    assert "multimodality" not in again["rows"][1]["metrics"]
+    assert "evaluator: given" in results_md.read_text()
 
 
 def test_eval_generator_json_for_both_orders(compared, prepared_small, capsys):
