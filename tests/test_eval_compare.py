@@ -106,7 +106,8 @@ def test_eval_generator_json_for_both_orders(compared, prepared_small, capsys):
         assert main(argv) == 0
         report = json.loads(capsys.readouterr().out)
         assert report["info"]["order"] == order
-        assert [r["name"].split(" ")[0] for r in report["rows"]] == ["real", "model.safetensors"]
+        names = [r["name"] for r in report["rows"]]
+        assert names == ["real motion (reference)", f"{variant}/model.safetensors ({order})"]
         assert report["rows"][1]["metrics"]["r1"]["runs"] == 1
 
 

@@ -429,7 +429,7 @@ def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
     if cfg.reference_fid_split and not args.no_reference:
         fid_reference = load_test_set(prepared, cfg.reference_fid_split, cfg, cfg.max_clips).features
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
-    name = f"{checkpoint.name} ({order})"
+    name = f"{checkpoint.parent.name}/{checkpoint.name} ({order})"
     rows: list[RowResult] = []
     for text_set in cfg.text_sets:
         if not args.no_reference:
