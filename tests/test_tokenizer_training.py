@@ -171,13 +171,14 @@ def test_eval_command_prints_the_per_prefix_table(prepared_small: Path, trained:
     assert [p["scales"] for p in report["prefixes"]] == [1, 2, 3, 4]
     assert [p["tokens_at_max"] for p in report["prefixes"]] == [6, 18, 42, 91]
     assert all(0 < p["mpjpe_mm"] < 1e4 and p["mpjpe_global_mm"] >= 0 for p in report["prefixes"])
+    assert report["zero_latent"]["scales"] == 0 and report["zero_latent"]["mpjpe_mm"] > 0
     assert report["used_codes"] + report["unused_codes"] == 64 and report["perplexity"] >= 1
     assert report["info"]["step"] == 120
 
     args = _parser().parse_args(base + ["--device", "cpu"])
     assert args.func(args) == 0
     table = capsys.readouterr().out
-    for label in ("1 ", "1..2", "1..3", "1..4", "MPJPE mm", "codebook: 64 codes"):
+    for label in ("none", "1 ", "1..2", "1..3", "1..4", "MPJPE mm", "codebook: 64 codes"):
         assert label in table
 
 

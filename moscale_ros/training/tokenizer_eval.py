@@ -8,6 +8,9 @@ with the joints recovered from the ground-truth features:
 * MPJPE (global): ``mean_{t,j} ||p_tj - q_tj||`` (includes the integrated root trajectory);
 * feature L1: mean absolute error of the normalised features.
 
+For reference the same errors are given for decoding an all-zero latent (no codes at all): what
+the decoder makes of no information, close to an average pose.
+
 Codebook usage over the same motions: perplexity ``exp(H(p))`` of the chosen codes and the number
 of codes never chosen. Clips longer than ``max_frames`` are cut into consecutive segments.
 """
@@ -43,6 +46,7 @@ class ReconstructionReport:
     """Per-prefix errors and codebook usage on a set of motions."""
 
     prefixes: list[PrefixError]
+    zero_latent: PrefixError
     num_segments: int
     num_frames: int
     codebook_size: int
@@ -106,7 +110,7 @@ def evaluate_reconstruction(
     mean_D, std_D = mean_D.to(device), std_D.to(device)
     pieces = sorted(segment_clips(clips, max_frames), key=len)
     K = model.num_scales
-    sums = np.zeros((K, 3))
+    sums = np.zeros((K + 1, 3))  # rows: prefixes 1..K, then the all-zero latent
     frames = 0
     counts_V = torch.zeros(model.codebook_size, device=device)
     for start in range(0, len(pieces), batch_size):
@@ -122,8 +126,9 @@ def evaluate_reconstruction(
         f_BNC, latent_lengths_B = model.encode_latents(feats_BTD, lengths_B)
         quant = model.quantize(f_BNC, latent_lengths_B)
         counts_V += quant.code_counts
-        for k in range(K):
-            recon_BTD = model.decode_latents(quant.prefix_f_hat[k], latent_lengths_B, lengths_B)
+        latents = [*quant.prefix_f_hat, torch.zeros_like(f_BNC)]
+        for k, f_hat_BNC in enumerate(latents):
+            recon_BTD = model.decode_latents(f_hat_BNC, latent_lengths_B, lengths_B)
             pred_BTJ3 = features_to_joints_torch(recon_BTD * std_D + mean_D)
             aligned, global_, n = joint_errors_mm(pred_BTJ3, true_BTJ3, valid_BT)
             l1 = float(((recon_BTD - feats_BTD).abs().mean(-1) * valid_BT).sum())
@@ -131,13 +136,12 @@ def evaluate_reconstruction(
         frames += n
     model.train(was_training)
     tokens = np.cumsum(model.scale_lengths(model.latent_lengths(torch.tensor([max_frames])).item()))
-    prefixes = [
-        PrefixError(k + 1, int(tokens[k]), sums[k, 0] / frames, sums[k, 1] / frames, sums[k, 2] / frames)
-        for k in range(K)
-    ]
+    errors = [(sums[k, 0] / frames, sums[k, 1] / frames, sums[k, 2] / frames) for k in range(K + 1)]
+    prefixes = [PrefixError(k + 1, int(tokens[k]), *errors[k]) for k in range(K)]
     ema_dead = int((model.quantizer.ema_count_V < model.cfg.dead_code_threshold).sum())
     return ReconstructionReport(
         prefixes=prefixes,
+        zero_latent=PrefixError(0, 0, *errors[K]),
         num_segments=len(pieces),
         num_frames=frames,
         codebook_size=model.codebook_size,
@@ -153,8 +157,8 @@ def format_report(report: ReconstructionReport, max_frames: int = 196) -> str:
         f"held-out: {report.num_segments} segments of <= {max_frames} frames, {report.num_frames} frames",
         f"{'scales':<8}{'tokens@' + str(max_frames):>12}{'MPJPE mm':>12}{'global mm':>12}{'feat L1':>10}",
     ]
-    for p in report.prefixes:
-        label = "1" if p.scales == 1 else f"1..{p.scales}"
+    for p in [report.zero_latent, *report.prefixes]:
+        label = {0: "none", 1: "1"}.get(p.scales, f"1..{p.scales}")
         lines.append(
             f"{label:<8}{p.tokens_at_max:>12}{p.mpjpe_mm:>12.1f}{p.mpjpe_global_mm:>12.1f}{p.feature_l1:>10.4f}"
         )
