@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -132,19 +133,45 @@ class MotionRequest:
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
+def _unprintable(text: str) -> tuple[int, str] | None:
+    """Index and character of the first control character (Unicode category Cc other than tab, line
+    feed, carriage return), lone surrogate (Cs) or unassigned code point (Cn) in ``text``, if any."""
+    for index, char in enumerate(text):
+        if char in "\t\n\r":
+            continue
+        if unicodedata.category(char) in ("Cc", "Cs", "Cn"):
+            return index, char
+    return None
+
+
 def validate_request(
     text: str, duration: float, seed: int | None, config: PipelineConfig, received_at: float, request_id: str = ""
 ) -> MotionRequest:
-    """Check a command; duration 0 means the default, seed < 0 means random. Raises InputError."""
+    """Check a command; duration 0 means the default, seed < 0 means random. Raises InputError.
+
+    Text: a string, not empty after stripping whitespace, at most ``max_text_length`` characters,
+    without control characters (tab and newlines aside), surrogates or unassigned code points."""
     if not isinstance(text, str):
         raise InputError(f"command text must be a string, got {type(text).__name__}")
+    if len(text) > 4 * config.max_text_length + 1024:  # far too long: refuse before scanning it
+        raise InputError(
+            f"command text is {len(text)} characters long, more than max_text_length={config.max_text_length} "
+            f"({text[:40]!r}...)"
+        )
     stripped = text.strip()
     if not stripped:
-        raise InputError(f"command text is empty or only whitespace ({text!r})")
+        raise InputError(f"command text is empty or only whitespace ({text[:40]!r})")
     if len(stripped) > config.max_text_length:
         raise InputError(
             f"command text is {len(stripped)} characters long, more than max_text_length={config.max_text_length} "
             f"({stripped[:40]!r}...)"
+        )
+    bad = _unprintable(stripped)
+    if bad is not None:
+        index, char = bad
+        raise InputError(
+            f"command text has a control or unassigned character U+{ord(char):04X} at index {index} "
+            f"({stripped[:40]!r})"
         )
     try:
         seconds = float(duration)

@@ -112,19 +112,19 @@ def test_parameter_file_matches_the_declared_parameters(yaml_parameters):
 
 def test_console_script_reads_the_parameter_file():
     """The ``moscale_node`` entry point with ``--ros-args --params-file`` (an unknown robot on top,
-    so it reports without loading a model) logs the file's settings being used."""
+    so it reports without loading a model, and exits with code 2: the file's on_startup_error)."""
     script = Path(sys.executable).parent / "moscale_node"
     argv = [str(script), "--ros-args", "--params-file", str(PARAMS_FILE), "-p", "robot:=nao_v9",
             "-r", "__node:=console_script_check", "--log-level", "console_script_check:=info"]  # fmt: skip
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
         deadline = time.monotonic() + 60.0
         output = ""
-        while "not ready" not in output and time.monotonic() < deadline and process.poll() is None:
+        while "start-up failed" not in output and time.monotonic() < deadline and process.poll() is None:
             output += process.stdout.readline()
         process.send_signal(2)
         output += process.communicate(timeout=20)[0]
-    assert "unknown robot 'nao_v9'" in output, output
-    assert process.returncode == 0, output
+    assert "start-up failed: unknown robot 'nao_v9'" in output, output
+    assert process.returncode == 2, output
     assert "Traceback" not in output
 
 

@@ -1,6 +1,7 @@
-"""Start-up failures leave the node up and explaining itself: a missing checkpoint, an unknown
-robot and an invalid parameter value. Each goal aborts with the start-up error; a topic command is
-logged and nothing is published; the process never crashes.
+"""With ``on_startup_error: stay_up`` start-up failures leave the node up and explaining itself: a
+missing checkpoint, an unknown robot and an invalid parameter value. Each goal aborts with the
+start-up error; a topic command is logged and nothing is published; the process never crashes.
+(The default, ``exit``, ends the process with code 2: tests/test_faults_startup.py.)
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def nodes(ros, untrained_generator, tmp_path_factory):
     logs = tmp_path_factory.mktemp("nodes")
     processes = {}
     for name, (params, _) in CASES.items():
-        settings = {"checkpoint": untrained_generator, "device": "cpu", "warmup": False, **params}
+        settings = {"checkpoint": untrained_generator, "device": "cpu", "warmup": False,
+                    "on_startup_error": "stay_up", **params}
         processes[name] = NodeProcess(settings, remaps=[("__node", name)], log_path=logs / f"{name}.log").start()
     clients = {name: MoScaleClient(f"/{name}") for name in CASES}
     yield {name: (processes[name], clients[name]) for name in CASES}

@@ -1,7 +1,10 @@
 """``moscale_node`` entry point (also what ``moscale node`` and the launch file run).
 
 Usage: ``moscale_node --ros-args --params-file config/moscale.yaml [-p name:=value ...]``.
-SIGINT and SIGTERM shut the node down cleanly (exit code 0), also while it is starting.
+
+Exit codes: 0 after SIGINT/SIGTERM (a clean shutdown, also while starting); 2 when start-up fails
+(bad parameter, missing/corrupt/truncated/mismatched checkpoint, invalid robot config, CUDA asked
+for but absent) under ``on_startup_error: exit``, the default, after logging the reason.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import traceback
 
 
 def main(args: list[str] | None = None) -> int:
@@ -20,17 +24,28 @@ def main(args: list[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
     import rclpy
 
-    from moscale_ros.node.node import MoScaleNode, spin
+    from moscale_ros.node.node import STARTUP_FAILURE_EXIT, MoScaleNode, spin
 
     rclpy.init(args=sys.argv if args is None else args)
     try:
-        node = MoScaleNode()
+        try:
+            node = MoScaleNode()
+        except Exception as exc:
+            if not rclpy.ok() or stop.is_set():
+                return 0  # interrupted while starting (e.g. during the model load): a clean exit
+            traceback.print_exc()
+            print(f"moscale_node: start-up failed: {exc!r}", file=sys.stderr)
+            return STARTUP_FAILURE_EXIT
+        if not node.ready and node.exit_on_startup_error:  # even if a stop request came meanwhile
+            node.shutdown()
+            node.destroy_node()
+            return STARTUP_FAILURE_EXIT  # the node has logged why
         spin(node, stop)
         node.destroy_node()
     except Exception:
         if rclpy.ok() and not stop.is_set():
             raise
-        # Interrupted while starting (e.g. during the model load) or stopping: a clean exit.
+        # Interrupted while stopping: a clean exit.
     finally:
         rclpy.try_shutdown()
     return 0

@@ -7,22 +7,29 @@ Interfaces (names relative to the node; remap as usual):
 * ``controller_topic`` (trajectory_msgs/JointTrajectory): every scale or the final one only
   (``controller_plans``), all stamped with the command's one start time;
 * ``joint_state_topic`` (sensor_msgs/JointState) and ``~/skeleton`` (visualization_msgs/MarkerArray):
-  playback of what the controller was last sent, at ``playback_rate``.
+  playback of what the controller was last sent, at ``playback_rate``;
+* ``/diagnostics`` (diagnostic_msgs/DiagnosticArray): readiness, command counters, queue lengths and
+  resident memory, every ``diagnostics_period`` seconds.
 
 Callbacks only translate messages and delegate: requests go to :class:`MotionPipeline` through
-the :class:`GenerationWorker` thread, so the executor never waits on the model. A start-up
-failure (missing checkpoint, unknown robot) leaves the node up: every command is refused with
-that error.
+the :class:`GenerationWorker` thread, so the executor never waits on the model. Every command
+first passes the rate limit (``max_command_rate``, ``command_burst``), then request validation.
+A start-up failure (bad parameter, missing or corrupt checkpoint, invalid robot, absent CUDA) is
+logged and, with ``on_startup_error: exit`` (default), ends the process with exit code
+:data:`STARTUP_FAILURE_EXIT` (see main.py); with ``stay_up`` the node stays up and refuses every
+command with that error.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
@@ -38,11 +45,15 @@ from moscale_ros.action import GenerateMotion
 from moscale_ros.errors import ConfigError, MoScaleError
 from moscale_ros.msg import MotionPlan
 from moscale_ros.node import convert
+from moscale_ros.node.health import CommandStats, NotReadyError, resident_memory_mb
 from moscale_ros.node.parameters import NodeSettings, parameter_defaults, split_parameters
+from moscale_ros.node.rate_limit import CommandRateLimiter
 from moscale_ros.node.worker import GenerationWorker, Job
 from moscale_ros.pipeline import MotionPipeline, PipelineConfig, PlanStep, build_pipeline
 
 NODE_NAME = "moscale_node"
+STARTUP_FAILURE_EXIT = 2  # exit code of a start-up failure under on_startup_error: exit
+RESULT_KEEP_S = 10  # s a finished goal's result stays retrievable (bounds the retained goal handles)
 PipelineFactory = Callable[[PipelineConfig, Callable[[], float]], MotionPipeline]
 
 
@@ -68,18 +79,28 @@ class MoScaleNode(Node):
             self.get_logger().warning(f"ignoring unknown parameter(s) {unknown}; known: {sorted(defaults)}")
         self.startup_error = ""
         self.pipeline: MotionPipeline | None = None
+        self.stats = CommandStats()
         try:
             self.config, self.settings = split_parameters(values)
         except ConfigError as exc:
             self.startup_error = f"bad parameter: {exc}"
-            self.config, self.settings = PipelineConfig(), NodeSettings()
+            stay_up = values.get("on_startup_error") == "stay_up"  # honoured even when another value is bad
+            self.config = PipelineConfig()
+            self.settings = NodeSettings(on_startup_error="stay_up" if stay_up else "exit")
+        s = self.settings
+        self.rate_limiter = CommandRateLimiter(s.max_command_rate, s.command_burst)
         self._make_interfaces()
         if not self.startup_error:
             self._load_pipeline(pipeline_factory)
         self.worker: GenerationWorker | None = None
         if self.pipeline is not None:
-            s = self.settings
             self.worker = GenerationWorker(self.pipeline, self._publish_step, self._log, s.concurrency, s.max_queue)
+        if self.pipeline is None and self.exit_on_startup_error:
+            self.get_logger().fatal(
+                f"start-up failed: {self.startup_error} (exiting with code {STARTUP_FAILURE_EXIT}; "
+                "on_startup_error:=stay_up keeps the node up instead)"
+            )
+            return
         self._make_inputs()
         if self.pipeline is None:
             self.get_logger().error(f"not ready, every command will be refused: {self.startup_error}")
@@ -90,6 +111,14 @@ class MoScaleNode(Node):
             )
 
     # ------------------------------------------------------------------------------------- set-up
+
+    @property
+    def exit_on_startup_error(self) -> bool:
+        return self.settings.on_startup_error == "exit"
+
+    @property
+    def ready(self) -> bool:
+        return self.pipeline is not None and self.worker is not None
 
     @property
     def executor_threads(self) -> int:
@@ -111,6 +140,7 @@ class MoScaleNode(Node):
         self.trajectory_pub = self.create_publisher(JointTrajectory, s.controller_topic, qos)
         self.joint_state_pub = self.create_publisher(JointState, s.joint_state_topic, 10)
         self.marker_pub = self.create_publisher(MarkerArray, "~/skeleton", 10)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
     def _load_pipeline(self, factory: PipelineFactory) -> None:
         tick = time.perf_counter()
@@ -138,12 +168,16 @@ class MoScaleNode(Node):
             GenerateMotion,
             "~/generate",
             execute_callback=self._execute_goal,
-            goal_callback=lambda _goal: GoalResponse.ACCEPT,
+            goal_callback=lambda _goal: GoalResponse.ACCEPT,  # every goal gets a result with a message
             cancel_callback=lambda _goal: CancelResponse.ACCEPT,
             callback_group=ReentrantCallbackGroup(),
+            result_timeout=RESULT_KEEP_S,
         )
         if self.settings.playback_rate > 0:
             self.create_timer(1.0 / self.settings.playback_rate, self._play_back, callback_group=inputs)
+        if self.settings.diagnostics_period > 0:
+            period, group = self.settings.diagnostics_period, MutuallyExclusiveCallbackGroup()
+            self.create_timer(period, self._publish_diagnostics, callback_group=group)
 
     def shutdown(self) -> None:
         if self.worker is not None:
@@ -155,31 +189,55 @@ class MoScaleNode(Node):
         getattr(self.get_logger(), level)(text)
 
     def _on_command(self, msg: String) -> None:
-        """A topic command: validate, hand to the worker; any refusal is logged, nothing published."""
+        """A topic command: rate limit, validate, hand to the worker; a refusal is logged, nothing published."""
+        self.stats.count("commands_topic")
         try:
-            job = self._make_job(msg.data, 0.0, self.settings.topic_seed, "", "topic")
-            self.worker.submit(job)
+            self._submit(self._make_job(msg.data, 0.0, self.settings.topic_seed, "", "topic"))
         except MoScaleError as exc:
+            self.stats.refused(exc)
             self.get_logger().error(f"command {msg.data[:60]!r} refused: {exc}")
 
     def _make_job(self, text: str, duration: float, seed: int, request_id: str, source: str) -> Job:
-        if self.pipeline is None or self.worker is None:
-            raise MoScaleError(f"the node is not ready: {self.startup_error}")
+        """A validated job, or NotReadyError, RateLimitError, InputError (in that order of checks)."""
+        if not self.ready:
+            raise NotReadyError(f"the node is not ready: {self.startup_error}")
+        self.rate_limiter.admit(f"{source} command")
         request = self.pipeline.request(text, duration, seed, request_id)
         return Job(request, source)
 
+    def _submit(self, job: Job) -> None:
+        self.worker.submit(job)  # QueueFullError under "queue" with max_queue commands waiting
+        self.stats.count("accepted")
+
     def _execute_goal(self, goal_handle: ServerGoalHandle) -> GenerateMotion.Result:
-        """Runs on an executor thread: waits for the worker, forwards cancel requests, reports the end."""
-        goal = goal_handle.request
+        """Runs on an executor thread: waits for the worker, forwards cancel requests, reports the end.
+        Every goal ends SUCCEEDED, CANCELED or ABORTED with a message, whatever happens."""
+        self.stats.count("goals_received")
+        self.stats.count("goals_active")
         request_id = bytes(goal_handle.goal_id.uuid).hex()
+        try:
+            status, result = self._run_goal(goal_handle, request_id)
+        except Exception as exc:  # a bug must not leave a goal without a terminal status
+            self.get_logger().error(f"goal {request_id[:8]} crashed:\n{traceback.format_exc()}")
+            status, result = "aborted", GenerateMotion.Result(success=False, message=f"internal error: {exc!r}")
+            if goal_handle.is_active:
+                goal_handle.abort()
+        finally:
+            self.stats.count("goals_active", -1)
+        self.stats.count(f"goals_{status}")
+        return result
+
+    def _run_goal(self, goal_handle: ServerGoalHandle, request_id: str) -> tuple[str, GenerateMotion.Result]:
+        goal = goal_handle.request
         try:
             job = self._make_job(goal.text, goal.duration, goal.seed, request_id, "action")
             job.on_plan = lambda plan: goal_handle.publish_feedback(GenerateMotion.Feedback(plan=plan))
-            self.worker.submit(job)
+            self._submit(job)
         except MoScaleError as exc:
+            self.stats.refused(exc)
             self.get_logger().error(f"goal {request_id[:8]} ({goal.text[:60]!r}) refused: {exc}")
             goal_handle.abort()
-            return GenerateMotion.Result(success=False, message=str(exc))
+            return "aborted", GenerateMotion.Result(success=False, message=str(exc))
         while not job.done.wait(0.01):
             if goal_handle.is_cancel_requested:
                 job.cancel("canceled by the client")
@@ -187,12 +245,14 @@ class MoScaleNode(Node):
         if job.final_plan is not None:
             result.final_plan = job.final_plan
         if job.status == "succeeded":
-            goal_handle.succeed()
+            status, end = "succeeded", goal_handle.succeed
         elif job.status == "canceled" and goal_handle.is_cancel_requested:
-            goal_handle.canceled()
+            status, end = "canceled", goal_handle.canceled
         else:
-            goal_handle.abort()
-        return result
+            status, end = "aborted", goal_handle.abort
+        end()
+        self.get_logger().info(f"goal {request_id[:8]} {status}: {job.message[:200]}")
+        return status, result
 
     def _publish_step(self, job: Job, step: PlanStep) -> None:
         """Worker thread: publish one plan (and its trajectory), log its latency, commit it."""
@@ -216,6 +276,28 @@ class MoScaleNode(Node):
             f"{len(step.trajectory.times)} points from t0={step.start_time:.3f}"
             + (" -> controller" if step.to_controller else "")
         )
+
+    def diagnostics_values(self) -> dict[str, str]:
+        """Counters (:mod:`moscale_ros.node.health`), queue lengths and memory, as strings."""
+        values = {name: str(count) for name, count in sorted(self.stats.snapshot().items())}
+        values["worker_pending"] = str(self.worker.pending_count if self.worker is not None else 0)
+        running = self.worker.current if self.worker is not None else None
+        values["worker_running"] = running.request.request_id if running is not None else ""
+        values["goal_handles_kept"] = str(len(getattr(self.action_server, "_goal_handles", ())))
+        values["resident_memory_mb"] = f"{resident_memory_mb():.1f}"
+        return values
+
+    def _publish_diagnostics(self) -> None:
+        status = DiagnosticStatus(
+            level=DiagnosticStatus.OK if self.ready else DiagnosticStatus.ERROR,
+            name=f"{self.get_fully_qualified_name()}: commands",
+            message="ready" if self.ready else f"not ready: {self.startup_error}"[:500],
+            hardware_id=self.config.robot,
+            values=[KeyValue(key=k, value=v) for k, v in self.diagnostics_values().items()],
+        )
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(array)
 
     def _play_back(self) -> None:
         """Joint states and the human skeleton of the committed motion, at the current time."""

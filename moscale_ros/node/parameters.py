@@ -8,6 +8,7 @@ out-of-range value names the parameter). ``config/moscale.yaml`` lists exactly t
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -34,6 +35,10 @@ class NodeSettings:
     qos_reliability: Literal["reliable", "best_effort"] = "reliable"
     qos_durability: Literal["volatile", "transient_local"] = "volatile"
     warmup: bool = True  # run one throw-away command at start-up (first-call costs)
+    on_startup_error: Literal["exit", "stay_up"] = "exit"  # exit code 2, or stay up refusing every command
+    max_command_rate: float = 10.0  # commands/s accepted on ~/command and ~/generate together; 0: no limit
+    command_burst: int = 10  # commands accepted back to back before max_command_rate applies
+    diagnostics_period: float = 1.0  # s between /diagnostics reports; 0: off
 
     def __post_init__(self) -> None:
         if self.max_queue < 0:
@@ -44,6 +49,12 @@ class NodeSettings:
             raise ConfigError(f"playback_rate: must be >= 0 Hz, got {self.playback_rate}")
         if not self.controller_topic.strip():
             raise ConfigError("controller_topic: must not be empty")
+        if not (math.isfinite(self.max_command_rate) and self.max_command_rate >= 0):
+            raise ConfigError(f"max_command_rate: must be >= 0 commands/s (0: no limit), got {self.max_command_rate}")
+        if self.command_burst < 1:
+            raise ConfigError(f"command_burst: must be >= 1, got {self.command_burst}")
+        if not (math.isfinite(self.diagnostics_period) and self.diagnostics_period >= 0):
+            raise ConfigError(f"diagnostics_period: must be >= 0 s, got {self.diagnostics_period}")
 
 
 def parameter_defaults() -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Generation off the executor: one worker thread runs jobs one at a time, preempting or queueing.
 
 Policy ``preempt``: a new job cancels the running one (it stops at its next scale boundary and
-publishes nothing more) and every queued one. Policy ``queue``: a new job waits behind the others,
-at most ``max_queue`` waiting; one more is refused with :class:`QueueFullError`.
+publishes nothing more) and ends every waiting one at once, so at most one job ever waits however
+fast commands arrive. Policy ``queue``: a new job waits behind the others, at most ``max_queue``
+waiting; one more is refused with :class:`QueueFullError`.
 Every job ends with ``done`` set and ``status`` one of succeeded, canceled, preempted, failed.
 """
 
@@ -43,7 +44,7 @@ class Job:
 
     def cancel(self, reason: str, status: Status = "canceled") -> None:
         """Ask the job to stop (first reason wins); it ends with ``status`` unless already finished."""
-        if not self._stop.is_set():
+        if not self._stop.is_set() and not self.done.is_set():
             self._stop_status, self.message = status, reason
             self._stop.set()
 
@@ -88,13 +89,23 @@ class GenerationWorker:
     def current(self) -> Job | None:
         return self._current
 
+    @property
+    def pending_count(self) -> int:
+        """Jobs waiting for the worker (at most 1 under ``preempt``, ``max_queue`` under ``queue``)."""
+        with self._cond:
+            return len(self._pending)
+
     def submit(self, job: Job) -> None:
         """Queue ``job``; under ``preempt`` first stop everything else. Raises QueueFullError."""
         with self._cond:
             if self.policy == "preempt":
                 reason = f"preempted by request {job.request.request_id} ({job.request.text!r})"
-                for other in [*self._pending, *([self._current] if self._current else [])]:
-                    other.cancel(reason, "preempted")
+                for waiting in self._pending:  # never started: ends now, not when the worker reaches it
+                    waiting.cancel(reason, "preempted")
+                    waiting._finish(waiting._stop_status, waiting.message)
+                self._pending.clear()
+                if self._current is not None:
+                    self._current.cancel(reason, "preempted")
             elif len(self._pending) >= self.max_queue:
                 raise QueueFullError(
                     f"command {job.request.text!r} refused: {len(self._pending)} commands already wait "

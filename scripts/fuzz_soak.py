@@ -1,0 +1,479 @@
+#!/usr/bin/env python3
+"""Fuzz and soak ``moscale_node`` over loopback DDS: many hostile commands, fast, on both inputs.
+
+    .venv/bin/python scripts/fuzz_soak.py --commands 5000            # the full soak (report figures)
+    .venv/bin/python scripts/fuzz_soak.py --commands 300 --json      # a quick run
+
+Starts the node as users do (``moscale_node``, the shipped config/moscale.yaml; ``--checkpoint`` or
+the shipped model, else the default architecture with random weights) on a random ROS domain with
+localhost-only discovery, then sends ``--commands`` commands at ``--rate`` per second, each at random
+on ``~/command`` (std_msgs/String) or as a ``~/generate`` goal (random duration, including NaN,
+infinite, negative and huge; random seed). Texts, in equal shares (``--seed`` fixes the sequence):
+
+* ``empty``; ``whitespace`` (ASCII and Unicode spaces); ``huge`` (100 kB of words);
+* ``unicode`` (random code points from Latin, Greek, Cyrillic, Arabic, Devanagari, CJK, emoji,
+  combining marks, private use and unassigned blocks; never surrogates, which no UTF-8 message can
+  carry); ``control`` (an ordinary command with C0/C1 control characters, NUL and ANSI escapes);
+* ``ordinary`` (a real command; durations mostly valid).
+
+The client keeps at most ``--window`` goal requests waiting for the server's accept (rclpy's service
+QoS keeps the last 10 requests, so an unbounded burst would lose requests at the DDS layer, not in the
+node). Topic commands are fire-and-forget. The node's resident memory is sampled every 0.1 s
+(``/proc/<pid>/statm``) and its ``/diagnostics`` (counters, worker queue, kept goal handles) are
+recorded. After the last goal has ended, and once kept results have expired, one more ordinary goal
+must succeed; then the node is stopped with SIGINT.
+
+Pass (exit code 0) when: the node never died and exits 0 without a traceback; every goal ended
+SUCCEEDED, ABORTED or CANCELED with a non-empty message; the worker queue never held more than
+``max_queue`` (1 under ``preempt``); kept goal handles drained to 0; resident memory grew by less
+than 100 MB (end minus start and peak minus start); the final check goal succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+KINDS = ("empty", "whitespace", "huge", "unicode", "control", "ordinary")
+MEMORY_LIMIT_MB = 100.0
+ORDINARY = (
+    "wave the right hand", "walk forward", "bow politely", "raise both hands", "kick with the left leg",
+    "turn to the left", "a person runs forward", "dance happily", "punch forward twice", "walk backwards slowly",
+)  # fmt: skip
+UNICODE_BLOCKS = (
+    (0x20, 0x7E), (0xA0, 0x24F), (0x300, 0x36F), (0x370, 0x3FF), (0x400, 0x4FF), (0x600, 0x6FF),
+    (0x900, 0x97F), (0x2000, 0x206F), (0x3000, 0x30FF), (0x4E00, 0x9FFF), (0xE000, 0xF8FF),
+    (0xFFF0, 0xFFFF), (0x1F300, 0x1FAFF), (0x2FFF0, 0x2FFFF), (0xE0000, 0xE007F), (0x10FF00, 0x10FFFF),
+)  # fmt: skip
+SPACES = " \t\n\r\x0b\x0c\xa0\u1680\u2000\u2003\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+CONTROLS = [chr(c) for c in range(0x00, 0x20)] + ["\x7f"] + [chr(c) for c in range(0x80, 0xA0)] + ["\x1b[31m"]
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+
+def fuzz_text(kind: str, rng: random.Random) -> str:
+    """One command text of ``kind`` (see the module docstring)."""
+    if kind == "empty":
+        return ""
+    if kind == "whitespace":
+        return "".join(rng.choice(SPACES) for _ in range(rng.randint(1, 64)))
+    if kind == "huge":
+        words, size = [], 0
+        while size < 100_000:
+            words.append(rng.choice(ORDINARY))
+            size += len(words[-1]) + 1
+        return " ".join(words)[:100_000]
+    if kind == "unicode":
+        chars = []
+        for _ in range(rng.randint(1, 300)):
+            low, high = rng.choice(UNICODE_BLOCKS)
+            chars.append(chr(rng.randint(low, high)))
+        return "".join(chars)
+    if kind == "control":
+        text = list(rng.choice(ORDINARY))
+        for _ in range(rng.randint(1, 6)):
+            text.insert(rng.randint(0, len(text)), rng.choice(CONTROLS))
+        return "".join(text)
+    return rng.choice(ORDINARY)
+
+
+def fuzz_duration(kind: str, rng: random.Random) -> float:
+    """Goal duration: for ordinary texts mostly valid (0 = the default, or 1-9 s), otherwise anything."""
+    if kind == "ordinary" and rng.random() < 0.8:
+        return rng.choice((0.0, round(rng.uniform(1.0, 9.0), 2)))
+    return rng.choice((0.0, -1.0, -1e300, 0.01, 3.0, 60.0, 1e300, float("nan"), float("inf"), float("-inf")))
+
+
+# --------------------------------------------------------------------------------------- the client
+
+
+class SoakClient:
+    """An rclpy node that sends commands and goals and records results and the node's diagnostics.
+
+    It does not subscribe to the controller topic: the node runs with no controller listening."""
+
+    def __init__(self, node_name: str, window: int, cancel_fraction: float = 0.0, seed: int = 0) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from moscale_ros.action import GenerateMotion
+        from rclpy.action import ActionClient
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.node import Node
+        from std_msgs.msg import String
+
+        self.GenerateMotion, self.String = GenerateMotion, String
+        self.node = Node(f"moscale_soak_{os.getpid()}")
+        self.node_name = node_name
+        self.command_pub = self.node.create_publisher(String, f"{node_name}/command", 10)
+        self.action = ActionClient(self.node, GenerateMotion, f"{node_name}/generate")
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self.window = threading.BoundedSemaphore(window)
+        self.cancel_fraction = cancel_fraction
+        self.cancel_rng = random.Random(seed + 1)
+        self.lock = threading.Lock()
+        self.goals: dict[int, dict] = {}  # index -> {"kind", "status", "message"}
+        self.diagnostics: list[dict[str, str]] = []
+        self.executor = MultiThreadedExecutor(num_threads=2)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            if status.name.startswith(self.node_name + ":"):
+                values = {kv.key: kv.value for kv in status.values}
+                values["_message"] = status.message
+                with self.lock:
+                    self.diagnostics.append(values)
+
+    def latest_diagnostics(self) -> dict[str, str]:
+        with self.lock:
+            return dict(self.diagnostics[-1]) if self.diagnostics else {}
+
+    def wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready = self.latest_diagnostics().get("_message") == "ready"
+            if ready and self.action.server_is_ready() and self.command_pub.get_subscription_count() > 0:
+                time.sleep(1.0)  # let the reverse matches settle
+                return True
+            time.sleep(0.05)
+        return False
+
+    def publish(self, text: str) -> None:
+        self.command_pub.publish(self.String(data=text))
+
+    def send_goal(self, index: int, kind: str, text: str, duration: float, seed: int) -> bool:
+        """Send a goal once fewer than ``window`` requests wait for acceptance; False if none freed up."""
+        if not self.window.acquire(timeout=60.0):
+            with self.lock:
+                self.goals[index] = {"kind": kind, "status": "no accept response", "message": ""}
+            return False
+        with self.lock:
+            self.goals[index] = {"kind": kind, "status": "", "message": ""}
+        goal = self.GenerateMotion.Goal(text=text, duration=duration, seed=seed)
+        future = self.action.send_goal_async(goal)
+        future.add_done_callback(lambda f: self._accepted(index, f))
+        return True
+
+    def _accepted(self, index: int, future) -> None:
+        self.window.release()
+        try:
+            handle = future.result()
+        except Exception as exc:  # noqa: BLE001 - recorded as the goal's outcome
+            self._record(index, "send failed", repr(exc))
+            return
+        if not handle.accepted:
+            self._record(index, "rejected", "")
+            return
+        handle.get_result_async().add_done_callback(lambda f: self._finished(index, f))
+        if index >= 0 and self.cancel_rng.random() < self.cancel_fraction:
+            with self.lock:
+                self.goals[index]["cancel_requested"] = True
+            handle.cancel_goal_async()
+
+    def _finished(self, index: int, future) -> None:
+        try:
+            response = future.result()
+        except Exception as exc:  # noqa: BLE001
+            self._record(index, "result failed", repr(exc))
+            return
+        names = {4: "succeeded", 5: "canceled", 6: "aborted"}
+        self._record(index, names.get(response.status, f"status {response.status}"), response.result.message)
+
+    def _record(self, index: int, status: str, message: str) -> None:
+        with self.lock:
+            self.goals[index]["status"] = status
+            self.goals[index]["message"] = message
+
+    def unfinished(self) -> int:
+        with self.lock:
+            return sum(1 for g in self.goals.values() if not g["status"])
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=2.0)
+        self.thread.join(timeout=2.0)
+        self.action.destroy()
+        self.node.destroy_node()
+
+
+class MemorySampler(threading.Thread):
+    """Resident memory (MiB) of process ``pid`` every ``period`` seconds, until stopped."""
+
+    def __init__(self, pid: int, period: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        from moscale_ros.node.health import resident_memory_mb
+
+        self.read = lambda: resident_memory_mb(pid)
+        self.period = period
+        self.samples: list[float] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.samples.append(self.read())
+            except (OSError, ValueError):
+                return  # the process is gone
+            self.stopped.wait(self.period)
+
+
+# ------------------------------------------------------------------------------------------- the soak
+
+
+def _checkpoint(args: argparse.Namespace) -> tuple[str, str]:
+    from moscale_ros.bench.node import _untrained_default_checkpoint
+    from moscale_ros.generation.generator import DEFAULT_CHECKPOINT
+    from moscale_ros.paths import resource
+
+    if args.checkpoint:
+        return args.checkpoint, args.checkpoint
+    shipped = resource(DEFAULT_CHECKPOINT)
+    if shipped.is_file():
+        return str(shipped), str(shipped)
+    path = _untrained_default_checkpoint(args.device)
+    return str(path), f"default architecture, random weights ({shipped} not found)"
+
+
+def _max_waiting(concurrency: str) -> int:
+    """How many jobs may wait in the worker: 1 under preempt, the parameter file's max_queue under queue."""
+    import yaml
+
+    from moscale_ros.paths import resource
+
+    params = yaml.safe_load(resource("config/moscale.yaml").read_text())["moscale_node"]["ros__parameters"]
+    return 1 if concurrency == "preempt" else int(params["max_queue"])
+
+
+def _wait_until(condition, timeout: float, alive) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive():
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+def run_soak(args: argparse.Namespace) -> dict:
+    """Start the node, fuzz it, check it, stop it; the figures as a dict (see the module docstring)."""
+    import rclpy
+
+    from moscale_ros.node.launcher import NodeProcess
+    from moscale_ros.node.node import RESULT_KEEP_S
+    from moscale_ros.paths import cache_root
+
+    rng = random.Random(args.seed)
+    checkpoint, model = _checkpoint(args)
+    log_path = Path(args.node_log or cache_root() / "soak" / "moscale_node.log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    params = {
+        "checkpoint": checkpoint,
+        "device": args.device,
+        "concurrency": args.concurrency,
+        "diagnostics_period": 0.5,
+    }
+    if args.max_command_rate is not None:
+        params["max_command_rate"] = args.max_command_rate
+    wall_start = time.perf_counter()
+    node = NodeProcess(params, log_path=log_path).start()
+    rclpy.init()
+    client = SoakClient("/moscale_node", args.window, args.cancel_fraction, args.seed)
+    sent: Counter[str] = Counter()
+    sampler: MemorySampler | None = None
+    check, alive_before_stop, final_diag = None, False, {}
+    send_s = drain_s = 0.0
+    try:
+        if not client.wait_ready(args.start_timeout):
+            raise SystemExit(f"fuzz_soak: the node did not come up:\n{node.log()[-3000:]}")
+        time.sleep(1.2)  # start with a full rate-limit bucket
+        sampler = MemorySampler(node.process.pid)
+        sampler.start()
+        _wait_until(lambda: len(sampler.samples) > 0, 5.0, node.alive)
+        send_start = tick = time.perf_counter()
+        for index in range(args.commands):
+            kind = rng.choice(KINDS)
+            text = fuzz_text(kind, rng)
+            channel = rng.choice(("topic", "action"))
+            if channel == "topic":
+                client.publish(text)
+            else:
+                client.send_goal(index, kind, text, fuzz_duration(kind, rng), rng.randint(-(2**31), 2**31 - 1))
+            sent[f"{channel}/{kind}"] += 1
+            if not node.alive():
+                break
+            tick += 1.0 / args.rate
+            delay = tick - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                tick = time.perf_counter()  # behind schedule (the goal window was full): go on from now
+        send_s = time.perf_counter() - send_start
+        _wait_until(lambda: client.unfinished() == 0, args.drain_timeout, node.alive)
+        drain_s = time.perf_counter() - send_start - send_s
+        # Results are kept RESULT_KEEP_S after their goal ends: the kept goal handles must drain to 0.
+        time.sleep(RESULT_KEEP_S)
+        _wait_until(lambda: client.latest_diagnostics().get("goal_handles_kept") == "0", 10.0, node.alive)
+        time.sleep(1.2)  # a full bucket again, then one ordinary goal must still succeed
+        final_diag = client.latest_diagnostics()
+        if node.alive():
+            client.send_goal(-1, "check", "wave the right hand", 3.0, 7)
+            _wait_until(lambda: client.unfinished() == 0, 120.0, node.alive)
+            check = dict(client.goals[-1])
+        alive_before_stop = node.alive()
+    finally:
+        if sampler is not None:
+            sampler.stopped.set()
+            sampler.join()
+        client.close()
+        rclpy.try_shutdown()
+        exit_code = node.stop(timeout=30.0)
+    log = node.log()
+    rss = sampler.samples
+    goals = {i: g for i, g in client.goals.items() if i >= 0}
+    statuses = Counter(g["status"] or "no result" for g in goals.values())
+    terminal = {"succeeded", "aborted", "canceled"}
+    without_message = sum(1 for g in goals.values() if g["status"] in terminal and not g["message"].strip())
+    peak = {key: max((int(d.get(key, 0)) for d in client.diagnostics), default=0)
+            for key in ("worker_pending", "goals_active", "goal_handles_kept")}  # fmt: skip
+    tracebacks = log.count("Traceback")
+    crashed = not alive_before_stop or exit_code != 0 or tracebacks > 0
+    report = {
+        "model": model,
+        "device": args.device,
+        "concurrency": args.concurrency,
+        "max_command_rate": "parameter file" if args.max_command_rate is None else args.max_command_rate,
+        "commands_sent": sum(sent.values()),
+        "sent_by_channel_and_kind": dict(sorted(sent.items())),
+        "send_seconds": round(send_s, 2),
+        "send_rate_per_s": round(sum(sent.values()) / max(send_s, 1e-9), 1),
+        "goals_sent": len(goals),
+        "goals_cancel_requested": sum(1 for g in goals.values() if g.get("cancel_requested")),
+        "goals_by_status": dict(sorted(statuses.items())),
+        "goals_ended_without_message": without_message,
+        "drain_after_sending_s": round(drain_s, 2),
+        "node_counters": {
+            k: int(v)
+            for k, v in sorted(final_diag.items())
+            if k.startswith(("commands", "goals", "refused", "accepted"))
+        },  # fmt: skip
+        "peak_worker_pending": peak["worker_pending"],
+        "peak_goals_active": peak["goals_active"],
+        "peak_goal_handles_kept": peak["goal_handles_kept"],
+        "final_goal_handles_kept": int(final_diag.get("goal_handles_kept", -1)),
+        "node_rss_mb": {"start": round(rss[0], 1), "peak": round(max(rss), 1), "end": round(rss[-1], 1)},
+        "node_rss_growth_mb": {"end": round(rss[-1] - rss[0], 1), "peak": round(max(rss) - rss[0], 1)},
+        "check_goal_after_soak": check,
+        "node_exit_code": exit_code,
+        "tracebacks_in_node_log": tracebacks,
+        "crashes": int(crashed),
+        "wall_seconds": round(time.perf_counter() - wall_start, 1),
+        "node_log": str(log_path),
+    }
+    failures = []
+    if crashed:
+        failures.append(f"the node died or did not exit cleanly (exit {exit_code}, {tracebacks} tracebacks)")
+    if set(statuses) - terminal:
+        failures.append(
+            f"goals without a terminal status: { {k: v for k, v in statuses.items() if k not in terminal} }"
+        )
+    if without_message:
+        failures.append(f"{without_message} goals ended without a message")
+    if peak["worker_pending"] > _max_waiting(args.concurrency):
+        failures.append(f"the worker queue reached {peak['worker_pending']} jobs")
+    if report["final_goal_handles_kept"] != 0:
+        failures.append(f"kept goal handles did not drain ({report['final_goal_handles_kept']} left)")
+    growth = max(report["node_rss_growth_mb"].values())
+    if growth >= MEMORY_LIMIT_MB:
+        failures.append(f"resident memory grew by {growth} MB (limit {MEMORY_LIMIT_MB:g} MB)")
+    if check is None or check["status"] != "succeeded":
+        failures.append(f"the ordinary goal after the soak did not succeed: {check}")
+    report["failures"] = failures
+    report["passed"] = not failures
+    return report
+
+
+def _print_table(report: dict) -> None:
+    rows = [
+        ("commands sent", f"{report['commands_sent']} in {report['send_seconds']} s ({report['send_rate_per_s']}/s)"),
+        *((f"  {key}", str(value)) for key, value in report["sent_by_channel_and_kind"].items()),
+        ("goals sent / cancel requested", f"{report['goals_sent']} / {report['goals_cancel_requested']}"),
+        ("goals by terminal status", json.dumps(report["goals_by_status"])),
+        ("goals ended without a message", str(report["goals_ended_without_message"])),
+        ("node counters", json.dumps(report["node_counters"])),
+        ("peak worker queue / active goals / kept goal handles",
+         f"{report['peak_worker_pending']} / {report['peak_goals_active']} / {report['peak_goal_handles_kept']}"),
+        ("kept goal handles at the end", str(report["final_goal_handles_kept"])),
+        ("node RSS start / peak / end (MB)", "{start} / {peak} / {end}".format(**report["node_rss_mb"])),
+        ("RSS growth end / peak (MB)", "{end} / {peak}".format(**report["node_rss_growth_mb"])),
+        ("ordinary goal after the soak", json.dumps(report["check_goal_after_soak"])[:150]),
+        ("crashes", str(report["crashes"])),
+        ("node exit code", str(report["node_exit_code"])),
+        ("wall time (s)", str(report["wall_seconds"])),
+        ("model", report["model"]),
+        ("node max_command_rate", str(report["max_command_rate"])),
+        ("passed", "yes" if report["passed"] else "NO: " + "; ".join(report["failures"])),
+    ]  # fmt: skip
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--commands", type=int, default=5000, help="commands to send (topic and action together)")
+    parser.add_argument("--rate", type=float, default=250.0, help="commands per second to send")
+    parser.add_argument("--window", type=int, default=8, help="goal requests allowed to wait for acceptance")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the input sequence")
+    parser.add_argument("--checkpoint", default="", help="generator checkpoint (default: the shipped model)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--concurrency", choices=("preempt", "queue"), default="preempt")
+    parser.add_argument(
+        "--max-command-rate",
+        type=float,
+        default=None,
+        help="the node's max_command_rate (default: the parameter file's; 0: no limit, every command is validated)",
+    )
+    parser.add_argument("--cancel-fraction", type=float, default=0.1, help="share of accepted goals to cancel at once")
+    parser.add_argument("--start-timeout", type=float, default=180.0, help="s to wait for the node to be ready")
+    parser.add_argument("--drain-timeout", type=float, default=300.0, help="s to wait for the last goals to end")
+    parser.add_argument("--node-log", default="", help="node log file (default: cache/soak/moscale_node.log)")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    args = parser.parse_args(argv)
+    if args.commands < 1 or not args.rate > 0 or args.window < 1:
+        parser.error("--commands, --rate and --window must be positive")
+
+    # Loopback only, on a domain of its own; set before rclpy (here or in the node) starts.
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(100, 200)))
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="moscale-soak-roslog-"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    report = run_soak(args)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        _print_table(report)
+    return 0 if report["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
