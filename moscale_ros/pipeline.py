@@ -181,6 +181,11 @@ def validate_request(
         raise InputError(f"duration must be a finite number of seconds >= 0 (0: default), got {duration!r}")
     if seconds == 0:
         seconds = config.default_duration
+    # A bound sent as float32 (GenerateMotion.duration) arrives rounded: 9.8 -> 9.80000019. Snap it.
+    if abs(seconds - config.max_duration) <= 1e-6 * config.max_duration:
+        seconds = config.max_duration
+    if abs(seconds - config.min_duration) <= 1e-6 * config.min_duration:
+        seconds = config.min_duration
     if not config.min_duration <= seconds <= config.max_duration:
         raise InputError(
             f"duration {seconds:g} s is outside the supported range "

@@ -169,7 +169,7 @@ class SoakClient:
                 self.goals[index] = {"kind": kind, "status": "no accept response", "message": ""}
             return False
         with self.lock:
-            self.goals[index] = {"kind": kind, "status": "", "message": ""}
+            self.goals[index] = {"kind": kind, "status": "", "message": "", "sent_at": time.time()}
         goal = self.GenerateMotion.Goal(text=text, duration=duration, seed=seed)
         future = self.action.send_goal_async(goal)
         future.add_done_callback(lambda f: self._accepted(index, f))
@@ -198,12 +198,12 @@ class SoakClient:
             self._record(index, "result failed", repr(exc))
             return
         names = {4: "succeeded", 5: "canceled", 6: "aborted"}
-        self._record(index, names.get(response.status, f"status {response.status}"), response.result.message)
+        points = len(response.result.final_plan.trajectory.points)
+        self._record(index, names.get(response.status, f"status {response.status}"), response.result.message, points)
 
-    def _record(self, index: int, status: str, message: str) -> None:
+    def _record(self, index: int, status: str, message: str, final_points: int = 0) -> None:
         with self.lock:
-            self.goals[index]["status"] = status
-            self.goals[index]["message"] = message
+            self.goals[index].update(status=status, message=message, final_points=final_points)
 
     def unfinished(self) -> int:
         with self.lock:

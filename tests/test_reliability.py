@@ -7,6 +7,7 @@ checkpoints that never unpickle, and no input reaching a shell or eval anywhere 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.util
 import pickle
 import random
@@ -22,7 +23,7 @@ from moscale_ros.node.health import CommandStats, NotReadyError, refusal_kind, r
 from moscale_ros.node.parameters import parameter_defaults, split_parameters
 from moscale_ros.node.rate_limit import CommandRateLimiter, RateLimitError
 from moscale_ros.node.worker import GenerationWorker, Job, QueueFullError
-from moscale_ros.pipeline import PipelineConfig, build_pipeline, validate_request
+from moscale_ros.pipeline import PipelineConfig, TrajectoryError, build_pipeline, validate_request
 from retarget.robot import load_robot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,6 +155,19 @@ def test_control_characters_and_huge_texts_are_refused_naming_them(text, needle)
     assert len(str(info.value)) < 300  # the text is quoted in part (40 characters, escaped)
 
 
+def test_durations_at_the_bounds_survive_float32_rounding():
+    """GenerateMotion.duration is float32: 9.8 arrives as 9.80000019 and must still be accepted."""
+    import numpy as np
+
+    config = PipelineConfig(min_duration=1.1)
+    for bound in (config.max_duration, config.min_duration):
+        sent = float(np.float32(bound))
+        assert sent != bound
+        assert validate_request("wave", sent, -1, config, 0.0).duration == bound
+    with pytest.raises(InputError, match="outside the supported range"):
+        validate_request("wave", config.max_duration + 1e-3, -1, config, 0.0)
+
+
 def test_tabs_newlines_and_non_latin_text_are_accepted():
     request = validate_request("  wave\tthe right hand\nslowly 🙂 手を振る ", 0.0, -1, PipelineConfig(), 0.0)
     assert request.text == "wave\tthe right hand\nslowly 🙂 手を振る"
@@ -211,6 +225,27 @@ def test_a_flood_under_preempt_keeps_at_most_one_job_waiting(pipeline):
     last_scales = [(scale, final) for job, scale, final in published if job is jobs[-1]]
     assert [scale for scale, _ in last_scales] == list(range(1, len(last_scales) + 1)) and last_scales[-1][1]
     assert not any(final for job, _, final in published if job is not jobs[-1]), "a preempted job finished"
+
+
+def test_a_trajectory_failing_validation_is_never_yielded(pipeline):
+    """The pipeline validates every scale before yielding it: against a robot whose elbow range is
+    narrower than the one the motion was retargeted for, the first scale already fails, naming the
+    joint, and nothing at all is yielded (so the node publishes nothing)."""
+    robot = pipeline.robot
+    joint = robot.joint_names.index("left_elbow_joint")
+    upper = robot.upper.copy()
+    upper[joint] = robot.lower[joint] + 1e-3
+    pipeline.robot = dataclasses.replace(robot, upper=upper)
+    yielded = []
+    try:
+        needle = r"scale 1/\d+: joint left_elbow_joint at .* outside its limits .*; not published"
+        with pytest.raises(TrajectoryError, match=needle):
+            for step in pipeline.run(pipeline.request("wave the left hand", 2.0, 0)):
+                yielded.append(step)
+    finally:
+        pipeline.robot = robot
+    assert yielded == []
+    assert [s.scale_index for s in pipeline.run(pipeline.request("wave the left hand", 2.0, 0))][-1] >= 2
 
 
 def test_the_queue_policy_refuses_beyond_max_queue(pipeline):
