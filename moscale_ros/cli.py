@@ -13,7 +13,7 @@ import sys
 from moscale_ros import __version__
 from moscale_ros.errors import MoScaleError
 
-COMMAND_MODULES = ("data", "train", "generate", "retarget", "eval", "bench", "node", "demo")
+COMMAND_MODULES = ("data", "train", "generate", "retarget", "eval", "bench", "node", "demo", "model")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,13 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"moscale {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"moscale_ros.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"moscale_ros.commands.{name}":
-                raise
-            continue  # a subcommand whose module is not written yet
-        module.register(sub)
+        importlib.import_module(f"moscale_ros.commands.{name}").register(sub)
     return parser
 
 

@@ -63,10 +63,6 @@ def real_clips(
     return out
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:  # the bench CLI has shared options only
-    pass
-
-
 def _timed(fn, repeats: int, cpu: list | None = None) -> tuple[float, object]:
     """Best wall time of ``repeats`` calls (and the best process CPU time appended to ``cpu``)."""
     best, best_cpu, result = float("inf"), float("inf"), None

@@ -1,7 +1,7 @@
 """``moscale bench``: speed and memory figures of the default model, retargeting and the node.
 
-Each area is a module in :mod:`moscale_ros.bench` exposing ``add_arguments(parser)`` (optional)
-and ``run(args) -> dict`` of figures. Results print as a table, or as JSON with ``--json``.
+Each area is a module in :mod:`moscale_ros.bench` exposing ``run(args) -> dict`` of figures; the
+options (``--repeats``, ``--device``, ``--checkpoint``) are shared. Results print as a table, or as JSON with ``--json``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``moscale eval {tokenizer,generator,compare}``: evaluations that print tables of measured figures.
 
-Each evaluation is a module exposing ``add_arguments(parser)`` and ``run(args) -> int``; add one
-by adding a line to :data:`EVALUATIONS`.
+Each evaluation is a module exposing ``run(args) -> int`` (imported only when it runs, so ``--help``
+stays fast) and an argument function here; add one with a line in :data:`EVALUATIONS`.
 """
 
 from __future__ import annotations
@@ -9,16 +9,75 @@ from __future__ import annotations
 import argparse
 import importlib
 
+
+def _tokenizer_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint", default=None, help="tokenizer checkpoint (default: cache/runs/tokenizer/last.safetensors)"
+    )
+    parser.add_argument("--data", default=None, help="prepared data folder (default: cache/data/bandai)")
+    parser.add_argument("--split", default="test", help="which split to reconstruct (default: %(default)s)")
+    parser.add_argument("--max-frames", type=int, default=196, help="segment length in frames (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+
+
+def _generator_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="generator file (default: models/moscale-bandai.safetensors, else "
+        "cache/runs/transformer/model.safetensors); next-token files work too",
+    )
+    parser.add_argument(
+        "--evaluator", default=None, help="evaluator file (default: cache/runs/evaluator/evaluator.safetensors)"
+    )
+    parser.add_argument("--config", default="config/eval/generator.yaml", help="protocol YAML (default: %(default)s)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a protocol value")
+    parser.add_argument("--data", default=None, help="prepared data folder (default: cache/data/bandai)")
+    parser.add_argument("--runs", type=int, default=None, help="repeated runs (default: the protocol's)")
+    parser.add_argument("--max-clips", type=int, default=None, help="evaluate a fixed random subset of the split")
+    parser.add_argument("--refine-iterations", type=int, nargs="+", default=None, help="generation override")
+    parser.add_argument("--guidance", type=float, default=None, help="generation override")
+    parser.add_argument("--guidance-end", type=float, default=None, help="generation override")
+    parser.add_argument("--top-p", type=float, default=None, help="generation override")
+    parser.add_argument("--temperature", type=float, default=None, help="generation override")
+    parser.add_argument("--no-reference", action="store_true", help="skip the real-motion reference row")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+
+
+def _compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="config/eval/compare.yaml", help="comparison YAML (default: %(default)s)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    parser.add_argument("--minutes-per-variant", type=float, default=None, help="training minutes of each transformer")
+    parser.add_argument("--tokenizer-minutes", type=float, default=None, help="training minutes of each tokenizer")
+    parser.add_argument("--evaluator-minutes", type=float, default=None, help="training minutes of the evaluator")
+    parser.add_argument("--evaluator", default=None, help="use this trained evaluator instead of training one")
+    parser.add_argument("--runs", type=int, default=None, help="repeated evaluation runs (default: the config's)")
+    parser.add_argument("--max-clips", type=int, default=None, help="evaluate a fixed random subset of the test split")
+    parser.add_argument("--out", default=None, help="folder of the stages (default: cache/runs/compare)")
+    parser.add_argument("--results", default=None, help="Markdown output (default: docs/RESULTS.md)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads while generating (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON at the end")
+
+
 EVALUATIONS = {
     "tokenizer": (
+        _tokenizer_arguments,
         "moscale_ros.training.tokenizer_eval",
         "per-prefix reconstruction MPJPE and codebook usage of a tokenizer on held-out clips",
     ),
     "generator": (
+        _generator_arguments,
         "moscale_ros.evaluation.evaluate",
         "R-precision, FID, MM-Dist, diversity, multimodality, content/style accuracy of a generator on the test split",
     ),
     "compare": (
+        _compare_arguments,
         "moscale_ros.evaluation.compare",
         "controlled comparison of next-scale vs next-token order (trains every stage, writes docs/RESULTS.md)",
     ),
@@ -28,7 +87,7 @@ EVALUATIONS = {
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("eval", help="evaluate a model and print its figures")
     kinds = parser.add_subparsers(dest="what", metavar="WHAT", required=True)
-    for name, (module_name, description) in EVALUATIONS.items():
+    for name, (add_arguments, module_name, description) in EVALUATIONS.items():
         p = kinds.add_parser(name, help=description, description=description)
-        importlib.import_module(module_name).add_arguments(p)
+        add_arguments(p)
         p.set_defaults(func=lambda args, module_name=module_name: importlib.import_module(module_name).run(args))

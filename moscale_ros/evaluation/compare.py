@@ -379,20 +379,6 @@ def results_markdown(results: dict, rows: list[RowResult]) -> str:
 # ---- ``moscale eval compare`` ---------------------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="config/eval/compare.yaml", help="comparison YAML (default: %(default)s)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-    parser.add_argument("--minutes-per-variant", type=float, default=None, help="training minutes of each transformer")
-    parser.add_argument("--tokenizer-minutes", type=float, default=None, help="training minutes of each tokenizer")
-    parser.add_argument("--evaluator-minutes", type=float, default=None, help="training minutes of the evaluator")
-    parser.add_argument("--evaluator", default=None, help="use this trained evaluator instead of training one")
-    parser.add_argument("--runs", type=int, default=None, help="repeated evaluation runs (default: the config's)")
-    parser.add_argument("--max-clips", type=int, default=None, help="evaluate a fixed random subset of the test split")
-    parser.add_argument("--out", default=None, help="folder of the stages (default: cache/runs/compare)")
-    parser.add_argument("--results", default=None, help="Markdown output (default: docs/RESULTS.md)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads while generating (default: %(default)s)")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON at the end")
 
 
 def load_compare_config(args: argparse.Namespace) -> CompareConfig:

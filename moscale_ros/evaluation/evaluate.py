@@ -344,26 +344,6 @@ def markdown_table(rows: list[RowResult], extra_columns: Sequence[tuple[str, Cal
 # ---- ``moscale eval generator`` ---------------------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", default=None,
-                        help="generator file (default: models/moscale-bandai.safetensors, else "
-                             "cache/runs/transformer/model.safetensors); next-token files work too")
-    parser.add_argument("--evaluator", default=None,
-                        help="evaluator file (default: cache/runs/evaluator/evaluator.safetensors)")
-    parser.add_argument("--config", default="config/eval/generator.yaml", help="protocol YAML (default: %(default)s)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a protocol value")
-    parser.add_argument("--data", default=None, help="prepared data folder (default: cache/data/bandai)")
-    parser.add_argument("--runs", type=int, default=None, help="repeated runs (default: the protocol's)")
-    parser.add_argument("--max-clips", type=int, default=None, help="evaluate a fixed random subset of the split")
-    parser.add_argument("--refine-iterations", type=int, nargs="+", default=None, help="generation override")
-    parser.add_argument("--guidance", type=float, default=None, help="generation override")
-    parser.add_argument("--guidance-end", type=float, default=None, help="generation override")
-    parser.add_argument("--top-p", type=float, default=None, help="generation override")
-    parser.add_argument("--temperature", type=float, default=None, help="generation override")
-    parser.add_argument("--no-reference", action="store_true", help="skip the real-motion reference row")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default: %(default)s)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
 
 def load_protocol(args: argparse.Namespace) -> ProtocolConfig:

@@ -173,17 +173,6 @@ def format_report(report: ReconstructionReport, max_frames: int = 196) -> str:
 # ---- ``moscale eval tokenizer`` -----------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--checkpoint", default=None, help="tokenizer checkpoint (default: cache/runs/tokenizer/last.safetensors)"
-    )
-    parser.add_argument("--data", default=None, help="prepared data folder (default: cache/data/bandai)")
-    parser.add_argument("--split", default="test", help="which split to reconstruct (default: %(default)s)")
-    parser.add_argument("--max-frames", type=int, default=196, help="segment length in frames (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default: %(default)s)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
 def run(args: argparse.Namespace) -> int:
