@@ -1,7 +1,8 @@
 """``moscale bench``: speed and memory figures of the default model, retargeting and the node.
 
 Each area is a module in :mod:`moscale_ros.bench` exposing ``run(args) -> dict`` of figures; the
-options (``--repeats``, ``--device``, ``--checkpoint``) are shared. Results print as a table, or as JSON with ``--json``.
+options (``--repeats``, ``--device``, ``--checkpoint``) are shared.
+Results print as a table, or as JSON with ``--json``.
 """
 
 from __future__ import annotations
