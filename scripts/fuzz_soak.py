@@ -304,7 +304,8 @@ def run_soak(args: argparse.Namespace) -> dict:
     try:
         if not client.wait_ready(args.start_timeout):
             raise SystemExit(f"fuzz_soak: the node did not come up:\n{node.log()[-3000:]}")
-        time.sleep(1.2)  # start with a full rate-limit bucket
+        refill_s = 0.0 if args.max_command_rate == 0 else 1.2  # time to refill the node's rate-limit bucket
+        time.sleep(refill_s)  # start with a full bucket
         sampler = MemorySampler(node.process.pid)
         sampler.start()
         _wait_until(lambda: len(sampler.samples) > 0, 5.0, node.alive)
@@ -330,9 +331,13 @@ def run_soak(args: argparse.Namespace) -> dict:
         _wait_until(lambda: client.unfinished() == 0, args.drain_timeout, node.alive)
         drain_s = time.perf_counter() - send_start - send_s
         # Results are kept RESULT_KEEP_S after their goal ends: the kept goal handles must drain to 0.
-        time.sleep(RESULT_KEEP_S)
-        _wait_until(lambda: client.latest_diagnostics().get("goal_handles_kept") == "0", 10.0, node.alive)
-        time.sleep(1.2)  # a full bucket again, then one ordinary goal must still succeed
+        seen = len(client.diagnostics)  # only reports published from now on count
+
+        def drained() -> bool:
+            return len(client.diagnostics) > seen and client.latest_diagnostics().get("goal_handles_kept") == "0"
+
+        _wait_until(drained, RESULT_KEEP_S + 10.0, node.alive)
+        time.sleep(max(0.0, refill_s - RESULT_KEEP_S))  # a full bucket again: one ordinary goal must still succeed
         final_diag = client.latest_diagnostics()
         if node.alive():
             client.send_goal(-1, "check", "wave the right hand", 3.0, 7)

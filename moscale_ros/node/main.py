@@ -4,7 +4,8 @@ Usage: ``moscale_node --ros-args --params-file config/moscale.yaml [-p name:=val
 
 Exit codes: 0 after SIGINT/SIGTERM (a clean shutdown, also while starting); 2 when start-up fails
 (bad parameter, missing/corrupt/truncated/mismatched checkpoint, invalid robot config, CUDA asked
-for but absent) under ``on_startup_error: exit``, the default, after logging the reason.
+for but absent) under ``on_startup_error: exit``, the default, after logging the reason; 2 also when
+ROS itself cannot start (e.g. ``ROS_SECURITY_STRATEGY=Enforce`` without the node's enclave).
 """
 
 from __future__ import annotations
@@ -26,7 +27,11 @@ def main(args: list[str] | None = None) -> int:
 
     from moscale_ros.node.node import STARTUP_FAILURE_EXIT, MoScaleNode, spin
 
-    rclpy.init(args=sys.argv if args is None else args)
+    try:
+        rclpy.init(args=sys.argv if args is None else args)
+    except Exception as exc:  # bad --ros-args, or SROS2 under Enforce without a usable enclave
+        print(f"moscale_node: start-up failed: cannot initialise ROS: {exc}", file=sys.stderr)
+        return STARTUP_FAILURE_EXIT
     try:
         try:
             node = MoScaleNode()
