@@ -386,6 +386,8 @@ def run_soak(args: argparse.Namespace) -> dict:
         "final_goal_handles_kept": int(final_diag.get("goal_handles_kept", -1)),
         "node_rss_mb": {"start": round(rss[0], 1), "peak": round(max(rss), 1), "end": round(rss[-1], 1)},
         "node_rss_growth_mb": {"end": round(rss[-1] - rss[0], 1), "peak": round(max(rss) - rss[0], 1)},
+        # RSS at each fifth of the run: a plateau is allocator high-water, a steady climb a leak
+        "node_rss_mb_by_fifth": [round(rss[min(len(rss) - 1, len(rss) * k // 5)], 1) for k in range(6)],
         "check_goal_after_soak": check,
         "node_exit_code": exit_code,
         "tracebacks_in_node_log": tracebacks,
@@ -429,6 +431,7 @@ def _print_table(report: dict) -> None:
         ("kept goal handles at the end", str(report["final_goal_handles_kept"])),
         ("node RSS start / peak / end (MB)", "{start} / {peak} / {end}".format(**report["node_rss_mb"])),
         ("RSS growth end / peak (MB)", "{end} / {peak}".format(**report["node_rss_growth_mb"])),
+        ("RSS at each fifth of the run (MB)", " ".join(str(v) for v in report["node_rss_mb_by_fifth"])),
         ("ordinary goal after the soak", json.dumps(report["check_goal_after_soak"])[:150]),
         ("crashes", str(report["crashes"])),
         ("node exit code", str(report["node_exit_code"])),
