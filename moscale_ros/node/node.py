@@ -198,8 +198,19 @@ class MoScaleNode(Node):
         try:
             self._submit(self._make_job(msg.data, 0.0, self.settings.topic_seed, "", "topic"))
         except MoScaleError as exc:
-            self.stats.refused(exc)
-            self.get_logger().error(f"command {msg.data[:60]!r} refused: {exc}")
+            self._log_refusal(exc, f"command {msg.data[:60]!r}")
+
+    def _log_refusal(self, error: MoScaleError, what: str) -> None:
+        """Count a refusal and log it; rate-limit refusals at most once a second (a flood must not
+        flood the log too: /diagnostics counts every one)."""
+        if self.stats.refused(error) == "rate_limited":
+            self.get_logger().warning(
+                f"{what} refused: {error} (more rate-limit refusals within 1 s are counted on /diagnostics, "
+                "not logged)",
+                throttle_duration_sec=1.0,
+            )
+        else:
+            self.get_logger().error(f"{what} refused: {error}")
 
     def _make_job(self, text: str, duration: float, seed: int, request_id: str, source: str) -> Job:
         """A validated job, or NotReadyError, RateLimitError, InputError (in that order of checks)."""
@@ -238,8 +249,7 @@ class MoScaleNode(Node):
             job.on_plan = lambda plan: goal_handle.publish_feedback(GenerateMotion.Feedback(plan=plan))
             self._submit(job)
         except MoScaleError as exc:
-            self.stats.refused(exc)
-            self.get_logger().error(f"goal {request_id[:8]} ({goal.text[:60]!r}) refused: {exc}")
+            self._log_refusal(exc, f"goal {request_id[:8]} ({goal.text[:60]!r})")
             goal_handle.abort()
             return "aborted", GenerateMotion.Result(success=False, message=str(exc))
         while not job.done.wait(0.01):

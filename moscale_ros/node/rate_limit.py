@@ -51,7 +51,7 @@ class CommandRateLimiter:
             self._last = now
             if self._tokens < 1.0:
                 raise RateLimitError(
-                    f"{what} refused: more than max_command_rate={self.rate:g} commands/s "
+                    f"{what} over the rate limit: more than max_command_rate={self.rate:g} commands/s "
                     f"(command_burst={self.burst}); try again in {(1.0 - self._tokens) / self.rate:.2f} s"
                 )
             self._tokens -= 1.0
