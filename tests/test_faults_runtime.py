@@ -209,7 +209,7 @@ def test_commands_beyond_the_rate_limit_are_refused_and_every_goal_ends(nodes):
         client.publish(f"nod {i}")
     assert _wait_for(lambda: _counter(client, "refused_rate_limited") >= before + 3, 10.0), client.latest_diagnostics()
     assert node.wait_for_log("refused: topic command over the rate limit: more than max_command_rate=4", 5.0)
-    # 6 + 6 refusals, logged at most once a second: one line per burst (two if a burst straddles a second)
+    # two bursts of refusals, logged at most once a second: one line per burst (two if one straddles a second)
     assert 2 <= node.log().count("over the rate limit") <= 4, node.log()[-3000:]
     time.sleep(1.5)
     (record,) = _run_goals(client, [("raise both hands", 2.0)])
