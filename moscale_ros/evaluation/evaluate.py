@@ -380,14 +380,10 @@ def default_evaluator_path() -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from moscale_ros.training.common import select_device, set_num_threads
+    from moscale_ros.training.common import select_device, torch_threads
 
-    previous_threads = torch.get_num_threads()
-    set_num_threads(args.threads)
-    try:
+    with torch_threads(args.threads):
         return _evaluate(args, select_device(args.device))
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 def _evaluate(args: argparse.Namespace, device: torch.device) -> int:

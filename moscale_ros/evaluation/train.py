@@ -45,7 +45,7 @@ from moscale_ros.training.common import (
     save_training_checkpoint,
     seed_everything,
     select_device,
-    set_num_threads,
+    torch_threads,
 )
 
 EVALUATOR_FILE = "evaluator.safetensors"
@@ -163,11 +163,8 @@ def evaluator_loss(model: TextMotionEvaluator, pooled_BD: torch.Tensor, batch: d
 def run(args: argparse.Namespace) -> int:
     """Train (or resume) the evaluator; writes ``last``/``best``/``evaluator.safetensors`` in the run dir."""
     cfg = load_train_config(args)
-    previous_threads = torch.get_num_threads()
-    try:
-        return _train(cfg, args, set_num_threads(cfg.train.num_threads))
-    finally:
-        torch.set_num_threads(previous_threads)
+    with torch_threads(cfg.train.num_threads) as threads:
+        return _train(cfg, args, threads)
 
 
 def _train(cfg: EvaluatorTrainConfig, args: argparse.Namespace, threads: int) -> int:

@@ -17,7 +17,8 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,16 @@ def set_num_threads(num_threads: int) -> int:
     count = max(1, min(num_threads, os.cpu_count() or 1))
     torch.set_num_threads(count)
     return count
+
+
+@contextmanager
+def torch_threads(num_threads: int) -> Iterator[int]:
+    """Inside the block torch uses at most ``num_threads`` CPU threads (yields the count); restored after."""
+    previous = torch.get_num_threads()
+    try:
+        yield set_num_threads(num_threads)
+    finally:
+        torch.set_num_threads(previous)
 
 
 def select_device(spec: str = "auto") -> torch.device:

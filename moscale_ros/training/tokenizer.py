@@ -38,7 +38,7 @@ from moscale_ros.training.common import (
     save_training_checkpoint,
     seed_everything,
     select_device,
-    set_num_threads,
+    torch_threads,
 )
 
 RIC = slice(4, 67)
@@ -220,11 +220,8 @@ def load_train_config(args: argparse.Namespace) -> TokenizerTrainConfig:
 def run(args: argparse.Namespace) -> int:
     """Train (or resume) a tokenizer; writes ``last``/``best``/``tokenizer.safetensors`` in the run dir."""
     cfg = load_train_config(args)
-    previous_threads = torch.get_num_threads()
-    try:
-        return _train(cfg, args, set_num_threads(cfg.train.num_threads))
-    finally:
-        torch.set_num_threads(previous_threads)
+    with torch_threads(cfg.train.num_threads) as threads:
+        return _train(cfg, args, threads)
 
 
 def _train(cfg: TokenizerTrainConfig, args: argparse.Namespace, threads: int) -> int:
