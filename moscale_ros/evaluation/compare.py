@@ -212,8 +212,7 @@ def run_compare(cfg: CompareConfig, options: CompareOptions, log=print) -> dict:
     evaluator_path = options.evaluator or stages["evaluator"].path
     evaluator = load_evaluator(evaluator_path, device)
     protocol = cfg.protocol
-    data_dir = Path(cfg.data_dir) if cfg.data_dir else cache_root() / "data" / "bandai"
-    prepared = load_prepared(data_dir, load_joints=False)
+    prepared = load_prepared(cfg.data_dir, load_joints=False)
     test = load_test_set(prepared, protocol.split, protocol, protocol.max_clips)
     real = real_statistics(evaluator, test)
     fid_reference = None

@@ -389,7 +389,6 @@ def run(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
     from moscale_ros.data.dataset import load_prepared
     from moscale_ros.evaluation.model import load_evaluator
-    from moscale_ros.paths import cache_root
 
     cfg = load_protocol(args)
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_generator_path()
@@ -398,7 +397,7 @@ def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
     overrides = generation_overrides(args)
     overrides.setdefault("num_threads", args.threads)
     source, order = load_source(checkpoint, device, evaluator.text_encoder, **overrides)
-    prepared = load_prepared(args.data or cache_root() / "data" / "bandai", load_joints=False)
+    prepared = load_prepared(args.data, load_joints=False)
     test = load_test_set(prepared, cfg.split, cfg, cfg.max_clips)
     real = real_statistics(evaluator, test)
     fid_reference = None

@@ -35,7 +35,7 @@ from moscale_ros.evaluation.model import (
 )
 from moscale_ros.models.text_encoder import TextEncoder, TextEncoderConfig
 from moscale_ros.models.transformer import count_parameters
-from moscale_ros.paths import cache_root, resource
+from moscale_ros.paths import resource
 from moscale_ros.training.common import (
     LoopConfig,
     ResumeState,
@@ -175,8 +175,7 @@ def _train(cfg: EvaluatorTrainConfig, args: argparse.Namespace, threads: int) ->
     run_dir = RunDir.for_model(getattr(args, "out", None), "evaluator")
     resuming = run_dir.prepare(bool(getattr(args, "resume", False)))
     seed_everything(cfg.train.seed)
-    data_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else cache_root() / "data" / "bandai"
-    prepared = load_prepared(data_dir, load_joints=False)
+    prepared = load_prepared(cfg.data.cache_dir, load_joints=False)
     styles, style_map = style_concepts(prepared.styles)
     train_data = EvaluatorBatches(prepared, "train", cfg.data, style_map, False, cfg.data.mirror_prob)
     val_data = EvaluatorBatches(prepared, cfg.data.val_split, cfg.data, style_map, True)
@@ -248,7 +247,7 @@ def _train(cfg: EvaluatorTrainConfig, args: argparse.Namespace, threads: int) ->
                       desc="evaluator")
     slim = save_evaluator(run_dir.path / EVALUATOR_FILE, model, mean_D, std_D, cfg.text_encoder, prepared.contents,
                           styles, extra={"step": result.step, "elapsed_s": result.elapsed_s,
-                                         "data": str(data_dir), "val": result.last_val})
+                                         "data": str(prepared.cache_dir), "val": result.last_val})
     shown = ", ".join(f"{k}={v:.4g}" for k, v in result.last_val.items())
     print(f"evaluator: step {result.step} ({result.stopped_by}); {result.elapsed_s / 60:.1f} min of training; "
           f"wrote {run_dir.last} and {slim}\nvalidation: {shown}")

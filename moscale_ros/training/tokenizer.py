@@ -25,10 +25,11 @@ import numpy as np
 import torch
 
 from moscale_ros.config import load_config, to_dict
+from moscale_ros.data.prepare import default_cache_dir
 from moscale_ros.errors import ConfigError, DataError
 from moscale_ros.models.resample import lengths_mask
 from moscale_ros.models.tokenizer import CHECKPOINT_KIND, MotionTokenizer, TokenizerConfig, save_tokenizer
-from moscale_ros.paths import cache_root, resource
+from moscale_ros.paths import resource
 from moscale_ros.training.common import (
     LoopConfig,
     ResumeState,
@@ -90,11 +91,6 @@ class TokenizerTrainConfig:
 
 
 # ---- data ---------------------------------------------------------------------------------------
-
-
-def default_data_dir() -> Path:
-    """``cache/data/bandai``: where ``moscale data prepare`` writes the Bandai clips."""
-    return cache_root() / "data" / "bandai"
 
 
 def _load_prepared(cache_dir: str | Path, load_joints: bool = False):
@@ -230,7 +226,7 @@ def _train(cfg: TokenizerTrainConfig, args: argparse.Namespace, threads: int) ->
     device = select_device(getattr(args, "device", "auto"))
     run_dir = RunDir.for_model(getattr(args, "out", None), "tokenizer")
     resuming = run_dir.prepare(bool(getattr(args, "resume", False)))
-    data_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else default_data_dir()
+    data_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else default_cache_dir()
 
     seed_everything(cfg.train.seed)
     prepared = _load_prepared(data_dir, load_joints=cfg.data.mirror)

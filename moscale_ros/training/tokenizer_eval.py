@@ -184,14 +184,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
     from moscale_ros.checkpoint import load_checkpoint
+    from moscale_ros.data.prepare import default_cache_dir
     from moscale_ros.models.tokenizer import CHECKPOINT_KIND, load_tokenizer
     from moscale_ros.paths import cache_root
-    from moscale_ros.training.tokenizer import default_data_dir, load_split_features
+    from moscale_ros.training.tokenizer import load_split_features
 
     path = args.checkpoint or str(cache_root() / "runs" / "tokenizer" / "last.safetensors")
     model, mean_D, std_D = load_tokenizer(path, device)
     extra = load_checkpoint(path, kind=CHECKPOINT_KIND).extra
-    clips = load_split_features(args.data or default_data_dir(), args.split)
+    clips = load_split_features(args.data or default_cache_dir(), args.split)
     report = evaluate_reconstruction(model, clips, mean_D, std_D, args.max_frames, args.batch_size)
     report.info = {
         "checkpoint": str(path),

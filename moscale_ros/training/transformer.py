@@ -43,7 +43,7 @@ from moscale_ros.models.length import LengthEstimator, LengthEstimatorConfig
 from moscale_ros.models.text_encoder import TextEncoder, TextEncoderConfig
 from moscale_ros.models.tokenizer import MotionTokenizer, load_tokenizer
 from moscale_ros.models.transformer import NextScaleTransformer, TransformerConfig, count_parameters
-from moscale_ros.paths import cache_root, resource
+from moscale_ros.paths import resource
 from moscale_ros.training.common import (
     LoopConfig,
     ResumeState,
@@ -301,8 +301,7 @@ def run(args: argparse.Namespace, order: TrainingOrder | None = None) -> int:
     seed_everything(cfg.train.seed)
 
     models, mean_D, std_D = build_models(cfg, device, transformer_cls=order.transformer_cls)
-    data_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else cache_root() / "data" / "bandai"
-    prepared = load_prepared(data_dir, load_joints=False)
+    prepared = load_prepared(cfg.data.cache_dir, load_joints=False)
     factor = models.tokenizer.downsample_factor
     train_data = ClipBatches(prepared, "train", cfg.data, factor, mean_D, std_D)
     val_data = ClipBatches(prepared, cfg.data.val_split, cfg.data, factor, mean_D, std_D, deterministic=True)
