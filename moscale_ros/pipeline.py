@@ -522,7 +522,7 @@ def build_pipeline(config: PipelineConfig, clock: Callable[[], float] = time.tim
         raise CheckpointError(f"{checkpoint}: checkpoint not found")
 
     from moscale_ros.generation.generator import MotionGenerator
-    from moscale_ros.training.common import select_device
+    from moscale_ros.runtime import select_device
 
     generator = MotionGenerator.from_checkpoint(
         checkpoint, device=select_device(config.device), warm_up=False, **config.generation_overrides()

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> dict:
     from moscale_ros.generation.generator import DEFAULT_CHECKPOINT, MotionGenerator
     from moscale_ros.models.transformer import count_parameters
     from moscale_ros.paths import resource
-    from moscale_ros.training.common import select_device
+    from moscale_ros.runtime import select_device
 
     device = select_device(getattr(args, "device", "cpu"))
     repeats = max(1, int(getattr(args, "repeats", 20)))

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     from moscale_ros.errors import InputError
     from moscale_ros.generation.generator import MotionGenerator
-    from moscale_ros.training.common import select_device
+    from moscale_ros.runtime import select_device
 
     out = Path(args.out) if args.out else None
     if out is not None and out.suffix.lower() not in (".npz", ".bvh"):

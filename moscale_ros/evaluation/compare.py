@@ -50,6 +50,7 @@ from moscale_ros.evaluation.evaluate import (
     real_statistics,
 )
 from moscale_ros.paths import cache_root, resource
+from moscale_ros.runtime import torch_threads
 
 Order = Literal["next_scale", "next_token"]
 
@@ -180,9 +181,9 @@ def run_compare(cfg: CompareConfig, options: CompareOptions, log=print) -> dict:
     from moscale_ros.evaluation.model import load_evaluator
     from moscale_ros.generation.generator import MotionGenerator
     from moscale_ros.models.transformer import count_parameters
+    from moscale_ros.runtime import select_device
     from moscale_ros.training import tokenizer as tokenizer_train
     from moscale_ros.training import transformer as transformer_train
-    from moscale_ros.training.common import select_device
 
     started = time.monotonic()
     out = options.out
@@ -401,11 +402,8 @@ def run(args: argparse.Namespace) -> int:
         command="moscale eval compare " + shlex.join(_flags(args)),
     )
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
-    previous_threads = torch.get_num_threads()
-    try:
+    with torch_threads(0):  # the stages set their own counts; the caller's is restored
         results = run_compare(cfg, options, log)
-    finally:
-        torch.set_num_threads(previous_threads)
     if args.json:
         print(json.dumps(results, indent=2))
     return 0

@@ -380,7 +380,7 @@ def default_evaluator_path() -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from moscale_ros.training.common import select_device, torch_threads
+    from moscale_ros.runtime import select_device, torch_threads
 
     with torch_threads(args.threads):
         return _evaluate(args, select_device(args.device))

@@ -39,6 +39,7 @@ from moscale_ros.generation.config import GenerationConfig
 from moscale_ros.models.text_encoder import TextEncoder, TextFeatures
 from moscale_ros.models.tokenizer import MotionTokenizer
 from moscale_ros.models.transformer import Condition, InferenceState, NextScaleTransformer
+from moscale_ros.runtime import torch_threads
 from moscale_ros.training.transformer import (
     MaskingConfig,
     Models,
@@ -218,11 +219,7 @@ class NextTokenGenerator:
                              f"{self.max_frames}")
         generator = torch.Generator(self.device).manual_seed(int(seed))
         out: list[np.ndarray | None] = [None] * len(texts)
-        threads = self.config.num_threads
-        previous = torch.get_num_threads()
-        if threads > 0:
-            torch.set_num_threads(threads)
-        try:
+        with torch_threads(self.config.num_threads):
             for length in dict.fromkeys(frames):
                 rows = [i for i, f in enumerate(frames) if f == length]
                 N = -(-length // self.frames_per_latent)
@@ -232,8 +229,6 @@ class NextTokenGenerator:
                     feats_BTD = self.tokenizer.decode_indices([idx_BN], N, lengths_B) * self.std_D + self.mean_D
                 for b, i in enumerate(rows):
                     out[i] = feats_BTD[b, :length].float().cpu().numpy()
-        finally:
-            torch.set_num_threads(previous)
         return [o for o in out if o is not None]
 
     def latency(self, text: str, frames: int, seed: int = 0) -> float:

@@ -36,6 +36,7 @@ from moscale_ros.evaluation.model import (
 from moscale_ros.models.text_encoder import TextEncoder, TextEncoderConfig
 from moscale_ros.models.transformer import count_parameters
 from moscale_ros.paths import resource
+from moscale_ros.runtime import select_device, torch_threads
 from moscale_ros.training.common import (
     LoopConfig,
     ResumeState,
@@ -44,8 +45,6 @@ from moscale_ros.training.common import (
     run_loop,
     save_training_checkpoint,
     seed_everything,
-    select_device,
-    torch_threads,
 )
 
 EVALUATOR_FILE = "evaluator.safetensors"

@@ -34,6 +34,7 @@ from moscale_ros.models.length import LengthEstimator
 from moscale_ros.models.text_encoder import TextEncoder, TextFeatures
 from moscale_ros.models.tokenizer import MotionTokenizer
 from moscale_ros.models.transformer import NextScaleTransformer
+from moscale_ros.runtime import torch_threads
 
 FPS = 20.0
 DEFAULT_CHECKPOINT = "models/moscale-bandai.safetensors"
@@ -166,17 +167,8 @@ class MotionGenerator:
     def inference_context(self) -> Iterator[None]:
         """Inference mode and ``config.num_threads`` torch threads, both restored on exit (so
         nothing leaks into the caller's code between two yields of a stream)."""
-        threads = self.config.num_threads
-        previous = torch.get_num_threads()
-        change = threads > 0 and threads != previous
-        if change:
-            torch.set_num_threads(threads)
-        try:
-            with torch.inference_mode():
-                yield
-        finally:
-            if change:
-                torch.set_num_threads(previous)
+        with torch_threads(self.config.num_threads), torch.inference_mode():
+            yield
 
     # ---- limits and validation ----------------------------------------------------------------
     @property

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,46 +85,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def set_num_threads(num_threads: int) -> int:
-    """Use at most ``num_threads`` intra-op CPU threads (never more than the machine has)."""
-    count = max(1, min(num_threads, os.cpu_count() or 1))
-    torch.set_num_threads(count)
-    return count
-
-
-@contextmanager
-def torch_threads(num_threads: int) -> Iterator[int]:
-    """Inside the block torch uses at most ``num_threads`` CPU threads (yields the count); restored after."""
-    previous = torch.get_num_threads()
-    try:
-        yield set_num_threads(num_threads)
-    finally:
-        torch.set_num_threads(previous)
-
-
-def select_device(spec: str = "auto") -> torch.device:
-    """``auto`` (CUDA when present, else CPU) | ``cpu`` | ``cuda`` | ``cuda:N``.
-
-    Asking for CUDA on a machine without it raises :class:`ConfigError` naming the request.
-    """
-    text = (spec or "auto").strip().lower()
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if text == "cpu":
-        return torch.device("cpu")
-    if text == "cuda" or text.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"device {spec!r}: CUDA is not available here (torch {torch.__version__}); "
-                "use --device cpu or --device auto"
-            )
-        device = torch.device(text)
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"device {spec!r}: only {torch.cuda.device_count()} CUDA device(s) present")
-        return device
-    raise ConfigError(f"device {spec!r}: expected auto, cpu, cuda or cuda:N")
 
 
 def lr_multiplier(step: int, cfg: LoopConfig, elapsed_s: float | None = None) -> float:

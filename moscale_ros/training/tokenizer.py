@@ -30,6 +30,7 @@ from moscale_ros.errors import ConfigError, DataError
 from moscale_ros.models.resample import lengths_mask
 from moscale_ros.models.tokenizer import CHECKPOINT_KIND, MotionTokenizer, TokenizerConfig, save_tokenizer
 from moscale_ros.paths import resource
+from moscale_ros.runtime import select_device, torch_threads
 from moscale_ros.training.common import (
     LoopConfig,
     ResumeState,
@@ -38,8 +39,6 @@ from moscale_ros.training.common import (
     run_loop,
     save_training_checkpoint,
     seed_everything,
-    select_device,
-    torch_threads,
 )
 
 RIC = slice(4, 67)

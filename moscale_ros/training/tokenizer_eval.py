@@ -176,7 +176,7 @@ def format_report(report: ReconstructionReport, max_frames: int = 196) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from moscale_ros.training.common import select_device, torch_threads
+    from moscale_ros.runtime import select_device, torch_threads
 
     with torch_threads(args.threads):
         return _evaluate(args, select_device(args.device))

@@ -44,6 +44,7 @@ from moscale_ros.models.text_encoder import TextEncoder, TextEncoderConfig
 from moscale_ros.models.tokenizer import MotionTokenizer, load_tokenizer
 from moscale_ros.models.transformer import NextScaleTransformer, TransformerConfig, count_parameters
 from moscale_ros.paths import resource
+from moscale_ros.runtime import select_device, torch_threads
 from moscale_ros.training.common import (
     LoopConfig,
     ResumeState,
@@ -52,8 +53,6 @@ from moscale_ros.training.common import (
     run_loop,
     save_training_checkpoint,
     seed_everything,
-    select_device,
-    set_num_threads,
 )
 
 
@@ -289,12 +288,14 @@ class TrainingOrder:
 
 def run(args: argparse.Namespace, order: TrainingOrder | None = None) -> int:
     """Train (or resume) the transformer; writes ``last``/``best``/``model.safetensors`` in the run dir."""
+    cfg = load_train_config(args)
+    with torch_threads(cfg.train.num_threads) as threads:
+        return _train(cfg, args, order or TrainingOrder(), threads)
+
+
+def _train(cfg: TransformerTrainConfig, args: argparse.Namespace, order: TrainingOrder, threads: int) -> int:
     from moscale_ros.data.dataset import load_prepared
 
-    order = order or TrainingOrder()
-
-    cfg = load_train_config(args)
-    threads = set_num_threads(cfg.train.num_threads)
     device = select_device(getattr(args, "device", "auto"))
     run_dir = RunDir.for_model(getattr(args, "out", None), order.run_name)
     resuming = run_dir.prepare(bool(getattr(args, "resume", False)))
