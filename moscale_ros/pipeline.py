@@ -170,8 +170,7 @@ def validate_request(
     if bad is not None:
         index, char = bad
         raise InputError(
-            f"command text has a control or unassigned character U+{ord(char):04X} at index {index} "
-            f"({stripped[:40]!r})"
+            f"command text has a control or unassigned character U+{ord(char):04X} at index {index} ({stripped[:40]!r})"
         )
     try:
         seconds = float(duration)

@@ -30,10 +30,36 @@ CLIPS_PER_CONTENT = {"dataset-1": 1, "dataset-2": 3}
 # Contents present in the shared copy; the streaming pass stops as soon as each has its clips
 # (about 50 MB of the 550 MB unpacked), and reads to the end if one is missing.
 EXPECTED_CONTENTS = {
-    "dataset-1": ("walk", "walk-back", "walk-left", "walk-right", "run", "dash", "bow", "bye", "byebye", "guide",
-                  "respond", "call", "punch", "kick", "slash", "dance-short"),
-    "dataset-2": ("walk", "walk-turn-left", "walk-turn-right", "run", "wave-both-hands", "wave-left-hand",
-                  "wave-right-hand", "raise-up-both-hands", "raise-up-left-hand", "raise-up-right-hand"),
+    "dataset-1": (
+        "walk",
+        "walk-back",
+        "walk-left",
+        "walk-right",
+        "run",
+        "dash",
+        "bow",
+        "bye",
+        "byebye",
+        "guide",
+        "respond",
+        "call",
+        "punch",
+        "kick",
+        "slash",
+        "dance-short",
+    ),
+    "dataset-2": (
+        "walk",
+        "walk-turn-left",
+        "walk-turn-right",
+        "run",
+        "wave-both-hands",
+        "wave-left-hand",
+        "wave-right-hand",
+        "raise-up-both-hands",
+        "raise-up-left-hand",
+        "raise-up-right-hand",
+    ),
 }
 
 

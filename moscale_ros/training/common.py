@@ -411,6 +411,8 @@ def run_loop(
     save(run.last, state)
     bar.close()
     if stopped_by == "time":
-        print(f"[{desc}] stopped at step {state.step}/{cfg.steps}: time budget of {cfg.max_minutes} min spent",
-              file=sys.stderr)
+        print(
+            f"[{desc}] stopped at step {state.step}/{cfg.steps}: time budget of {cfg.max_minutes} min spent",
+            file=sys.stderr,
+        )
     return LoopResult(state.step, state.elapsed_s, stopped_by, last_val, state.best)

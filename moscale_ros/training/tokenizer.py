@@ -305,8 +305,10 @@ def _train(cfg: TokenizerTrainConfig, args: argparse.Namespace, threads: int) ->
         extra={"step": result.step, "elapsed_s": result.elapsed_s},
     )
     report = last_report[0]  # run_loop always validates the final model
-    print(f"tokenizer: step {result.step} ({result.stopped_by}); {result.elapsed_s / 60:.1f} min of training "
-          f"({(time.monotonic() - started) / 60:.1f} min this session); wrote {run_dir.last} and {slim}")
+    print(
+        f"tokenizer: step {result.step} ({result.stopped_by}); {result.elapsed_s / 60:.1f} min of training "
+        f"({(time.monotonic() - started) / 60:.1f} min this session); wrote {run_dir.last} and {slim}"
+    )
     print(f"validation ({cfg.data.val_split} split):")
     print(format_report(report, cfg.data.eval_max_frames))
     return 0

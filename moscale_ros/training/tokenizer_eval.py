@@ -173,8 +173,6 @@ def format_report(report: ReconstructionReport, max_frames: int = 196) -> str:
 # ---- ``moscale eval tokenizer`` -----------------------------------------------------------------
 
 
-
-
 def run(args: argparse.Namespace) -> int:
     from moscale_ros.runtime import select_device, torch_threads
 
