@@ -36,15 +36,14 @@ from moscale_ros.evaluation.model import (
 from moscale_ros.models.text_encoder import TextEncoder, TextEncoderConfig
 from moscale_ros.models.transformer import count_parameters
 from moscale_ros.paths import resource
-from moscale_ros.runtime import select_device, torch_threads
 from moscale_ros.training.common import (
     LoopConfig,
     ResumeState,
-    RunDir,
+    TrainingSession,
     load_training_checkpoint,
     run_loop,
     save_training_checkpoint,
-    seed_everything,
+    training_session,
 )
 
 EVALUATOR_FILE = "evaluator.safetensors"
@@ -180,18 +179,15 @@ def evaluator_loss(
 def run(args: argparse.Namespace) -> int:
     """Train (or resume) the evaluator; writes ``last``/``best``/``evaluator.safetensors`` in the run dir."""
     cfg = load_train_config(args)
-    with torch_threads(cfg.train.num_threads) as threads:
-        return _train(cfg, args, threads)
+    with training_session(args, "evaluator", cfg.train) as session:
+        return _train(cfg, session)
 
 
-def _train(cfg: EvaluatorTrainConfig, args: argparse.Namespace, threads: int) -> int:
+def _train(cfg: EvaluatorTrainConfig, session: TrainingSession) -> int:
     from moscale_ros.data.dataset import load_prepared
     from moscale_ros.evaluation.metrics import r_precision
 
-    device = select_device(getattr(args, "device", "auto"))
-    run_dir = RunDir.for_model(getattr(args, "out", None), "evaluator")
-    resuming = run_dir.prepare(bool(getattr(args, "resume", False)))
-    seed_everything(cfg.train.seed)
+    device, run_dir, resuming = session.device, session.run_dir, session.resuming
     prepared = load_prepared(cfg.data.cache_dir, load_joints=False)
     styles, style_map = style_concepts(prepared.styles)
     train_data = EvaluatorBatches(prepared, "train", cfg.data, style_map, False, cfg.data.mirror_prob)
@@ -210,7 +206,7 @@ def _train(cfg: EvaluatorTrainConfig, args: argparse.Namespace, threads: int) ->
     print(
         f"evaluator: {count_parameters(model) / 1e6:.2f} M trainable parameters; text encoder {text_encoder.name}; "
         f"{len(train_data)} training clips, {len(val_data)} {cfg.data.val_split} clips; {len(prepared.contents)} "
-        f"contents, {len(styles)} style concepts; device {device}, {threads} CPU threads",
+        f"contents, {len(styles)} style concepts; device {device}, {session.threads} CPU threads",
         file=sys.stderr,
     )
     pooled_cache: dict[str, torch.Tensor] = {}

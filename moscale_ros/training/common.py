@@ -16,7 +16,8 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import yaml
 from moscale_ros.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
 from moscale_ros.errors import CheckpointError, ConfigError
 from moscale_ros.paths import cache_root
+from moscale_ros.runtime import select_device, torch_threads
 
 LAST_CHECKPOINT = "last.safetensors"
 BEST_CHECKPOINT = "best.safetensors"
@@ -162,6 +164,29 @@ class RunDir:
         path = self.path / CONFIG_FILE
         path.write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
         return path
+
+
+@dataclass(frozen=True)
+class TrainingSession:
+    """What every trainer starts from: the device, its run folder, whether it resumes, its CPU threads."""
+
+    device: torch.device
+    run_dir: RunDir
+    resuming: bool
+    threads: int
+
+
+@contextmanager
+def training_session(args: Any, run_name: str, train: LoopConfig) -> Iterator[TrainingSession]:
+    """A trainer's start from its CLI ``args`` (``device``, ``out``, ``resume``, all optional): torch
+    threads scoped to the block, the device, ``--out`` or ``cache/runs/<run_name>`` prepared for
+    ``--resume`` (see :meth:`RunDir.prepare`), and every RNG seeded with ``train.seed``."""
+    with torch_threads(train.num_threads) as threads:
+        device = select_device(getattr(args, "device", "auto"))
+        run_dir = RunDir.for_model(getattr(args, "out", None), run_name)
+        resuming = run_dir.prepare(bool(getattr(args, "resume", False)))
+        seed_everything(train.seed)
+        yield TrainingSession(device, run_dir, resuming, threads)
 
 
 # ---------------------------------------------------------------------------------------------

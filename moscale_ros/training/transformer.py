@@ -44,15 +44,14 @@ from moscale_ros.models.text_encoder import TextEncoder, TextEncoderConfig
 from moscale_ros.models.tokenizer import MotionTokenizer, load_tokenizer
 from moscale_ros.models.transformer import NextScaleTransformer, TransformerConfig, count_parameters
 from moscale_ros.paths import resource
-from moscale_ros.runtime import select_device, torch_threads
 from moscale_ros.training.common import (
     LoopConfig,
     ResumeState,
-    RunDir,
+    TrainingSession,
     load_training_checkpoint,
     run_loop,
     save_training_checkpoint,
-    seed_everything,
+    training_session,
 )
 
 
@@ -323,17 +322,15 @@ class TrainingOrder:
 def run(args: argparse.Namespace, order: TrainingOrder | None = None) -> int:
     """Train (or resume) the transformer; writes ``last``/``best``/``model.safetensors`` in the run dir."""
     cfg = load_train_config(args)
-    with torch_threads(cfg.train.num_threads) as threads:
-        return _train(cfg, args, order or TrainingOrder(), threads)
+    order = order or TrainingOrder()
+    with training_session(args, order.run_name, cfg.train) as session:
+        return _train(cfg, order, session)
 
 
-def _train(cfg: TransformerTrainConfig, args: argparse.Namespace, order: TrainingOrder, threads: int) -> int:
+def _train(cfg: TransformerTrainConfig, order: TrainingOrder, session: TrainingSession) -> int:
     from moscale_ros.data.dataset import load_prepared
 
-    device = select_device(getattr(args, "device", "auto"))
-    run_dir = RunDir.for_model(getattr(args, "out", None), order.run_name)
-    resuming = run_dir.prepare(bool(getattr(args, "resume", False)))
-    seed_everything(cfg.train.seed)
+    device, run_dir, resuming = session.device, session.run_dir, session.resuming
 
     models, mean_D, std_D = build_models(cfg, device, transformer_cls=order.transformer_cls)
     prepared = load_prepared(cfg.data.cache_dir, load_joints=False)
@@ -348,7 +345,7 @@ def _train(cfg: TransformerTrainConfig, args: argparse.Namespace, order: Trainin
         f"transformer: {count_parameters(models.transformer) / 1e6:.2f} M parameters "
         f"(width {models.transformer.cfg.width}, depth {models.transformer.cfg.depth}); text encoder "
         f"{models.text_encoder.name} ({models.text_encoder.dim}-d); {len(train_data)} training clips, "
-        f"{len(val_indices)} validation clips; device {device}, {threads} CPU threads, {cfg.precision}",
+        f"{len(val_indices)} validation clips; device {device}, {session.threads} CPU threads, {cfg.precision}",
         file=sys.stderr,
     )
 
