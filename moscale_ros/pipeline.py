@@ -170,8 +170,7 @@ def validate_request(
     if bad is not None:
         index, char = bad
         raise InputError(
-            f"command text has a control or unassigned character U+{ord(char):04X} at index {index} "
-            f"({stripped[:40]!r})"
+            f"command text has a control or unassigned character U+{ord(char):04X} at index {index} ({stripped[:40]!r})"
         )
     try:
         seconds = float(duration)
@@ -522,7 +521,7 @@ def build_pipeline(config: PipelineConfig, clock: Callable[[], float] = time.tim
         raise CheckpointError(f"{checkpoint}: checkpoint not found")
 
     from moscale_ros.generation.generator import MotionGenerator
-    from moscale_ros.training.common import select_device
+    from moscale_ros.runtime import select_device
 
     generator = MotionGenerator.from_checkpoint(
         checkpoint, device=select_device(config.device), warm_up=False, **config.generation_overrides()

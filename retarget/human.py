@@ -17,7 +17,6 @@ __all__ = ["CANONICAL_JOINTS", "CANONICAL_PARENTS", "JOINT", "check_joints", "to
 JOINT = JOINT_INDEX
 
 
-
 def check_joints(joints_T223: np.ndarray, fps: float, where: str = "joints") -> np.ndarray:
     """Validate a canonical motion; returns it as float64. Bad shape, NaN/inf, bad fps raise InputError."""
     joints = np.asarray(joints_T223)

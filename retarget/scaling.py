@@ -99,7 +99,10 @@ def robot_proportions(robot: Robot) -> RobotProportions:
         **{f"{s}_foot": data.oMf[robot.foot_frame_ids[s]].rotation.copy() for s in SIDES},
     }
     return RobotProportions(
-        leg=float(leg), arm=float(arm), ankle_height=float(np.mean(heights)), neutral_R=neutral_R,
+        leg=float(leg),
+        arm=float(arm),
+        ankle_height=float(np.mean(heights)),
+        neutral_R=neutral_R,
         sole_from_ankle=sole_from_ankle,
     )
 

@@ -17,23 +17,49 @@ Real clips only: the fixtures read the Bandai-Namco archive found by
 from __future__ import annotations
 
 import re
-import tarfile
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
+from moscale_ros.data.prepare import iter_clip_files
 from moscale_ros.paths import shared_data_archive
 
-_NAME = re.compile(r"(dataset-\d+)_([a-z0-9-]+)_([a-z0-9-]+)_(\d+)\.bvh$")
+_STEM = re.compile(r"(dataset-\d+)_([a-z0-9-]+)_([a-z0-9-]+)_(\d+)")
 CLIPS_PER_CONTENT = {"dataset-1": 1, "dataset-2": 3}
 # Contents present in the shared copy; the streaming pass stops as soon as each has its clips
 # (about 50 MB of the 550 MB unpacked), and reads to the end if one is missing.
 EXPECTED_CONTENTS = {
-    "dataset-1": ("walk", "walk-back", "walk-left", "walk-right", "run", "dash", "bow", "bye", "byebye", "guide",
-                  "respond", "call", "punch", "kick", "slash", "dance-short"),
-    "dataset-2": ("walk", "walk-turn-left", "walk-turn-right", "run", "wave-both-hands", "wave-left-hand",
-                  "wave-right-hand", "raise-up-both-hands", "raise-up-left-hand", "raise-up-right-hand"),
+    "dataset-1": (
+        "walk",
+        "walk-back",
+        "walk-left",
+        "walk-right",
+        "run",
+        "dash",
+        "bow",
+        "bye",
+        "byebye",
+        "guide",
+        "respond",
+        "call",
+        "punch",
+        "kick",
+        "slash",
+        "dance-short",
+    ),
+    "dataset-2": (
+        "walk",
+        "walk-turn-left",
+        "walk-turn-right",
+        "run",
+        "wave-both-hands",
+        "wave-left-hand",
+        "wave-right-hand",
+        "raise-up-both-hands",
+        "raise-up-left-hand",
+        "raise-up-right-hand",
+    ),
 }
 
 
@@ -61,21 +87,17 @@ def bandai_archive() -> Path:
 def real_bvh_dir(bandai_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bandai_subset")
     taken: dict[tuple[str, str], int] = defaultdict(int)
-    with tarfile.open(bandai_archive, mode="r|*") as tar:  # one streaming pass
-        for member in tar:
-            match = _NAME.search(member.name)
-            if not member.isfile() or not match:
-                continue
-            key = (match.group(1), match.group(2))
-            if taken[key] >= CLIPS_PER_CONTENT.get(key[0], 1):
-                continue
-            source = tar.extractfile(member)
-            if source is None:
-                continue
-            (out / Path(member.name).name).write_bytes(source.read())
-            taken[key] += 1
-            if all(taken[(d, c)] >= CLIPS_PER_CONTENT[d] for d, cs in EXPECTED_CONTENTS.items() for c in cs):
-                break
+    for clip in iter_clip_files(bandai_archive, sidecars={}):  # one streaming pass, stops when all are found
+        match = _STEM.fullmatch(clip.name)
+        if not match:
+            continue
+        key = (match.group(1), match.group(2))
+        if taken[key] >= CLIPS_PER_CONTENT.get(key[0], 1):
+            continue
+        (out / f"{clip.name}.bvh").write_bytes(clip.raw)
+        taken[key] += 1
+        if all(taken[(d, c)] >= CLIPS_PER_CONTENT[d] for d, cs in EXPECTED_CONTENTS.items() for c in cs):
+            break
     if not taken:
         pytest.fail(f"{bandai_archive}: no BVH clips found in the archive")
     return out

@@ -135,8 +135,18 @@ def _corrupt(text: str, old: str, new: str, count: int = 1) -> str:
         (lambda t: "just some text\n", "not a BVH file"),
         (lambda t: _corrupt(t, "0 0 0 0 0 0 30 40 50", "0 0 0 0 0 0 30 40 50 7"), "corrupt motion data"),
     ],
-    ids=["truncated-motion", "truncated-hierarchy", "garbage-value", "nan", "zero-frames", "bad-channel",
-         "bad-offset", "unbalanced", "not-bvh", "extra-values"],
+    ids=[
+        "truncated-motion",
+        "truncated-hierarchy",
+        "garbage-value",
+        "nan",
+        "zero-frames",
+        "bad-channel",
+        "bad-offset",
+        "unbalanced",
+        "not-bvh",
+        "extra-values",
+    ],
 )
 def test_bad_bvh_raises_data_error_naming_the_file(tmp_path: Path, mutate, message):
     path = tmp_path / "broken_clip.bvh"

@@ -23,8 +23,14 @@ TINY = [
     "data.max_frames=120, data.val_max_clips=4, train.batch_size=4, train.steps=2, train.warmup_steps=1, "
     "train.log_every=1, train.val_every=2, train.checkpoint_every=2, text_encoder.cache_size=256, "
     "train.num_threads=2]",
-    "protocol.runs=2", "protocol.max_frames=120", "protocol.mm_texts=3", "protocol.mm_samples=2",
-    "protocol.mm_pairs=2", "protocol.diversity_pairs=20", "protocol.latency_frames=40", "protocol.latency_repeats=1",
+    "protocol.runs=2",
+    "protocol.max_frames=120",
+    "protocol.mm_texts=3",
+    "protocol.mm_samples=2",
+    "protocol.mm_pairs=2",
+    "protocol.diversity_pairs=20",
+    "protocol.latency_frames=40",
+    "protocol.latency_repeats=1",
 ]
 
 
@@ -33,8 +39,18 @@ def compared(prepared_small: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     torch.set_num_threads(2)
     out = tmp_path_factory.mktemp("compare")
     results_md = out / "RESULTS.md"
-    argv = ["eval", "compare", "--out", str(out), "--results", str(results_md), "--device", "cpu",
-            "--set", f"data_dir={prepared_small}"]
+    argv = [
+        "eval",
+        "compare",
+        "--out",
+        str(out),
+        "--results",
+        str(results_md),
+        "--device",
+        "cpu",
+        "--set",
+        f"data_dir={prepared_small}",
+    ]
     for item in TINY:
         argv += ["--set", item]
     assert main(argv) == 0
@@ -43,8 +59,14 @@ def compared(prepared_small: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def test_compare_trains_every_stage_and_writes_the_tables(compared):
     out, results_md, results = compared
-    for stage in ("evaluator", "tokenizer-multiscale", "tokenizer-single", "next-scale-refined", "next-scale-plain",
-                  "next-token"):
+    for stage in (
+        "evaluator",
+        "tokenizer-multiscale",
+        "tokenizer-single",
+        "next-scale-refined",
+        "next-scale-plain",
+        "next-token",
+    ):
         assert (out / stage / "last.safetensors").is_file(), stage
     setup = {s["name"]: s for s in results["setup"]}
     assert setup["next-token"]["tokenizer_scales"] == [49] and setup["next-token"]["tokens_at_196"] == 49
@@ -58,16 +80,19 @@ def test_compare_trains_every_stage_and_writes_the_tables(compared):
     rows = results["rows"]
     for text_set in ("train", "heldout"):
         names = [r["name"] for r in rows if r["text_set"] == text_set]
-        assert names == ["real motion (reference)", "(a) next-scale, both refinements",
-                         "(b) next-scale, no refinements", "(c) next-token (T2M-GPT order)"]
+        assert names == [
+            "real motion (reference)",
+            "(a) next-scale, both refinements",
+            "(b) next-scale, no refinements",
+            "(c) next-token (T2M-GPT order)",
+        ]
     for reference in (r["metrics"] for r in rows if r["name"] == "real motion (reference)"):
         assert "multimodality" not in reference and reference["r1"]["runs"] == 2
         assert 0.0 <= reference["r1"]["mean"] <= reference["r2"]["mean"] <= reference["r3"]["mean"] <= 1.0
         assert reference["fid"]["mean"] > 0.0  # real val windows vs real test windows
     for row in (r for r in rows if r["name"] != "real motion (reference)"):
         m = row["metrics"]
-        assert set(m) == {"r1", "r2", "r3", "fid", "mm_dist", "diversity", "multimodality", "content_acc",
-                          "style_acc"}
+        assert set(m) == {"r1", "r2", "r3", "fid", "mm_dist", "diversity", "multimodality", "content_acc", "style_acc"}
         assert m["fid"]["mean"] >= 0.0 and m["diversity"]["mean"] > 0.0
         assert row["timing"]["generation_ms_per_motion"] > 0.0
         assert row["timing"]["latency_first_plan_s"] <= row["timing"]["latency_final_s"]
@@ -82,8 +107,20 @@ def test_compare_trains_every_stage_and_writes_the_tables(compared):
 
 def test_compare_resumes_finished_stages_without_retraining(compared, prepared_small):
     out, results_md, first = compared
-    argv = ["eval", "compare", "--out", str(out), "--results", str(results_md), "--device", "cpu",
-            "--set", f"data_dir={prepared_small}", "--evaluator", str(out / "evaluator" / "evaluator.safetensors")]
+    argv = [
+        "eval",
+        "compare",
+        "--out",
+        str(out),
+        "--results",
+        str(results_md),
+        "--device",
+        "cpu",
+        "--set",
+        f"data_dir={prepared_small}",
+        "--evaluator",
+        str(out / "evaluator" / "evaluator.safetensors"),
+    ]
     for item in [*TINY, "protocol.runs=1", "protocol.text_sets=[train]", "protocol.mm_texts=0"]:
         argv += ["--set", item]
     assert main(argv) == 0
@@ -99,10 +136,31 @@ def test_eval_generator_json_for_both_orders(compared, prepared_small, capsys):
     out, _, _ = compared
     capsys.readouterr()
     for variant, order in (("next-scale-refined", "next-scale"), ("next-token", "next-token")):
-        argv = ["eval", "generator", "--checkpoint", str(out / variant / "model.safetensors"), "--evaluator",
-                str(out / "evaluator" / "evaluator.safetensors"), "--data", str(prepared_small), "--json",
-                "--runs", "1", "--set", "max_frames=120", "--set", "mm_texts=2", "--set", "mm_samples=2",
-                "--set", "latency_frames=32", "--set", "latency_repeats=1", "--set", "text_sets=[heldout]"]
+        argv = [
+            "eval",
+            "generator",
+            "--checkpoint",
+            str(out / variant / "model.safetensors"),
+            "--evaluator",
+            str(out / "evaluator" / "evaluator.safetensors"),
+            "--data",
+            str(prepared_small),
+            "--json",
+            "--runs",
+            "1",
+            "--set",
+            "max_frames=120",
+            "--set",
+            "mm_texts=2",
+            "--set",
+            "mm_samples=2",
+            "--set",
+            "latency_frames=32",
+            "--set",
+            "latency_repeats=1",
+            "--set",
+            "text_sets=[heldout]",
+        ]
         assert main(argv) == 0
         report = json.loads(capsys.readouterr().out)
         assert report["info"]["order"] == order
@@ -115,11 +173,26 @@ def test_eval_generator_errors_name_the_file(compared, prepared_small, capsys):
     out, _, _ = compared
     evaluator = str(out / "evaluator" / "evaluator.safetensors")
     tokenizer = str(out / "tokenizer-single" / "tokenizer.safetensors")
-    assert main(["eval", "generator", "--checkpoint", tokenizer, "--evaluator", evaluator,
-                 "--data", str(prepared_small)]) == 2
+    assert (
+        main(["eval", "generator", "--checkpoint", tokenizer, "--evaluator", evaluator, "--data", str(prepared_small)])
+        == 2
+    )
     assert "tokenizer.safetensors" in capsys.readouterr().err
-    assert main(["eval", "generator", "--checkpoint", str(out / "next-token" / "model.safetensors"),
-                 "--evaluator", tokenizer, "--data", str(prepared_small)]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "generator",
+                "--checkpoint",
+                str(out / "next-token" / "model.safetensors"),
+                "--evaluator",
+                tokenizer,
+                "--data",
+                str(prepared_small),
+            ]
+        )
+        == 2
+    )
     assert "expected a 'evaluator' checkpoint" in capsys.readouterr().err
     # The next-scale generator refuses a next-token file instead of misreading it.
     from moscale_ros.generation.generator import MotionGenerator

@@ -41,9 +41,17 @@ def small_data(prepared_small: Path):
 def _model(prepared, **sizes) -> TextMotionEvaluator:
     from moscale_ros.evaluation.train import style_concepts
 
-    cfg = EvaluatorConfig(width=32, depth=1, num_heads=4, embed_dim=16, text_hidden=32, dropout=0.0,
-                          num_contents=len(prepared.contents), num_styles=len(style_concepts(prepared.styles)[0]),
-                          **sizes)
+    cfg = EvaluatorConfig(
+        width=32,
+        depth=1,
+        num_heads=4,
+        embed_dim=16,
+        text_hidden=32,
+        dropout=0.0,
+        num_contents=len(prepared.contents),
+        num_styles=len(style_concepts(prepared.styles)[0]),
+        **sizes,
+    )
     return TextMotionEvaluator(cfg)
 
 
@@ -92,8 +100,9 @@ def test_embeddings_are_unit_norm_and_independent_of_batch_padding(small_data, t
     mean = torch.as_tensor(small_data.mean)
     std = torch.as_tensor(small_data.std)
     styles = style_concepts(small_data.styles)[0]
-    path = save_evaluator(tmp_path / "ev.safetensors", model, mean, std, shared_text_encoder().config,
-                          small_data.contents, styles)
+    path = save_evaluator(
+        tmp_path / "ev.safetensors", model, mean, std, shared_text_encoder().config, small_data.contents, styles
+    )
     evaluator = load_evaluator(path, text_encoder=shared_text_encoder())
     clips = [np.asarray(c.features[:n]) for c, n in zip(small_data.train[:3], (40, 120, 64))]
     together = evaluator.embed_motions(clips)

@@ -17,8 +17,17 @@ from moscale_ros.models.transformer import TransformerConfig
 
 def _random_model() -> NextTokenTransformer:
     torch.manual_seed(0)
-    cfg = TransformerConfig(width=32, depth=2, num_heads=4, codebook_size=16, code_dim=8, text_dim=12, max_latents=10,
-                            num_position_freqs=4, dropout=0.0)
+    cfg = TransformerConfig(
+        width=32,
+        depth=2,
+        num_heads=4,
+        codebook_size=16,
+        code_dim=8,
+        text_dim=12,
+        max_latents=10,
+        num_position_freqs=4,
+        dropout=0.0,
+    )
     model = NextTokenTransformer(cfg).eval()
     with torch.no_grad():
         for p in model.parameters():  # the adaLN gates start at zero: make every path count
@@ -40,8 +49,9 @@ def test_causal_forward_equals_token_by_token_decoding_and_ignores_the_future():
     with torch.no_grad():
         full = model(cond, prev, latents, N_B)
         state = model.start(cond)
-        stepped = torch.cat([model.step_token(state, prev[:, i : i + 1], latents[:, i : i + 1], N_B) for i in range(N)],
-                            dim=1)
+        stepped = torch.cat(
+            [model.step_token(state, prev[:, i : i + 1], latents[:, i : i + 1], N_B) for i in range(N)], dim=1
+        )
         torch.testing.assert_close(stepped, full, atol=1e-5, rtol=1e-5)
         changed = prev.clone()
         changed[:, 4] = (changed[:, 4] + 1) % 16
@@ -103,8 +113,9 @@ def test_a_few_steps_fit_real_clips_and_sampling_is_seeded(single_scale_tokenize
     assert after < 0.8 * before, (before.item(), after.item())
     assert set(parts) == {"loss", "ce", "length_ce", "acc_s1"}
 
-    generator = NextTokenGenerator(models.tokenizer, models.transformer.eval(), models.text_encoder, mean_D, std_D,
-                                   cfg.generation)
+    generator = NextTokenGenerator(
+        models.tokenizer, models.transformer.eval(), models.text_encoder, mean_D, std_D, cfg.generation
+    )
     texts, frames = ["a person waves", "someone bows", "a person waves"], [40, 64, 40]
     first = generator.generate_features(texts, frames, seed=3)
     assert [f.shape for f in first] == [(40, 263), (64, 263), (40, 263)]
@@ -128,12 +139,14 @@ def test_errors_name_the_problem(prepared_small, tmp_path_factory):
     multi = tiny_tokenizer(prepared_small, tmp_path_factory)
     cfg = tiny_train_config(multi, prepared_small)
     models, mean_D, std_D = build_models(cfg, torch.device("cpu"), shared_text_encoder(), NextTokenTransformer)
-    batch = ClipBatches(load_prepared(prepared_small, load_joints=False), "train", cfg.data, 4, mean_D,
-                        std_D).batch([0, 1])
+    batch = ClipBatches(load_prepared(prepared_small, load_joints=False), "train", cfg.data, 4, mean_D, std_D).batch(
+        [0, 1]
+    )
     with pytest.raises(ConfigError, match=r"single-scale tokenizer .* has 4 scales"):
         next_token_loss(models, batch, cfg.masking, cfg.loss, torch.device("cpu"), train=True)
-    generator = NextTokenGenerator(models.tokenizer, models.transformer, models.text_encoder, mean_D, std_D,
-                                   cfg.generation)
+    generator = NextTokenGenerator(
+        models.tokenizer, models.transformer, models.text_encoder, mean_D, std_D, cfg.generation
+    )
     with pytest.raises(InputError, match="lengths"):
         generator.generate_features(["a person waves"], [400], seed=0)
 

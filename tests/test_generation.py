@@ -63,14 +63,17 @@ def tiny_train_config(tokenizer_path: Path, prepared_dir: Path, **train):
     from moscale_ros.config import from_dict
     from moscale_ros.training.transformer import TransformerTrainConfig
 
-    return from_dict(TransformerTrainConfig, {
-        "tokenizer": str(tokenizer_path),
-        "text_encoder": {"cache_size": 512},
-        "model": {"width": 32, "depth": 2, "num_heads": 4, "num_position_freqs": 8},
-        "length": {"hidden": 32},
-        "data": {"cache_dir": str(prepared_dir), "max_frames": 120, "val_max_clips": 8},
-        "train": {"batch_size": 8, "warmup_steps": 1, "log_every": 1, **train},
-    })
+    return from_dict(
+        TransformerTrainConfig,
+        {
+            "tokenizer": str(tokenizer_path),
+            "text_encoder": {"cache_size": 512},
+            "model": {"width": 32, "depth": 2, "num_heads": 4, "num_position_freqs": 8},
+            "length": {"hidden": 32},
+            "data": {"cache_dir": str(prepared_dir), "max_frames": 120, "val_max_clips": 8},
+            "train": {"batch_size": 8, "warmup_steps": 1, "log_every": 1, **train},
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +94,9 @@ def generator(prepared_small: Path, tmp_path_factory: pytest.TempPathFactory) ->
         loss.backward()
         optimizer.step()
     config = GenerationConfig(refine_iterations=[1, 2, 2, 3], guidance=3.0, guidance_end=2.0)
-    return MotionGenerator.from_models(models.tokenizer, models.transformer, models.text_encoder, mean_D, std_D,
-                                       models.length, config)
+    return MotionGenerator.from_models(
+        models.tokenizer, models.transformer, models.text_encoder, mean_D, std_D, models.length, config
+    )
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +126,9 @@ def test_stream_yields_every_scale_in_order_and_the_last_is_full_detail(generato
         assert [c.shape[0] for c in o.codes] == scale_lengths[: o.scale_index]
         # Yield k is exactly the decoded motion of scales 1..k (later scales left at zero).
         with torch.no_grad():
-            feats = generator.tokenizer.decode_indices([torch.as_tensor(c)[None] for c in o.codes], 16,
-                                                       torch.tensor([64]))
+            feats = generator.tokenizer.decode_indices(
+                [torch.as_tensor(c)[None] for c in o.codes], 16, torch.tensor([64])
+            )
             from moscale_ros.data.features import features_to_joints_torch
 
             joints = features_to_joints_torch(feats * generator.std_D + generator.mean_D)[0].numpy()
@@ -220,14 +225,23 @@ def test_bad_arguments_give_clear_errors(generator, kwargs, message):
 
 
 def test_checkpoint_round_trip_and_overrides(generator, tmp_path):
-    path = save_generator(tmp_path / "gen.safetensors", generator.tokenizer, generator.transformer,
-                          generator.length_estimator, generator.mean_D, generator.std_D,
-                          generator.text_encoder.config, generator.config)
+    path = save_generator(
+        tmp_path / "gen.safetensors",
+        generator.tokenizer,
+        generator.transformer,
+        generator.length_estimator,
+        generator.mean_D,
+        generator.std_D,
+        generator.text_encoder.config,
+        generator.config,
+    )
     loaded = MotionGenerator.from_checkpoint(path, text_encoder=generator.text_encoder, warm_up=False)
-    np.testing.assert_allclose(loaded.generate(TEXT, 2.0, seed=5).joints, generator.generate(TEXT, 2.0, seed=5).joints,
-                               atol=1e-5)
-    one_shot = MotionGenerator.from_checkpoint(path, text_encoder=generator.text_encoder, warm_up=False,
-                                               refine_iterations=[1], guidance=1.0)
+    np.testing.assert_allclose(
+        loaded.generate(TEXT, 2.0, seed=5).joints, generator.generate(TEXT, 2.0, seed=5).joints, atol=1e-5
+    )
+    one_shot = MotionGenerator.from_checkpoint(
+        path, text_encoder=generator.text_encoder, warm_up=False, refine_iterations=[1], guidance=1.0
+    )
     assert one_shot.config.refine_iterations == [1] and one_shot.config.guidance == 1.0
     assert one_shot.generate(TEXT, 2.0, seed=5).joints.shape == (40, 22, 3)
     with pytest.raises(ConfigError, match="top_p"):
@@ -246,9 +260,16 @@ def test_generate_and_bench_commands(generator, tmp_path, capsys):
     from moscale_ros.bench import generation as bench
     from moscale_ros.cli import main
 
-    path = save_generator(tmp_path / "gen.safetensors", generator.tokenizer, generator.transformer,
-                          generator.length_estimator, generator.mean_D, generator.std_D,
-                          generator.text_encoder.config, generator.config)
+    path = save_generator(
+        tmp_path / "gen.safetensors",
+        generator.tokenizer,
+        generator.transformer,
+        generator.length_estimator,
+        generator.mean_D,
+        generator.std_D,
+        generator.text_encoder.config,
+        generator.config,
+    )
     npz, gif, bvh = tmp_path / "wave.npz", tmp_path / "wave.gif", tmp_path / "next.bvh"
     common = ["--checkpoint", str(path), "--seed", "4"]
     assert main(["generate", TEXT, "--seconds", "1.2", "--out", str(npz), "--gif", str(gif), *common]) == 0
@@ -258,8 +279,24 @@ def test_generate_and_bench_commands(generator, tmp_path, capsys):
         np.testing.assert_array_equal(data["scale_joints"][-1], data["joints"])
         final = data["joints"]
     assert gif.stat().st_size > 1000
-    assert main(["generate", "then bow", "--seconds", "1", "--continue-from", str(npz), "--prefix-seconds", "0.5",
-                 "--out", str(bvh), *common]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "then bow",
+                "--seconds",
+                "1",
+                "--continue-from",
+                str(npz),
+                "--prefix-seconds",
+                "0.5",
+                "--out",
+                str(bvh),
+                *common,
+            ]
+        )
+        == 0
+    )
     from moscale_ros.data.skeleton import bvh_to_canonical
 
     joints, fps = bvh_to_canonical(bvh)

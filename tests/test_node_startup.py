@@ -29,8 +29,13 @@ def nodes(ros, untrained_generator, tmp_path_factory):
     logs = tmp_path_factory.mktemp("nodes")
     processes = {}
     for name, (params, _) in CASES.items():
-        settings = {"checkpoint": untrained_generator, "device": "cpu", "warmup": False,
-                    "on_startup_error": "stay_up", **params}
+        settings = {
+            "checkpoint": untrained_generator,
+            "device": "cpu",
+            "warmup": False,
+            "on_startup_error": "stay_up",
+            **params,
+        }
         processes[name] = NodeProcess(settings, remaps=[("__node", name)], log_path=logs / f"{name}.log").start()
     clients = {name: MoScaleClient(f"/{name}") for name in CASES}
     yield {name: (processes[name], clients[name]) for name in CASES}

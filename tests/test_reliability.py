@@ -322,7 +322,7 @@ def test_cuda_asked_for_but_absent_is_a_clear_error():
     """``cuda:99`` exists on no machine: the error names the request (no CUDA here, or too few devices)."""
     import torch
 
-    from moscale_ros.training.common import select_device
+    from moscale_ros.runtime import select_device
 
     expected = "only .* CUDA device" if torch.cuda.is_available() else "CUDA is not available here"
     with pytest.raises(ConfigError, match=f"device 'cuda:99': {expected}"):

@@ -28,7 +28,7 @@ def test_token_features_mask_and_pooled_mean(encoder):
     assert (B, D) == (2, 384) and feats.pooled_BD.shape == (2, 384)
     lengths = feats.mask_BN.sum(1).tolist()
     assert lengths[0] < lengths[1] == N  # [CLS] wave [SEP] is shorter than the long sentence
-    assert not feats.tokens_BND[0, lengths[0]:].any()  # padding is zero
+    assert not feats.tokens_BND[0, lengths[0] :].any()  # padding is zero
     for b in range(2):
         mean = feats.tokens_BND[b, : lengths[b]].mean(0)
         torch.testing.assert_close(feats.pooled_BD[b], mean, atol=1e-5, rtol=1e-5)
@@ -80,8 +80,14 @@ def test_t5_and_clip_text_models_load_from_a_local_folder(tmp_path, kind):
         config = transformers.T5Config(vocab_size=30522, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4)
         transformers.T5EncoderModel(config).save_pretrained(tmp_path)
     else:
-        config = transformers.CLIPTextConfig(vocab_size=30522, hidden_size=32, intermediate_size=64,
-                                             num_hidden_layers=2, num_attention_heads=4, eos_token_id=102)
+        config = transformers.CLIPTextConfig(
+            vocab_size=30522,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            eos_token_id=102,
+        )
         transformers.CLIPTextModel(config).save_pretrained(tmp_path)
     encoder = TextEncoder(TextEncoderConfig(name=str(tmp_path)))
     feats = encoder.encode(["a person waves", "walk"])

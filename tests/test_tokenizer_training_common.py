@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from moscale_ros.errors import CheckpointError, ConfigError
+from moscale_ros.runtime import select_device
 from moscale_ros.training.common import (
     LoopConfig,
     ResumeState,
@@ -19,7 +20,6 @@ from moscale_ros.training.common import (
     run_loop,
     save_training_checkpoint,
     seed_everything,
-    select_device,
 )
 
 

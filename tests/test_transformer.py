@@ -12,8 +12,17 @@ from moscale_ros.models.length import LengthEstimator, LengthEstimatorConfig
 from moscale_ros.models.text_encoder import TextFeatures
 from moscale_ros.models.transformer import NextScaleTransformer, TransformerConfig
 
-CFG = TransformerConfig(width=32, depth=2, num_heads=4, codebook_size=16, code_dim=8, text_dim=12, dropout=0.0,
-                        max_latents=16, num_null_tokens=2)
+CFG = TransformerConfig(
+    width=32,
+    depth=2,
+    num_heads=4,
+    codebook_size=16,
+    code_dim=8,
+    text_dim=12,
+    dropout=0.0,
+    max_latents=16,
+    num_null_tokens=2,
+)
 LENGTHS = [2, 4, 8]
 
 
@@ -84,8 +93,9 @@ def test_padded_batch_equals_each_sample_alone():
         alone_text = TextFeatures(text.tokens_BND[1:], text.mask_BN[1:], text.pooled_BD[1:])
         cond1 = model.condition(alone_text, torch.tensor([5]))
         ls = lengths[1].tolist()
-        alone = model(cond1, [x[1:, :L] for x, L in zip(latents, ls)], [t[1:, :L] for t, L in zip(tokens, ls)],
-                      lengths[1:])
+        alone = model(
+            cond1, [x[1:, :L] for x, L in zip(latents, ls)], [t[1:, :L] for t, L in zip(tokens, ls)], lengths[1:]
+        )
     for k, L in enumerate(ls):
         torch.testing.assert_close(batch[k][1, :L], alone[k][0], atol=1e-5, rtol=1e-4)
 
@@ -116,8 +126,9 @@ def test_config_errors_name_the_key():
         TransformerConfig(cond_drop_prob=1.5)
     model = _model()
     with pytest.raises(ConfigError, match="max_scales"):
-        model.embed_scale(torch.zeros(1, 1, CFG.code_dim), torch.zeros(1, 1, dtype=torch.long), CFG.max_scales,
-                          torch.zeros(1, 1))
+        model.embed_scale(
+            torch.zeros(1, 1, CFG.code_dim), torch.zeros(1, 1, dtype=torch.long), CFG.max_scales, torch.zeros(1, 1)
+        )
 
 
 def test_length_estimator_learns_a_length_per_text():

@@ -82,10 +82,23 @@ def test_a_few_steps_fit_a_batch_of_real_clips(tiny_tokenizer, prepared_small):
 def _train(tokenizer: Path, data: Path, out: Path, steps: int, *extra: str) -> int:
     from moscale_ros.cli import main
 
-    sets = [f"tokenizer={tokenizer}", f"data.cache_dir={data}", "model.width=32", "model.depth=1",
-            "model.num_position_freqs=8", "length.hidden=32", "data.max_frames=120", "data.val_max_clips=4",
-            "train.batch_size=4", "train.warmup_steps=1", "train.log_every=1", "train.val_every=2",
-            "train.checkpoint_every=1", f"train.steps={steps}", "text_encoder.cache_size=64"]
+    sets = [
+        f"tokenizer={tokenizer}",
+        f"data.cache_dir={data}",
+        "model.width=32",
+        "model.depth=1",
+        "model.num_position_freqs=8",
+        "length.hidden=32",
+        "data.max_frames=120",
+        "data.val_max_clips=4",
+        "train.batch_size=4",
+        "train.warmup_steps=1",
+        "train.log_every=1",
+        "train.val_every=2",
+        "train.checkpoint_every=1",
+        f"train.steps={steps}",
+        "text_encoder.cache_size=64",
+    ]
     argv = ["train", "transformer", "--out", str(out), "--device", "cpu", *extra]
     for item in sets:
         argv += ["--set", item]
@@ -111,13 +124,18 @@ def test_train_command_checkpoints_resumes_and_exports_a_generator(tiny_tokenize
     assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3]
     assert {"val_loss", "val_length_ce", "val_acc_s1"} <= set(records[-1])
     assert load_checkpoint(out / "model.safetensors").configs["text_encoder"]["name"] == "all-MiniLM-L6-v2"
-    generator = MotionGenerator.from_checkpoint(out / "model.safetensors", text_encoder=shared_text_encoder(),
-                                                warm_up=False)
+    generator = MotionGenerator.from_checkpoint(
+        out / "model.safetensors", text_encoder=shared_text_encoder(), warm_up=False
+    )
     result = generator.generate("a person bows", seconds=1.6, seed=0)
     assert result.joints.shape == (32, 22, 3)
     # The training checkpoint itself also loads for generation.
-    assert MotionGenerator.from_checkpoint(out / "last.safetensors", warm_up=False,
-                                           text_encoder=generator.text_encoder).num_scales == 4
+    assert (
+        MotionGenerator.from_checkpoint(
+            out / "last.safetensors", warm_up=False, text_encoder=generator.text_encoder
+        ).num_scales
+        == 4
+    )
 
 
 def test_train_command_errors_name_the_problem(tmp_path, prepared_small):
@@ -127,8 +145,13 @@ def test_train_command_errors_name_the_problem(tmp_path, prepared_small):
     from moscale_ros.training.transformer import TransformerTrainConfig, run
 
     missing = tmp_path / "nope.safetensors"
-    args = argparse.Namespace(config="config/train/transformer.yaml", out=str(tmp_path / "run"), resume=False,
-                              device="cpu", set=[f"tokenizer={missing}", f"data.cache_dir={prepared_small}"])
+    args = argparse.Namespace(
+        config="config/train/transformer.yaml",
+        out=str(tmp_path / "run"),
+        resume=False,
+        device="cpu",
+        set=[f"tokenizer={missing}", f"data.cache_dir={prepared_small}"],
+    )
     with pytest.raises(CheckpointError, match="nope.safetensors"):
         run(args)
     with pytest.raises(ConfigError, match="masking.corrupt_max"):

@@ -47,12 +47,26 @@ def default_architecture_generator(device):
         tokenizer.quantizer.codebook_VC.normal_()
     text_encoder = TextEncoder(dataclasses.replace(cfg.text_encoder, cache_size=1024), device=device)
     max_latents = -(-cfg.data.max_frames // tokenizer.downsample_factor)
-    model_cfg = dataclasses.replace(cfg.model, codebook_size=tokenizer.codebook_size, code_dim=tokenizer.code_dim,
-                                    text_dim=text_encoder.dim, max_latents=max_latents)
-    length_cfg = dataclasses.replace(cfg.length, text_dim=text_encoder.dim, max_latents=max_latents,
-                                     frames_per_latent=tokenizer.downsample_factor)
-    generator = MotionGenerator.from_models(tokenizer, NextScaleTransformer(model_cfg), text_encoder, torch.zeros(263),
-                                            torch.ones(263), LengthEstimator(length_cfg), cfg.generation, device)
+    model_cfg = dataclasses.replace(
+        cfg.model,
+        codebook_size=tokenizer.codebook_size,
+        code_dim=tokenizer.code_dim,
+        text_dim=text_encoder.dim,
+        max_latents=max_latents,
+    )
+    length_cfg = dataclasses.replace(
+        cfg.length, text_dim=text_encoder.dim, max_latents=max_latents, frames_per_latent=tokenizer.downsample_factor
+    )
+    generator = MotionGenerator.from_models(
+        tokenizer,
+        NextScaleTransformer(model_cfg),
+        text_encoder,
+        torch.zeros(263),
+        torch.ones(263),
+        LengthEstimator(length_cfg),
+        cfg.generation,
+        device,
+    )
     generator.warm_up()
     return generator
 
@@ -67,7 +81,7 @@ def run(args: argparse.Namespace) -> dict:
     from moscale_ros.generation.generator import DEFAULT_CHECKPOINT, MotionGenerator
     from moscale_ros.models.transformer import count_parameters
     from moscale_ros.paths import resource
-    from moscale_ros.training.common import select_device
+    from moscale_ros.runtime import select_device
 
     device = select_device(getattr(args, "device", "cpu"))
     repeats = max(1, int(getattr(args, "repeats", 20)))
@@ -116,8 +130,10 @@ def run(args: argparse.Namespace) -> dict:
         for threads in sorted({1, torch.get_num_threads()}):
             other = generator.with_config(num_threads=threads)
             runs = [timed(other, f"a person jumps forward twice, take {i} with {threads}", i) for i in range(repeats)]
-            by_threads[str(threads)] = {"first_scale_ms_new_text": _median_ms([m[0] for m in runs]),
-                                        "final_ms_new_text": _median_ms([m[-1] for m in runs])}
+            by_threads[str(threads)] = {
+                "first_scale_ms_new_text": _median_ms([m[0] for m in runs]),
+                "final_ms_new_text": _median_ms([m[-1] for m in runs]),
+            }
     num_scales = len(cold[0])
     per_scale = [_median_ms([m[k] - (m[k - 1] if k else 0.0) for m in cached]) for k in range(num_scales)]
 

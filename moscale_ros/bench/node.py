@@ -53,7 +53,7 @@ def _untrained_default_checkpoint(device: str) -> Path:
     """The default architecture with random weights, saved once under cache/bench/."""
     from moscale_ros.bench.generation import default_architecture_generator
     from moscale_ros.generation.bundle import save_generator
-    from moscale_ros.training.common import select_device
+    from moscale_ros.runtime import select_device
 
     path = cache_root() / "bench" / "default-architecture-random-weights.safetensors"
     if not path.is_file():

@@ -10,7 +10,6 @@ Clips are read once from the shared Bandai-Namco archive and cached (cache/retar
 from __future__ import annotations
 
 import argparse
-import tarfile
 import time
 from pathlib import Path
 
@@ -32,7 +31,9 @@ def real_clips(
     names: tuple[str, ...] = tuple(CLIPS), archive: Path | None = None
 ) -> dict[str, tuple[np.ndarray, float]]:
     """Canonical joints and fps of named Bandai clips (see :data:`CLIPS`), cached as .npz."""
-    from moscale_ros.data.skeleton import bvh_to_canonical
+    from moscale_ros.data.bvh import parse_bvh_bytes
+    from moscale_ros.data.prepare import iter_clip_files
+    from moscale_ros.data.skeleton import CANONICAL_FPS, bvh_motion_to_canonical
 
     folder = cache_root() / "retarget" / "clips"
     wanted = {name: folder / f"{CLIPS[name]}.npz" for name in names}
@@ -43,17 +44,12 @@ def real_clips(
             raise DataError(f"{archive}: Bandai-Namco archive not found (needed for clips {', '.join(missing)})")
         folder.mkdir(parents=True, exist_ok=True)
         stems = {CLIPS[name]: name for name in missing}
-        with tarfile.open(archive) as tar:
-            for member in tar:
-                stem = Path(member.name).stem
-                if member.name.endswith(".bvh") and stem in stems:
-                    bvh = folder / f"{stem}.bvh"
-                    bvh.write_bytes(tar.extractfile(member).read())
-                    joints, fps = bvh_to_canonical(bvh)
-                    np.savez(wanted[stems.pop(stem)], joints=joints, fps=fps)
-                    bvh.unlink()
-                    if not stems:
-                        break
+        for clip in iter_clip_files(archive, sidecars={}):  # one streaming pass, stops when all are found
+            if clip.name in stems:
+                joints = bvh_motion_to_canonical(parse_bvh_bytes(clip.raw, clip.label))
+                np.savez(wanted[stems.pop(clip.name)], joints=joints, fps=CANONICAL_FPS)
+                if not stems:
+                    break
         if stems:
             raise DataError(f"{archive}: clips not found: {', '.join(stems)}")
     out = {}

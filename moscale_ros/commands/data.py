@@ -16,8 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     p = actions.add_parser("prepare", help="convert BVH clips into the training cache")
-    p.add_argument("--source", default=None,
-                   help="archive (.tar.xz/.zip) or folder of BVH files (default: the shared Bandai-Namco archive)")
+    p.add_argument(
+        "--source",
+        default=None,
+        help="archive (.tar.xz/.zip) or folder of BVH files (default: the shared Bandai-Namco archive)",
+    )
     p.add_argument("--download", action="store_true", help="download the public Bandai-Namco repository first")
     p.add_argument("--out", default=None, help="cache folder (default: cache/data/bandai)")
     p.add_argument("--skeleton-map", default=None, help="skeleton map name or YAML (default: detect per rig)")
@@ -37,8 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = actions.add_parser("check", help="feature round-trip error on real clips, FK speed")
     c.add_argument("--cache", default=None, help="prepared cache (default: cache/data/bandai)")
     c.add_argument("--clips", type=int, default=0, help="number of clips to check (default: all)")
-    c.add_argument("--bvh", default=None,
-                   help="BVH file for the FK speed figure (default: the longest cached clip as a canonical BVH)")
+    c.add_argument(
+        "--bvh",
+        default=None,
+        help="BVH file for the FK speed figure (default: the longest cached clip as a canonical BVH)",
+    )
     c.add_argument("--fk-frames", type=int, default=10000, help="frames of the FK speed test")
     c.set_defaults(func=_check)
 
@@ -112,8 +118,9 @@ def _check(args: argparse.Namespace) -> int:
         if err.max() > worst[0]:
             worst = (float(err.max()), clip.name)
     all_err = np.concatenate(errors_mm)
-    print(f"feature round trip (joints -> 263-d features -> joints) on {len(clips)} clips, "
-          f"{all_err.size // 22} frames:")
+    print(
+        f"feature round trip (joints -> 263-d features -> joints) on {len(clips)} clips, {all_err.size // 22} frames:"
+    )
     print(f"  mean error {all_err.mean():.6f} mm   max error {all_err.max():.6f} mm (clip {worst[1]})")
 
     if args.bvh:
@@ -127,8 +134,10 @@ def _check(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         forward_kinematics(motion)
         times.append(time.perf_counter() - t0)
-    print(f"forward kinematics ({label}): {motion.num_frames} frames x {motion.num_joints} joints in "
-          f"{min(times) * 1000:.1f} ms (best of 5; median {sorted(times)[2] * 1000:.1f} ms)")
+    print(
+        f"forward kinematics ({label}): {motion.num_frames} frames x {motion.num_joints} joints in "
+        f"{min(times) * 1000:.1f} ms (best of 5; median {sorted(times)[2] * 1000:.1f} ms)"
+    )
     return 0
 
 

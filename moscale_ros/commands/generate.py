@@ -26,28 +26,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random; printed)")
     p.add_argument("--out", default=None, help="output motion: .npz or .bvh")
     p.add_argument("--gif", default=None, help="animated GIF, one row per scale")
-    p.add_argument("--checkpoint", default=None,
-                   help="generator checkpoint (default: models/moscale-bandai.safetensors)")
+    p.add_argument(
+        "--checkpoint", default=None, help="generator checkpoint (default: models/moscale-bandai.safetensors)"
+    )
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default: cpu)")
-    p.add_argument("--iterations", type=int, nargs="+", default=None, metavar="N",
-                   help="in-scale refinement passes per scale, e.g. 1 2 5 10")
+    p.add_argument(
+        "--iterations",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="in-scale refinement passes per scale, e.g. 1 2 5 10",
+    )
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance at scale 1")
     p.add_argument("--guidance-end", type=float, default=None, help="classifier-free guidance at the last scale")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (0, 1]")
     p.add_argument("--temperature", type=float, default=None, help="sampling temperature (0: greedy)")
-    p.add_argument("--continue-from", default=None, metavar="MOTION",
-                   help="continue a motion (.npz/.bvh/.npy): the new one starts with its last frames")
+    p.add_argument(
+        "--continue-from",
+        default=None,
+        metavar="MOTION",
+        help="continue a motion (.npz/.bvh/.npy): the new one starts with its last frames",
+    )
     p.add_argument("--prefix-seconds", type=float, default=1.0, help="how much of --continue-from to start with")
     p.add_argument("--motion", default=None, help="motion to edit with --edit-range (.npz/.bvh/.npy)")
-    p.add_argument("--edit-range", type=float, nargs=2, default=None, metavar=("START", "END"),
-                   help="regenerate [START, END) seconds of --motion under the text")
+    p.add_argument(
+        "--edit-range",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("START", "END"),
+        help="regenerate [START, END) seconds of --motion under the text",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run)
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    pairs = {"refine_iterations": args.iterations, "guidance": args.guidance, "guidance_end": args.guidance_end,
-             "top_p": args.top_p, "temperature": args.temperature}
+    pairs = {
+        "refine_iterations": args.iterations,
+        "guidance": args.guidance,
+        "guidance_end": args.guidance_end,
+        "top_p": args.top_p,
+        "temperature": args.temperature,
+    }
     return {k: v for k, v in pairs.items() if v is not None}
 
 
@@ -70,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
     from moscale_ros.errors import InputError
     from moscale_ros.generation.generator import MotionGenerator
-    from moscale_ros.training.common import select_device
+    from moscale_ros.runtime import select_device
 
     out = Path(args.out) if args.out else None
     if out is not None and out.suffix.lower() not in (".npz", ".bvh"):
@@ -82,8 +104,9 @@ def run(args: argparse.Namespace) -> int:
     device = select_device(args.device)
     generator = MotionGenerator.from_checkpoint(args.checkpoint, device=device, **_overrides(args))
     if args.edit_range is not None:
-        stream = generator.stream_edit(_motion_at_20fps(args.motion, "editing"), args.edit_range[0],
-                                       args.edit_range[1], args.text, args.seed)
+        stream = generator.stream_edit(
+            _motion_at_20fps(args.motion, "editing"), args.edit_range[0], args.edit_range[1], args.text, args.seed
+        )
     else:
         prefix = None
         if args.continue_from is not None:
@@ -95,17 +118,27 @@ def run(args: argparse.Namespace) -> int:
     results = []
     for result in stream:
         results.append(result)
-        print(f"scale {result.scale_index}/{result.num_scales}: {result.joints.shape[0]} frames "
-              f"({result.seconds:.2f} s) after {result.elapsed_s * 1e3:.1f} ms", file=sys.stderr)
+        print(
+            f"scale {result.scale_index}/{result.num_scales}: {result.joints.shape[0]} frames "
+            f"({result.seconds:.2f} s) after {result.elapsed_s * 1e3:.1f} ms",
+            file=sys.stderr,
+        )
     final = results[-1]
     written = []
     if out is not None:
         if out.suffix.lower() == ".npz":
             out.parent.mkdir(parents=True, exist_ok=True)
             codes = {f"codes_s{k + 1}": c for k, c in enumerate(final.codes)}
-            np.savez_compressed(out, joints=final.joints, scale_joints=np.stack([r.joints for r in results]),
-                                fps=final.fps, text=final.text, seed=final.seed, prefix_frames=final.prefix_frames,
-                                **codes)
+            np.savez_compressed(
+                out,
+                joints=final.joints,
+                scale_joints=np.stack([r.joints for r in results]),
+                fps=final.fps,
+                text=final.text,
+                seed=final.seed,
+                prefix_frames=final.prefix_frames,
+                **codes,
+            )
         else:
             from moscale_ros.data.canonical_bvh import write_canonical_bvh
 
@@ -114,8 +147,10 @@ def run(args: argparse.Namespace) -> int:
     if args.gif:
         from moscale_ros.visualize import render_plans_gif
 
-        plans = [(f"scale {r.scale_index}/{r.num_scales}" + (" (final)" if r.is_final else ""), r.joints, None)
-                 for r in results]
+        plans = [
+            (f"scale {r.scale_index}/{r.num_scales}" + (" (final)" if r.is_final else ""), r.joints, None)
+            for r in results
+        ]
         written.append(str(render_plans_gif(args.gif, plans, fps=final.fps, title=final.text)))
     summary = {
         "text": final.text,
@@ -129,7 +164,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"'{final.text}': {final.seconds:.2f} s, seed {final.seed}; first scale after "
-              f"{results[0].elapsed_s * 1e3:.1f} ms, final after {final.elapsed_s * 1e3:.1f} ms"
-              + (f"; wrote {', '.join(written)}" if written else ""))
+        print(
+            f"'{final.text}': {final.seconds:.2f} s, seed {final.seed}; first scale after "
+            f"{results[0].elapsed_s * 1e3:.1f} ms, final after {final.elapsed_s * 1e3:.1f} ms"
+            + (f"; wrote {', '.join(written)}" if written else "")
+        )
     return 0

@@ -102,15 +102,36 @@ def load_humanml3d(root: str | Path, load_joints: bool = True, splits: tuple[str
                 else:
                     segments.setdefault((start, end), []).append(caption)
             if whole:
-                out[split].append(Clip(clip_id, UNKNOWN, UNKNOWN, split, feats, whole, joints=joints,
-                                       dataset="humanml3d", source=str(feats_path)))
+                out[split].append(
+                    Clip(
+                        clip_id,
+                        UNKNOWN,
+                        UNKNOWN,
+                        split,
+                        feats,
+                        whole,
+                        joints=joints,
+                        dataset="humanml3d",
+                        source=str(feats_path),
+                    )
+                )
             for (start, end), captions in segments.items():
                 a, b = int(start * FPS), int(end * FPS)
                 if b - a < 2 or a >= feats.shape[0]:
                     continue
-                out[split].append(Clip(f"{clip_id}#{start:g}-{end:g}", UNKNOWN, UNKNOWN, split, feats[a:b], captions,
-                                       joints=None if joints is None else joints[a:b], dataset="humanml3d",
-                                       source=str(feats_path)))
+                out[split].append(
+                    Clip(
+                        f"{clip_id}#{start:g}-{end:g}",
+                        UNKNOWN,
+                        UNKNOWN,
+                        split,
+                        feats[a:b],
+                        captions,
+                        joints=None if joints is None else joints[a:b],
+                        dataset="humanml3d",
+                        source=str(feats_path),
+                    )
+                )
             if not whole and not segments:
                 missing.append({"name": clip_id, "reason": f"{text_path} has no caption"})
     all_clips = [c for clips in out.values() for c in clips]

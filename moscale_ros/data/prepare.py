@@ -269,9 +269,7 @@ def format_summary(summary: dict) -> str:
         f"{'content':<22}{'total':>7}{'train':>7}{'val':>6}{'test':>6}",
     ]
     for content, counts in summary["per_content"].items():
-        lines.append(
-            f"{content:<22}{sum(counts.values()):>7}{counts['train']:>7}{counts['val']:>6}{counts['test']:>6}"
-        )
+        lines.append(f"{content:<22}{sum(counts.values()):>7}{counts['train']:>7}{counts['val']:>6}{counts['test']:>6}")
     for item in summary["skipped_clips"]:
         lines.append(f"skipped {item['name']}: {item['reason']}")
     return "\n".join(lines)
@@ -390,8 +388,10 @@ def prepare(
                 skipped.append({"name": files[i].name, "reason": str(exc)})
         skipped.sort(key=lambda item: item["name"])
         if not labels:
-            raise DataError(f"{src}: none of the {len(files)} clip(s) could be converted; first error: "
-                            f"{skipped[0]['reason'] if skipped else 'none'}")
+            raise DataError(
+                f"{src}: none of the {len(files)} clip(s) could be converted; first error: "
+                f"{skipped[0]['reason'] if skipped else 'none'}"
+            )
 
         kept = sorted(labels)
         split = stratified_split(

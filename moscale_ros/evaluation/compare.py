@@ -50,6 +50,7 @@ from moscale_ros.evaluation.evaluate import (
     real_statistics,
 )
 from moscale_ros.paths import cache_root, resource
+from moscale_ros.runtime import torch_threads
 
 Order = Literal["next_scale", "next_token"]
 
@@ -140,19 +141,23 @@ def _stage(run_dir: Path, output: str) -> StageResult:
     return StageResult(path, float(extra.get("elapsed_s", 0.0)) / 60.0, int(extra.get("step", 0)), _last_val(run_dir))
 
 
-def train_stage(trainer, config: str, overrides: list[str], run_dir: Path, output: str, device: str,
-                log) -> StageResult:
+def train_stage(
+    trainer, config: str, overrides: list[str], run_dir: Path, output: str, device: str, log
+) -> StageResult:
     """Train (resuming when ``run_dir`` has a checkpoint) with ``trainer.run(args)``; the stage's result."""
-    args = argparse.Namespace(config=_config_path(config), set=list(overrides), out=str(run_dir), resume=True,
-                              device=device)
+    args = argparse.Namespace(
+        config=_config_path(config), set=list(overrides), out=str(run_dir), resume=True, device=device
+    )
     log(f"compare: training {run_dir.name} ({' '.join(overrides)})")
     started = time.monotonic()
     code = trainer(args)
     if code:
         raise ConfigError(f"{run_dir}: training stage ended with exit code {code}")
     result = _stage(run_dir, output)
-    log(f"compare: {run_dir.name}: {result.steps} steps, {result.minutes:.1f} min of training "
-        f"({(time.monotonic() - started) / 60:.1f} min this call)")
+    log(
+        f"compare: {run_dir.name}: {result.steps} steps, {result.minutes:.1f} min of training "
+        f"({(time.monotonic() - started) / 60:.1f} min this call)"
+    )
     return result
 
 
@@ -180,9 +185,9 @@ def run_compare(cfg: CompareConfig, options: CompareOptions, log=print) -> dict:
     from moscale_ros.evaluation.model import load_evaluator
     from moscale_ros.generation.generator import MotionGenerator
     from moscale_ros.models.transformer import count_parameters
+    from moscale_ros.runtime import select_device
     from moscale_ros.training import tokenizer as tokenizer_train
     from moscale_ros.training import transformer as transformer_train
-    from moscale_ros.training.common import select_device
 
     started = time.monotonic()
     out = options.out
@@ -190,22 +195,38 @@ def run_compare(cfg: CompareConfig, options: CompareOptions, log=print) -> dict:
     stages: dict[str, StageResult] = {}
     if options.evaluator is None:
         stages["evaluator"] = train_stage(
-            evaluator_train.run, cfg.evaluator_config,
+            evaluator_train.run,
+            cfg.evaluator_config,
             [*_data_override(cfg), *cfg.evaluator_overrides, f"train.max_minutes={minutes.evaluator}"],
-            out / "evaluator", evaluator_train.EVALUATOR_FILE, options.device, log)
+            out / "evaluator",
+            evaluator_train.EVALUATOR_FILE,
+            options.device,
+            log,
+        )
     tokenizer_sets = {"multiscale": [], "single": [f"model.scales={list(cfg.single_scale)}"]}
     for name, extra in tokenizer_sets.items():
         stages[f"tokenizer-{name}"] = train_stage(
-            tokenizer_train.run, cfg.tokenizer_config,
+            tokenizer_train.run,
+            cfg.tokenizer_config,
             [*_data_override(cfg), *cfg.tokenizer_overrides, *extra, f"train.max_minutes={minutes.tokenizer}"],
-            out / f"tokenizer-{name}", "tokenizer.safetensors", options.device, log)
+            out / f"tokenizer-{name}",
+            "tokenizer.safetensors",
+            options.device,
+            log,
+        )
     for variant in cfg.variants:
         tokenizer = stages["tokenizer-single" if variant.order == "next_token" else "tokenizer-multiscale"].path
         trainer = next_token.run if variant.order == "next_token" else transformer_train.run
-        overrides = [f"tokenizer={tokenizer}", *_data_override(cfg), *cfg.transformer_overrides, *variant.overrides,
-                     f"train.max_minutes={minutes.variant}"]
-        stages[variant.name] = train_stage(trainer, cfg.transformer_config, overrides, out / variant.name,
-                                           "model.safetensors", options.device, log)
+        overrides = [
+            f"tokenizer={tokenizer}",
+            *_data_override(cfg),
+            *cfg.transformer_overrides,
+            *variant.overrides,
+            f"train.max_minutes={minutes.variant}",
+        ]
+        stages[variant.name] = train_stage(
+            trainer, cfg.transformer_config, overrides, out / variant.name, "model.safetensors", options.device, log
+        )
     training_s = time.monotonic() - started
 
     device = select_device(options.device)
@@ -230,8 +251,9 @@ def run_compare(cfg: CompareConfig, options: CompareOptions, log=print) -> dict:
             source, transformer, tokenizer = NextTokenSource(generator), generator.transformer, generator.tokenizer
             iterations = "token by token"
         else:
-            generator = MotionGenerator.from_checkpoint(path, device=device, text_encoder=te, warm_up=True,
-                                                        num_threads=options.threads)
+            generator = MotionGenerator.from_checkpoint(
+                path, device=device, text_encoder=te, warm_up=True, num_threads=options.threads
+            )
             source, transformer, tokenizer = NextScaleSource(generator), generator.transformer, generator.tokenizer
             iterations = "passes per scale " + str(generator.config.iterations_for(tokenizer.num_scales))
         latency = measure_latency(source, protocol)
@@ -240,14 +262,22 @@ def run_compare(cfg: CompareConfig, options: CompareOptions, log=print) -> dict:
             row.timing.update(latency)
             rows.append(row)
         tok_stage = stages["tokenizer-single" if variant.order == "next_token" else "tokenizer-multiscale"]
-        setup.append({
-            "variant": variant.label, "name": variant.name, "order": variant.order,
-            "tokenizer_scales": list(tokenizer.cfg.scales), "tokens_at_196": sum(tokenizer.scale_lengths(49)),
-            "tokenizer_mpjpe_mm": tok_stage.val.get("mpjpe_mm"),
-            "transformer_params": count_parameters(transformer), "train_minutes": stages[variant.name].minutes,
-            "train_steps": stages[variant.name].steps, "val_loss": stages[variant.name].val.get("val_loss"),
-            "inference": iterations, "overrides": variant.overrides,
-        })
+        setup.append(
+            {
+                "variant": variant.label,
+                "name": variant.name,
+                "order": variant.order,
+                "tokenizer_scales": list(tokenizer.cfg.scales),
+                "tokens_at_196": sum(tokenizer.scale_lengths(49)),
+                "tokenizer_mpjpe_mm": tok_stage.val.get("mpjpe_mm"),
+                "transformer_params": count_parameters(transformer),
+                "train_minutes": stages[variant.name].minutes,
+                "train_steps": stages[variant.name].steps,
+                "val_loss": stages[variant.name].val.get("val_loss"),
+                "inference": iterations,
+                "overrides": variant.overrides,
+            }
+        )
     results = {
         "command": options.command,
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -255,10 +285,15 @@ def run_compare(cfg: CompareConfig, options: CompareOptions, log=print) -> dict:
         "wall_minutes": (time.monotonic() - started) / 60.0,
         "training_wall_minutes": training_s / 60.0,
         "minutes": to_dict(minutes),
-        "evaluator": {"path": str(evaluator_path), **(
-            {"val": stages["evaluator"].val, "steps": stages["evaluator"].steps} if "evaluator" in stages else {})},
-        "tokenizers": {k: {"minutes": v.minutes, "steps": v.steps, "val": v.val}
-                       for k, v in stages.items() if k.startswith("tokenizer-")},
+        "evaluator": {
+            "path": str(evaluator_path),
+            **({"val": stages["evaluator"].val, "steps": stages["evaluator"].steps} if "evaluator" in stages else {}),
+        },
+        "tokenizers": {
+            k: {"minutes": v.minutes, "steps": v.steps, "val": v.val}
+            for k, v in stages.items()
+            if k.startswith("tokenizer-")
+        },
         "protocol": to_dict(protocol),
         "test_clips": len(test),
         "setup": setup,
@@ -282,8 +317,9 @@ def machine_info(device: torch.device) -> str:
 
 def _git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=resource(".")).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, cwd=resource(".")
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -293,8 +329,11 @@ def _evaluator_line(results: dict) -> str:
     if "val" not in evaluator:
         return f"given (`{evaluator['path']}`)"
     val = evaluator["val"]
-    figures = ", ".join(f"{k.removeprefix('val_')} {val[k]:.3f}" for k in ("val_r1", "val_r3", "val_content_acc",
-                                                                          "val_style_acc") if k in val)
+    figures = ", ".join(
+        f"{k.removeprefix('val_')} {val[k]:.3f}"
+        for k in ("val_r1", "val_r3", "val_content_acc", "val_style_acc")
+        if k in val
+    )
     return f"{results['minutes']['evaluator']:g} min ({evaluator['steps']} steps; validation {figures})"
 
 
@@ -326,9 +365,11 @@ def results_markdown(results: dict, rows: list[RowResult]) -> str:
     for s in results["setup"]:
         mpjpe = "–" if s["tokenizer_mpjpe_mm"] is None else f"{s['tokenizer_mpjpe_mm']:.1f}"
         val = "–" if s["val_loss"] is None else f"{s['val_loss']:.3f}"
-        lines.append(f"| {s['variant']} | {s['tokenizer_scales']} | {s['tokens_at_196']} | {mpjpe} | "
-                     f"{s['transformer_params'] / 1e6:.2f} M | {s['train_minutes']:.1f} | {s['train_steps']} | {val} | "
-                     f"{s['inference']} |")
+        lines.append(
+            f"| {s['variant']} | {s['tokenizer_scales']} | {s['tokens_at_196']} | {mpjpe} | "
+            f"{s['transformer_params'] / 1e6:.2f} M | {s['train_minutes']:.1f} | {s['train_steps']} | {val} | "
+            f"{s['inference']} |"
+        )
     lines += [
         "",
         "Val CE is each order's own validation cross-entropy (next-scale: every scale predicted in one shot from "
@@ -340,8 +381,12 @@ def results_markdown(results: dict, rows: list[RowResult]) -> str:
         ("Final s", lambda r: f"{r.timing['latency_final_s']:.3f}" if r.timing else "–"),
     ]
     for text_set in protocol["text_sets"]:
-        lines += ["", f"### {protocol['split'].capitalize()} split, {TEXT_SET_TITLES[text_set]} "
-                  f"({results['test_clips']} clips, {protocol['runs']} runs, mean ± 95 % interval)", ""]
+        lines += [
+            "",
+            f"### {protocol['split'].capitalize()} split, {TEXT_SET_TITLES[text_set]} "
+            f"({results['test_clips']} clips, {protocol['runs']} runs, mean ± 95 % interval)",
+            "",
+        ]
         lines.append(markdown_table([r for r in rows if r.text_set == text_set], timing_columns))
     lines += [
         "",
@@ -378,13 +423,15 @@ def results_markdown(results: dict, rows: list[RowResult]) -> str:
 # ---- ``moscale eval compare`` ---------------------------------------------------------------------------
 
 
-
-
 def load_compare_config(args: argparse.Namespace) -> CompareConfig:
     overrides = list(args.set or [])
-    for flag, key in (("minutes_per_variant", "minutes.variant"), ("tokenizer_minutes", "minutes.tokenizer"),
-                      ("evaluator_minutes", "minutes.evaluator"), ("runs", "protocol.runs"),
-                      ("max_clips", "protocol.max_clips")):
+    for flag, key in (
+        ("minutes_per_variant", "minutes.variant"),
+        ("tokenizer_minutes", "minutes.tokenizer"),
+        ("evaluator_minutes", "minutes.evaluator"),
+        ("runs", "protocol.runs"),
+        ("max_clips", "protocol.max_clips"),
+    ):
         if getattr(args, flag, None) is not None:
             overrides.append(f"{key}={getattr(args, flag)}")
     return load_config(CompareConfig, _config_path(args.config), overrides)
@@ -401,11 +448,8 @@ def run(args: argparse.Namespace) -> int:
         command="moscale eval compare " + shlex.join(_flags(args)),
     )
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
-    previous_threads = torch.get_num_threads()
-    try:
+    with torch_threads(0):  # the stages set their own counts; the caller's is restored
         results = run_compare(cfg, options, log)
-    finally:
-        torch.set_num_threads(previous_threads)
     if args.json:
         print(json.dumps(results, indent=2))
     return 0

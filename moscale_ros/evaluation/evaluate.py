@@ -63,16 +63,18 @@ class ProtocolConfig:
     latency_repeats: int = 3
 
     def __post_init__(self) -> None:
-        for name in ("runs", "r_precision_group", "diversity_pairs", "mm_pairs", "latency_frames",
-                     "latency_repeats"):
+        for name in ("runs", "r_precision_group", "diversity_pairs", "mm_pairs", "latency_frames", "latency_repeats"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"protocol.{name}: must be >= 1, got {getattr(self, name)}")
         if self.mm_texts < 0 or (self.mm_texts and self.mm_samples < 2):
-            raise ConfigError(f"protocol.mm_texts/mm_samples: need mm_texts >= 0 and mm_samples >= 2, got "
-                              f"{self.mm_texts}/{self.mm_samples}")
+            raise ConfigError(
+                f"protocol.mm_texts/mm_samples: need mm_texts >= 0 and mm_samples >= 2, got "
+                f"{self.mm_texts}/{self.mm_samples}"
+            )
         if not 4 <= self.min_frames <= self.max_frames:
-            raise ConfigError(f"protocol.min_frames/max_frames: need 4 <= min <= max, got "
-                              f"{self.min_frames}/{self.max_frames}")
+            raise ConfigError(
+                f"protocol.min_frames/max_frames: need 4 <= min <= max, got {self.min_frames}/{self.max_frames}"
+            )
         if not self.text_sets:
             raise ConfigError("protocol.text_sets: name at least one of train, heldout")
         if self.max_clips is not None and self.max_clips < 2:
@@ -104,12 +106,15 @@ def load_test_set(prepared, split: str, cfg: ProtocolConfig, max_clips: int | No
     """The windows of ``split`` (a fixed random subset of ``max_clips`` when given)."""
     from moscale_ros.data.dataset import MotionTextDataset
 
-    dataset = MotionTextDataset(prepared, split, max_frames=cfg.max_frames, min_frames=cfg.min_frames,
-                                normalize=False, deterministic=True)
+    dataset = MotionTextDataset(
+        prepared, split, max_frames=cfg.max_frames, min_frames=cfg.min_frames, normalize=False, deterministic=True
+    )
     clips = [c for c in dataset.clips if c.texts]
     if len(clips) < 2:
-        raise DataError(f"{prepared.cache_dir}: split {split!r} has {len(clips)} clips of >= {cfg.min_frames} "
-                        "frames with descriptions; the metrics need at least 2")
+        raise DataError(
+            f"{prepared.cache_dir}: split {split!r} has {len(clips)} clips of >= {cfg.min_frames} "
+            "frames with descriptions; the metrics need at least 2"
+        )
     if max_clips is not None and len(clips) > max_clips:
         picks = np.random.default_rng(cfg.seed).permutation(len(clips))[:max_clips]
         clips = [clips[i] for i in sorted(picks)]
@@ -151,8 +156,10 @@ class NextScaleSource:
         with gen.inference_context():
             for length in dict.fromkeys(frames):
                 rows = [i for i, f in enumerate(frames) if f == length]
-                idx = [torch.as_tensor(np.stack([outputs[i].codes[k] for i in rows])).to(gen.device)
-                       for k in range(gen.num_scales)]
+                idx = [
+                    torch.as_tensor(np.stack([outputs[i].codes[k] for i in rows])).to(gen.device)
+                    for k in range(gen.num_scales)
+                ]
                 N = -(-length // gen.frames_per_latent)
                 lengths_B = torch.full((len(rows),), length, device=gen.device)
                 feats_BTD = gen.tokenizer.decode_indices(idx, N, lengths_B) * gen.std_D + gen.mean_D
@@ -184,8 +191,9 @@ class NextTokenSource:
         return {"first_plan_s": seconds, "final_s": seconds}
 
 
-def load_source(path: str | Path, device: str | torch.device = "cpu", text_encoder=None,
-                **overrides) -> tuple[MotionSource, str]:
+def load_source(
+    path: str | Path, device: str | torch.device = "cpu", text_encoder=None, **overrides
+) -> tuple[MotionSource, str]:
     """A motion source for any trained generator file (next-scale ``generator`` or ``next-token-generator``)
     and its order name; ``overrides`` replace generation settings."""
     from moscale_ros.checkpoint import load_checkpoint
@@ -198,14 +206,17 @@ def load_source(path: str | Path, device: str | torch.device = "cpu", text_encod
     if text_encoder is not None and text_encoder.name != ckpt.configs.get("text_encoder", {}).get("name"):
         text_encoder = None  # the generator was trained with another text encoder: load its own
     if kind == GENERATOR_KIND:
-        generator = MotionGenerator.from_checkpoint(path, device=device, text_encoder=text_encoder, warm_up=True,
-                                                    **overrides)
+        generator = MotionGenerator.from_checkpoint(
+            path, device=device, text_encoder=text_encoder, warm_up=True, **overrides
+        )
         return NextScaleSource(generator), "next-scale"
     if kind == NEXT_TOKEN_KIND:
-        return NextTokenSource(NextTokenGenerator.from_checkpoint(path, device, text_encoder, **overrides)), \
-            "next-token"
-    raise CheckpointError(f"{path}: a {kind!r} checkpoint is not a generator (expected {GENERATOR_KIND!r} or "
-                          f"{NEXT_TOKEN_KIND!r})")
+        return NextTokenSource(
+            NextTokenGenerator.from_checkpoint(path, device, text_encoder, **overrides)
+        ), "next-token"
+    raise CheckpointError(
+        f"{path}: a {kind!r} checkpoint is not a generator (expected {GENERATOR_KIND!r} or {NEXT_TOKEN_KIND!r})"
+    )
 
 
 # ---- scoring ------------------------------------------------------------------------------------------------
@@ -221,8 +232,12 @@ class RowResult:
     timing: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "text_set": self.text_set,
-                "metrics": {k: v.to_dict() for k, v in self.metrics.items()}, "timing": self.timing}
+        return {
+            "name": self.name,
+            "text_set": self.text_set,
+            "metrics": {k: v.to_dict() for k, v in self.metrics.items()},
+            "timing": self.timing,
+        }
 
 
 @dataclass
@@ -247,20 +262,31 @@ def draw_texts(test: TestSet, text_set: str, rng: np.random.Generator) -> list[s
     options = test.texts[text_set]
     missing = [test.names[i] for i, texts in enumerate(options) if not texts]
     if missing:
-        raise DataError(f"{len(missing)} clips have no {text_set!r} descriptions (e.g. {', '.join(missing[:3])}); "
-                        "leave that text set out (--set text_sets=[train])")
+        raise DataError(
+            f"{len(missing)} clips have no {text_set!r} descriptions (e.g. {', '.join(missing[:3])}); "
+            "leave that text set out (--set text_sets=[train])"
+        )
     return [texts[int(rng.integers(len(texts)))] for texts in options]
 
 
-def score_run(evaluator: Evaluator, real: RealStatistics, texts: list[str], motions: EmbeddedMotions,
-              cfg: ProtocolConfig, rng: np.random.Generator, fid_against: np.ndarray | None = None) -> dict[str, float]:
+def score_run(
+    evaluator: Evaluator,
+    real: RealStatistics,
+    texts: list[str],
+    motions: EmbeddedMotions,
+    cfg: ProtocolConfig,
+    rng: np.random.Generator,
+    fid_against: np.ndarray | None = None,
+) -> dict[str, float]:
     """Metrics of one run: ``motions[i]`` was made from ``texts[i]`` for test clip ``i``; FID against
     ``fid_against`` (embeddings) instead of the real test windows when given."""
     text_NE = evaluator.embed_texts(texts)
     top_K = metrics.r_precision(text_NE, motions.embedding_NE, 3, cfg.r_precision_group, rng)
     reference_NE = real.embedded.embedding_NE if fid_against is None else fid_against
     return {
-        "r1": float(top_K[0]), "r2": float(top_K[1]), "r3": float(top_K[2]),
+        "r1": float(top_K[0]),
+        "r2": float(top_K[1]),
+        "r3": float(top_K[2]),
         "fid": metrics.fid(motions.embedding_NE, reference_NE),
         "mm_dist": metrics.mm_dist(text_NE, motions.embedding_NE),
         "diversity": metrics.diversity(motions.embedding_NE, cfg.diversity_pairs, rng),
@@ -274,8 +300,14 @@ def _summarise(name: str, text_set: str, per_run: list[dict[str, float]], timing
     return RowResult(name, text_set, {k: metrics.confidence_interval([r[k] for r in per_run]) for k in keys}, timing)
 
 
-def evaluate_reference(evaluator: Evaluator, test: TestSet, real: RealStatistics, cfg: ProtocolConfig,
-                       text_set: str, fid_reference: list[np.ndarray] | None = None) -> RowResult:
+def evaluate_reference(
+    evaluator: Evaluator,
+    test: TestSet,
+    real: RealStatistics,
+    cfg: ProtocolConfig,
+    text_set: str,
+    fid_reference: list[np.ndarray] | None = None,
+) -> RowResult:
     """The real windows scored like generated motions (see the module docstring)."""
     fid_NE = None if not fid_reference else evaluator.embed_motions(fid_reference).embedding_NE
     per_run = []
@@ -286,8 +318,16 @@ def evaluate_reference(evaluator: Evaluator, test: TestSet, real: RealStatistics
     return _summarise("real motion (reference)", text_set, per_run, {})
 
 
-def evaluate_source(source: MotionSource, name: str, evaluator: Evaluator, test: TestSet, real: RealStatistics,
-                    cfg: ProtocolConfig, text_set: str, log: Callable[[str], None] = print) -> RowResult:
+def evaluate_source(
+    source: MotionSource,
+    name: str,
+    evaluator: Evaluator,
+    test: TestSet,
+    real: RealStatistics,
+    cfg: ProtocolConfig,
+    text_set: str,
+    log: Callable[[str], None] = print,
+) -> RowResult:
     """Generate and score ``cfg.runs`` times; timing of the batched generation per motion."""
     per_run = []
     generation_s = 0.0
@@ -307,8 +347,9 @@ def evaluate_source(source: MotionSource, name: str, evaluator: Evaluator, test:
             mm_frames = [test.frames[i] for i in mm_rows for _ in range(cfg.mm_samples)]
             mm_features = source.generate_features(mm_texts, mm_frames, seed + 10_000)
             mm_NE = evaluator.embed_motions(mm_features).embedding_NE
-            scores["multimodality"] = metrics.multimodality(mm_NE.reshape(len(mm_rows), cfg.mm_samples, -1),
-                                                            cfg.mm_pairs, rng)
+            scores["multimodality"] = metrics.multimodality(
+                mm_NE.reshape(len(mm_rows), cfg.mm_samples, -1), cfg.mm_pairs, rng
+            )
         per_run.append(scores)
         log(f"[{name} | {text_set}] run {r + 1}/{cfg.runs}: " + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()))
     return _summarise(name, text_set, per_run, {"generation_ms_per_motion": 1000.0 * generation_s / generated})
@@ -323,9 +364,17 @@ def measure_latency(source: MotionSource, cfg: ProtocolConfig, text: str = "a pe
 
 # ---- tables ---------------------------------------------------------------------------------------------
 
-COLUMNS = (("r1", "R@1 ↑"), ("r2", "R@2 ↑"), ("r3", "R@3 ↑"), ("fid", "FID ↓"), ("mm_dist", "MM-Dist ↓"),
-           ("diversity", "Diversity →"), ("multimodality", "MModality ↑"), ("content_acc", "Content acc ↑"),
-           ("style_acc", "Style acc ↑"))
+COLUMNS = (
+    ("r1", "R@1 ↑"),
+    ("r2", "R@2 ↑"),
+    ("r3", "R@3 ↑"),
+    ("fid", "FID ↓"),
+    ("mm_dist", "MM-Dist ↓"),
+    ("diversity", "Diversity →"),
+    ("multimodality", "MModality ↑"),
+    ("content_acc", "Content acc ↑"),
+    ("style_acc", "Style acc ↑"),
+)
 
 
 def markdown_table(rows: list[RowResult], extra_columns: Sequence[tuple[str, Callable[[RowResult], str]]] = ()) -> str:
@@ -344,8 +393,6 @@ def markdown_table(rows: list[RowResult], extra_columns: Sequence[tuple[str, Cal
 # ---- ``moscale eval generator`` ---------------------------------------------------------------------------
 
 
-
-
 def load_protocol(args: argparse.Namespace) -> ProtocolConfig:
     from moscale_ros.paths import resource
 
@@ -359,8 +406,13 @@ def load_protocol(args: argparse.Namespace) -> ProtocolConfig:
 
 
 def generation_overrides(args: argparse.Namespace) -> dict:
-    names = {"refine_iterations": "refine_iterations", "guidance": "guidance", "guidance_end": "guidance_end",
-             "top_p": "top_p", "temperature": "temperature"}
+    names = {
+        "refine_iterations": "refine_iterations",
+        "guidance": "guidance",
+        "guidance_end": "guidance_end",
+        "top_p": "top_p",
+        "temperature": "temperature",
+    }
     return {key: getattr(args, attr) for key, attr in names.items() if getattr(args, attr, None) is not None}
 
 
@@ -380,7 +432,7 @@ def default_evaluator_path() -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from moscale_ros.training.common import select_device, torch_threads
+    from moscale_ros.runtime import select_device, torch_threads
 
     with torch_threads(args.threads):
         return _evaluate(args, select_device(args.device))
@@ -414,19 +466,33 @@ def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
     for row in rows:
         if row.timing:
             row.timing.update(latency)
-    info = {"checkpoint": str(checkpoint), "order": order, "evaluator": str(evaluator_path), "split": cfg.split,
-            "clips": len(test), "runs": cfg.runs, "generation_overrides": overrides}
+    info = {
+        "checkpoint": str(checkpoint),
+        "order": order,
+        "evaluator": str(evaluator_path),
+        "split": cfg.split,
+        "clips": len(test),
+        "runs": cfg.runs,
+        "generation_overrides": overrides,
+    }
     if args.json:
         print(json.dumps({"info": info, "rows": [r.to_dict() for r in rows]}, indent=2))
         return 0
-    print(f"generator {checkpoint} ({order}); evaluator {evaluator_path}; {cfg.split} split, {len(test)} clips, "
-          f"{cfg.runs} runs (mean ± 95 % interval)")
+    print(
+        f"generator {checkpoint} ({order}); evaluator {evaluator_path}; {cfg.split} split, {len(test)} clips, "
+        f"{cfg.runs} runs (mean ± 95 % interval)"
+    )
     for text_set in cfg.text_sets:
         print(f"\n{TEXT_SET_TITLES[text_set]}:")
-        print(markdown_table([r for r in rows if r.text_set == text_set],
-                             [("gen ms/motion", lambda r: f"{r.timing['generation_ms_per_motion']:.1f}"
-                               if r.timing else "–")]))
-    print(f"\nlatency of one {cfg.latency_frames}-frame motion: first plan {latency['latency_first_plan_s']:.3f} s, "
-          f"final {latency['latency_final_s']:.3f} s")
+        print(
+            markdown_table(
+                [r for r in rows if r.text_set == text_set],
+                [("gen ms/motion", lambda r: f"{r.timing['generation_ms_per_motion']:.1f}" if r.timing else "–")],
+            )
+        )
+    print(
+        f"\nlatency of one {cfg.latency_frames}-frame motion: first plan {latency['latency_first_plan_s']:.3f} s, "
+        f"final {latency['latency_final_s']:.3f} s"
+    )
     sys.stdout.flush()
     return 0

@@ -51,8 +51,13 @@ def distance_matrix(a_NE: np.ndarray, b_ME: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(sq_NM, 0.0))
 
 
-def r_precision(text_NE: np.ndarray, motion_NE: np.ndarray, top_k: int = 3, group_size: int = R_PRECISION_GROUP,
-                rng: np.random.Generator | None = None) -> np.ndarray:
+def r_precision(
+    text_NE: np.ndarray,
+    motion_NE: np.ndarray,
+    top_k: int = 3,
+    group_size: int = R_PRECISION_GROUP,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """``(top_k,)`` share of texts whose own motion ranks within the ``k`` nearest of its group.
 
     Pairs are shuffled with ``rng`` (unshuffled when None) and cut into groups of ``group_size``

@@ -55,8 +55,18 @@ class EvaluatorConfig:
     num_styles: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("feature_dim", "width", "depth", "num_heads", "embed_dim", "text_dim", "text_hidden",
-                     "max_frames", "num_contents", "num_styles"):
+        for name in (
+            "feature_dim",
+            "width",
+            "depth",
+            "num_heads",
+            "embed_dim",
+            "text_dim",
+            "text_hidden",
+            "max_frames",
+            "num_contents",
+            "num_styles",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name}: must be >= 1, got {getattr(self, name)}")
         if self.width % self.num_heads:
@@ -88,8 +98,9 @@ class MotionEncoder(nn.Module):
         self.stem = nn.Sequential(*layers)
         self.summary_W = nn.Parameter(0.02 * torch.randn(W))
         self.position_SW = nn.Parameter(0.02 * torch.randn(cfg.max_tokens + 1, W))
-        layer = nn.TransformerEncoderLayer(W, cfg.num_heads, int(W * cfg.mlp_ratio), cfg.dropout, activation="gelu",
-                                           batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            W, cfg.num_heads, int(W * cfg.mlp_ratio), cfg.dropout, activation="gelu", batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, cfg.depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(W)
 
@@ -144,8 +155,9 @@ class TextMotionEvaluator(nn.Module):
         return F.normalize(self.text_head(pooled_BD), dim=-1)
 
 
-def contrastive_loss(text_BE: torch.Tensor, motion_BE: torch.Tensor, same_label_BB: torch.Tensor,
-                     temperature: float) -> torch.Tensor:
+def contrastive_loss(
+    text_BE: torch.Tensor, motion_BE: torch.Tensor, same_label_BB: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """Symmetric InfoNCE on ``s_ij = t_i . m_j / tau``; off-diagonal pairs flagged in ``same_label_BB``
     are left out of both softmax denominators (they are not negatives)."""
     logits_BB = text_BE @ motion_BE.T / temperature
@@ -159,9 +171,16 @@ def contrastive_loss(text_BE: torch.Tensor, motion_BE: torch.Tensor, same_label_
 # ---- checkpoints and the ready-to-use evaluator ------------------------------------------------------------
 
 
-def save_evaluator(path: str | Path, model: TextMotionEvaluator, mean_D: torch.Tensor, std_D: torch.Tensor,
-                   text_encoder: TextEncoderConfig, contents: list[str], styles: list[str],
-                   extra: dict[str, Any] | None = None) -> Path:
+def save_evaluator(
+    path: str | Path,
+    model: TextMotionEvaluator,
+    mean_D: torch.Tensor,
+    std_D: torch.Tensor,
+    text_encoder: TextEncoderConfig,
+    contents: list[str],
+    styles: list[str],
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """A slim evaluator checkpoint: weights, config, feature mean/std, text encoder name, label names."""
     return save_checkpoint(
         path,
@@ -172,10 +191,14 @@ def save_evaluator(path: str | Path, model: TextMotionEvaluator, mean_D: torch.T
     )
 
 
-def evaluator_configs(model: TextMotionEvaluator, text_encoder: TextEncoderConfig, contents: list[str],
-                      styles: list[str]) -> dict[str, Any]:
-    return {"evaluator": to_dict(model.cfg), "text_encoder": to_dict(text_encoder),
-            "labels": {"contents": list(contents), "styles": list(styles)}}
+def evaluator_configs(
+    model: TextMotionEvaluator, text_encoder: TextEncoderConfig, contents: list[str], styles: list[str]
+) -> dict[str, Any]:
+    return {
+        "evaluator": to_dict(model.cfg),
+        "text_encoder": to_dict(text_encoder),
+        "labels": {"contents": list(contents), "styles": list(styles)},
+    }
 
 
 @dataclass
@@ -248,8 +271,10 @@ class Evaluator:
         dim = self.mean_D.shape[0]
         for i, m in enumerate(motions):
             if m.ndim != 2 or m.shape[1] != dim or not 4 <= m.shape[0] <= self.max_frames:
-                raise InputError(f"evaluator: motion {i} has shape {tuple(m.shape)}; expected (T, {dim}) with "
-                                 f"4 <= T <= {self.max_frames}")
+                raise InputError(
+                    f"evaluator: motion {i} has shape {tuple(m.shape)}; expected (T, {dim}) with "
+                    f"4 <= T <= {self.max_frames}"
+                )
         self.model.eval()
         order = sorted(range(len(motions)), key=lambda i: motions[i].shape[0])
         emb, content, style = [None] * len(motions), [None] * len(motions), [None] * len(motions)
@@ -269,8 +294,9 @@ class Evaluator:
         return EmbeddedMotions(np.stack(emb), np.array(content), np.array(style))
 
 
-def load_evaluator(path: str | Path, device: str | torch.device = "cpu",
-                   text_encoder: TextEncoder | None = None) -> Evaluator:
+def load_evaluator(
+    path: str | Path, device: str | torch.device = "cpu", text_encoder: TextEncoder | None = None
+) -> Evaluator:
     """An :class:`Evaluator` from an evaluator checkpoint (training ``last``/``best`` or slim).
 
     A missing or foreign file, or weights that do not fit the stored config, raise CheckpointError.
@@ -293,11 +319,13 @@ def load_evaluator(path: str | Path, device: str | torch.device = "cpu",
     if text_encoder is None:
         text_encoder = TextEncoder(text_cfg, device=device)
     elif text_encoder.name != text_cfg.name:
-        raise CheckpointError(f"{path}: evaluator was trained with text encoder {text_cfg.name!r}, "
-                              f"got {text_encoder.name!r}")
+        raise CheckpointError(
+            f"{path}: evaluator was trained with text encoder {text_cfg.name!r}, got {text_encoder.name!r}"
+        )
     if text_encoder.dim != cfg.text_dim:
-        raise CheckpointError(f"{path}: evaluator expects {cfg.text_dim}-d text features, the text encoder gives "
-                              f"{text_encoder.dim}")
+        raise CheckpointError(
+            f"{path}: evaluator expects {cfg.text_dim}-d text features, the text encoder gives {text_encoder.dim}"
+        )
     norm = ckpt.states["normalization"]
     labels = ckpt.configs["labels"]
     return Evaluator(

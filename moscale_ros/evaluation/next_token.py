@@ -39,6 +39,7 @@ from moscale_ros.generation.config import GenerationConfig
 from moscale_ros.models.text_encoder import TextEncoder, TextFeatures
 from moscale_ros.models.tokenizer import MotionTokenizer
 from moscale_ros.models.transformer import Condition, InferenceState, NextScaleTransformer
+from moscale_ros.runtime import torch_threads
 from moscale_ros.training.transformer import (
     MaskingConfig,
     Models,
@@ -53,16 +54,18 @@ NEXT_TOKEN_KIND = "next-token-generator"
 class NextTokenTransformer(NextScaleTransformer):
     """The next-scale transformer's parameters used in causal next-token order (see the module docstring)."""
 
-    def token_inputs(self, prev_tokens_BN: torch.Tensor, prev_latents_BNC: torch.Tensor,
-                     num_latents_B: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    def token_inputs(
+        self, prev_tokens_BN: torch.Tensor, prev_latents_BNC: torch.Tensor, num_latents_B: torch.Tensor, offset: int = 0
+    ) -> torch.Tensor:
         """``x`` of positions ``offset .. offset + n - 1`` from the previous tokens and their latents."""
         B, n = prev_tokens_BN.shape
         i_N = torch.arange(offset, offset + n, device=prev_tokens_BN.device, dtype=prev_latents_BNC.dtype)
         positions_BN = (i_N[None, :] + 0.5) / num_latents_B[:, None].to(prev_latents_BNC.dtype)
         return self.embed_scale(prev_latents_BNC, prev_tokens_BN, 0, positions_BN)
 
-    def forward(self, cond: Condition, prev_tokens_BN: torch.Tensor, prev_latents_BNC: torch.Tensor,
-                num_latents_B: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, cond: Condition, prev_tokens_BN: torch.Tensor, prev_latents_BNC: torch.Tensor, num_latents_B: torch.Tensor
+    ) -> torch.Tensor:
         """Logits ``(B, N, V)`` of every position under a causal mask (teacher forcing); positions past
         ``num_latents_B`` are padding (never attended to)."""
         x_BNW = self.token_inputs(prev_tokens_BN, prev_latents_BNC, num_latents_B)
@@ -77,13 +80,19 @@ class NextTokenTransformer(NextScaleTransformer):
             x_BNW, _ = block(x_BNW, block.modulation(cond.cond_BW), None, mask_B1NN, memory_kv, memory_mask_B11N)
         return self.logits(x_BNW, self.head_ada(F.silu(cond.cond_BW)).unflatten(-1, (2, -1)))
 
-    def step_token(self, state: InferenceState, prev_tokens_B1: torch.Tensor, prev_latents_B1C: torch.Tensor,
-                   num_latents_B: torch.Tensor) -> torch.Tensor:
+    def step_token(
+        self,
+        state: InferenceState,
+        prev_tokens_B1: torch.Tensor,
+        prev_latents_B1C: torch.Tensor,
+        num_latents_B: torch.Tensor,
+    ) -> torch.Tensor:
         """Logits ``(B, 1, V)`` of the next position given the cached earlier ones (appended to the cache)."""
         x_B1W = self.token_inputs(prev_tokens_B1, prev_latents_B1C, num_latents_B, offset=state.scales_done)
         for i, block in enumerate(self.blocks):
-            x_B1W, state.self_kv[i] = block(x_B1W, state.modulation[i], state.self_kv[i], None, state.memory_kv[i],
-                                           state.memory_mask_B11N)
+            x_B1W, state.self_kv[i] = block(
+                x_B1W, state.modulation[i], state.self_kv[i], None, state.memory_kv[i], state.memory_mask_B11N
+            )
         state.scales_done += 1
         return self.logits(x_B1W, state.head_modulation_B2W)
 
@@ -96,14 +105,22 @@ def shifted_inputs(tokenizer: MotionTokenizer, idx_BN: torch.Tensor, bos_id: int
     return prev_BN, latents_BNC * (prev_BN != bos_id)[..., None].to(latents_BNC.dtype)
 
 
-def next_token_loss(models: Models, batch: dict, masking: MaskingConfig, loss_cfg: TransformerLossConfig,
-                    device: torch.device, train: bool) -> tuple[torch.Tensor, dict[str, float]]:
+def next_token_loss(
+    models: Models,
+    batch: dict,
+    masking: MaskingConfig,
+    loss_cfg: TransformerLossConfig,
+    device: torch.device,
+    train: bool,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Teacher-forced cross-entropy of a batch (training: corrupted inputs and condition dropout;
     validation: clean) plus the length estimator's loss; the parts carry the token accuracy ``acc_s1``."""
     tokenizer, model = models.tokenizer, models.transformer
     if tokenizer.num_scales != 1:
-        raise ConfigError(f"next-token order needs a single-scale tokenizer (model.scales: [49]); this one has "
-                          f"{tokenizer.num_scales} scales {tokenizer.cfg.scales}")
+        raise ConfigError(
+            f"next-token order needs a single-scale tokenizer (model.scales: [49]); this one has "
+            f"{tokenizer.num_scales} scales {tokenizer.cfg.scales}"
+        )
     feats_BTD, lengths_B = batch["feats_BTD"].to(device), batch["lengths_B"].to(device)
     with torch.no_grad():
         f_BNC, N_B = tokenizer.encode_latents(feats_BTD, lengths_B)
@@ -111,14 +128,16 @@ def next_token_loss(models: Models, batch: dict, masking: MaskingConfig, loss_cf
         idx_BN, valid_BN = quant.idx[0], quant.masks[0]
         inputs_BN = idx_BN
         if train and masking.corrupt_max > 0 and masking.corrupt_prob > 0:
-            inputs_BN = corrupt_codes(idx_BN, valid_BN, tokenizer.codebook_size, masking.corrupt_max,
-                                      masking.corrupt_prob)
+            inputs_BN = corrupt_codes(
+                idx_BN, valid_BN, tokenizer.codebook_size, masking.corrupt_max, masking.corrupt_prob
+            )
         prev_BN, prev_latents_BNC = shifted_inputs(tokenizer, inputs_BN, model.mask_id)
     text = models.text_encoder.encode(batch["texts"]).to(device)
     cond = model.condition(text, N_B, drop_B=None if train else torch.zeros_like(N_B, dtype=torch.bool))
     logits_BNV = model(cond, prev_BN, prev_latents_BNC.to(cond.cond_BW.dtype), N_B)
-    ce = F.cross_entropy(logits_BNV[valid_BN].float(), idx_BN[valid_BN],
-                         label_smoothing=loss_cfg.label_smoothing if train else 0.0)
+    ce = F.cross_entropy(
+        logits_BNV[valid_BN].float(), idx_BN[valid_BN], label_smoothing=loss_cfg.label_smoothing if train else 0.0
+    )
     length_loss = models.length.loss(text.pooled_BD, N_B)
     loss = ce + loss_cfg.length_weight * length_loss
     with torch.no_grad():
@@ -126,8 +145,9 @@ def next_token_loss(models: Models, batch: dict, masking: MaskingConfig, loss_cf
     return loss, {"loss": loss.item(), "ce": ce.item(), "length_ce": length_loss.item(), "acc_s1": hits}
 
 
-NEXT_TOKEN_ORDER = TrainingOrder(transformer_cls=NextTokenTransformer, loss_fn=next_token_loss, kind=NEXT_TOKEN_KIND,
-                                 run_name="next_token")
+NEXT_TOKEN_ORDER = TrainingOrder(
+    transformer_cls=NextTokenTransformer, loss_fn=next_token_loss, kind=NEXT_TOKEN_KIND, run_name="next_token"
+)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,8 +170,9 @@ class NextTokenGenerator:
     fps: float = 20.0
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
-                        text_encoder: TextEncoder | None = None, **overrides) -> NextTokenGenerator:
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device = "cpu", text_encoder: TextEncoder | None = None, **overrides
+    ) -> NextTokenGenerator:
         """Load a ``next-token-generator`` checkpoint; ``overrides`` replace generation settings."""
         from moscale_ros.config import from_dict, to_dict
         from moscale_ros.generation.bundle import load_generator_parts
@@ -214,15 +235,12 @@ class NextTokenGenerator:
             raise InputError(f"next-token generation: {len(texts)} texts but {len(frames)} lengths")
         bad = [f for f in frames if not self.frames_per_latent <= f <= self.max_frames]
         if bad:
-            raise InputError(f"next-token generation: lengths {bad[:3]} frames outside {self.frames_per_latent}.."
-                             f"{self.max_frames}")
+            raise InputError(
+                f"next-token generation: lengths {bad[:3]} frames outside {self.frames_per_latent}..{self.max_frames}"
+            )
         generator = torch.Generator(self.device).manual_seed(int(seed))
         out: list[np.ndarray | None] = [None] * len(texts)
-        threads = self.config.num_threads
-        previous = torch.get_num_threads()
-        if threads > 0:
-            torch.set_num_threads(threads)
-        try:
+        with torch_threads(self.config.num_threads):
             for length in dict.fromkeys(frames):
                 rows = [i for i, f in enumerate(frames) if f == length]
                 N = -(-length // self.frames_per_latent)
@@ -232,8 +250,6 @@ class NextTokenGenerator:
                     feats_BTD = self.tokenizer.decode_indices([idx_BN], N, lengths_B) * self.std_D + self.mean_D
                 for b, i in enumerate(rows):
                     out[i] = feats_BTD[b, :length].float().cpu().numpy()
-        finally:
-            torch.set_num_threads(previous)
         return [o for o in out if o is not None]
 
     def latency(self, text: str, frames: int, seed: int = 0) -> float:

@@ -39,13 +39,11 @@ from moscale_ros.paths import resource
 from moscale_ros.training.common import (
     LoopConfig,
     ResumeState,
-    RunDir,
+    TrainingSession,
     load_training_checkpoint,
     run_loop,
     save_training_checkpoint,
-    seed_everything,
-    select_device,
-    torch_threads,
+    training_session,
 )
 
 EVALUATOR_FILE = "evaluator.safetensors"
@@ -63,8 +61,9 @@ class EvaluatorDataConfig:
 
     def __post_init__(self) -> None:
         if not 4 <= self.min_frames <= self.max_frames:
-            raise ConfigError(f"data.min_frames/max_frames: need 4 <= min <= max, got "
-                              f"{self.min_frames}/{self.max_frames}")
+            raise ConfigError(
+                f"data.min_frames/max_frames: need 4 <= min <= max, got {self.min_frames}/{self.max_frames}"
+            )
         if not 0.0 <= self.mirror_prob <= 1.0:
             raise ConfigError(f"data.mirror_prob: must be in [0, 1], got {self.mirror_prob}")
 
@@ -114,12 +113,25 @@ def style_concepts(styles: list[str]) -> tuple[list[str], torch.Tensor]:
 class EvaluatorBatches:
     """Normalised windows of one split with their description and labels (style as concept index)."""
 
-    def __init__(self, prepared, split: str, cfg: EvaluatorDataConfig, style_map: torch.Tensor,
-                 deterministic: bool, mirror_prob: float = 0.0) -> None:
+    def __init__(
+        self,
+        prepared,
+        split: str,
+        cfg: EvaluatorDataConfig,
+        style_map: torch.Tensor,
+        deterministic: bool,
+        mirror_prob: float = 0.0,
+    ) -> None:
         from moscale_ros.data.dataset import MotionTextDataset
 
-        self.dataset = MotionTextDataset(prepared, split, max_frames=cfg.max_frames, min_frames=cfg.min_frames,
-                                         deterministic=deterministic, mirror_prob=mirror_prob)
+        self.dataset = MotionTextDataset(
+            prepared,
+            split,
+            max_frames=cfg.max_frames,
+            min_frames=cfg.min_frames,
+            deterministic=deterministic,
+            mirror_prob=mirror_prob,
+        )
         if len(self.dataset) == 0:
             raise DataError(f"{prepared.cache_dir}: split {split!r} has no clips of >= {cfg.min_frames} frames")
         self.style_map = style_map
@@ -138,8 +150,9 @@ class EvaluatorBatches:
         return self.batch(torch.randint(0, len(self.dataset), (batch_size,)).tolist())
 
 
-def evaluator_loss(model: TextMotionEvaluator, pooled_BD: torch.Tensor, batch: dict, cfg: EvaluatorLossConfig,
-                   device: torch.device) -> tuple[torch.Tensor, dict[str, float], torch.Tensor, torch.Tensor]:
+def evaluator_loss(
+    model: TextMotionEvaluator, pooled_BD: torch.Tensor, batch: dict, cfg: EvaluatorLossConfig, device: torch.device
+) -> tuple[torch.Tensor, dict[str, float], torch.Tensor, torch.Tensor]:
     """Loss of a batch, its parts, and the text and motion embeddings."""
     feats_BTD, lengths_B = batch["feats_BTD"].to(device), batch["lengths_B"].to(device)
     content_B, style_B = batch["content_B"].to(device), batch["style_B"].to(device)
@@ -153,7 +166,10 @@ def evaluator_loss(model: TextMotionEvaluator, pooled_BD: torch.Tensor, batch: d
     style_ce = F.cross_entropy(out.style_logits_BS.float(), style_B)
     loss = nce + cfg.classifier_weight * (content_ce + style_ce)
     parts = {
-        "loss": loss.item(), "nce": nce.item(), "content_ce": content_ce.item(), "style_ce": style_ce.item(),
+        "loss": loss.item(),
+        "nce": nce.item(),
+        "content_ce": content_ce.item(),
+        "style_ce": style_ce.item(),
         "content_acc": float((out.content_logits_BC.argmax(-1) == content_B).float().mean()),
         "style_acc": float((out.style_logits_BS.argmax(-1) == style_B).float().mean()),
     }
@@ -163,31 +179,36 @@ def evaluator_loss(model: TextMotionEvaluator, pooled_BD: torch.Tensor, batch: d
 def run(args: argparse.Namespace) -> int:
     """Train (or resume) the evaluator; writes ``last``/``best``/``evaluator.safetensors`` in the run dir."""
     cfg = load_train_config(args)
-    with torch_threads(cfg.train.num_threads) as threads:
-        return _train(cfg, args, threads)
+    with training_session(args, "evaluator", cfg.train) as session:
+        return _train(cfg, session)
 
 
-def _train(cfg: EvaluatorTrainConfig, args: argparse.Namespace, threads: int) -> int:
+def _train(cfg: EvaluatorTrainConfig, session: TrainingSession) -> int:
     from moscale_ros.data.dataset import load_prepared
     from moscale_ros.evaluation.metrics import r_precision
 
-    device = select_device(getattr(args, "device", "auto"))
-    run_dir = RunDir.for_model(getattr(args, "out", None), "evaluator")
-    resuming = run_dir.prepare(bool(getattr(args, "resume", False)))
-    seed_everything(cfg.train.seed)
+    device, run_dir, resuming = session.device, session.run_dir, session.resuming
     prepared = load_prepared(cfg.data.cache_dir, load_joints=False)
     styles, style_map = style_concepts(prepared.styles)
     train_data = EvaluatorBatches(prepared, "train", cfg.data, style_map, False, cfg.data.mirror_prob)
     val_data = EvaluatorBatches(prepared, cfg.data.val_split, cfg.data, style_map, True)
     text_encoder = TextEncoder(cfg.text_encoder, device=device)
-    model_cfg = replace(cfg.model, text_dim=text_encoder.dim, max_frames=cfg.data.max_frames,
-                        num_contents=len(prepared.contents), num_styles=len(styles))
+    model_cfg = replace(
+        cfg.model,
+        text_dim=text_encoder.dim,
+        max_frames=cfg.data.max_frames,
+        num_contents=len(prepared.contents),
+        num_styles=len(styles),
+    )
     model = TextMotionEvaluator(model_cfg).to(device)
     mean_D = torch.as_tensor(np.asarray(prepared.mean), dtype=torch.float32)
     std_D = torch.as_tensor(np.asarray(prepared.std), dtype=torch.float32)
-    print(f"evaluator: {count_parameters(model) / 1e6:.2f} M trainable parameters; text encoder {text_encoder.name}; "
-          f"{len(train_data)} training clips, {len(val_data)} {cfg.data.val_split} clips; {len(prepared.contents)} "
-          f"contents, {len(styles)} style concepts; device {device}, {threads} CPU threads", file=sys.stderr)
+    print(
+        f"evaluator: {count_parameters(model) / 1e6:.2f} M trainable parameters; text encoder {text_encoder.name}; "
+        f"{len(train_data)} training clips, {len(val_data)} {cfg.data.val_split} clips; {len(prepared.contents)} "
+        f"contents, {len(styles)} style concepts; device {device}, {session.threads} CPU threads",
+        file=sys.stderr,
+    )
     pooled_cache: dict[str, torch.Tensor] = {}
 
     def pooled(texts: list[str]) -> torch.Tensor:
@@ -196,8 +217,9 @@ def _train(cfg: EvaluatorTrainConfig, args: argparse.Namespace, threads: int) ->
             pooled_cache.update(zip(missing, text_encoder.encode(missing).pooled_BD.float().cpu()))
         return torch.stack([pooled_cache[t] for t in texts])
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, betas=(0.9, 0.99),
-                                  weight_decay=cfg.train.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.train.lr, betas=(0.9, 0.99), weight_decay=cfg.train.weight_decay
+    )
     state = ResumeState()
     if resuming:
         state = load_training_checkpoint(run_dir.last, CHECKPOINT_KIND, {"evaluator": model}, optimizer, device)
@@ -240,15 +262,31 @@ def _train(cfg: EvaluatorTrainConfig, args: argparse.Namespace, threads: int) ->
         return metrics
 
     def save(path: Path, st: ResumeState) -> None:
-        save_training_checkpoint(path, CHECKPOINT_KIND, {"evaluator": model}, optimizer, configs, st,
-                                 extra_tensors={"normalization": norm})
+        save_training_checkpoint(
+            path, CHECKPOINT_KIND, {"evaluator": model}, optimizer, configs, st, extra_tensors={"normalization": norm}
+        )
 
-    result = run_loop(cfg.train, run_dir, state, train_step, validate, save, optimizer, best_key="val_loss",
-                      desc="evaluator")
-    slim = save_evaluator(run_dir.path / EVALUATOR_FILE, model, mean_D, std_D, cfg.text_encoder, prepared.contents,
-                          styles, extra={"step": result.step, "elapsed_s": result.elapsed_s,
-                                         "data": str(prepared.cache_dir), "val": result.last_val})
+    result = run_loop(
+        cfg.train, run_dir, state, train_step, validate, save, optimizer, best_key="val_loss", desc="evaluator"
+    )
+    slim = save_evaluator(
+        run_dir.path / EVALUATOR_FILE,
+        model,
+        mean_D,
+        std_D,
+        cfg.text_encoder,
+        prepared.contents,
+        styles,
+        extra={
+            "step": result.step,
+            "elapsed_s": result.elapsed_s,
+            "data": str(prepared.cache_dir),
+            "val": result.last_val,
+        },
+    )
     shown = ", ".join(f"{k}={v:.4g}" for k, v in result.last_val.items())
-    print(f"evaluator: step {result.step} ({result.stopped_by}); {result.elapsed_s / 60:.1f} min of training; "
-          f"wrote {run_dir.last} and {slim}\nvalidation: {shown}")
+    print(
+        f"evaluator: step {result.step} ({result.stopped_by}); {result.elapsed_s / 60:.1f} min of training; "
+        f"wrote {run_dir.last} and {slim}\nvalidation: {shown}"
+    )
     return 0

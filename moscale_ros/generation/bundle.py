@@ -41,9 +41,13 @@ class GeneratorParts:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def generator_states(tokenizer: MotionTokenizer, transformer: NextScaleTransformer,
-                     length_estimator: LengthEstimator | None, mean_D: torch.Tensor, std_D: torch.Tensor,
-                     ) -> dict[str, dict[str, torch.Tensor]]:
+def generator_states(
+    tokenizer: MotionTokenizer,
+    transformer: NextScaleTransformer,
+    length_estimator: LengthEstimator | None,
+    mean_D: torch.Tensor,
+    std_D: torch.Tensor,
+) -> dict[str, dict[str, torch.Tensor]]:
     """The tensor parts of a generator checkpoint."""
     states = {
         "tokenizer": tokenizer.state_dict(),
@@ -55,9 +59,13 @@ def generator_states(tokenizer: MotionTokenizer, transformer: NextScaleTransform
     return states
 
 
-def generator_configs(tokenizer: MotionTokenizer, transformer: NextScaleTransformer,
-                      length_estimator: LengthEstimator | None, text_encoder: TextEncoderConfig,
-                      generation: GenerationConfig) -> dict[str, Any]:
+def generator_configs(
+    tokenizer: MotionTokenizer,
+    transformer: NextScaleTransformer,
+    length_estimator: LengthEstimator | None,
+    text_encoder: TextEncoderConfig,
+    generation: GenerationConfig,
+) -> dict[str, Any]:
     """The config parts of a generator checkpoint."""
     configs = {
         "tokenizer": to_dict(tokenizer.cfg),
@@ -70,19 +78,28 @@ def generator_configs(tokenizer: MotionTokenizer, transformer: NextScaleTransfor
     return configs
 
 
-def save_generator(path: str | Path, tokenizer: MotionTokenizer, transformer: NextScaleTransformer,
-                   length_estimator: LengthEstimator | None, mean_D: torch.Tensor, std_D: torch.Tensor,
-                   text_encoder: TextEncoderConfig, generation: GenerationConfig | None = None,
-                   extra: dict[str, Any] | None = None, dtype: torch.dtype | None = None,
-                   kind: str = GENERATOR_KIND) -> Path:
+def save_generator(
+    path: str | Path,
+    tokenizer: MotionTokenizer,
+    transformer: NextScaleTransformer,
+    length_estimator: LengthEstimator | None,
+    mean_D: torch.Tensor,
+    std_D: torch.Tensor,
+    text_encoder: TextEncoderConfig,
+    generation: GenerationConfig | None = None,
+    extra: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
+    kind: str = GENERATOR_KIND,
+) -> Path:
     """Write a slim generator checkpoint (no optimiser); ``dtype`` casts weights (fp16 to ship);
     ``kind`` marks another generation order with the same layout (the next-token baseline)."""
     return save_checkpoint(
         path,
         kind,
         states=generator_states(tokenizer, transformer, length_estimator, mean_D, std_D),
-        configs=generator_configs(tokenizer, transformer, length_estimator, text_encoder,
-                                  generation or GenerationConfig()),
+        configs=generator_configs(
+            tokenizer, transformer, length_estimator, text_encoder, generation or GenerationConfig()
+        ),
         extra=extra or {},
         dtype=dtype,
     )
@@ -97,8 +114,9 @@ def _config(cls, configs: dict, part: str, path: Path):
         raise CheckpointError(str(exc)) from exc
 
 
-def load_generator_parts(path: str | Path, device: str | torch.device = "cpu",
-                         kind: str = GENERATOR_KIND) -> GeneratorParts:
+def load_generator_parts(
+    path: str | Path, device: str | torch.device = "cpu", kind: str = GENERATOR_KIND
+) -> GeneratorParts:
     """Rebuild the models of a generator checkpoint (of ``kind``); anything missing or mismatched raises
     CheckpointError."""
     path = Path(path)

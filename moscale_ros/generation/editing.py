@@ -72,8 +72,9 @@ def range_edit(joints: np.ndarray, start_frame: int, end_frame: int) -> KnownMot
 # ---- latent level -------------------------------------------------------------------------------
 
 
-def known_latents(tokenizer, known: KnownMotion, num_latents: int, mean_D: torch.Tensor,
-                  std_D: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def known_latents(
+    tokenizer, known: KnownMotion, num_latents: int, mean_D: torch.Tensor, std_D: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``f_known`` ``(1, N, C)`` and ``known_N`` ``(N,)`` bool: latents whose frames are all given.
 
     The given frames are encoded as one motion (their features need two consecutive given
@@ -105,8 +106,9 @@ def known_latents(tokenizer, known: KnownMotion, num_latents: int, mean_D: torch
     return f_known, known_N
 
 
-def fixed_tokens(tokenizer, f_known_1NC: torch.Tensor, known_N: torch.Tensor, f_hat_BNC: torch.Tensor,
-                 length: int) -> tuple[torch.Tensor, torch.Tensor]:
+def fixed_tokens(
+    tokenizer, f_known_1NC: torch.Tensor, known_N: torch.Tensor, f_hat_BNC: torch.Tensor, length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(fixed_BL, idx_BL)``: scale positions entirely on known latents and their quantiser codes."""
     B, N, _ = f_hat_BNC.shape
     L_B = torch.full((B,), length, dtype=torch.long, device=f_hat_BNC.device)
@@ -172,8 +174,10 @@ def splice(generated_TJ3: np.ndarray, known: KnownMotion, blend_frames: int) -> 
     aligned_TJ3 = generated_TJ3.astype(np.float64) @ R.T + t
     delta_TJ3 = np.where(known_T[:, None, None], known.joints - aligned_TJ3, 0.0)
     left, right, w_left, w_right = _seam_weights(known_T, blend_frames)
-    offset_TJ3 = (w_left[:, None, None] * delta_TJ3[np.maximum(left, 0)]
-                  + w_right[:, None, None] * delta_TJ3[np.maximum(right, 0)])
+    offset_TJ3 = (
+        w_left[:, None, None] * delta_TJ3[np.maximum(left, 0)]
+        + w_right[:, None, None] * delta_TJ3[np.maximum(right, 0)]
+    )
     out_TJ3 = aligned_TJ3 + offset_TJ3
     out_TJ3[known_T] = known.joints[known_T]
     return out_TJ3.astype(np.float32)

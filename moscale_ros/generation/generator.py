@@ -34,6 +34,7 @@ from moscale_ros.models.length import LengthEstimator
 from moscale_ros.models.text_encoder import TextEncoder, TextFeatures
 from moscale_ros.models.tokenizer import MotionTokenizer
 from moscale_ros.models.transformer import NextScaleTransformer
+from moscale_ros.runtime import torch_threads
 
 FPS = 20.0
 DEFAULT_CHECKPOINT = "models/moscale-bandai.safetensors"
@@ -82,10 +83,17 @@ class MotionGenerator:
     duration when none is requested; ``config`` the sampling settings.
     """
 
-    def __init__(self, tokenizer: MotionTokenizer, transformer: NextScaleTransformer, text_encoder: TextEncoder,
-                 mean: torch.Tensor | np.ndarray, std: torch.Tensor | np.ndarray,
-                 length_estimator: LengthEstimator | None = None, config: GenerationConfig | None = None,
-                 device: str | torch.device | None = None) -> None:
+    def __init__(
+        self,
+        tokenizer: MotionTokenizer,
+        transformer: NextScaleTransformer,
+        text_encoder: TextEncoder,
+        mean: torch.Tensor | np.ndarray,
+        std: torch.Tensor | np.ndarray,
+        length_estimator: LengthEstimator | None = None,
+        config: GenerationConfig | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
         self.device = torch.device(device) if device is not None else tokenizer.device
         self.tokenizer = tokenizer.to(self.device).eval()
         self.transformer = transformer.to(self.device).eval()
@@ -114,17 +122,29 @@ class MotionGenerator:
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
-    def from_models(cls, tokenizer: MotionTokenizer, transformer: NextScaleTransformer, text_encoder: TextEncoder,
-                    mean: torch.Tensor | np.ndarray, std: torch.Tensor | np.ndarray,
-                    length_estimator: LengthEstimator | None = None, config: GenerationConfig | None = None,
-                    device: str | torch.device | None = None) -> MotionGenerator:
+    def from_models(
+        cls,
+        tokenizer: MotionTokenizer,
+        transformer: NextScaleTransformer,
+        text_encoder: TextEncoder,
+        mean: torch.Tensor | np.ndarray,
+        std: torch.Tensor | np.ndarray,
+        length_estimator: LengthEstimator | None = None,
+        config: GenerationConfig | None = None,
+        device: str | torch.device | None = None,
+    ) -> MotionGenerator:
         """A generator from models in memory (trained or freshly initialised)."""
         return cls(tokenizer, transformer, text_encoder, mean, std, length_estimator, config, device)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device = "cpu",
-                        text_encoder: TextEncoder | None = None, warm_up: bool = True,
-                        **overrides) -> MotionGenerator:
+    def from_checkpoint(
+        cls,
+        path: str | Path | None = None,
+        device: str | torch.device = "cpu",
+        text_encoder: TextEncoder | None = None,
+        warm_up: bool = True,
+        **overrides,
+    ) -> MotionGenerator:
         """Load a generator checkpoint (default: the shipped model); ``overrides`` replace
         :class:`GenerationConfig` fields (e.g. ``refine_iterations=[1, 1, 1, 1]``)."""
         from moscale_ros.config import from_dict, to_dict
@@ -144,8 +164,16 @@ class MotionGenerator:
             config = from_dict(GenerationConfig, {**to_dict(config), **overrides}, where="generation overrides")
         if text_encoder is None:
             text_encoder = TextEncoder(parts.text_encoder, device=device)
-        generator = cls(parts.tokenizer, parts.transformer, text_encoder, parts.mean_D, parts.std_D,
-                        parts.length_estimator, config, device)
+        generator = cls(
+            parts.tokenizer,
+            parts.transformer,
+            text_encoder,
+            parts.mean_D,
+            parts.std_D,
+            parts.length_estimator,
+            config,
+            device,
+        )
         if warm_up:
             generator.warm_up()
         return generator
@@ -166,17 +194,8 @@ class MotionGenerator:
     def inference_context(self) -> Iterator[None]:
         """Inference mode and ``config.num_threads`` torch threads, both restored on exit (so
         nothing leaks into the caller's code between two yields of a stream)."""
-        threads = self.config.num_threads
-        previous = torch.get_num_threads()
-        change = threads > 0 and threads != previous
-        if change:
-            torch.set_num_threads(threads)
-        try:
-            with torch.inference_mode():
-                yield
-        finally:
-            if change:
-                torch.set_num_threads(previous)
+        with torch_threads(self.config.num_threads), torch.inference_mode():
+            yield
 
     # ---- limits and validation ----------------------------------------------------------------
     @property
@@ -243,8 +262,9 @@ class MotionGenerator:
         return int(seed)
 
     # ---- public API -----------------------------------------------------------------------------
-    def stream(self, text: str, seconds: float | None = None, seed: int | None = None,
-               prefix_joints: np.ndarray | None = None) -> Iterator[ScaleOutput]:
+    def stream(
+        self, text: str, seconds: float | None = None, seed: int | None = None, prefix_joints: np.ndarray | None = None
+    ) -> Iterator[ScaleOutput]:
         """Yield after every scale the decoded full-length motion; the last yield is full detail.
 
         ``seconds``: duration of the new motion (None: the length estimator, else the default).
@@ -260,13 +280,15 @@ class MotionGenerator:
         prefix = None if prefix_joints is None else editing.validate_joints(prefix_joints, "prefix_joints")
         return self._stream(start, text, frames, seed, prefix)
 
-    def generate(self, text: str, seconds: float | None = None, seed: int | None = None,
-                 prefix_joints: np.ndarray | None = None) -> ScaleOutput:
+    def generate(
+        self, text: str, seconds: float | None = None, seed: int | None = None, prefix_joints: np.ndarray | None = None
+    ) -> ScaleOutput:
         """The final (full-detail) result of :meth:`stream`."""
         return _last(self.stream(text, seconds, seed, prefix_joints))
 
-    def stream_edit(self, joints: np.ndarray, start_s: float, end_s: float, text: str,
-                    seed: int | None = None) -> Iterator[ScaleOutput]:
+    def stream_edit(
+        self, joints: np.ndarray, start_s: float, end_s: float, text: str, seed: int | None = None
+    ) -> Iterator[ScaleOutput]:
         """Regenerate ``[start_s, end_s)`` of ``joints`` ``(T, 22, 3)`` under ``text``, keeping the rest."""
         start = time.perf_counter()
         text = self.validate_text(text)
@@ -276,25 +298,27 @@ class MotionGenerator:
         if T > self.max_frames:
             raise InputError(f"joints: {T} frames is more than this model's maximum {self.max_frames}")
         for name, value in (("start_s", start_s), ("end_s", end_s)):
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                    or not math.isfinite(value):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float, np.integer, np.floating))
+                or not math.isfinite(value)
+            ):
                 raise InputError(f"{name} must be a finite number of seconds, got {value!r}")
         first, last = int(round(start_s * self.fps)), int(round(end_s * self.fps))
         if not 0 <= first < last <= T:
             raise InputError(
-                f"edit range [{start_s:g}, {end_s:g}) s is not inside the motion's [0, {T / self.fps:g}] s "
-                "or is empty"
+                f"edit range [{start_s:g}, {end_s:g}) s is not inside the motion's [0, {T / self.fps:g}] s or is empty"
             )
         known = editing.range_edit(joints, first, last)
         return self._stream_known(start, text, known, seed, prefix_frames=0)
 
-    def edit(self, joints: np.ndarray, start_s: float, end_s: float, text: str,
-             seed: int | None = None) -> ScaleOutput:
+    def edit(self, joints: np.ndarray, start_s: float, end_s: float, text: str, seed: int | None = None) -> ScaleOutput:
         """The final result of :meth:`stream_edit`."""
         return _last(self.stream_edit(joints, start_s, end_s, text, seed))
 
-    def generate_batch(self, texts: Sequence[str], seconds: float | Sequence[float] | None = None,
-                       seed: int | None = None) -> list[ScaleOutput]:
+    def generate_batch(
+        self, texts: Sequence[str], seconds: float | Sequence[float] | None = None, seed: int | None = None
+    ) -> list[ScaleOutput]:
         """Final motions of many texts (evaluation); samples of equal length run as one batch."""
         start = time.perf_counter()
         texts = [self.validate_text(t) for t in texts]
@@ -320,8 +344,17 @@ class MotionGenerator:
             rows = [i for i, f in enumerate(frames_list) if f == frames]
             joints_BTJ3, codes = _last(self._run([texts[i] for i in rows], frames, generator, None))
             for b, i in enumerate(rows):
-                results[i] = ScaleOutput(self.num_scales, self.num_scales, True, joints_BTJ3[b], self.fps,
-                                         time.perf_counter() - start, seed, texts[i], codes=[c[b] for c in codes])
+                results[i] = ScaleOutput(
+                    self.num_scales,
+                    self.num_scales,
+                    True,
+                    joints_BTJ3[b],
+                    self.fps,
+                    time.perf_counter() - start,
+                    seed,
+                    texts[i],
+                    codes=[c[b] for c in codes],
+                )
         return [r for r in results if r is not None]
 
     # ---- internals ------------------------------------------------------------------------------
@@ -334,8 +367,9 @@ class MotionGenerator:
         latents_B = self.length_estimator.predict_latents(text.pooled_BD, min_latents=min_latents)
         return [min(int(n) * self.frames_per_latent, self.max_frames) for n in latents_B.tolist()]
 
-    def _stream(self, start: float, text: str, frames: int | None, seed: int,
-                prefix: np.ndarray | None) -> Iterator[ScaleOutput]:
+    def _stream(
+        self, start: float, text: str, frames: int | None, seed: int, prefix: np.ndarray | None
+    ) -> Iterator[ScaleOutput]:
         if frames is None:
             with self.inference_context():
                 frames = self._estimate_frames(self.text_encoder.encode([text]))[0]
@@ -349,19 +383,40 @@ class MotionGenerator:
     def _stream_plain(self, start: float, text: str, frames: int, seed: int) -> Iterator[ScaleOutput]:
         generator = torch.Generator(self.device).manual_seed(seed)
         for k, (joints_BTJ3, codes) in enumerate(self._run([text], frames, generator, None), start=1):
-            yield ScaleOutput(k, self.num_scales, k == self.num_scales, joints_BTJ3[0], self.fps,
-                              time.perf_counter() - start, seed, text, codes=[c[0] for c in codes])
+            yield ScaleOutput(
+                k,
+                self.num_scales,
+                k == self.num_scales,
+                joints_BTJ3[0],
+                self.fps,
+                time.perf_counter() - start,
+                seed,
+                text,
+                codes=[c[0] for c in codes],
+            )
 
-    def _stream_known(self, start: float, text: str, known: editing.KnownMotion, seed: int,
-                      prefix_frames: int) -> Iterator[ScaleOutput]:
+    def _stream_known(
+        self, start: float, text: str, known: editing.KnownMotion, seed: int, prefix_frames: int
+    ) -> Iterator[ScaleOutput]:
         generator = torch.Generator(self.device).manual_seed(seed)
         for k, (joints_BTJ3, codes) in enumerate(self._run([text], known.num_frames, generator, known), start=1):
             joints_TJ3 = editing.splice(joints_BTJ3[0], known, self.config.blend_frames)
-            yield ScaleOutput(k, self.num_scales, k == self.num_scales, joints_TJ3, self.fps,
-                              time.perf_counter() - start, seed, text, prefix_frames, codes=[c[0] for c in codes])
+            yield ScaleOutput(
+                k,
+                self.num_scales,
+                k == self.num_scales,
+                joints_TJ3,
+                self.fps,
+                time.perf_counter() - start,
+                seed,
+                text,
+                prefix_frames,
+                codes=[c[0] for c in codes],
+            )
 
-    def _run(self, texts: list[str], frames: int, generator: torch.Generator,
-             known: editing.KnownMotion | None) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+    def _run(
+        self, texts: list[str], frames: int, generator: torch.Generator, known: editing.KnownMotion | None
+    ) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
         """Joints ``(B, frames, 22, 3)`` and the codes ``[(B, L_j)]`` so far after each scale, for
         texts of one length."""
         cfg = self.config
@@ -395,8 +450,9 @@ class MotionGenerator:
                 fixed_BL = idx_fixed_BL = None
                 if f_known is not None:
                     fixed_BL, idx_fixed_BL = editing.fixed_tokens(self.tokenizer, f_known, known_N, f_hat_BNC, L)
-                idx_BL = self._sample_scale(state, latent_in_BLC, L, iterations, guidance[k], use_cfg, generator,
-                                            fixed_BL, idx_fixed_BL)
+                idx_BL = self._sample_scale(
+                    state, latent_in_BLC, L, iterations, guidance[k], use_cfg, generator, fixed_BL, idx_fixed_BL
+                )
                 f_hat_BNC = f_hat_BNC + self.tokenizer.upsample(self.tokenizer.embed(idx_BL), N_B)
                 decode_BNC = f_hat_BNC
                 if known_N is not None:
@@ -405,9 +461,18 @@ class MotionGenerator:
                 codes.append(idx_BL.cpu().numpy())
             yield joints_BTJ3, list(codes)
 
-    def _sample_scale(self, state, latent_in_BLC: torch.Tensor, L: int, iterations: int, guidance: float,
-                      use_cfg: bool, generator: torch.Generator, fixed_BL: torch.Tensor | None,
-                      idx_fixed_BL: torch.Tensor | None) -> torch.Tensor:
+    def _sample_scale(
+        self,
+        state,
+        latent_in_BLC: torch.Tensor,
+        L: int,
+        iterations: int,
+        guidance: float,
+        use_cfg: bool,
+        generator: torch.Generator,
+        fixed_BL: torch.Tensor | None,
+        idx_fixed_BL: torch.Tensor | None,
+    ) -> torch.Tensor:
         """Tokens ``(B, L)`` of one scale after ``iterations`` predict/re-mask passes; the last pass
         is committed to the KV cache."""
         cfg = self.config

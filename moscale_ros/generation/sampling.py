@@ -39,8 +39,9 @@ def top_p_filter(logits_NV: torch.Tensor, top_p: float) -> torch.Tensor:
     return logits_NV.masked_fill(drop_NV, float("-inf"))
 
 
-def sample_tokens(logits_BLV: torch.Tensor, temperature: float, top_p: float,
-                  generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_tokens(
+    logits_BLV: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Sampled codes ``(B, L)`` and their log-probabilities under the (filtered) distribution."""
     B, L, V = logits_BLV.shape
     logits_NV = logits_BLV.reshape(B * L, V).float()
@@ -60,13 +61,13 @@ def num_masked_after(iteration: int, iterations: int, length: int) -> int:
     return int(math.floor(length * math.cos(0.5 * math.pi * (iteration + 1) / iterations)))
 
 
-def remask_least_confident(confidence_BL: torch.Tensor, candidates_BL: torch.Tensor,
-                           num_masked: int) -> torch.Tensor:
+def remask_least_confident(confidence_BL: torch.Tensor, candidates_BL: torch.Tensor, num_masked: int) -> torch.Tensor:
     """Mask ``(B, L)``: the ``num_masked`` least confident candidate positions per row (capped by the candidates)."""
     if num_masked <= 0:
         return torch.zeros_like(candidates_BL)
     score_BL = confidence_BL.masked_fill(~candidates_BL, float("inf"))
     order_BL = score_BL.argsort(dim=-1)
-    rank_BL = torch.empty_like(order_BL).scatter_(-1, order_BL, torch.arange(score_BL.shape[1],
-                                                                            device=score_BL.device).expand_as(order_BL))
+    rank_BL = torch.empty_like(order_BL).scatter_(
+        -1, order_BL, torch.arange(score_BL.shape[1], device=score_BL.device).expand_as(order_BL)
+    )
     return (rank_BL < num_masked) & candidates_BL

@@ -57,8 +57,9 @@ class LengthEstimator(nn.Module):
         return F.cross_entropy(self(pooled_BD), target_B.long())
 
     @torch.no_grad()
-    def predict_latents(self, pooled_BD: torch.Tensor, min_latents: int = 1,
-                        generator: torch.Generator | None = None) -> torch.Tensor:
+    def predict_latents(
+        self, pooled_BD: torch.Tensor, min_latents: int = 1, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Latent lengths ``(B,)``: the mode, or a sample when ``generator`` is given; at least ``min_latents``."""
         logits_BK = self(pooled_BD).float()
         if min_latents > 1:

@@ -131,7 +131,7 @@ class ResidualScaleQuantizer(nn.Module):
         """``argmin_v ||r - e_v||^2`` for each row (computed in float32)."""
         r_NC = r_NC.float()
         codebook_VC = self.codebook_VC.float()
-        dist_NV = (r_NC.pow(2).sum(-1, keepdim=True) - 2 * r_NC @ codebook_VC.T + codebook_VC.pow(2).sum(-1)[None, :])
+        dist_NV = r_NC.pow(2).sum(-1, keepdim=True) - 2 * r_NC @ codebook_VC.T + codebook_VC.pow(2).sum(-1)[None, :]
         return dist_NV.argmin(dim=-1)
 
     @torch.no_grad()

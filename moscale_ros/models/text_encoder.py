@@ -108,9 +108,11 @@ class TextEncoder:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             self.model = _load_text_model(path, hf_config.model_type)
         except (OSError, ValueError, KeyError) as exc:
-            offline = " (HF_HUB_OFFLINE is set: only local directories and the HF cache are searched)" if (
-                os.environ.get("HF_HUB_OFFLINE") == "1"
-            ) else ""
+            offline = (
+                " (HF_HUB_OFFLINE is set: only local directories and the HF cache are searched)"
+                if (os.environ.get("HF_HUB_OFFLINE") == "1")
+                else ""
+            )
             raise ConfigError(f"text encoder {self.config.name!r}: cannot load ({exc}){offline}") from exc
         self.model_type = self.model.config.model_type
         self.model.eval().requires_grad_(False).to(self.device)

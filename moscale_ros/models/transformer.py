@@ -49,8 +49,18 @@ class TransformerConfig:
     cond_drop_prob: float = 0.1
 
     def __post_init__(self) -> None:
-        for name in ("width", "depth", "num_heads", "codebook_size", "code_dim", "text_dim", "max_scales",
-                     "max_latents", "num_null_tokens", "num_position_freqs"):
+        for name in (
+            "width",
+            "depth",
+            "num_heads",
+            "codebook_size",
+            "code_dim",
+            "text_dim",
+            "max_scales",
+            "max_latents",
+            "num_null_tokens",
+            "num_position_freqs",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"transformer.{name}: must be >= 1, got {getattr(self, name)}")
         if self.width % self.num_heads:
@@ -118,8 +128,9 @@ class Attention(nn.Module):
         k_BSW, v_BSW = self.kv(x_BSW).chunk(2, dim=-1)
         return self.split_heads(k_BSW), self.split_heads(v_BSW)
 
-    def attend(self, x_BLW: torch.Tensor, k_BHSd: torch.Tensor, v_BHSd: torch.Tensor,
-               mask: torch.Tensor | None) -> torch.Tensor:
+    def attend(
+        self, x_BLW: torch.Tensor, k_BHSd: torch.Tensor, v_BHSd: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
         q_BHLd = self.split_heads(self.q(x_BLW))
         p = self.dropout if self.training else 0.0
         out_BHLd = F.scaled_dot_product_attention(q_BHLd, k_BHSd, v_BHSd, attn_mask=mask, dropout_p=p)
@@ -149,10 +160,15 @@ class Block(nn.Module):
         """``(B, 6, W)``: shift, scale, gate of self-attention, then of the MLP."""
         return self.ada(F.silu(cond_BW)).unflatten(-1, (6, -1))
 
-    def forward(self, x_BLW: torch.Tensor, mod_B6W: torch.Tensor,
-                past_kv: tuple[torch.Tensor, torch.Tensor] | None, self_mask: torch.Tensor | None,
-                memory_kv: tuple[torch.Tensor, torch.Tensor], memory_mask: torch.Tensor,
-                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    def forward(
+        self,
+        x_BLW: torch.Tensor,
+        mod_B6W: torch.Tensor,
+        past_kv: tuple[torch.Tensor, torch.Tensor] | None,
+        self_mask: torch.Tensor | None,
+        memory_kv: tuple[torch.Tensor, torch.Tensor],
+        memory_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """New ``x`` and the self-attention keys/values ``(B, H, S_past + L, d)`` it attended to."""
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = mod_B6W.unbind(1)
         h_BLW = _modulate(self.norm_self(x_BLW), shift_a, scale_a)
@@ -195,8 +211,13 @@ class NextScaleTransformer(nn.Module):
         nn.init.zeros_(self.head_ada.bias)
 
     # ----- condition -------------------------------------------------------------------------
-    def condition(self, text: TextFeatures, num_latents_B: torch.Tensor, drop_B: torch.Tensor | None = None,
-                  generator: torch.Generator | None = None) -> Condition:
+    def condition(
+        self,
+        text: TextFeatures,
+        num_latents_B: torch.Tensor,
+        drop_B: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Condition:
         """Project text features; rows with ``drop_B`` use the learned null text instead.
 
         In training mode with ``drop_B=None``, rows are dropped with probability ``cond_drop_prob``.
@@ -219,8 +240,9 @@ class NextScaleTransformer(nn.Module):
             drop_B11 = drop_B.view(B, 1, 1)
             tokens_BND = torch.where(drop_B11, null_BND, tokens_BND)
             mask_BN = torch.where(drop_B.view(B, 1), null_mask_BN, mask_BN)
-            pooled_BD = torch.where(drop_B.view(B, 1), self.null_pooled_D.to(pooled_BD.dtype).expand_as(pooled_BD),
-                                    pooled_BD)
+            pooled_BD = torch.where(
+                drop_B.view(B, 1), self.null_pooled_D.to(pooled_BD.dtype).expand_as(pooled_BD), pooled_BD
+            )
         memory_BNW = self.text_proj(self.text_norm(tokens_BND))
         length_B1 = (num_latents_B.to(memory_BNW.dtype) / self.cfg.max_latents).unsqueeze(1)
         length_BW = self.length_proj(fourier_features(length_B1, self.cfg.num_position_freqs, 4.0).squeeze(1))
@@ -228,8 +250,9 @@ class NextScaleTransformer(nn.Module):
         return Condition(memory_BNW, mask_BN, cond_BW)
 
     # ----- inputs ----------------------------------------------------------------------------
-    def embed_scale(self, latent_in_BLC: torch.Tensor, tokens_BL: torch.Tensor, scale: int,
-                    positions_BL: torch.Tensor) -> torch.Tensor:
+    def embed_scale(
+        self, latent_in_BLC: torch.Tensor, tokens_BL: torch.Tensor, scale: int, positions_BL: torch.Tensor
+    ) -> torch.Tensor:
         """Input of one scale (0-based ``scale``); ``positions_BL`` are normalised to (0, 1)."""
         if scale >= self.cfg.max_scales:
             raise ConfigError(f"scale {scale + 1} exceeds transformer.max_scales={self.cfg.max_scales}")
@@ -241,8 +264,13 @@ class NextScaleTransformer(nn.Module):
         return self.head(_modulate(self.head_norm(x_BLW), shift_BW, scale_BW))
 
     # ----- training: all scales at once ---------------------------------------------------------
-    def forward(self, cond: Condition, latents_in: list[torch.Tensor], tokens_in: list[torch.Tensor],
-                scale_lengths_BK: torch.Tensor) -> list[torch.Tensor]:
+    def forward(
+        self,
+        cond: Condition,
+        latents_in: list[torch.Tensor],
+        tokens_in: list[torch.Tensor],
+        scale_lengths_BK: torch.Tensor,
+    ) -> list[torch.Tensor]:
         """Logits of every scale, ``[(B, L_k, V)]``, in one block-causal pass.
 
         ``latents_in[k]`` ``(B, L_k, C)`` and ``tokens_in[k]`` ``(B, L_k)`` are padded to the longest
@@ -282,16 +310,18 @@ class NextScaleTransformer(nn.Module):
             self_kv=[None] * len(self.blocks),
         )
 
-    def step(self, state: InferenceState, latent_in_BLC: torch.Tensor, tokens_BL: torch.Tensor,
-             commit: bool) -> torch.Tensor:
+    def step(
+        self, state: InferenceState, latent_in_BLC: torch.Tensor, tokens_BL: torch.Tensor, commit: bool
+    ) -> torch.Tensor:
         """Logits ``(B, L, V)`` of the next scale given the cached coarser ones; ``commit`` caches it."""
         B, L = tokens_BL.shape
         scale = state.scales_done
         positions_BL = ((torch.arange(L, device=tokens_BL.device, dtype=latent_in_BLC.dtype) + 0.5) / L).expand(B, L)
         x_BLW = self.embed_scale(latent_in_BLC, tokens_BL, scale, positions_BL)
         for i, block in enumerate(self.blocks):
-            x_BLW, kv = block(x_BLW, state.modulation[i], state.self_kv[i], None, state.memory_kv[i],
-                              state.memory_mask_B11N)
+            x_BLW, kv = block(
+                x_BLW, state.modulation[i], state.self_kv[i], None, state.memory_kv[i], state.memory_mask_B11N
+            )
             if commit:
                 state.self_kv[i] = kv
         if commit:

@@ -99,11 +99,10 @@ class MoScaleClient:
         self.node = Node(f"moscale_client_{uuid.uuid4().hex[:8]}")
         self._lock = threading.Condition()  # guards plans/trajectories; notified on every arrival
         self._plan_topic = f"{node_name}/plan"
-        self._controller_topic = controller_topic
         self.plans: list[Received] = []
         self.trajectories: list[Received] = []
-        self.node.create_subscription(MotionPlan, self._plan_topic, self._on_plan, 50)
-        self.node.create_subscription(JointTrajectory, controller_topic, self._on_trajectory, 50)
+        self._plan_sub = self.node.create_subscription(MotionPlan, self._plan_topic, self._on_plan, 50)
+        self._trajectory_sub = self.node.create_subscription(JointTrajectory, controller_topic, self._on_trajectory, 50)
         self.command_pub = self.node.create_publisher(String, f"{node_name}/command", 10)
         self.action = ActionClient(self.node, GenerateMotion, f"{node_name}/generate")
         self._executor = SingleThreadedExecutor()
@@ -143,17 +142,19 @@ class MoScaleClient:
             self._lock.notify_all()
 
     def wait_ready(self, timeout: float = 60.0) -> bool:
-        """True once the node's action server, command subscription and plan publisher are matched."""
+        """True once the node's action server is available and this client's command publisher and
+        plan/controller subscriptions are matched with the node's endpoints (DDS matches, not just the
+        graph: a reader that has not matched a writer yet drops its data)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if (
                 self.action.server_is_ready()
                 and self.command_pub.get_subscription_count() > 0
-                and self.node.count_publishers(self._plan_topic) > 0
-                and self.node.count_publishers(self._controller_topic) > 0
+                and self._plan_sub.get_publisher_count() > 0
+                and self._trajectory_sub.get_publisher_count() > 0
             ):
-                # Let the reverse matches (node -> client) settle too: a large first message sent before
-                # they have can lose a fragment, recovered only at the next DDS heartbeat (~3 s later).
+                # Let the reverse matches (node -> client) settle too: under heavy load a large first
+                # message once lost a fragment, recovered only at the next DDS heartbeat (~3 s later).
                 time.sleep(1.0)
                 return True
             time.sleep(0.05)

@@ -157,9 +157,7 @@ class MoScaleNode(Node):
             warm = time.perf_counter() - tick
             device = getattr(self.pipeline.generator, "device", "?")
             how = " (device auto: no CUDA here)" if self.config.device == "auto" and str(device) == "cpu" else ""
-            self.get_logger().info(
-                f"model and robot loaded in {loaded:.2f} s on {device}{how}, warm-up {warm:.2f} s"
-            )
+            self.get_logger().info(f"model and robot loaded in {loaded:.2f} s on {device}{how}, warm-up {warm:.2f} s")
         except MoScaleError as exc:
             self.startup_error = str(exc)
             self.pipeline = None
@@ -344,4 +342,3 @@ def spin(node: MoScaleNode, stop: threading.Event | None = None, poll_s: float =
     finally:
         node.shutdown()
         executor.shutdown(timeout_sec=1.0)
-

@@ -160,7 +160,8 @@ class GenerationWorker:
             job._finish("succeeded", f"{job.plans_published} plans published for {job.request.text!r}")
         elif job.should_stop():
             job._finish(job._stop_status, job.message)
-            self.log("info", f"request {job.request.request_id} stopped after {job.plans_published} plan(s): "
-                     f"{job.message}")
+            self.log(
+                "info", f"request {job.request.request_id} stopped after {job.plans_published} plan(s): {job.message}"
+            )
         else:
             job._finish("failed", f"generation ended after {job.plans_published} plan(s) without a final one")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import sys
 import time
@@ -30,6 +29,7 @@ import yaml
 from moscale_ros.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
 from moscale_ros.errors import CheckpointError, ConfigError
 from moscale_ros.paths import cache_root
+from moscale_ros.runtime import select_device, torch_threads
 
 LAST_CHECKPOINT = "last.safetensors"
 BEST_CHECKPOINT = "best.safetensors"
@@ -87,46 +87,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def set_num_threads(num_threads: int) -> int:
-    """Use at most ``num_threads`` intra-op CPU threads (never more than the machine has)."""
-    count = max(1, min(num_threads, os.cpu_count() or 1))
-    torch.set_num_threads(count)
-    return count
-
-
-@contextmanager
-def torch_threads(num_threads: int) -> Iterator[int]:
-    """Inside the block torch uses at most ``num_threads`` CPU threads (yields the count); restored after."""
-    previous = torch.get_num_threads()
-    try:
-        yield set_num_threads(num_threads)
-    finally:
-        torch.set_num_threads(previous)
-
-
-def select_device(spec: str = "auto") -> torch.device:
-    """``auto`` (CUDA when present, else CPU) | ``cpu`` | ``cuda`` | ``cuda:N``.
-
-    Asking for CUDA on a machine without it raises :class:`ConfigError` naming the request.
-    """
-    text = (spec or "auto").strip().lower()
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if text == "cpu":
-        return torch.device("cpu")
-    if text == "cuda" or text.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"device {spec!r}: CUDA is not available here (torch {torch.__version__}); "
-                "use --device cpu or --device auto"
-            )
-        device = torch.device(text)
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"device {spec!r}: only {torch.cuda.device_count()} CUDA device(s) present")
-        return device
-    raise ConfigError(f"device {spec!r}: expected auto, cpu, cuda or cuda:N")
 
 
 def lr_multiplier(step: int, cfg: LoopConfig, elapsed_s: float | None = None) -> float:
@@ -204,6 +164,29 @@ class RunDir:
         path = self.path / CONFIG_FILE
         path.write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
         return path
+
+
+@dataclass(frozen=True)
+class TrainingSession:
+    """What every trainer starts from: the device, its run folder, whether it resumes, its CPU threads."""
+
+    device: torch.device
+    run_dir: RunDir
+    resuming: bool
+    threads: int
+
+
+@contextmanager
+def training_session(args: Any, run_name: str, train: LoopConfig) -> Iterator[TrainingSession]:
+    """A trainer's start from its CLI ``args`` (``device``, ``out``, ``resume``, all optional): torch
+    threads scoped to the block, the device, ``--out`` or ``cache/runs/<run_name>`` prepared for
+    ``--resume`` (see :meth:`RunDir.prepare`), and every RNG seeded with ``train.seed``."""
+    with torch_threads(train.num_threads) as threads:
+        device = select_device(getattr(args, "device", "auto"))
+        run_dir = RunDir.for_model(getattr(args, "out", None), run_name)
+        resuming = run_dir.prepare(bool(getattr(args, "resume", False)))
+        seed_everything(train.seed)
+        yield TrainingSession(device, run_dir, resuming, threads)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,6 +436,8 @@ def run_loop(
     save(run.last, state)
     bar.close()
     if stopped_by == "time":
-        print(f"[{desc}] stopped at step {state.step}/{cfg.steps}: time budget of {cfg.max_minutes} min spent",
-              file=sys.stderr)
+        print(
+            f"[{desc}] stopped at step {state.step}/{cfg.steps}: time budget of {cfg.max_minutes} min spent",
+            file=sys.stderr,
+        )
     return LoopResult(state.step, state.elapsed_s, stopped_by, last_val, state.best)

@@ -33,13 +33,11 @@ from moscale_ros.paths import resource
 from moscale_ros.training.common import (
     LoopConfig,
     ResumeState,
-    RunDir,
+    TrainingSession,
     load_training_checkpoint,
     run_loop,
     save_training_checkpoint,
-    seed_everything,
-    select_device,
-    torch_threads,
+    training_session,
 )
 
 RIC = slice(4, 67)
@@ -216,19 +214,16 @@ def load_train_config(args: argparse.Namespace) -> TokenizerTrainConfig:
 def run(args: argparse.Namespace) -> int:
     """Train (or resume) a tokenizer; writes ``last``/``best``/``tokenizer.safetensors`` in the run dir."""
     cfg = load_train_config(args)
-    with torch_threads(cfg.train.num_threads) as threads:
-        return _train(cfg, args, threads)
+    with training_session(args, "tokenizer", cfg.train) as session:
+        return _train(cfg, session)
 
 
-def _train(cfg: TokenizerTrainConfig, args: argparse.Namespace, threads: int) -> int:
+def _train(cfg: TokenizerTrainConfig, session: TrainingSession) -> int:
     from moscale_ros.training.tokenizer_eval import evaluate_reconstruction, format_report
 
-    device = select_device(getattr(args, "device", "auto"))
-    run_dir = RunDir.for_model(getattr(args, "out", None), "tokenizer")
-    resuming = run_dir.prepare(bool(getattr(args, "resume", False)))
+    device, run_dir, resuming = session.device, session.run_dir, session.resuming
     data_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else default_cache_dir()
 
-    seed_everything(cfg.train.seed)
     prepared = _load_prepared(data_dir, load_joints=cfg.data.mirror)
     mean_D, std_D = normalization(prepared)
     train_clips = split_features(prepared, "train", mirror=cfg.data.mirror)
@@ -241,7 +236,7 @@ def _train(cfg: TokenizerTrainConfig, args: argparse.Namespace, threads: int) ->
     frames = int(sampler.lengths_C.sum())
     print(
         f"tokenizer: {len(train_clips)} training clips ({frames} frames, {frames / 20 / 3600:.2f} h at 20 fps), "
-        f"{len(val_clips)} validation clips; device {device}, {threads} CPU threads, {cfg.precision}",
+        f"{len(val_clips)} validation clips; device {device}, {session.threads} CPU threads, {cfg.precision}",
         file=sys.stderr,
     )
 
@@ -306,8 +301,10 @@ def _train(cfg: TokenizerTrainConfig, args: argparse.Namespace, threads: int) ->
         extra={"step": result.step, "elapsed_s": result.elapsed_s},
     )
     report = last_report[0]  # run_loop always validates the final model
-    print(f"tokenizer: step {result.step} ({result.stopped_by}); {result.elapsed_s / 60:.1f} min of training "
-          f"({(time.monotonic() - started) / 60:.1f} min this session); wrote {run_dir.last} and {slim}")
+    print(
+        f"tokenizer: step {result.step} ({result.stopped_by}); {result.elapsed_s / 60:.1f} min of training "
+        f"({(time.monotonic() - started) / 60:.1f} min this session); wrote {run_dir.last} and {slim}"
+    )
     print(f"validation ({cfg.data.val_split} split):")
     print(format_report(report, cfg.data.eval_max_frames))
     return 0

@@ -173,10 +173,8 @@ def format_report(report: ReconstructionReport, max_frames: int = 196) -> str:
 # ---- ``moscale eval tokenizer`` -----------------------------------------------------------------
 
 
-
-
 def run(args: argparse.Namespace) -> int:
-    from moscale_ros.training.common import select_device, torch_threads
+    from moscale_ros.runtime import select_device, torch_threads
 
     with torch_threads(args.threads):
         return _evaluate(args, select_device(args.device))

@@ -47,13 +47,11 @@ from moscale_ros.paths import resource
 from moscale_ros.training.common import (
     LoopConfig,
     ResumeState,
-    RunDir,
+    TrainingSession,
     load_training_checkpoint,
     run_loop,
     save_training_checkpoint,
-    seed_everything,
-    select_device,
-    set_num_threads,
+    training_session,
 )
 
 
@@ -119,8 +117,9 @@ class TransformerTrainConfig:
 # ---- masking ------------------------------------------------------------------------------------
 
 
-def corrupt_codes(idx_BL: torch.Tensor, valid_BL: torch.Tensor, codebook_size: int, corrupt_max: float,
-                  corrupt_prob: float) -> torch.Tensor:
+def corrupt_codes(
+    idx_BL: torch.Tensor, valid_BL: torch.Tensor, codebook_size: int, corrupt_max: float, corrupt_prob: float
+) -> torch.Tensor:
     """Replace a share ``rho_b ~ U(0, corrupt_max)`` of sample b's valid codes (for a
     ``corrupt_prob`` share of the samples) by uniformly random codes."""
     B, L = idx_BL.shape
@@ -131,8 +130,9 @@ def corrupt_codes(idx_BL: torch.Tensor, valid_BL: torch.Tensor, codebook_size: i
     return torch.where(replace_BL, random_BL, idx_BL)
 
 
-def mask_tokens(idx_BL: torch.Tensor, valid_BL: torch.Tensor, mask_id: int,
-                full_mask_prob: float) -> tuple[torch.Tensor, torch.Tensor]:
+def mask_tokens(
+    idx_BL: torch.Tensor, valid_BL: torch.Tensor, mask_id: int, full_mask_prob: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """MaskGIT masking of one scale: ``(tokens_in_BL, masked_BL)``; at least one valid token per
     sample is masked, a share ``cos(pi/2 u)`` of them, or all with ``full_mask_prob``."""
     B, L = idx_BL.shape
@@ -157,12 +157,27 @@ class ClipBatches:
     multiple of the tokenizer's downsampling; sampling uses the global torch RNG (restored on resume).
     """
 
-    def __init__(self, prepared, split: str, cfg: TransformerDataConfig, multiple: int, mean_D: torch.Tensor,
-                 std_D: torch.Tensor, deterministic: bool = False) -> None:
+    def __init__(
+        self,
+        prepared,
+        split: str,
+        cfg: TransformerDataConfig,
+        multiple: int,
+        mean_D: torch.Tensor,
+        std_D: torch.Tensor,
+        deterministic: bool = False,
+    ) -> None:
         from moscale_ros.data.dataset import MotionTextDataset
 
-        self.dataset = MotionTextDataset(prepared, split, max_frames=cfg.max_frames, min_frames=cfg.min_frames,
-                                         normalize=False, deterministic=deterministic, length_multiple=multiple)
+        self.dataset = MotionTextDataset(
+            prepared,
+            split,
+            max_frames=cfg.max_frames,
+            min_frames=cfg.min_frames,
+            normalize=False,
+            deterministic=deterministic,
+            length_multiple=multiple,
+        )
         if len(self.dataset) == 0:
             raise DataError(f"{prepared.cache_dir}: split {split!r} has no clips of >= {cfg.min_frames} frames")
         self.mean_D, self.std_D = mean_D.cpu(), std_D.cpu()
@@ -193,8 +208,14 @@ class Models:
     text_encoder: TextEncoder
 
 
-def token_loss(models: Models, batch: dict, masking: MaskingConfig, loss_cfg: TransformerLossConfig,
-               device: torch.device, train: bool) -> tuple[torch.Tensor, dict[str, float]]:
+def token_loss(
+    models: Models,
+    batch: dict,
+    masking: MaskingConfig,
+    loss_cfg: TransformerLossConfig,
+    device: torch.device,
+    train: bool,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one batch (training: corruption, masking, condition dropout; validation: clean,
     all tokens masked, no dropout) and its parts, with per-scale accuracy."""
     tokenizer, model = models.tokenizer, models.transformer
@@ -208,8 +229,9 @@ def token_loss(models: Models, batch: dict, masking: MaskingConfig, loss_cfg: Tr
             def corrupt(k: int, idx_BL: torch.Tensor, valid_BL: torch.Tensor) -> torch.Tensor:
                 if k == last:
                     return idx_BL
-                return corrupt_codes(idx_BL, valid_BL, tokenizer.codebook_size, masking.corrupt_max,
-                                     masking.corrupt_prob)
+                return corrupt_codes(
+                    idx_BL, valid_BL, tokenizer.codebook_size, masking.corrupt_max, masking.corrupt_prob
+                )
 
         quant = tokenizer.quantize(f_BNC, N_B, corrupt_fn=corrupt)
     text = models.text_encoder.encode(batch["texts"]).to(device)
@@ -253,9 +275,12 @@ def _resolve(path_text: str) -> Path:
     return resource(path_text)
 
 
-def build_models(cfg: TransformerTrainConfig, device: torch.device, text_encoder: TextEncoder | None = None,
-                 transformer_cls: type[NextScaleTransformer] = NextScaleTransformer,
-                 ) -> tuple[Models, torch.Tensor, torch.Tensor]:
+def build_models(
+    cfg: TransformerTrainConfig,
+    device: torch.device,
+    text_encoder: TextEncoder | None = None,
+    transformer_cls: type[NextScaleTransformer] = NextScaleTransformer,
+) -> tuple[Models, torch.Tensor, torch.Tensor]:
     """The frozen tokenizer and text encoder (``text_encoder`` if given, else built from ``cfg``), and a
     fresh transformer (of ``transformer_cls``) and length estimator sized to them."""
     tokenizer_path = _resolve(cfg.tokenizer)
@@ -265,13 +290,20 @@ def build_models(cfg: TransformerTrainConfig, device: torch.device, text_encoder
         text_encoder = TextEncoder(cfg.text_encoder, device=device)
     factor = tokenizer.downsample_factor
     max_latents = -(-cfg.data.max_frames // factor)
-    model_cfg = dataclasses.replace(cfg.model, codebook_size=tokenizer.codebook_size, code_dim=tokenizer.code_dim,
-                                    text_dim=text_encoder.dim, max_latents=max_latents,
-                                    max_scales=max(cfg.model.max_scales, tokenizer.num_scales))
-    length_cfg = dataclasses.replace(cfg.length, text_dim=text_encoder.dim, max_latents=max_latents,
-                                     frames_per_latent=factor)
-    models = Models(tokenizer, transformer_cls(model_cfg).to(device), LengthEstimator(length_cfg).to(device),
-                    text_encoder)
+    model_cfg = dataclasses.replace(
+        cfg.model,
+        codebook_size=tokenizer.codebook_size,
+        code_dim=tokenizer.code_dim,
+        text_dim=text_encoder.dim,
+        max_latents=max_latents,
+        max_scales=max(cfg.model.max_scales, tokenizer.num_scales),
+    )
+    length_cfg = dataclasses.replace(
+        cfg.length, text_dim=text_encoder.dim, max_latents=max_latents, frames_per_latent=factor
+    )
+    models = Models(
+        tokenizer, transformer_cls(model_cfg).to(device), LengthEstimator(length_cfg).to(device), text_encoder
+    )
     return models, mean_D, std_D
 
 
@@ -289,16 +321,16 @@ class TrainingOrder:
 
 def run(args: argparse.Namespace, order: TrainingOrder | None = None) -> int:
     """Train (or resume) the transformer; writes ``last``/``best``/``model.safetensors`` in the run dir."""
+    cfg = load_train_config(args)
+    order = order or TrainingOrder()
+    with training_session(args, order.run_name, cfg.train) as session:
+        return _train(cfg, order, session)
+
+
+def _train(cfg: TransformerTrainConfig, order: TrainingOrder, session: TrainingSession) -> int:
     from moscale_ros.data.dataset import load_prepared
 
-    order = order or TrainingOrder()
-
-    cfg = load_train_config(args)
-    threads = set_num_threads(cfg.train.num_threads)
-    device = select_device(getattr(args, "device", "auto"))
-    run_dir = RunDir.for_model(getattr(args, "out", None), order.run_name)
-    resuming = run_dir.prepare(bool(getattr(args, "resume", False)))
-    seed_everything(cfg.train.seed)
+    device, run_dir, resuming = session.device, session.run_dir, session.resuming
 
     models, mean_D, std_D = build_models(cfg, device, transformer_cls=order.transformer_cls)
     prepared = load_prepared(cfg.data.cache_dir, load_joints=False)
@@ -313,7 +345,7 @@ def run(args: argparse.Namespace, order: TrainingOrder | None = None) -> int:
         f"transformer: {count_parameters(models.transformer) / 1e6:.2f} M parameters "
         f"(width {models.transformer.cfg.width}, depth {models.transformer.cfg.depth}); text encoder "
         f"{models.text_encoder.name} ({models.text_encoder.dim}-d); {len(train_data)} training clips, "
-        f"{len(val_indices)} validation clips; device {device}, {threads} CPU threads, {cfg.precision}",
+        f"{len(val_indices)} validation clips; device {device}, {session.threads} CPU threads, {cfg.precision}",
         file=sys.stderr,
     )
 
@@ -325,8 +357,7 @@ def run(args: argparse.Namespace, order: TrainingOrder | None = None) -> int:
         state = load_training_checkpoint(run_dir.last, order.kind, modules, optimizer, device)
         print(f"transformer: resumed {run_dir.last} at step {state.step}", file=sys.stderr)
     run_dir.save_config(to_dict(cfg))
-    configs = generator_configs(models.tokenizer, models.transformer, models.length, cfg.text_encoder,
-                                cfg.generation)
+    configs = generator_configs(models.tokenizer, models.transformer, models.length, cfg.text_encoder, cfg.generation)
     configs["train"] = to_dict(cfg)
     norm = {"mean": mean_D, "std": std_D}
     amp = cfg.precision == "bf16"
@@ -353,8 +384,7 @@ def run(args: argparse.Namespace, order: TrainingOrder | None = None) -> int:
         for start in range(0, len(val_indices), cfg.train.batch_size):
             rows = val_indices[start : start + cfg.train.batch_size]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                _, parts = order.loss_fn(models, val_data.batch(rows), cfg.masking, cfg.loss, device,
-                                         train=False)
+                _, parts = order.loss_fn(models, val_data.batch(rows), cfg.masking, cfg.loss, device, train=False)
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + value * len(rows)
             count += len(rows)
@@ -364,15 +394,28 @@ def run(args: argparse.Namespace, order: TrainingOrder | None = None) -> int:
         return metrics
 
     def save(path: Path, st: ResumeState) -> None:
-        save_training_checkpoint(path, order.kind, modules, optimizer, configs, st,
-                                 extra_tensors={"normalization": norm})
+        save_training_checkpoint(
+            path, order.kind, modules, optimizer, configs, st, extra_tensors={"normalization": norm}
+        )
 
-    result = run_loop(cfg.train, run_dir, state, train_step, validate, save, optimizer, best_key="val_loss",
-                      desc="transformer")
-    slim = save_generator(run_dir.path / "model.safetensors", models.tokenizer, models.transformer, models.length,
-                          mean_D, std_D, cfg.text_encoder, cfg.generation, kind=order.kind,
-                          extra={"step": result.step, "elapsed_s": result.elapsed_s, "tokenizer": str(cfg.tokenizer)})
+    result = run_loop(
+        cfg.train, run_dir, state, train_step, validate, save, optimizer, best_key="val_loss", desc="transformer"
+    )
+    slim = save_generator(
+        run_dir.path / "model.safetensors",
+        models.tokenizer,
+        models.transformer,
+        models.length,
+        mean_D,
+        std_D,
+        cfg.text_encoder,
+        cfg.generation,
+        kind=order.kind,
+        extra={"step": result.step, "elapsed_s": result.elapsed_s, "tokenizer": str(cfg.tokenizer)},
+    )
     shown = ", ".join(f"{k}={v:.4g}" for k, v in result.last_val.items())
-    print(f"transformer: step {result.step} ({result.stopped_by}); {result.elapsed_s / 60:.1f} min of training; "
-          f"wrote {run_dir.last} and {slim}\nvalidation: {shown}")
+    print(
+        f"transformer: step {result.step} ({result.stopped_by}); {result.elapsed_s / 60:.1f} min of training; "
+        f"wrote {run_dir.last} and {slim}\nvalidation: {shown}"
+    )
     return 0
