@@ -17,6 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 VENV = Path(sys.prefix)
 PY = f"python{sys.version_info.major}.{sys.version_info.minor}"
+SKIPPED_IN_COPY = (".git", ".venv", "build", "cache", "out", "__pycache__", ".pytest_cache", ".ruff_cache")
 
 
 def _run(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> None:
@@ -28,6 +29,10 @@ def _run(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> None:
 def install_prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("cmake") is None:
         pytest.fail("cmake not found: scripts/setup.sh requires it, so the test does too")
+    # A workspace copy, as colcon sees src/moscale_ros: with the venv inside the checkout, CMake refuses
+    # to export the venv's include paths from a source tree that contains them.
+    source = tmp_path_factory.mktemp("ws") / "moscale_ros"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*SKIPPED_IN_COPY))
     build = tmp_path_factory.mktemp("cmake_build")
     prefix = tmp_path_factory.mktemp("install")
     env = {
@@ -38,7 +43,7 @@ def install_prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
     }
     _run(
         [
-            "cmake", "-S", str(ROOT), "-B", str(build), f"-DCMAKE_INSTALL_PREFIX={prefix}", "-DBUILD_TESTING=OFF",
+            "cmake", "-S", str(source), "-B", str(build), f"-DCMAKE_INSTALL_PREFIX={prefix}", "-DBUILD_TESTING=OFF",
             f"-DPython3_EXECUTABLE={sys.executable}", "-DCMAKE_BUILD_TYPE=Release",
         ],
         env,
