@@ -34,26 +34,19 @@ TINY = [
 ]
 
 
+def _compare_argv(out: Path, results_md: Path, data_dir: Path, overrides: list[str]) -> list[str]:
+    argv = ["eval", "compare", "--out", str(out), "--results", str(results_md), "--device", "cpu"]
+    for item in [f"data_dir={data_dir}", *overrides]:
+        argv += ["--set", item]
+    return argv
+
+
 @pytest.fixture(scope="module")
 def compared(prepared_small: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
     torch.set_num_threads(2)
     out = tmp_path_factory.mktemp("compare")
     results_md = out / "RESULTS.md"
-    argv = [
-        "eval",
-        "compare",
-        "--out",
-        str(out),
-        "--results",
-        str(results_md),
-        "--device",
-        "cpu",
-        "--set",
-        f"data_dir={prepared_small}",
-    ]
-    for item in TINY:
-        argv += ["--set", item]
-    assert main(argv) == 0
+    assert main(_compare_argv(out, results_md, prepared_small, TINY)) == 0
     return out, results_md, json.loads((out / "results.json").read_text())
 
 
@@ -107,23 +100,9 @@ def test_compare_trains_every_stage_and_writes_the_tables(compared):
 
 def test_compare_resumes_finished_stages_without_retraining(compared, prepared_small):
     out, results_md, first = compared
-    argv = [
-        "eval",
-        "compare",
-        "--out",
-        str(out),
-        "--results",
-        str(results_md),
-        "--device",
-        "cpu",
-        "--set",
-        f"data_dir={prepared_small}",
-        "--evaluator",
-        str(out / "evaluator" / "evaluator.safetensors"),
-    ]
-    for item in [*TINY, "protocol.runs=1", "protocol.text_sets=[train]", "protocol.mm_texts=0"]:
-        argv += ["--set", item]
-    assert main(argv) == 0
+    overrides = [*TINY, "protocol.runs=1", "protocol.text_sets=[train]", "protocol.mm_texts=0"]
+    argv = _compare_argv(out, results_md, prepared_small, overrides)
+    assert main([*argv, "--evaluator", str(out / "evaluator" / "evaluator.safetensors")]) == 0
     again = json.loads((out / "results.json").read_text())
     assert [s["train_steps"] for s in again["setup"]] == [s["train_steps"] for s in first["setup"]]
     assert again["evaluator"] == {"path": str(out / "evaluator" / "evaluator.safetensors")}

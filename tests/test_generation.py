@@ -94,7 +94,7 @@ def generator(prepared_small: Path, tmp_path_factory: pytest.TempPathFactory) ->
         loss.backward()
         optimizer.step()
     config = GenerationConfig(refine_iterations=[1, 2, 2, 3], guidance=3.0, guidance_end=2.0)
-    return MotionGenerator.from_models(
+    return MotionGenerator(
         models.tokenizer, models.transformer, models.text_encoder, mean_D, std_D, models.length, config
     )
 

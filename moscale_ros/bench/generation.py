@@ -57,7 +57,7 @@ def default_architecture_generator(device):
     length_cfg = dataclasses.replace(
         cfg.length, text_dim=text_encoder.dim, max_latents=max_latents, frames_per_latent=tokenizer.downsample_factor
     )
-    generator = MotionGenerator.from_models(
+    generator = MotionGenerator(
         tokenizer,
         NextScaleTransformer(model_cfg),
         text_encoder,

@@ -122,21 +122,6 @@ class MotionGenerator:
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
-    def from_models(
-        cls,
-        tokenizer: MotionTokenizer,
-        transformer: NextScaleTransformer,
-        text_encoder: TextEncoder,
-        mean: torch.Tensor | np.ndarray,
-        std: torch.Tensor | np.ndarray,
-        length_estimator: LengthEstimator | None = None,
-        config: GenerationConfig | None = None,
-        device: str | torch.device | None = None,
-    ) -> MotionGenerator:
-        """A generator from models in memory (trained or freshly initialised)."""
-        return cls(tokenizer, transformer, text_encoder, mean, std, length_estimator, config, device)
-
-    @classmethod
     def from_checkpoint(
         cls,
         path: str | Path | None = None,
