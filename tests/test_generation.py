@@ -224,9 +224,10 @@ def test_bad_arguments_give_clear_errors(generator, kwargs, message):
         generator.stream(**args)  # raised at the call, before any work
 
 
-def test_checkpoint_round_trip_and_overrides(generator, tmp_path):
-    path = save_generator(
-        tmp_path / "gen.safetensors",
+def _save(generator: MotionGenerator, path: Path) -> Path:
+    """The in-memory generator as a checkpoint file (the project's save path)."""
+    return save_generator(
+        path,
         generator.tokenizer,
         generator.transformer,
         generator.length_estimator,
@@ -235,6 +236,10 @@ def test_checkpoint_round_trip_and_overrides(generator, tmp_path):
         generator.text_encoder.config,
         generator.config,
     )
+
+
+def test_checkpoint_round_trip_and_overrides(generator, tmp_path):
+    path = _save(generator, tmp_path / "gen.safetensors")
     loaded = MotionGenerator.from_checkpoint(path, text_encoder=generator.text_encoder, warm_up=False)
     np.testing.assert_allclose(
         loaded.generate(TEXT, 2.0, seed=5).joints, generator.generate(TEXT, 2.0, seed=5).joints, atol=1e-5
@@ -260,16 +265,7 @@ def test_generate_and_bench_commands(generator, tmp_path, capsys):
     from moscale_ros.bench import generation as bench
     from moscale_ros.cli import main
 
-    path = save_generator(
-        tmp_path / "gen.safetensors",
-        generator.tokenizer,
-        generator.transformer,
-        generator.length_estimator,
-        generator.mean_D,
-        generator.std_D,
-        generator.text_encoder.config,
-        generator.config,
-    )
+    path = _save(generator, tmp_path / "gen.safetensors")
     npz, gif, bvh = tmp_path / "wave.npz", tmp_path / "wave.gif", tmp_path / "next.bvh"
     common = ["--checkpoint", str(path), "--seed", "4"]
     assert main(["generate", TEXT, "--seconds", "1.2", "--out", str(npz), "--gif", str(gif), *common]) == 0
