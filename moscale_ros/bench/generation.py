@@ -37,7 +37,7 @@ def default_architecture_generator(device):
     from moscale_ros.models.transformer import NextScaleTransformer
     from moscale_ros.paths import resource
     from moscale_ros.training.tokenizer import TokenizerTrainConfig
-    from moscale_ros.training.transformer import TransformerTrainConfig
+    from moscale_ros.training.transformer import TransformerTrainConfig, sized_model_configs
 
     tok_cfg = load_config(TokenizerTrainConfig, resource("config/train/tokenizer.yaml")).model
     cfg = load_config(TransformerTrainConfig, resource("config/train/transformer.yaml"))
@@ -46,17 +46,7 @@ def default_architecture_generator(device):
     with torch.no_grad():
         tokenizer.quantizer.codebook_VC.normal_()
     text_encoder = TextEncoder(dataclasses.replace(cfg.text_encoder, cache_size=1024), device=device)
-    max_latents = -(-cfg.data.max_frames // tokenizer.downsample_factor)
-    model_cfg = dataclasses.replace(
-        cfg.model,
-        codebook_size=tokenizer.codebook_size,
-        code_dim=tokenizer.code_dim,
-        text_dim=text_encoder.dim,
-        max_latents=max_latents,
-    )
-    length_cfg = dataclasses.replace(
-        cfg.length, text_dim=text_encoder.dim, max_latents=max_latents, frames_per_latent=tokenizer.downsample_factor
-    )
+    model_cfg, length_cfg = sized_model_configs(cfg, tokenizer, text_encoder.dim)
     generator = MotionGenerator(
         tokenizer,
         NextScaleTransformer(model_cfg),

@@ -275,6 +275,25 @@ def _resolve(path_text: str) -> Path:
     return resource(path_text)
 
 
+def sized_model_configs(
+    cfg: TransformerTrainConfig, tokenizer: MotionTokenizer, text_dim: int
+) -> tuple[TransformerConfig, LengthEstimatorConfig]:
+    """``cfg.model`` and ``cfg.length`` sized to a tokenizer (codebook, code width, scales, latent rate)
+    and a text encoder's width: ``max_latents = ceil(cfg.data.max_frames / downsample_factor)``."""
+    factor = tokenizer.downsample_factor
+    max_latents = -(-cfg.data.max_frames // factor)
+    model_cfg = dataclasses.replace(
+        cfg.model,
+        codebook_size=tokenizer.codebook_size,
+        code_dim=tokenizer.code_dim,
+        text_dim=text_dim,
+        max_latents=max_latents,
+        max_scales=max(cfg.model.max_scales, tokenizer.num_scales),
+    )
+    length_cfg = dataclasses.replace(cfg.length, text_dim=text_dim, max_latents=max_latents, frames_per_latent=factor)
+    return model_cfg, length_cfg
+
+
 def build_models(
     cfg: TransformerTrainConfig,
     device: torch.device,
@@ -288,19 +307,7 @@ def build_models(
     tokenizer.requires_grad_(False)
     if text_encoder is None:
         text_encoder = TextEncoder(cfg.text_encoder, device=device)
-    factor = tokenizer.downsample_factor
-    max_latents = -(-cfg.data.max_frames // factor)
-    model_cfg = dataclasses.replace(
-        cfg.model,
-        codebook_size=tokenizer.codebook_size,
-        code_dim=tokenizer.code_dim,
-        text_dim=text_encoder.dim,
-        max_latents=max_latents,
-        max_scales=max(cfg.model.max_scales, tokenizer.num_scales),
-    )
-    length_cfg = dataclasses.replace(
-        cfg.length, text_dim=text_encoder.dim, max_latents=max_latents, frames_per_latent=factor
-    )
+    model_cfg, length_cfg = sized_model_configs(cfg, tokenizer, text_encoder.dim)
     models = Models(
         tokenizer, transformer_cls(model_cfg).to(device), LengthEstimator(length_cfg).to(device), text_encoder
     )
