@@ -1,25 +1,21 @@
-"""Text command -> one plan per scale, coarse first, all on one timeline (ROS-free core of the node).
+"""Text command -> one plan per scale, coarse first, each taking over smoothly (ROS-free core of the node).
 
 For a command received at time ``t_r`` the pipeline streams the generator's scales ``k = 1..K``;
-after each one it retargets the human joints onto the robot, blends the start onto the last
-commanded pose and validates the result. The first plan fixes the command's absolute start time
+after each one it retargets the human joints onto the robot, shapes the result for a ROS 2
+joint_trajectory_controller and validates it. The first plan sent to the controller fixes the
+motion's absolute start time
 
-    t_0 = t_ready(1) + lead            (or, when appending, max(that, end of the previous motion))
+    t_0 = t_ready + start_lead          (or, when appending, max(that, end of the previous motion))
 
-and every refinement ``k > 1`` of that command carries the same ``t_0``, so a trajectory controller
-that replaces "the rest of the current trajectory from its start time" splices refinements in.
+A ROS 2 controller *replaces* its trajectory on receipt and samples a past-stamped one at "now"
+(:mod:`moscale_ros.control.jtc_rules`), so the node splices for it: every plan is eased to rest at
+its end (and at its start from rest), stamped with its switch time ``s = max(t_0, now +
+switch_lead)`` and blended out of the path being commanded at ``s`` (position, velocity and
+acceleration, computed with the controller's own rules), see :mod:`moscale_ros.control.shaping`
+and :mod:`moscale_ros.control.timeline`. Every refinement is on the motion's timeline ``t_0``.
 
-Continuation: a new command starts where the robot was last *sent*. With ``q_prev(t)`` the last
-committed trajectory on the absolute clock, the new trajectory ``q_new`` is cross-faded from the
-pose ``q_0 = q_prev(t_0)`` with a quintic ("smootherstep") weight over ``T_b`` seconds::
-
-    w(t) = 1 - s(t / T_b),  s(u) = 10u³ - 15u⁴ + 6u⁵ on [0, 1]  (s', s'' vanish at both ends)
-    q(t) = w q_0 + (1 - w) q_new(t)
-    q'(t) = w' (q_0 - q_new) + (1 - w) q_new'
-    q''(t) = w'' (q_0 - q_new) - 2 w' q_new' + (1 - w) q_new''
-
-a convex combination of two poses inside the joint limits, so it stays inside them; ``T_b`` grows
-(up to the motion length) until the blended velocities respect the limits.
+Continuation: a new command starts where the robot was last *sent*; the generator continues the
+previous human motion (``prefix_seconds``) and the new plan is spliced like a refinement.
 
 Nothing is published here: the node publishes each :class:`PlanStep` and calls :meth:`commit`
 for the ones it sent to the controller. A trajectory that fails :func:`validate_trajectory` is never
@@ -39,6 +35,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from moscale_ros.control.shaping import ease, finite_difference_speed
+from moscale_ros.control.timeline import ControllerTimeline
 from moscale_ros.errors import CheckpointError, ConfigError, InputError, MoScaleError
 from moscale_ros.paths import resource
 from retarget.robot import Robot
@@ -76,6 +74,9 @@ class PipelineConfig:
     controller_plans: ControllerPlans = "every_scale"
     coarse_ik_fps: float = 5.0  # IK keyframes per second of non-final scales; 0: every motion frame
     final_ik_fps: float = 0.0  # IK keyframes per second of the final scale; 0: every motion frame
+    ease_duration: float = 0.5  # s over which a motion slows to rest at its end (and starts from rest)
+    switch_lead: float = 0.1  # s from a refinement being ready to the time it takes over
+    stop_duration: float = 0.6  # s to bring a running motion to rest (~/stop, cancel)
     prefix_seconds: float = 1.0  # s of the previous human motion given to the generator to continue from
     limit_tolerance: float = 1e-6  # rad (positions) and relative (velocities) slack of validation
 
@@ -85,7 +86,10 @@ class PipelineConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name}: must be a positive number, got {value!r}")
-        for name in ("start_lead", "blend_duration", "coarse_ik_fps", "final_ik_fps", "prefix_seconds"):
+        for name in (
+            "start_lead", "blend_duration", "coarse_ik_fps", "final_ik_fps", "prefix_seconds", "ease_duration",
+            "switch_lead", "stop_duration",
+        ):  # fmt: skip
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{name}: must be >= 0, got {value!r}")
@@ -200,7 +204,8 @@ def validate_request(
 def validate_trajectory(trajectory: RobotTrajectory, robot: Robot, tolerance: float = 1e-6) -> None:
     """Raise TrajectoryError unless the joint names are the robot's (same order), values are finite,
     times start at 0 and strictly increase (by at least 1 ns, the resolution of ``time_from_start``),
-    and positions and velocities are inside the robot's limits (``tolerance`` rad, relative for speeds).
+    positions and velocities are inside the robot's limits (``tolerance`` rad, relative for speeds),
+    the speeds the positions imply (finite differences) are too, and the last point is at rest.
     """
     if list(trajectory.joint_names) != list(robot.joint_names):
         missing = sorted(set(robot.joint_names) - set(trajectory.joint_names))
@@ -246,68 +251,17 @@ def validate_trajectory(trajectory: RobotTrajectory, robot: Robot, tolerance: fl
             f"joint {robot.joint_names[joint]} at {times_N[frame]:.3f} s moves at {velocities_NJ[frame, joint]:.3f} "
             f"rad/s, over its limit {robot.velocity_limits[joint]:.3f} rad/s"
         )
-
-
-def _fade_weights(times_N: np.ndarray, blend_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``w``, ``w'``, ``w''`` of ``w(t) = 1 - s(t/T)``, ``s(u) = 10u³ - 15u⁴ + 6u⁵`` (zero after ``T``)."""
-    u = np.clip(times_N / blend_s, 0.0, 1.0)
-    w = 1.0 - u**3 * (10 - 15 * u + 6 * u**2)
-    dw = -30 * u**2 * (1 - u) ** 2 / blend_s
-    ddw = -60 * u * (1 - u) * (1 - 2 * u) / blend_s**2
-    return w, dw, ddw
-
-
-def blend_from_pose(trajectory: RobotTrajectory, q0_J: np.ndarray, blend_s: float) -> RobotTrajectory:
-    """Cross-fade ``trajectory`` from the joint pose ``q0_J`` over ``blend_s`` seconds (module docstring)."""
-    if blend_s <= 0:
-        return trajectory
-    w, dw, ddw = (x[:, None] for x in _fade_weights(np.asarray(trajectory.times), blend_s))
-    q_NJ, v_NJ = trajectory.positions, trajectory.velocities
-    gap_NJ = q0_J[None, :] - q_NJ
-    positions_NJ = w * q0_J[None, :] + (1 - w) * q_NJ
-    final_q = np.array(trajectory.final_q, dtype=np.float64, copy=True)
-    final_q[-len(q0_J) :] = positions_NJ[-1]
-    return replace(
-        trajectory,
-        positions=positions_NJ,
-        velocities=dw * gap_NJ + (1 - w) * v_NJ,
-        accelerations=ddw * gap_NJ - 2 * dw * v_NJ + (1 - w) * trajectory.accelerations,
-        final_q=final_q,
-    )
-
-
-def limit_joint_speed(trajectory: RobotTrajectory, velocity_limits_J: np.ndarray) -> RobotTrajectory:
-    """One forward pass ``q_n = q_{n-1} + clip(q_n - q_{n-1}, ±(1 - 1e-9) v Δt_n)`` from the first
-    sample, then velocities and accelerations as gradients of the result (so the central differences
-    respect ``v``). Steps toward in-limit poses from an in-limit pose keep the position limits."""
-    times_N = np.asarray(trajectory.times, dtype=np.float64)
-    target_NJ = np.asarray(trajectory.positions, dtype=np.float64)
-    max_step_NJ = (1 - 1e-9) * velocity_limits_J[None, :] * np.diff(times_N)[:, None]
-    q_NJ = target_NJ.copy()
-    for n in range(1, len(q_NJ)):
-        q_NJ[n] = q_NJ[n - 1] + np.clip(target_NJ[n] - q_NJ[n - 1], -max_step_NJ[n - 1], max_step_NJ[n - 1])
-    v_NJ = np.gradient(q_NJ, times_N, axis=0)
-    final_q = np.array(trajectory.final_q, dtype=np.float64, copy=True)
-    final_q[-q_NJ.shape[1] :] = q_NJ[-1]
-    return replace(
-        trajectory, positions=q_NJ, velocities=v_NJ, accelerations=np.gradient(v_NJ, times_N, axis=0), final_q=final_q
-    )
-
-
-def blend_within_limits(
-    trajectory: RobotTrajectory, q0_J: np.ndarray, blend_s: float, velocity_limits_J: np.ndarray
-) -> RobotTrajectory:
-    """:func:`blend_from_pose` over ``T_b = blend_s``, lengthened (doubling, at most twice, at most
-    the motion) while the blended joint speeds exceed ``velocity_limits_J``; if they still do (the new
-    motion itself runs at the limit), :func:`limit_joint_speed` holds them."""
-    duration = trajectory.duration
-    current = min(max(blend_s, 1e-3), duration)
-    for _ in range(3):
-        blended = blend_from_pose(trajectory, q0_J, current)
-        if np.all(np.abs(blended.velocities) <= velocity_limits_J):
-            return blended
-        current = min(2 * current, duration)
-    return limit_joint_speed(blended, velocity_limits_J)
+    implied_NJ = finite_difference_speed(trajectory)
+    too_fast = implied_NJ > robot.velocity_limits * (1 + tolerance) + tolerance
+    if np.any(too_fast):
+        frame, joint = np.argwhere(too_fast)[0]
+        raise TrajectoryError(
+            f"joint {robot.joint_names[joint]} moves {implied_NJ[frame, joint]:.3f} rad/s between the points at "
+            f"{times_N[frame]:.3f} and {times_N[frame + 1]:.3f} s (finite difference of the positions), over its "
+            f"limit {robot.velocity_limits[joint]:.3f} rad/s"
+        )
+    if np.any(np.asarray(trajectory.velocities)[-1] != 0) or np.any(np.asarray(trajectory.accelerations)[-1] != 0):
+        raise TrajectoryError("the last point is not at rest (a joint_trajectory_controller rejects it)")
 
 
 # --------------------------------------------------------------------------------- commanded motion
@@ -321,6 +275,7 @@ class CommandedMotion:
     trajectory: RobotTrajectory
     human_joints_T223: np.ndarray  # noqa: N815 (shape suffix)
     human_fps: float
+    motion_start: float | None = None  # absolute time of the human motion's first frame (default start_time)
 
     @property
     def end_time(self) -> float:
@@ -337,7 +292,8 @@ class CommandedMotion:
     def human_prefix(self, t_abs: float, seconds: float) -> np.ndarray:
         """The human frames of the last ``seconds`` up to ``t_abs`` (at least one frame)."""
         frames = self.human_joints_T223
-        end = int(np.clip(round((t_abs - self.start_time) * self.human_fps) + 1, 1, len(frames)))
+        origin = self.start_time if self.motion_start is None else self.motion_start
+        end = int(np.clip(round((t_abs - origin) * self.human_fps) + 1, 1, len(frames)))
         begin = max(0, end - max(1, int(round(seconds * self.human_fps))))
         return frames[begin:end]
 
@@ -350,7 +306,7 @@ class PlanStep:
     scale_index: int
     num_scales: int
     is_final: bool
-    start_time: float  # absolute clock seconds of time_from_start = 0, equal for every scale of a command
+    start_time: float  # absolute clock seconds of time_from_start = 0: the switch time of this plan
     trajectory: RobotTrajectory
     human_joints_T223: np.ndarray  # noqa: N815 (shape suffix)
     human_fps: float
@@ -358,6 +314,9 @@ class PlanStep:
     generate_s: float  # model time of this scale
     retarget_s: float  # retargeting, blending and validation of this scale
     to_controller: bool  # whether the node sends it to the trajectory controller
+    motion_start: float = 0.0  # absolute time t_0 of the motion's start, shared by every plan of a command
+    switch_step: float = 0.0  # rad: largest joint move in the first control cycle after the switch (predicted)
+    switch_step_ratio: float = 0.0  # that move over what the velocity limit allows in one cycle (<= 1: smooth)
 
 
 # ---------------------------------------------------------------------------------------- pipeline
@@ -380,6 +339,7 @@ class MotionPipeline:
         self.config = config
         self.clock = clock
         self.last_commanded: CommandedMotion | None = None
+        self.timeline = self._new_timeline()
         self._first_plan_s = 0.1  # running estimate of the first plan's latency (anchors the continuation)
 
     def request(self, text: str, duration: float = 0.0, seed: int | None = None, request_id: str = "") -> MotionRequest:
@@ -391,23 +351,50 @@ class MotionPipeline:
             config = replace(config, max_duration=model_max, default_duration=min(config.default_duration, model_max))
         return validate_request(text, duration, seed, config, self.clock(), request_id)
 
-    def commit(self, step: PlanStep) -> None:
-        """Record ``step`` as what the controller now follows (the next command continues from it)."""
-        self.last_commanded = CommandedMotion(step.start_time, step.trajectory, step.human_joints_T223, step.human_fps)
+    def commit(self, step: PlanStep, sent_at: float | None = None) -> str | None:
+        """Record ``step`` as sent to the controller at ``sent_at`` (default now): the controller model
+        receives it and the next command continues from it. Returns the controller's rejection
+        reason (it should never have one: every plan is shaped and validated for its rules)."""
+        reason = self.timeline.record(step.trajectory, step.start_time, self.clock() if sent_at is None else sent_at)
+        if reason is None:
+            self.last_commanded = CommandedMotion(
+                step.start_time, step.trajectory, step.human_joints_T223, step.human_fps, step.motion_start
+            )
+        return reason
 
     def forget_continuation(self) -> None:
-        """Start the next command from the robot's start pose instead of the last commanded one."""
+        """Start the next command afresh, as if the controller had just started (nothing sent yet)."""
         self.last_commanded = None
+        self.timeline = self._new_timeline()
+
+    def _new_timeline(self) -> ControllerTimeline:
+        c = self.config
+        return ControllerTimeline(
+            self.robot.joint_names, self.robot.velocity_limits, c.control_rate, c.blend_duration, c.switch_lead
+        )
 
     def _start_time(self, ready_at: float) -> float:
         start = ready_at + self.config.start_lead
-        if self.config.append and self.last_commanded is not None:
-            start = max(start, self.last_commanded.end_time)
+        end = self.timeline.end_time
+        if self.config.append and end is not None:
+            start = max(start, end)
         return start
+
+    def _wait_for_append(self, should_stop: Callable[[], bool]) -> None:
+        """With ``append``, hold the first plan until the running motion is about to end: a controller
+        replaces its trajectory on receipt, so sending earlier would cut the running motion short."""
+        end = self.timeline.end_time
+        if not self.config.append or end is None:
+            return
+        while self.clock() + self.config.start_lead < end and not should_stop():
+            time.sleep(min(0.02, max(end - self.config.start_lead - self.clock(), 0.0)))
 
     def run(self, request: MotionRequest, should_stop: Callable[[], bool] = lambda: False) -> Iterator[PlanStep]:
         """Plans of ``request``, coarse to final; ends early, yielding nothing more, once ``should_stop()``.
 
+        The motion starts at ``t_0`` (fixed when its first plan for the controller is ready); each
+        plan is eased to rest at its end (and at its start when the robot is at rest) and spliced
+        into what the controller commands at its switch time (:mod:`moscale_ros.control.timeline`).
         Raises InputError (from the generator) or TrajectoryError (a scale that cannot be retargeted
         or fails validation: it and the rest of the command are not yielded).
         """
@@ -418,7 +405,8 @@ class MotionPipeline:
             initial_q = previous.configuration_at(anchor)
             if self.config.prefix_seconds > 0:
                 prefix = previous.human_prefix(anchor, self.config.prefix_seconds)
-        start_time: float | None = None
+        motion_start: float | None = None
+        from_rest = True
         warm_start: RobotTrajectory | None = None
         stream = self.generator.stream(request.text, request.duration, request.seed, prefix_joints=prefix)
         try:
@@ -431,21 +419,29 @@ class MotionPipeline:
                 # A continuation starts with the prefix: keep its last frame (the pose at the start).
                 joints_T223 = np.asarray(scale.joints[max(getattr(scale, "prefix_frames", 0) - 1, 0) :], np.float32)
                 where = f"request {request.request_id} ({request.text!r}), scale {scale.scale_index}/{scale.num_scales}"
+                to_controller = bool(scale.is_final) or self.config.controller_plans == "every_scale"
                 try:
-                    trajectory = warm_start = self._retarget(joints_T223, scale, initial_q, warm_start)
-                    if start_time is None:
-                        start_time = self._start_time(self.clock())
+                    motion = warm_start = self._retarget(joints_T223, scale, initial_q, warm_start)
+                    if to_controller and motion_start is None:
+                        self._wait_for_append(should_stop)
+                        motion_start = self._start_time(self.clock())
+                        from_rest = self.timeline.at_rest(motion_start)
                         self._first_plan_s = 0.5 * self._first_plan_s + 0.5 * (self.clock() - request.received_at)
-                    if previous is not None:
-                        q0_J = previous.pose_at(start_time)
-                        trajectory = blend_within_limits(
-                            trajectory, q0_J, self.config.blend_duration, self.robot.velocity_limits
-                        )
+                    start = motion_start if motion_start is not None else self._start_time(self.clock())
+                    ease_in = self.config.ease_duration if from_rest else 0.0
+                    eased = ease(motion, ease_in, self.config.ease_duration)
+                    switch = self.timeline.switch_time(start, self.clock())
+                    trajectory = self.timeline.splice(eased, start, switch)
+                    if trajectory is None:  # the motion is over before this plan could take over
+                        continue
                     validate_trajectory(trajectory, self.robot, self.config.limit_tolerance)
                 except TrajectoryError as exc:
                     raise TrajectoryError(f"{where}: {exc}; not published") from None
                 except MoScaleError as exc:
                     raise TrajectoryError(f"{where}: the generated motion cannot be retargeted: {exc}") from exc
+                except ValueError as exc:  # no blend into the commanded motion keeps the limits
+                    raise TrajectoryError(f"{where}: {exc}; not published") from None
+                step_J = self.timeline.predicted_step(trajectory, switch, self.clock())
                 retarget_s = time.perf_counter() - tick
                 if should_stop():
                     return
@@ -454,14 +450,17 @@ class MotionPipeline:
                     scale_index=int(scale.scale_index),
                     num_scales=int(scale.num_scales),
                     is_final=bool(scale.is_final),
-                    start_time=start_time,
+                    start_time=switch,
                     trajectory=trajectory,
                     human_joints_T223=joints_T223,
                     human_fps=float(scale.fps),
                     latency_s=self.clock() - request.received_at,
                     generate_s=generate_s,
                     retarget_s=retarget_s,
-                    to_controller=bool(scale.is_final) or self.config.controller_plans == "every_scale",
+                    to_controller=to_controller,
+                    motion_start=start,
+                    switch_step=float(np.max(step_J)),
+                    switch_step_ratio=float(np.max(step_J * self.config.control_rate / self.robot.velocity_limits)),
                 )
                 if should_stop():  # before the next scale is generated
                     return
@@ -470,6 +469,27 @@ class MotionPipeline:
             close = getattr(stream, "close", None)
             if close is not None:
                 close()
+
+    def stop(self) -> PlanStep | None:
+        """A trajectory that brings what the controller commands to rest within ``stop_duration`` s,
+        along its current path and within the limits, or ``None`` when nothing moves. The caller
+        sends and commits it."""
+        now = self.clock()
+        stopping = self.timeline.stop_trajectory(now, self.config.stop_duration)
+        if stopping is None or self.last_commanded is None:
+            return None
+        trajectory, switch = stopping
+        validate_trajectory(trajectory, self.robot, self.config.limit_tolerance)
+        last = self.last_commanded
+        step_J = self.timeline.predicted_step(trajectory, switch, now)
+        return PlanStep(
+            request=MotionRequest("stop", trajectory.duration, None, now, "stop"),
+            scale_index=1, num_scales=1, is_final=True, start_time=switch, trajectory=trajectory,
+            human_joints_T223=last.human_prefix(switch, 1e-9), human_fps=last.human_fps,
+            latency_s=self.clock() - now, generate_s=0.0, retarget_s=self.clock() - now, to_controller=True,
+            motion_start=switch, switch_step=float(np.max(step_J)),
+            switch_step_ratio=float(np.max(step_J * self.config.control_rate / self.robot.velocity_limits)),
+        )  # fmt: skip
 
     def _retarget(
         self, joints_T223: np.ndarray, scale: Any, initial_q: np.ndarray | None, warm_start: RobotTrajectory | None
@@ -484,12 +504,12 @@ class MotionPipeline:
     def warm_up(self) -> PlanStep:
         """Run one throw-away command (first-call costs of the model and the solver), twice: alone
         and as a continuation of itself; returns its final plan. The continuation state is unchanged."""
-        saved = self.last_commanded
+        saved, saved_timeline = self.last_commanded, self.timeline
         for _ in range(2):
             request = validate_request("a person stands still", self.config.min_duration, 0, self.config, self.clock())
             final = list(self.run(request))[-1]
             self.commit(final)
-        self.last_commanded = saved
+        self.last_commanded, self.timeline = saved, saved_timeline
         return final
 
 

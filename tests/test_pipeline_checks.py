@@ -1,4 +1,4 @@
-"""Request validation, trajectory validation and the continuation blend of the pipeline (no ROS).
+"""Request validation, trajectory validation and the commanded motion of the pipeline (no ROS).
 
 Trajectories here are built for the real Unitree G1 model (example-robot-data) from its own start
 pose and limits; the end-to-end pipeline with the real generator is in test_pipeline_stream.py.
@@ -11,13 +11,12 @@ import dataclasses
 import numpy as np
 import pytest
 
+from moscale_ros.control.shaping import ease
 from moscale_ros.errors import ConfigError, InputError
 from moscale_ros.pipeline import (
     CommandedMotion,
     PipelineConfig,
     TrajectoryError,
-    blend_from_pose,
-    blend_within_limits,
     validate_request,
     validate_trajectory,
 )
@@ -40,11 +39,12 @@ def sway(robot, seconds: float = 2.0, rate: float = 50.0, amplitude: float = 0.3
     velocities = amplitude * half * omega * np.cos(omega * times)[:, None]
     accelerations = -amplitude * half * omega**2 * phase
     base = np.tile([0.0, 0.0, 0.75, 0.0, 0.0, 0.0, 1.0], (len(times), 1))
-    return RobotTrajectory(
+    motion = RobotTrajectory(
         joint_names=list(robot.joint_names), times=times, base_poses=base, positions=positions,
         velocities=velocities, accelerations=accelerations, control_rate=rate, report=None,
         final_q=np.concatenate([base[-1], positions[-1]]), robot_name=robot.name,
     )  # fmt: skip
+    return ease(motion, 0.5, 0.5)  # at rest at both ends, as every trajectory the node sends
 
 
 # ------------------------------------------------------------------------------------- requests
@@ -94,6 +94,25 @@ def test_valid_trajectory_passes(g1):
     validate_trajectory(sway(g1), g1)
 
 
+def test_a_trajectory_ending_in_motion_is_refused(g1):
+    moving = _set(sway(g1), "velocities", (-1, 4), 1e-3)
+    with pytest.raises(TrajectoryError, match="last point is not at rest"):
+        validate_trajectory(moving, g1)
+
+
+def test_positions_that_imply_speeds_over_the_limit_are_refused(g1):
+    """Chatter: positions zig-zag by 1.2 x what the limit allows per step, while the velocity
+    field says the joint barely moves. Only the finite differences see it."""
+    motion = sway(g1)
+    elbow = g1.joint_names.index("left_elbow_joint")
+    zigzag = motion.positions.copy()
+    zigzag[40:60:2, elbow] += 1.2 * g1.velocity_limits[elbow] / motion.control_rate
+    chatter = dataclasses.replace(motion, positions=zigzag)
+    assert np.all(np.abs(chatter.velocities) <= g1.velocity_limits)
+    with pytest.raises(TrajectoryError, match="left_elbow_joint moves .*finite difference"):
+        validate_trajectory(chatter, g1)
+
+
 @pytest.mark.parametrize(
     ("spoil", "needle"),
     [
@@ -124,69 +143,12 @@ def _set(trajectory: RobotTrajectory, field: str, index, value) -> RobotTrajecto
     return dataclasses.replace(trajectory, **{field: values})
 
 
-# ---------------------------------------------------------------------------------------- blend
-
-
-def test_blend_starts_at_the_given_pose_and_ends_on_the_new_motion(g1):
-    motion = sway(g1)
-    q0 = g1.q_initial[7:]
-    blended = blend_from_pose(motion, q0, 0.5)
-    np.testing.assert_allclose(blended.positions[0], q0, atol=1e-12)
-    np.testing.assert_allclose(blended.velocities[0], 0.0, atol=1e-12)  # w'(0) = 0 and 1 - w(0) = 0
-    after = motion.times >= 0.5
-    np.testing.assert_allclose(blended.positions[after], motion.positions[after])
-    np.testing.assert_allclose(blended.velocities[after], motion.velocities[after])
-    np.testing.assert_allclose(blended.final_q[7:], blended.positions[-1])
-    # Convex combination of two in-limit poses: inside the limits everywhere.
-    assert np.all(blended.positions >= g1.lower - 1e-12) and np.all(blended.positions <= g1.upper + 1e-12)
-    # Published velocities and accelerations are the derivatives of the published positions
-    # (checked by central differences on a 1 kHz grid, where their error is ~1e-4).
-    fine = sway(g1, rate=1000.0)
-    fine_blend = blend_from_pose(fine, q0, 0.5)
-    dt = 1e-3
-    velocity_fd = np.gradient(fine_blend.positions, dt, axis=0)
-    acceleration_fd = np.gradient(fine_blend.velocities, dt, axis=0)
-    np.testing.assert_allclose(velocity_fd[1:-1], fine_blend.velocities[1:-1], atol=1e-3)
-    np.testing.assert_allclose(acceleration_fd[1:-1], fine_blend.accelerations[1:-1], atol=0.5)  # jerk jumps at T
-
-
-def test_blend_lengthens_until_speeds_respect_the_limits(g1):
-    motion = sway(g1, seconds=4.0)
-    far = np.where(motion.positions[0] > (g1.lower + g1.upper) / 2, g1.lower, g1.upper) * 0.95
-    short = blend_from_pose(motion, far, 0.05)
-    assert np.any(np.abs(short.velocities) > g1.velocity_limits), "the test needs a gap too big for 50 ms"
-    safe = blend_within_limits(motion, far, 0.05, g1.velocity_limits)
-    np.testing.assert_allclose(safe.positions[0], far)
-    validate_trajectory(safe, g1)
-
-
-def test_blend_onto_a_motion_already_at_its_speed_limits_holds_them(g1):
-    """A new motion that itself runs at the joint speed limits leaves no room for a cross-fade: the
-    blended trajectory is slowed to the limits (and still starts exactly at the given pose)."""
-    rate, omega = 50.0, 2 * np.pi * 0.5
-    times = np.arange(int(3.0 * rate) + 1) / rate
-    middle, half = (g1.lower + g1.upper) / 2, (g1.upper - g1.lower) / 2
-    amplitude = np.minimum(0.9 * half, 0.999 * g1.velocity_limits / omega)  # peak speed at the limit
-    positions = middle + amplitude * np.sin(omega * times)[:, None]
-    velocities = amplitude * omega * np.cos(omega * times)[:, None]
-    fast = dataclasses.replace(
-        sway(g1, seconds=3.0), positions=positions, velocities=velocities,
-        accelerations=-amplitude * omega**2 * np.sin(omega * times)[:, None],
-    )  # fmt: skip
-    validate_trajectory(fast, g1)
-    far = np.where(positions[0] > middle, g1.lower, g1.upper) * 0.9
-    assert np.any(np.abs(blend_from_pose(fast, far, 2.0).velocities) > g1.velocity_limits)
-    held = blend_within_limits(fast, far, 0.5, g1.velocity_limits)
-    np.testing.assert_allclose(held.positions[0], far)
-    validate_trajectory(held, g1)
-    assert np.all(np.abs(np.diff(held.positions, axis=0)) <= g1.velocity_limits / rate + 1e-12)
-
-
 def test_commanded_motion_samples_on_the_absolute_clock(g1):
     motion = sway(g1)
+    assert motion.duration == pytest.approx(2.5)  # 2 s of sway, eased at both ends
     human = np.random.default_rng(0).normal(size=(41, 22, 3)).astype(np.float32)
     commanded = CommandedMotion(start_time=100.0, trajectory=motion, human_joints_T223=human, human_fps=20.0)
-    assert commanded.end_time == pytest.approx(102.0)
+    assert commanded.end_time == pytest.approx(102.5)
     np.testing.assert_allclose(commanded.pose_at(99.0), motion.positions[0])
     np.testing.assert_allclose(commanded.pose_at(100.5), motion.positions[25], atol=1e-9)
     np.testing.assert_allclose(commanded.pose_at(150.0), motion.positions[-1])

@@ -46,15 +46,22 @@ def test_plans_share_one_start_time_and_are_valid(pipeline):
     num_scales = steps[0].num_scales
     assert [s.scale_index for s in steps] == list(range(1, num_scales + 1))
     assert [s.is_final for s in steps] == [False] * (num_scales - 1) + [True]
-    assert len({s.start_time for s in steps}) == 1
-    assert steps[0].start_time - request.received_at >= pipeline.config.start_lead
-    assert steps[0].start_time <= request.received_at + steps[0].latency_s + pipeline.config.start_lead
+    t0 = steps[0].motion_start
+    assert {s.motion_start for s in steps} == {t0}  # one motion timeline
+    assert t0 - request.received_at >= pipeline.config.start_lead
+    assert t0 <= request.received_at + steps[0].latency_s + pipeline.config.start_lead
+    assert steps[0].start_time == t0  # the first plan starts the motion
     assert all(s.to_controller for s in steps)  # every_scale
     assert [s.latency_s for s in steps] == sorted(s.latency_s for s in steps)
+    # 60 frames (2.95 s) played on the eased clock: + half of each 0.5 s ease (in from rest, out to rest)
+    eased_duration = 59 / 20 + pipeline.config.ease_duration
     for step in steps:
         validate_trajectory(step.trajectory, pipeline.robot)
         assert step.human_joints_T223.shape == (60, 22, 3)
-        assert 59 / 20 - 1 / 50 <= step.trajectory.duration <= 59 / 20  # 60 frames, on the 50 Hz grid
+        assert step.start_time >= t0 and (step.start_time - t0) * 50 == pytest.approx(round((step.start_time - t0) * 50))
+        assert step.start_time + step.trajectory.duration == pytest.approx(t0 + eased_duration, abs=2 / 50)
+        np.testing.assert_array_equal(step.trajectory.velocities[-1], 0.0)  # at rest: a controller accepts it
+    np.testing.assert_array_equal(steps[0].trajectory.velocities[0], 0.0)  # started from rest
 
 
 def test_next_command_continues_from_the_committed_pose(pipeline):
@@ -62,9 +69,11 @@ def test_next_command_continues_from_the_committed_pose(pipeline):
     first = run_all(pipeline, "bow", 2.0, 2)[-1]
     pipeline.commit(first)
     second_steps = run_all(pipeline, "raise the left hand", 2.0, 3)
-    for step in second_steps:
-        expected = first.trajectory.configuration_at(step.start_time - first.start_time)[7:]
-        np.testing.assert_allclose(step.trajectory.positions[0], expected, atol=1e-9)
+    for step in second_steps:  # each starts from the state commanded at its switch time, exactly
+        q, v, a = pipeline.timeline.commanded(np.array([step.start_time]))
+        np.testing.assert_allclose(step.trajectory.positions[0], q[0], atol=1e-9)
+        np.testing.assert_allclose(step.trajectory.velocities[0], v[0], atol=1e-9)
+        np.testing.assert_allclose(step.trajectory.accelerations[0], a[0], atol=1e-9)
         validate_trajectory(step.trajectory, pipeline.robot)
     # The generator continued the human motion from the previous one's frames: the new human
     # motion starts on a frame of the old one and then lasts the requested 2 s.
@@ -89,8 +98,11 @@ def test_final_only_and_append(pipeline):
         first = run_all(pipeline, "turn left", 2.0, 5)
         assert [s.to_controller for s in first] == [False] * (len(first) - 1) + [True]
         pipeline.commit(first[-1])
+        first_end = first[-1].start_time + first[-1].trajectory.duration
         second = run_all(pipeline, "turn right", 2.0, 6)
-        assert second[0].start_time == pytest.approx(first[-1].start_time + first[-1].trajectory.duration, abs=1e-9)
+        # append: the plan was held until the first motion was about to end (a controller would cut it short)
+        assert first_end <= second[-1].motion_start <= first_end + 0.1
+        assert second[-1].start_time == second[-1].motion_start
         np.testing.assert_allclose(second[-1].trajectory.positions[0], first[-1].trajectory.positions[-1], atol=1e-9)
     finally:
         pipeline.config = original

@@ -1,0 +1,171 @@
+"""The node's side of one joint_trajectory_controller: what was sent, what is being commanded,
+and where the next plan takes over (ROS-free).
+
+Every trajectory sent is also fed to a :class:`~moscale_ros.control.jtc_rules.JointTrajectoryControllerModel`,
+so "the state being commanded at time t" is computed by the same rules the controller follows.
+A plan of a motion that starts at ``t_0`` takes over at the switch time
+
+    s = max(t_0, now + switch_lead), rounded up to the motion's grid t_0 + m / rate,
+
+and is spliced out of the commanded path at ``s`` (:func:`~moscale_ros.control.shaping.blend_from_path`),
+so the controller, which interpolates from its state at receipt to the first point at ``s``,
+never sees a step. A refinement ready before ``t_0`` keeps ``s = t_0``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from moscale_ros.control.jtc_rules import (
+    ActiveTrajectory,
+    ControllerSettings,
+    JointTrajectoryControllerModel,
+    TrajectoryMessage,
+)
+from moscale_ros.control.shaping import base_poses_at, blend_from_path, ease, within_speed_limits
+from retarget.trajectory import RobotTrajectory
+
+REST_SPEED = 1e-6  # rad/s below which every joint counts as at rest
+
+
+def as_message(trajectory: RobotTrajectory, stamp: float) -> TrajectoryMessage:
+    """The controller's view of ``trajectory`` sent with ``header.stamp = stamp``."""
+    return TrajectoryMessage(
+        list(trajectory.joint_names), float(stamp), np.asarray(trajectory.times, dtype=np.float64),
+        np.asarray(trajectory.positions), np.asarray(trajectory.velocities), np.asarray(trajectory.accelerations),
+    )  # fmt: skip
+
+
+class ControllerTimeline:
+    """What one controller was sent and commands; splices plans in (module docstring)."""
+
+    def __init__(
+        self,
+        joint_names: list[str],
+        velocity_limits_J: np.ndarray,
+        control_rate: float,
+        blend_s: float = 0.5,
+        switch_lead: float = 0.1,
+    ) -> None:
+        self.settings = ControllerSettings(list(joint_names), update_rate=control_rate)
+        self.velocity_limits_J = np.asarray(velocity_limits_J, dtype=np.float64)
+        self.control_rate = control_rate
+        self.blend_s = blend_s
+        self.switch_lead = switch_lead
+        self.model: JointTrajectoryControllerModel | None = None
+        self._base: tuple[float, RobotTrajectory] | None = None  # last sent: start time, trajectory
+
+    # ------------------------------------------------------------------------------ the commanded path
+
+    @property
+    def end_time(self) -> float | None:
+        """When the last trajectory sent ends (``None`` before the first)."""
+        if self.model is None:
+            return None
+        message = self.model.pending or (self.model.active.message if self.model.active else None)
+        return message.end_time if message is not None else self.model.state.time
+
+    def commanded(self, times_N: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Commanded positions, velocities, accelerations ``(N, J)`` at absolute ``times_N`` (sorted, from now on)."""
+        assert self.model is not None
+        states = [self.model.commanded_at(float(t)) for t in times_N]
+        fields = ("positions_J", "velocities_J", "accelerations_J")
+        return tuple(np.stack([getattr(state, name) for state in states]) for name in fields)
+
+    def at_rest(self, t: float) -> bool:
+        """Whether nothing moves at ``t`` (true before anything was sent)."""
+        if self.model is None:
+            return True
+        return bool(np.all(np.abs(self.model.commanded_at(t).velocities_J) <= REST_SPEED))
+
+    def _commanded_base(self, times_N: np.ndarray) -> np.ndarray | None:
+        if self._base is None:
+            return None
+        start, trajectory = self._base
+        return base_poses_at(np.asarray(trajectory.times), np.asarray(trajectory.base_poses), times_N - start)
+
+    # ---------------------------------------------------------------------------------- new plans
+
+    def switch_time(self, motion_start: float, now: float) -> float:
+        """``max(t_0, now + switch_lead)`` rounded up to the grid ``t_0 + m / rate``."""
+        earliest = now + self.switch_lead
+        if earliest <= motion_start:
+            return motion_start
+        steps = math.ceil((earliest - motion_start) * self.control_rate - 1e-9)
+        return motion_start + steps / self.control_rate
+
+    def splice(self, motion: RobotTrajectory, motion_start: float, switch: float) -> RobotTrajectory | None:
+        """The part of ``motion`` (times from ``motion_start``, at rest at its end) from ``switch`` on,
+        blended out of the commanded path; times count from ``switch``. ``None`` when the motion has
+        ended by then. Raises ValueError if no blend up to the rest of the motion keeps the speed limits."""
+        offset = int(round((switch - motion_start) * self.control_rate))
+        if offset >= len(motion.times) - 1:
+            return None
+        times_N = np.asarray(motion.times[offset:], dtype=np.float64) - float(motion.times[offset])
+        part = replace(
+            motion, times=times_N, positions=motion.positions[offset:], velocities=motion.velocities[offset:],
+            accelerations=motion.accelerations[offset:], base_poses=motion.base_poses[offset:],
+        )  # fmt: skip
+        if self.model is None:
+            return part
+        q_NJ, v_NJ, a_NJ = self.commanded(switch + times_N)
+        base_N7 = self._commanded_base(switch + times_N)
+        blend_s = min(max(self.blend_s, 2.0 / self.control_rate), part.duration)
+        while True:
+            blended = blend_from_path(part, q_NJ, v_NJ, a_NJ, base_N7, blend_s)
+            if within_speed_limits(blended, self.velocity_limits_J):
+                return blended
+            if blend_s >= part.duration:
+                raise ValueError(
+                    f"no blend of up to {part.duration:.2f} s from the commanded motion keeps the joint speed limits"
+                )
+            blend_s = min(1.5 * blend_s, part.duration)
+
+    def predicted_step(self, trajectory: RobotTrajectory, switch: float, now: float) -> np.ndarray:
+        """Per joint, how far the command moves in the first control cycle after ``trajectory``
+        (stamped ``switch``) is received at ``now``: what the controller rules make of the switch."""
+        if self.model is None:
+            return np.zeros(len(self.settings.joints))
+        before = self.model.commanded_at(now)
+        taking_over = ActiveTrajectory(as_message(trajectory, switch), before)
+        after = taking_over.sample(now + 1.0 / self.control_rate)
+        return np.abs(after.positions_J - before.positions_J)
+
+    def record(self, trajectory: RobotTrajectory, switch: float, now: float) -> str | None:
+        """``trajectory`` (stamped ``switch``) was sent at ``now``: the controller model receives it.
+        Returns the controller's rejection reason, if any (nothing is recorded then)."""
+        message = as_message(trajectory, switch)
+        if self.model is None:
+            self.model = JointTrajectoryControllerModel(self.settings, trajectory.positions[0], now)
+        elif self.model.pending is not None:  # the one sent before was taken on receipt
+            self.model.update(self.model.pending_at)
+        reason = self.model.receive(message, now)
+        if reason is None:
+            self._base = (switch, trajectory)
+        return reason
+
+    def stop_trajectory(self, now: float, stop_s: float) -> tuple[RobotTrajectory, float] | None:
+        """From the state commanded at ``s = now + switch_lead``, slow down along the commanded path to
+        rest over ``stop_s`` seconds (the ease out of :mod:`~moscale_ros.control.shaping`); ``None``
+        when nothing moves from then on. Returns the trajectory and its start time ``s``."""
+        if self.model is None or self._base is None:
+            return None
+        switch = now + self.switch_lead
+        end = self.end_time or switch
+        if end <= switch and self.at_rest(switch):
+            return None
+        dt = 1.0 / self.control_rate
+        times_N = np.arange(max(int(math.ceil(0.5 * stop_s / dt)), 1) + 1) * dt
+        q_NJ, v_NJ, a_NJ = self.commanded(switch + times_N)
+        _, template = self._base
+        path = replace(
+            template, times=times_N, positions=q_NJ, velocities=v_NJ, accelerations=a_NJ,
+            base_poses=self._commanded_base(switch + times_N), report=None,
+        )  # fmt: skip
+        stopping = ease(path, 0.0, stop_s)
+        final_q = np.array(template.final_q, dtype=np.float64, copy=True)
+        final_q[-q_NJ.shape[1] :] = stopping.positions[-1]
+        return replace(stopping, final_q=final_q), switch

@@ -1,0 +1,109 @@
+"""Shaping for a joint_trajectory_controller, judged by its rules (control/jtc_rules.py) on the real G1."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from moscale_ros.control.jtc_rules import replay
+from moscale_ros.control.shaping import ease, finite_difference_speed, within_speed_limits
+from moscale_ros.control.timeline import ControllerTimeline, as_message
+from moscale_ros.pipeline import validate_trajectory
+from retarget.robot import load_robot
+from retarget.trajectory import RobotTrajectory
+
+RATE = 50.0
+
+
+@pytest.fixture(scope="module")
+def g1():
+    return load_robot("g1")
+
+
+def sway(robot, seconds: float, amplitude: float, hz: float = 0.5, phase: float = 0.0) -> RobotTrajectory:
+    """Every joint sways around the middle of its range: ``q = m + a r sin(2 pi hz t + phase)`` (moving at both ends)."""
+    times = np.arange(int(seconds * RATE) + 1) / RATE
+    middle, half = (robot.lower + robot.upper) / 2, (robot.upper - robot.lower) / 2
+    angle = 2 * np.pi * hz * times[:, None] + phase
+    omega = 2 * np.pi * hz
+    positions = middle + amplitude * half * np.sin(angle)
+    base = np.tile([0.0, 0.0, 0.75, 0.0, 0.0, 0.0, 1.0], (len(times), 1))
+    return RobotTrajectory(
+        joint_names=list(robot.joint_names), times=times, base_poses=base, positions=positions,
+        velocities=amplitude * half * omega * np.cos(angle), accelerations=-amplitude * half * omega**2 * np.sin(angle),
+        control_rate=RATE, report=None, final_q=np.concatenate([base[-1], positions[-1]]), robot_name=robot.name,
+    )  # fmt: skip
+
+
+def test_ease_keeps_the_path_ends_at_rest_and_never_speeds_up(g1):
+    motion = sway(g1, 3.0, 0.3)
+    eased = ease(motion, 0.5, 0.5)
+    assert eased.duration == pytest.approx(3.5)  # each ease plays half its length of motion
+    np.testing.assert_array_equal(eased.velocities[[0, -1]], 0.0)
+    np.testing.assert_array_equal(eased.accelerations[[0, -1]], 0.0)
+    np.testing.assert_allclose(eased.positions[[0, -1]], motion.positions[[0, -1]], atol=1e-12)
+    np.testing.assert_allclose(eased.positions[50], motion.positions[50 - 12], atol=0.02)  # cruising, 0.25 s behind
+    assert np.all(finite_difference_speed(eased).max(axis=0) <= finite_difference_speed(motion).max(axis=0) + 1e-9)
+    validate_trajectory(eased, g1)
+    short = ease(sway(g1, 0.2, 0.3), 0.5, 0.5)  # shorter than the eases: they shrink
+    assert short.duration == pytest.approx(0.4, abs=2 / RATE)
+    validate_trajectory(short, g1)
+
+
+def test_a_refinement_spliced_mid_motion_reaches_the_controller_without_a_jump(g1):
+    coarse = ease(sway(g1, 4.0, 0.3), 0.5, 0.5)
+    fine = ease(sway(g1, 4.0, 0.4, phase=0.4), 0.5, 0.5)  # a different plan of the same motion
+    t0 = 100.0
+    timeline = ControllerTimeline(g1.joint_names, g1.velocity_limits, RATE, blend_s=0.5, switch_lead=0.1)
+    assert timeline.record(coarse, t0, now=t0 - 0.2) is None
+    now = t0 + 1.234  # the refinement is ready mid-motion
+    switch = timeline.switch_time(t0, now)
+    assert switch == pytest.approx(t0 + 1.34)  # now + lead = 1.334 s, up to the 50 Hz grid
+    spliced = timeline.splice(fine, t0, switch)
+    q, v, a = timeline.commanded(np.array([switch]))
+    np.testing.assert_allclose(spliced.positions[0], q[0], atol=1e-12)
+    np.testing.assert_allclose(spliced.velocities[0], v[0], atol=1e-12)
+    validate_trajectory(spliced, g1)
+    np.testing.assert_allclose(spliced.positions[-1], fine.positions[-1], atol=1e-12)  # ends on the refined plan
+    assert timeline.predicted_step(spliced, switch, now).max() <= g1.velocity_limits.min() / RATE
+    received = [(t0 - 0.2, as_message(coarse, t0)), (now + 0.003, as_message(spliced, switch))]
+    result = replay(received, timeline.settings, coarse.positions[0])
+    assert result.rejections == []
+    assert result.max_step_fraction(g1.velocity_limits) <= 1.0
+    assert result.max_speed_fraction(g1.velocity_limits) <= 1.0 + 1e-6
+    # The same refinement, unspliced and on the motion's own start time, is sampled at "now": a jump.
+    naive = replay([(t0 - 0.2, as_message(coarse, t0)), (now, as_message(fine, t0))], timeline.settings,
+                   coarse.positions[0])  # fmt: skip
+    assert naive.max_step_fraction(g1.velocity_limits) > 1.0
+
+
+def test_the_blend_lengthens_until_the_speeds_are_inside_the_limits(g1):
+    rest = ease(sway(g1, 1.0, 0.0), 0.0, 0.5)  # holding the middle of every range
+    far = ease(sway(g1, 4.0, 0.9, hz=0.05, phase=np.pi / 2), 0.5, 0.5)  # starts near the ends of the ranges
+    timeline = ControllerTimeline(g1.joint_names, g1.velocity_limits, RATE, blend_s=0.04, switch_lead=0.1)
+    timeline.record(rest, 10.0, now=10.0)
+    spliced = timeline.splice(far, 12.0, 12.0)
+    assert within_speed_limits(spliced, g1.velocity_limits)
+    np.testing.assert_allclose(spliced.positions[0], rest.positions[-1], atol=1e-12)
+    validate_trajectory(spliced, g1)
+
+
+def test_stop_brings_the_command_to_rest_along_its_path(g1):
+    motion = ease(sway(g1, 4.0, 0.4, hz=0.4), 0.5, 0.5)
+    validate_trajectory(motion, g1)
+    timeline = ControllerTimeline(g1.joint_names, g1.velocity_limits, RATE, switch_lead=0.1)
+    timeline.record(motion, 50.0, now=49.9)
+    stopping, switch = timeline.stop_trajectory(now=51.0, stop_s=0.6)
+    assert switch == pytest.approx(51.1)
+    assert stopping.duration == pytest.approx(0.6, abs=2 / RATE)
+    validate_trajectory(stopping, g1)
+    received = [(49.9, as_message(motion, 50.0)), (51.0, as_message(stopping, switch))]
+    result = replay(received, timeline.settings, motion.positions[0], until=53.0)
+    assert result.rejections == []
+    assert result.max_step_fraction(g1.velocity_limits) <= 1.0
+    assert result.max_speed_fraction(g1.velocity_limits) <= 1.0 + 1e-6
+    after = result.times_T >= switch + stopping.duration
+    np.testing.assert_allclose(result.velocities_TJ[after], 0.0, atol=1e-12)  # at rest, well before 54 s
+    assert np.ptp(result.positions_TJ[after], axis=0).max() < 1e-12
+    timeline.record(stopping, switch, now=51.0)
+    assert timeline.stop_trajectory(now=53.0, stop_s=0.6) is None  # nothing moves any more
