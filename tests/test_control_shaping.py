@@ -21,7 +21,7 @@ def g1():
 
 
 def sway(robot, seconds: float, amplitude: float, hz: float = 0.5, phase: float = 0.0) -> RobotTrajectory:
-    """Every joint sways around the middle of its range: ``q = m + a r sin(2 pi hz t + phase)`` (moving at both ends)."""
+    """Every joint sways around the middle of its range, ``q = m + a r sin(2 pi hz t + phase)``, moving at both ends."""
     times = np.arange(int(seconds * RATE) + 1) / RATE
     middle, half = (robot.lower + robot.upper) / 2, (robot.upper - robot.lower) / 2
     angle = 2 * np.pi * hz * times[:, None] + phase
