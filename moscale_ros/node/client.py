@@ -31,6 +31,7 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
 from moscale_ros.action import GenerateMotion
+from moscale_ros.control.jtc_rules import ControllerSettings, Replay, replay
 from moscale_ros.msg import MotionPlan
 from moscale_ros.node import convert
 from moscale_ros.node.parameters import DEFAULT_CONTROLLER_TOPIC
@@ -38,10 +39,11 @@ from moscale_ros.node.parameters import DEFAULT_CONTROLLER_TOPIC
 
 @dataclass
 class Received:
-    """A message and when it arrived (``time.monotonic()`` in the client)."""
+    """A message and when it arrived: ``time.monotonic()`` and the client node's ROS clock (s)."""
 
     msg: Any
     at: float
+    clock: float = 0.0
 
 
 @dataclass
@@ -130,16 +132,25 @@ class MoScaleClient:
         self.close()
 
     def _on_plan(self, msg: MotionPlan) -> None:
-        at = time.monotonic()
+        at, clock = time.monotonic(), self.get_clock().now().nanoseconds * 1e-9
         with self._lock:
-            self.plans.append(Received(msg, at))
+            self.plans.append(Received(msg, at, clock))
             self._lock.notify_all()
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
-        at = time.monotonic()
+        at, clock = time.monotonic(), self.get_clock().now().nanoseconds * 1e-9
         with self._lock:
-            self.trajectories.append(Received(msg, at))
+            self.trajectories.append(Received(msg, at, clock))
             self._lock.notify_all()
+
+    def controller_replay(self, initial_positions_J: np.ndarray, update_rate: float = 50.0) -> Replay:
+        """Every controller trajectory received so far, at its ROS receipt time, through the
+        joint_trajectory_controller's rules (:mod:`moscale_ros.control.jtc_rules`), for the joints
+        of the first one; the controller starts holding ``initial_positions_J``."""
+        with self._lock:
+            received = [(r.clock, convert.controller_message(r.msg)) for r in self.trajectories]
+        settings = ControllerSettings(list(received[0][1].joint_names), update_rate=update_rate)
+        return replay(received, settings, initial_positions_J)
 
     def wait_ready(self, timeout: float = 60.0) -> bool:
         """True once the node's action server is available and this client's command publisher and
@@ -166,7 +177,7 @@ class MoScaleClient:
             self.trajectories.clear()
 
     def collect(self, outcome: CommandOutcome, request_id: str | None) -> None:
-        """Fill ``outcome`` with the plans of its request and the trajectories stamped with its start."""
+        """Fill ``outcome`` with the plans of its request and the controller trajectories of those plans."""
         with self._lock:
             plans = [r for r in self.plans if r.at >= outcome.sent_at]
             if request_id is not None:
@@ -175,10 +186,12 @@ class MoScaleClient:
                 first_id = plans[0].msg.request_id
                 plans = [r for r in plans if r.msg.request_id == first_id]
             outcome.plans = plans
-            if plans:
-                stamp = plans[0].msg.header.stamp
+            if plans:  # each plan's trajectory carries its own switch time
+                stamps = {convert.time_to_seconds(r.msg.trajectory.header.stamp) for r in plans}
                 outcome.trajectories = [
-                    r for r in self.trajectories if r.at >= outcome.sent_at and r.msg.header.stamp == stamp
+                    r
+                    for r in self.trajectories
+                    if r.at >= outcome.sent_at and convert.time_to_seconds(r.msg.header.stamp) in stamps
                 ]
 
     def wait_complete(self, outcome: CommandOutcome, request_id: str | None, timeout: float) -> bool:
@@ -289,7 +302,7 @@ def save_outcome(outcome: CommandOutcome, path: str | Path) -> Path:
         times=times_N,
         positions=positions_NJ,
         velocities=velocities_NJ,
-        start_time=convert.time_to_seconds(plan.header.stamp),
+        start_time=convert.time_to_seconds(plan.trajectory.header.stamp),
         human_joints=convert.human_joints(plan),
         human_fps=plan.human_fps,
     )

@@ -21,6 +21,7 @@ from std_msgs.msg import ColorRGBA
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import Marker, MarkerArray
 
+from moscale_ros.control.jtc_rules import TrajectoryMessage
 from moscale_ros.data.skeleton import CANONICAL_JOINTS, CANONICAL_PARENTS
 from moscale_ros.msg import MotionPlan
 from moscale_ros.pipeline import PlanStep
@@ -79,9 +80,9 @@ def joint_trajectory_msg(trajectory: RobotTrajectory, start_time: float) -> Join
 
 
 def motion_plan_msg(step: PlanStep, frame_id: str = "") -> MotionPlan:
-    """The ``MotionPlan`` of one scale: header and trajectory stamped with the command's start time."""
+    """The ``MotionPlan`` of one scale: header stamped with the motion's start, trajectory with its switch time."""
     msg = MotionPlan()
-    msg.header.stamp = time_msg(step.start_time)
+    msg.header.stamp = time_msg(step.motion_start)
     msg.header.frame_id = frame_id
     msg.request_id = step.request.request_id
     msg.command = step.request.text
@@ -89,6 +90,8 @@ def motion_plan_msg(step: PlanStep, frame_id: str = "") -> MotionPlan:
     msg.num_scales = step.num_scales
     msg.is_final = step.is_final
     msg.latency = float(step.latency_s)
+    msg.switch_step = float(step.switch_step)
+    msg.switch_step_ratio = float(step.switch_step_ratio)
     msg.trajectory = joint_trajectory_msg(step.trajectory, step.start_time)
     msg.robot_name = step.trajectory.robot_name
     poses = array.array("d")
@@ -143,6 +146,19 @@ def trajectory_arrays(msg: JointTrajectory) -> tuple[list[str], np.ndarray, np.n
     positions_NJ = np.array([np.frombuffer(p.positions, dtype=np.float64) for p in msg.points])
     velocities_NJ = np.array([np.frombuffer(p.velocities, dtype=np.float64) for p in msg.points])
     return list(msg.joint_names), times_N, positions_NJ, velocities_NJ
+
+
+def controller_message(msg: JointTrajectory) -> TrajectoryMessage:
+    """A received trajectory as the controller model reads it (empty velocity/acceleration fields: ``None``)."""
+    names, times_N, positions_NJ, _ = trajectory_arrays(msg)
+
+    def field(name: str) -> np.ndarray | None:
+        rows = [np.frombuffer(getattr(p, name), dtype=np.float64) for p in msg.points]
+        return np.array(rows) if rows and all(len(r) for r in rows) else None
+
+    return TrajectoryMessage(
+        names, time_to_seconds(msg.header.stamp), times_N, positions_NJ, field("velocities"), field("accelerations")
+    )
 
 
 def base_poses(msg: MotionPlan) -> np.ndarray:

@@ -5,7 +5,11 @@ Interfaces (names relative to the node; remap as usual):
 * ``~/command`` (std_msgs/String) and the action ``~/generate`` (moscale_ros/GenerateMotion);
 * ``~/plan`` (moscale_ros/MotionPlan): every scale of every command, coarse first, final last;
 * ``controller_topic`` (trajectory_msgs/JointTrajectory): every scale or the final one only
-  (``controller_plans``), all stamped with the command's one start time;
+  (``controller_plans``). A ROS 2 joint_trajectory_controller replaces its trajectory on receipt, so
+  each one is stamped with its own switch time, starts from the state being commanded then and
+  ends at rest (:mod:`moscale_ros.pipeline`);
+* ``~/stop`` (std_srvs/Trigger), and cancelling a goal: generation stops and the controller gets a
+  short trajectory that brings what it commands to rest within the limits;
 * ``joint_state_topic`` (sensor_msgs/JointState) and ``~/skeleton`` (visualization_msgs/MarkerArray):
   playback of what the controller was last sent, at ``playback_rate``;
 * ``/diagnostics`` (diagnostic_msgs/DiagnosticArray): readiness, command counters, queue lengths and
@@ -38,6 +42,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
+from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
@@ -80,6 +85,10 @@ class MoScaleNode(Node):
         self.startup_error = ""
         self.pipeline: MotionPipeline | None = None
         self.stats = CommandStats()
+        self._controller_lock = threading.Lock()  # one sender at a time: plans (worker) and stops (services)
+        self._controller_request = ""  # request id of the motion the controller was last sent
+        self._last_switch = (0.0, 0.0)  # (rad, ratio) of the last trajectory sent, for /diagnostics
+        self._max_switch_ratio = 0.0
         try:
             self.config, self.settings = split_parameters(values)
         except ConfigError as exc:
@@ -175,6 +184,7 @@ class MoScaleNode(Node):
             callback_group=ReentrantCallbackGroup(),
             result_timeout=RESULT_KEEP_S,
         )
+        self.create_service(Trigger, "~/stop", self._on_stop, callback_group=MutuallyExclusiveCallbackGroup())
         if self.settings.playback_rate > 0:
             self.create_timer(1.0 / self.settings.playback_rate, self._play_back, callback_group=inputs)
         if self.settings.diagnostics_period > 0:
@@ -250,9 +260,15 @@ class MoScaleNode(Node):
             self._log_refusal(exc, f"goal {request_id[:8]} ({goal.text[:60]!r})")
             goal_handle.abort()
             return "aborted", GenerateMotion.Result(success=False, message=str(exc))
+        stopped = False
         while not job.done.wait(0.01):
-            if goal_handle.is_cancel_requested:
+            if goal_handle.is_cancel_requested and not stopped:
+                stopped = True
                 job.cancel("canceled by the client")
+                if self._controller_request == request_id:  # its motion is running: bring it to rest
+                    self.stop_motion(f"goal {request_id[:8]} canceled")
+        if goal_handle.is_cancel_requested and not stopped and self._controller_request == request_id:
+            self.stop_motion(f"goal {request_id[:8]} canceled")
         result = GenerateMotion.Result(success=job.status == "succeeded", message=job.message)
         if job.final_plan is not None:
             result.final_plan = job.final_plan
@@ -268,14 +284,14 @@ class MoScaleNode(Node):
 
     def _publish_step(self, job: Job, step: PlanStep) -> None:
         """Worker thread: publish one plan (and its trajectory), log its latency, commit it."""
-        if job.should_stop():
-            return
         tick = time.perf_counter()
-        plan = convert.motion_plan_msg(step)
-        self.plan_pub.publish(plan)
-        if step.to_controller:
-            self.trajectory_pub.publish(plan.trajectory)
-            self.pipeline.commit(step)
+        with self._controller_lock:  # a stop between the check and the send would be overridden
+            if job.should_stop():
+                return
+            plan = convert.motion_plan_msg(step)
+            self.plan_pub.publish(plan)
+            if step.to_controller:
+                self._send(step, plan.trajectory)
         if job.on_plan is not None:
             job.on_plan(plan)
         if step.is_final:
@@ -285,9 +301,42 @@ class MoScaleNode(Node):
             f"[{step.request.request_id[:8]}] scale {step.scale_index}/{step.num_scales}: "
             f"{step.latency_s * 1e3:.0f} ms since the command (generate {step.generate_s * 1e3:.0f} ms, "
             f"retarget {step.retarget_s * 1e3:.0f} ms, publish {publish_ms:.1f} ms), "
-            f"{len(step.trajectory.times)} points from t0={step.start_time:.3f}"
-            + (" -> controller" if step.to_controller else "")
+            f"{len(step.trajectory.times)} points from {step.start_time:.3f} (motion t0={step.motion_start:.3f})"
+            + (f" -> controller, switch step {step.switch_step_ratio:.2f} x limit" if step.to_controller else "")
         )
+
+    def _send(self, step: PlanStep, trajectory: JointTrajectory) -> None:
+        """Publish ``trajectory`` to the controller and record it (holding ``_controller_lock``)."""
+        self.trajectory_pub.publish(trajectory)
+        reason = self.pipeline.commit(step, self.now_s())
+        if reason is not None:  # a bug: every plan is shaped for the controller's rules
+            self.get_logger().error(f"[{step.request.request_id[:8]}] the controller rejects this trajectory: {reason}")
+        self._controller_request = step.request.request_id
+        self._last_switch = (step.switch_step, step.switch_step_ratio)
+        self._max_switch_ratio = max(self._max_switch_ratio, step.switch_step_ratio)
+        self.stats.count("trajectories_sent")
+
+    def stop_motion(self, why: str) -> str:
+        """Stop generating and bring the controller to rest smoothly; returns what was done."""
+        if not self.ready:
+            return f"not ready: {self.startup_error}"
+        with self._controller_lock:
+            running = self.worker.current
+            if running is not None:
+                running.cancel(f"stopped ({why})")
+            step = self.pipeline.stop()
+            if step is None:
+                return "nothing was moving"
+            self._send(step, convert.joint_trajectory_msg(step.trajectory, step.start_time))
+        self.stats.count("stops")
+        message = f"stopping within {step.trajectory.duration:.2f} s from {step.start_time:.3f} ({why})"
+        self.get_logger().info(message)
+        return message
+
+    def _on_stop(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        response.message = self.stop_motion("~/stop")
+        response.success = self.ready
+        return response
 
     def diagnostics_values(self) -> dict[str, str]:
         """Counters (:mod:`moscale_ros.node.health`), queue lengths and memory, as strings."""
@@ -297,6 +346,9 @@ class MoScaleNode(Node):
         values["worker_running"] = running.request.request_id if running is not None else ""
         values["goal_handles_kept"] = str(len(getattr(self.action_server, "_goal_handles", ())))
         values["resident_memory_mb"] = f"{resident_memory_mb():.1f}"
+        values["last_switch_step_rad"] = f"{self._last_switch[0]:.4f}"
+        values["last_switch_step_ratio"] = f"{self._last_switch[1]:.3f}"
+        values["max_switch_step_ratio"] = f"{self._max_switch_ratio:.3f}"
         return values
 
     def _publish_diagnostics(self) -> None:
