@@ -14,6 +14,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
+from moscale_ros.control.jtc_rules import ControllerSettings, JointTrajectoryControllerModel
 from moscale_ros.node import convert
 from retarget.robot import load_robot
 
@@ -47,12 +48,15 @@ def test_plans_arrive_coarse_first_on_one_timeline(client):
     assert [p.scale_index for p in plans] == list(range(1, num_scales + 1))
     assert [p.is_final for p in plans] == [False] * (num_scales - 1) + [True]
     assert all(p.num_scales == num_scales and p.command == "wave the right hand" for p in plans)
-    # One start time for every plan and every controller trajectory of the command.
-    starts = {stamp(p) for p in plans} | {stamp(p.trajectory) for p in plans}
+    # One motion start time t0 for every plan; each plan's trajectory takes over at its own switch
+    # time, t0 for the first one and no earlier for the refinements (a controller replaces on receipt).
+    starts = {stamp(p) for p in plans}
     assert len(starts) == 1
     (start,) = starts
     first_receipt_wall = sent_wall + (outcome.plans[0].at - outcome.sent_at)
     assert sent_wall + 0.25 <= start <= first_receipt_wall + 0.25 + 1e-3  # ready time + start_lead
+    assert stamp(plans[0].trajectory) == pytest.approx(start, abs=1e-9)
+    assert all(stamp(p.trajectory) >= start - 1e-9 for p in plans)
     # The controller got every scale (controller_plans: every_scale), in order, final last.
     assert len(outcome.trajectories) == num_scales
     assert outcome.trajectories[-1].msg == plans[-1].trajectory
@@ -70,8 +74,10 @@ def test_final_trajectory_is_valid_for_the_robot(client, robot):
     names, times, positions, velocities = convert.trajectory_arrays(outcome.final_trajectory)
     assert names == robot.joint_names
     assert times[0] == 0.0 and np.all(np.diff(times) > 0)
-    assert 4.0 - 0.05 - 1e-9 <= times[-1] <= 4.0  # 80 frames at 20 fps, + 1 when continuing
+    # 80 frames at 20 fps (+ 1 when continuing), + half of each 0.5 s ease, less what ran before its switch
+    assert times[-1] <= 4.0 + 0.5 + 1e-9
     assert len(times) == round(times[-1] * 50) + 1  # 50 Hz
+    np.testing.assert_array_equal(velocities[-1], 0.0)  # at rest: a joint_trajectory_controller accepts it
     assert np.all(np.isfinite(positions)) and np.all(np.isfinite(velocities))
     assert np.all(positions >= robot.lower - 1e-6) and np.all(positions <= robot.upper + 1e-6)
     assert np.all(np.abs(velocities) <= robot.velocity_limits * (1 + 1e-6) + 1e-6)
@@ -83,15 +89,17 @@ def test_topic_command_continues_from_the_last_commanded_pose(client):
     second = client.command("raise the left hand")
     assert second.status == "succeeded"
     assert [r.msg.scale_index for r in second.plans] == list(range(1, second.plans[0].msg.num_scales + 1))
-    _, prev_times, prev_positions, _ = convert.trajectory_arrays(first.final_trajectory)
-    prev_start = stamp(first.final_trajectory)
-    new_start = stamp(second.final_trajectory)
-    assert new_start > prev_start
-    # Where the previous trajectory had the robot at the new start time is where the new one begins.
-    t = min(max(new_start - prev_start, 0.0), prev_times[-1])
-    expected = np.array([np.interp(t, prev_times, prev_positions[:, j]) for j in range(prev_positions.shape[1])])
-    for received in second.trajectories:  # coarse plans and the final one alike
-        _, _, positions, velocities = convert.trajectory_arrays(received.msg)
+    assert stamp(second.final_trajectory) > stamp(first.final_trajectory)
+    # Each new trajectory starts from what the controller commands at its switch time, by the
+    # controller's own rules (the coarse plans and the final one alike): no jump in position.
+    sent = [r for r in client.trajectories if r.at >= first.sent_at]
+    for k, received in enumerate(sent[1:], start=1):
+        model = JointTrajectoryControllerModel(ControllerSettings(list(received.msg.joint_names)), np.zeros(29))
+        for before in sent[:k]:
+            model.receive(convert.controller_message(before.msg), before.clock)
+            model.update(before.clock)
+        expected = model.commanded_at(stamp(received.msg)).positions_J
+        _, _, positions, _ = convert.trajectory_arrays(received.msg)
         np.testing.assert_allclose(positions[0], expected, atol=1e-6)
 
 

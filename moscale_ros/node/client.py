@@ -132,13 +132,13 @@ class MoScaleClient:
         self.close()
 
     def _on_plan(self, msg: MotionPlan) -> None:
-        at, clock = time.monotonic(), self.get_clock().now().nanoseconds * 1e-9
+        at, clock = time.monotonic(), self.node.get_clock().now().nanoseconds * 1e-9
         with self._lock:
             self.plans.append(Received(msg, at, clock))
             self._lock.notify_all()
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
-        at, clock = time.monotonic(), self.get_clock().now().nanoseconds * 1e-9
+        at, clock = time.monotonic(), self.node.get_clock().now().nanoseconds * 1e-9
         with self._lock:
             self.trajectories.append(Received(msg, at, clock))
             self._lock.notify_all()
