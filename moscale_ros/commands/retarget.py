@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+EASE_S = 0.5  # s over which a saved trajectory starts from and comes to rest
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("retarget", help="retarget human motion onto a robot (Pinocchio IK)")
@@ -56,6 +58,7 @@ def load_motion(path: str | Path, fps: float = 20.0):
 
 
 def run(args: argparse.Namespace) -> int:
+    from moscale_ros.control.shaping import ease
     from moscale_ros.errors import InputError
     from retarget import RetargetConfig, Retargeter, load_robot
 
@@ -75,8 +78,11 @@ def run(args: argparse.Namespace) -> int:
         trajectory = retargeter.retarget(joints, fps)
         report = trajectory.report
         reports[item] = report.as_dict()
-        if args.out:
-            print(f"trajectory: {trajectory.save(args.out)} ({len(trajectory)} points, {trajectory.duration:.2f} s)")
+        if args.out:  # at rest at both ends, as a joint_trajectory_controller requires (control/shaping.py)
+            ready = ease(trajectory, EASE_S, EASE_S)
+            print(
+                f"trajectory: {ready.save(args.out)} ({len(ready)} points, {ready.duration:.2f} s, at rest at the ends)"
+            )
         if args.gif:
             from moscale_ros.visualize import render_gif
 
