@@ -374,10 +374,11 @@ class MotionPipeline:
         )
 
     def _start_time(self, ready_at: float) -> float:
+        """``ready_at + start_lead``; when appending to a motion still running, exactly its end."""
         start = ready_at + self.config.start_lead
         end = self.timeline.end_time
-        if self.config.append and end is not None:
-            start = max(start, end)
+        if self.config.append and end is not None and end > ready_at:
+            start = max(end, ready_at + self.config.switch_lead)
         return start
 
     def _wait_for_append(self, should_stop: Callable[[], bool]) -> None:

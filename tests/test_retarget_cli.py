@@ -26,7 +26,9 @@ def test_retarget_command_writes_trajectory_gif_and_report(wave_npz, tmp_path, c
     text = capsys.readouterr().out
     assert "joint-limit violation max" in text and "foot slide in contact" in text
     with np.load(out) as data:
-        assert data["positions"].shape == (148, 29) and str(data["robot_name"]) == "g1"
+        # 60 frames at 30 fps = 147 steps at 50 Hz, + 25 for the eases in from and out to rest (0.5 s each, half played)
+        assert data["positions"].shape == (148 + 25, 29) and str(data["robot_name"]) == "g1"
+        np.testing.assert_array_equal(data["velocities"][[0, -1]], 0.0)
     assert gif.stat().st_size > 10_000
     csv = tmp_path / "traj.csv"
     assert main(["retarget", str(wave_npz), "--robot", "talos", "--out", str(csv)]) == 0
