@@ -112,13 +112,12 @@ def fixed_tokens(
     """``(fixed_BL, idx_BL)``: scale positions entirely on known latents and their quantiser codes."""
     B, N, _ = f_hat_BNC.shape
     L_B = torch.full((B,), length, dtype=torch.long, device=f_hat_BNC.device)
-    coverage_BL = tokenizer.downsample(known_N.to(f_hat_BNC.dtype)[None, :, None].expand(B, N, 1), L_B)[..., 0]
+    known_BN1 = known_N.to(f_hat_BNC.dtype)[None, :, None].expand(B, N, 1)
+    coverage_BL = tokenizer.next_scale_input(known_BN1, L_B)[..., 0]  # share of each step's support that is known
     fixed_BL = coverage_BL > 1.0 - 1e-4
     if not bool(fixed_BL.any()):
         return fixed_BL, torch.zeros_like(fixed_BL, dtype=torch.long)
-    residual_BLC = tokenizer.downsample(f_known_1NC - f_hat_BNC, L_B)
-    idx_BL = tokenizer.quantizer.nearest(residual_BLC.reshape(B * length, -1)).view(B, length)
-    return fixed_BL, idx_BL
+    return fixed_BL, tokenizer.nearest_scale_codes(f_known_1NC - f_hat_BNC, L_B)
 
 
 # ---- joint level --------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ checkpoint carries the normalisation ``mean``/``std`` (see :func:`load_tokenizer
 Used by the next-scale transformer: :meth:`MotionTokenizer.scale_lengths`, ``num_scales``,
 ``codebook_size``, ``code_dim``, :meth:`~MotionTokenizer.encode_latents`,
 :meth:`~MotionTokenizer.quantize` (with ``corrupt_fn`` for cross-scale refinement),
-:meth:`~MotionTokenizer.embed`, :meth:`~MotionTokenizer.upsample`,
-:meth:`~MotionTokenizer.downsample`, :meth:`~MotionTokenizer.decode_latents`,
+:meth:`~MotionTokenizer.embed`, the scale step :meth:`~MotionTokenizer.next_scale_input` /
+:meth:`~MotionTokenizer.add_scale`, :meth:`~MotionTokenizer.decode_latents`,
 :meth:`~MotionTokenizer.decode_indices`.
 """
 
@@ -30,7 +30,7 @@ from moscale_ros.config import from_dict, to_dict
 from moscale_ros.errors import CheckpointError, ConfigError, InputError
 from moscale_ros.models.conv import MotionDecoder, MotionEncoder
 from moscale_ros.models.quantizer import CorruptFn, QuantizeResult, ResidualScaleQuantizer, perplexity
-from moscale_ros.models.resample import area_downsample, lengths_mask, linear_upsample
+from moscale_ros.models.resample import lengths_mask
 
 CHECKPOINT_KIND = "tokenizer"
 
@@ -164,23 +164,38 @@ class MotionTokenizer(nn.Module):
         """Codebook lookup: ``(B, L)`` -> ``(B, L, C)``."""
         return self.quantizer.embed(idx_BL)
 
-    def upsample(
-        self, z_BLC: torch.Tensor, latent_lengths_B: torch.Tensor, scale_lengths_B: torch.Tensor | None = None
+    def next_scale_input(
+        self, f_hat_BNC: torch.Tensor, scale_lengths_B: torch.Tensor, latent_lengths_B: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Linear upsampling of a scale to the latent length: ``(B, L, C)`` -> ``(B, N, C)``.
+        """``down(f_hat, L_k)``: ``(B, N, C) -> (B, L, C)``, the transformer's input for scale ``k``.
 
-        ``scale_lengths_B`` (default: ``L`` for every sample) are the valid source steps.
+        ``latent_lengths_B`` (default: ``N`` for every sample) are the valid latents.
         """
-        return linear_upsample(z_BLC, latent_lengths_B.to(z_BLC.device), _opt(scale_lengths_B, z_BLC))
+        return self.quantizer.next_scale_input(
+            f_hat_BNC, scale_lengths_B.to(f_hat_BNC.device), _opt(latent_lengths_B, f_hat_BNC)
+        )
 
-    def downsample(
-        self, f_BNC: torch.Tensor, target_lengths_B: torch.Tensor, latent_lengths_B: torch.Tensor | None = None
+    def add_scale(
+        self,
+        f_hat_BNC: torch.Tensor,
+        idx_BL: torch.Tensor,
+        latent_lengths_B: torch.Tensor,
+        scale_lengths_B: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Area downsampling of a latent to scale lengths: ``(B, N, C)`` -> ``(B, L, C)``.
+        """``f_hat + up(e[idx_k], N)``: the running latent after scale ``k``.
 
-        ``latent_lengths_B`` (default: ``N`` for every sample) are the valid source steps.
+        ``scale_lengths_B`` (default: ``L`` for every sample) are the valid codes.
         """
-        return area_downsample(f_BNC, target_lengths_B.to(f_BNC.device), _opt(latent_lengths_B, f_BNC))
+        return self.quantizer.add_scale(f_hat_BNC, idx_BL, latent_lengths_B, _opt(scale_lengths_B, f_hat_BNC))
+
+    def nearest_scale_codes(
+        self, residual_BNC: torch.Tensor, scale_lengths_B: torch.Tensor, latent_lengths_B: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``idx_BL = argmin_v ||down(residual, L_k) - e_v||``: the codes the quantiser picks at scale ``k``."""
+        _, idx_BL = self.quantizer.nearest_scale_codes(
+            residual_BNC, scale_lengths_B.to(residual_BNC.device), _opt(latent_lengths_B, residual_BNC)
+        )
+        return idx_BL
 
     def indices_to_latent(self, idx_per_scale: list[torch.Tensor], latent_lengths_B: torch.Tensor) -> torch.Tensor:
         """``f_hat_BNC = sum_k upsample(embed(idx_k))`` over the given scales (a prefix is fine)."""
