@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from moscale_ros.errors import CheckpointError
+from moscale_common.errors import CheckpointError
 
 FORMAT = "moscale-ros-checkpoint"
 FORMAT_VERSION = 1

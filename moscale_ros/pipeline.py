@@ -39,8 +39,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from moscale_ros.errors import CheckpointError, ConfigError, InputError, MoScaleError
-from moscale_ros.paths import resource
+from moscale_common.errors import CheckpointError, ConfigError, InputError, MoScaleError
+from moscale_common.paths import resource
 from retarget.robot import Robot
 from retarget.trajectory import RobotTrajectory
 

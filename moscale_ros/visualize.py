@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from moscale_ros.errors import InputError
+from moscale_common.errors import InputError
 
 if TYPE_CHECKING:
     from retarget.trajectory import RobotTrajectory
@@ -43,7 +43,7 @@ def _projector() -> np.ndarray:
 
 def human_segments(joints_T223: np.ndarray) -> np.ndarray:
     """Bones of the canonical skeleton as z-up segments ``(T, 21, 2, 3)``."""
-    from moscale_ros.data.skeleton import CANONICAL_PARENTS
+    from moscale_common.skeleton import CANONICAL_PARENTS
 
     world = np.asarray(joints_T223, dtype=float)[..., [2, 0, 1]]
     pairs = [(p, c) for c, p in enumerate(CANONICAL_PARENTS) if p >= 0]

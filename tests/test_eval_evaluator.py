@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from moscale_ros.errors import CheckpointError, ConfigError, InputError
+from moscale_common.errors import CheckpointError, ConfigError, InputError
 from moscale_ros.evaluation.model import (
     EvaluatorConfig,
     TextMotionEvaluator,
@@ -130,7 +130,7 @@ def test_embeddings_are_unit_norm_and_independent_of_batch_padding(small_data, t
 
 
 def test_config_errors_name_the_key():
-    from moscale_ros.config import from_dict
+    from moscale_common.config import from_dict
     from moscale_ros.evaluation.train import EvaluatorTrainConfig
 
     with pytest.raises(ConfigError, match="model.width 30 is not divisible"):

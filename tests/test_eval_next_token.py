@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from moscale_ros.errors import ConfigError
+from moscale_common.errors import ConfigError
 from moscale_ros.evaluation.next_token import NextTokenGenerator, NextTokenTransformer, next_token_loss, shifted_inputs
 from moscale_ros.models.text_encoder import TextFeatures
 from moscale_ros.models.transformer import TransformerConfig
@@ -132,8 +132,8 @@ def test_a_few_steps_fit_real_clips_and_sampling_is_seeded(single_scale_tokenize
 def test_errors_name_the_problem(prepared_small, tmp_path_factory):
     from test_generation import shared_text_encoder, tiny_tokenizer, tiny_train_config
 
+    from moscale_common.errors import InputError
     from moscale_ros.data.dataset import load_prepared
-    from moscale_ros.errors import InputError
     from moscale_ros.training.transformer import ClipBatches, build_models
 
     multi = tiny_tokenizer(prepared_small, tmp_path_factory)

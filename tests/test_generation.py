@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from moscale_ros.errors import CheckpointError, ConfigError, InputError
+from moscale_common.errors import CheckpointError, ConfigError, InputError
 from moscale_ros.generation.bundle import save_generator
 from moscale_ros.generation.config import GenerationConfig
 from moscale_ros.generation.generator import MotionGenerator
@@ -60,7 +60,7 @@ def tiny_tokenizer(prepared_dir: Path, tmp_path_factory: pytest.TempPathFactory)
 
 
 def tiny_train_config(tokenizer_path: Path, prepared_dir: Path, **train):
-    from moscale_ros.config import from_dict
+    from moscale_common.config import from_dict
     from moscale_ros.training.transformer import TransformerTrainConfig
 
     return from_dict(

@@ -14,8 +14,8 @@ import hashlib
 import numpy as np
 import pytest
 
+from moscale_common.paths import resource
 from moscale_ros.generation.generator import MotionGenerator
-from moscale_ros.paths import resource
 
 WAVE_FINAL = "a182738d45d86a8d4d02d482720d8fb9ab5e881f43aeba7a371060661c77134a"
 WAVE_SCALES = [

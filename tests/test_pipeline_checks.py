@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from moscale_ros.errors import ConfigError, InputError
+from moscale_common.errors import ConfigError, InputError
 from moscale_ros.pipeline import (
     CommandedMotion,
     PipelineConfig,

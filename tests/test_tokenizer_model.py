@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from moscale_ros.errors import ConfigError, InputError
+from moscale_common.errors import ConfigError, InputError
 from moscale_ros.models.quantizer import ResidualScaleQuantizer, perplexity, scale_lengths_for
 from moscale_ros.models.resample import area_downsample, linear_upsample, resample_matrix
 from moscale_ros.models.tokenizer import MotionTokenizer, TokenizerConfig, build_tokenizer

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from moscale_ros.errors import CheckpointError, ConfigError
+from moscale_common.errors import CheckpointError, ConfigError
 from moscale_ros.training.transformer import corrupt_codes, mask_tokens
 
 
@@ -141,7 +141,7 @@ def test_train_command_checkpoints_resumes_and_exports_a_generator(tiny_tokenize
 def test_train_command_errors_name_the_problem(tmp_path, prepared_small):
     import argparse
 
-    from moscale_ros.config import from_dict
+    from moscale_common.config import from_dict
     from moscale_ros.training.transformer import TransformerTrainConfig, run
 
     missing = tmp_path / "nope.safetensors"

@@ -29,13 +29,13 @@ def default_architecture_generator(device):
 
     import torch
 
-    from moscale_ros.config import load_config
+    from moscale_common.config import load_config
+    from moscale_common.paths import resource
     from moscale_ros.generation.generator import MotionGenerator
     from moscale_ros.models.length import LengthEstimator
     from moscale_ros.models.text_encoder import TextEncoder
     from moscale_ros.models.tokenizer import MotionTokenizer
     from moscale_ros.models.transformer import NextScaleTransformer
-    from moscale_ros.paths import resource
     from moscale_ros.training.tokenizer import TokenizerTrainConfig
     from moscale_ros.training.transformer import TransformerTrainConfig, sized_model_configs
 
@@ -68,9 +68,9 @@ def _median_ms(values: list[float]) -> float:
 def run(args: argparse.Namespace) -> dict:
     import torch
 
+    from moscale_common.paths import resource
     from moscale_ros.generation.generator import DEFAULT_CHECKPOINT, MotionGenerator
     from moscale_ros.models.transformer import count_parameters
-    from moscale_ros.paths import resource
     from moscale_ros.runtime import select_device
 
     device = select_device(getattr(args, "device", "cpu"))

@@ -24,9 +24,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from moscale_ros.errors import MoScaleError
+from moscale_common.errors import MoScaleError
+from moscale_common.paths import cache_root, resource
 from moscale_ros.node.launcher import NodeProcess
-from moscale_ros.paths import cache_root, resource
 
 SECONDS = 6.0
 GOAL_FIRST_MS = 100.0

@@ -76,8 +76,9 @@ def _overrides(args: argparse.Namespace) -> dict:
 def _motion_at_20fps(path: str, what: str):
     import numpy as np
 
+    from moscale_common.skeleton import CANONICAL_FPS
     from moscale_ros.commands.retarget import load_motion
-    from moscale_ros.data.skeleton import CANONICAL_FPS, resample
+    from moscale_ros.data.skeleton import resample
 
     joints, fps = load_motion(path)
     joints = np.asarray(joints, dtype=np.float32)
@@ -90,7 +91,7 @@ def _motion_at_20fps(path: str, what: str):
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from moscale_ros.errors import InputError
+    from moscale_common.errors import InputError
     from moscale_ros.generation.generator import MotionGenerator
     from moscale_ros.runtime import select_device
 

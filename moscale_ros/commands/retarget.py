@@ -33,7 +33,7 @@ def load_motion(path: str | Path, fps: float = 20.0):
     """Canonical joints ``(T, 22, 3)`` and their frame rate from a .bvh, .npz or .npy file."""
     import numpy as np
 
-    from moscale_ros.errors import InputError
+    from moscale_common.errors import InputError
 
     path = Path(path)
     if not path.is_file():
@@ -56,7 +56,7 @@ def load_motion(path: str | Path, fps: float = 20.0):
 
 
 def run(args: argparse.Namespace) -> int:
-    from moscale_ros.errors import InputError
+    from moscale_common.errors import InputError
     from retarget import RetargetConfig, Retargeter, load_robot
 
     if len(args.inputs) > 1 and (args.out or args.gif):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from moscale_ros.errors import DataError
+from moscale_common.errors import DataError
 
 POSITION_CHANNELS = ("Xposition", "Yposition", "Zposition")
 ROTATION_CHANNELS = ("Xrotation", "Yrotation", "Zrotation")

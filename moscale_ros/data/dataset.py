@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from moscale_common.errors import DataError
 from moscale_ros.data.augment import mirror_features, mirror_label, mirror_text
 from moscale_ros.data.features import FEATURE_DIM
-from moscale_ros.errors import DataError
 
 SPLITS = ("train", "val", "test")
 

@@ -29,17 +29,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from moscale_common.errors import DataError
+from moscale_common.skeleton import NUM_JOINTS
 from moscale_ros.data.rotations import rotation_between, unit
 from moscale_ros.data.skeleton import (
     FOOT_JOINTS_LEFT,
     FOOT_JOINTS_RIGHT,
     KINEMATIC_CHAINS,
-    NUM_JOINTS,
     REST_DIRECTIONS,
     facing_directions,
     yaw_rotation,
 )
-from moscale_ros.errors import DataError
 
 FEATURE_DIM = 263
 FOOT_CONTACT_THRESHOLD = 0.002  # squared displacement per 20 fps frame, m^2 (HumanML3D)

@@ -43,8 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
-from moscale_ros.errors import DataError, MoScaleError
-from moscale_ros.paths import cache_root, shared_data_archive
+from moscale_common.errors import DataError, MoScaleError
+from moscale_common.paths import cache_root, shared_data_archive
 
 CACHE_FORMAT = "moscale-prepared-motion"
 CACHE_VERSION = 1

@@ -24,19 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from moscale_ros.config import load_yaml
-from moscale_ros.errors import ConfigError, DataError
-from moscale_ros.paths import resource
-
-CANONICAL_JOINTS: tuple[str, ...] = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
-    "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-)  # fmt: skip
-CANONICAL_PARENTS: tuple[int, ...] = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
-NUM_JOINTS = 22
-CANONICAL_FPS = 20.0
-JOINT_INDEX = {name: i for i, name in enumerate(CANONICAL_JOINTS)}
+from moscale_common.config import load_yaml
+from moscale_common.errors import ConfigError, DataError
+from moscale_common.paths import resource
+from moscale_common.skeleton import CANONICAL_FPS, CANONICAL_JOINTS, NUM_JOINTS
 
 # Kinematic chains (HumanML3D t2m layout): right leg, left leg, spine to head, right arm, left arm.
 KINEMATIC_CHAINS: tuple[tuple[int, ...], ...] = (

@@ -34,8 +34,9 @@ from typing import Literal
 
 import torch
 
-from moscale_ros.config import load_config, to_dict
-from moscale_ros.errors import ConfigError
+from moscale_common.config import load_config, to_dict
+from moscale_common.errors import ConfigError
+from moscale_common.paths import cache_root, resource
 from moscale_ros.evaluation.evaluate import (
     TEXT_SET_TITLES,
     NextScaleSource,
@@ -49,7 +50,6 @@ from moscale_ros.evaluation.evaluate import (
     measure_latency,
     real_statistics,
 )
-from moscale_ros.paths import cache_root, resource
 from moscale_ros.runtime import torch_threads
 
 Order = Literal["next_scale", "next_token"]

@@ -32,8 +32,8 @@ from typing import Literal, Protocol
 import numpy as np
 import torch
 
-from moscale_ros.config import load_config
-from moscale_ros.errors import CheckpointError, ConfigError, DataError
+from moscale_common.config import load_config
+from moscale_common.errors import CheckpointError, ConfigError, DataError
 from moscale_ros.evaluation import metrics
 from moscale_ros.evaluation.model import EmbeddedMotions, Evaluator
 
@@ -394,7 +394,7 @@ def markdown_table(rows: list[RowResult], extra_columns: Sequence[tuple[str, Cal
 
 
 def load_protocol(args: argparse.Namespace) -> ProtocolConfig:
-    from moscale_ros.paths import resource
+    from moscale_common.paths import resource
 
     overrides = list(getattr(args, "set", []) or [])
     if getattr(args, "runs", None) is not None:
@@ -417,16 +417,16 @@ def generation_overrides(args: argparse.Namespace) -> dict:
 
 
 def default_generator_path() -> Path:
+    from moscale_common.paths import cache_root, resource
     from moscale_ros.generation.generator import DEFAULT_CHECKPOINT
-    from moscale_ros.paths import cache_root, resource
 
     shipped = resource(DEFAULT_CHECKPOINT)
     return shipped if shipped.is_file() else cache_root() / "runs" / "transformer" / "model.safetensors"
 
 
 def default_evaluator_path() -> Path:
+    from moscale_common.paths import cache_root
     from moscale_ros.evaluation.train import EVALUATOR_FILE
-    from moscale_ros.paths import cache_root
 
     return cache_root() / "runs" / "evaluator" / EVALUATOR_FILE
 

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from moscale_common.config import from_dict, to_dict
+from moscale_common.errors import CheckpointError, ConfigError, InputError
 from moscale_ros.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
-from moscale_ros.config import from_dict, to_dict
-from moscale_ros.errors import CheckpointError, ConfigError, InputError
 from moscale_ros.models.resample import lengths_mask
 from moscale_ros.models.text_encoder import TextEncoder, TextEncoderConfig
 

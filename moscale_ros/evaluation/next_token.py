@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from moscale_ros.errors import ConfigError, InputError
+from moscale_common.errors import ConfigError, InputError
 from moscale_ros.generation import sampling
 from moscale_ros.generation.config import GenerationConfig
 from moscale_ros.models.text_encoder import TextEncoder, TextFeatures
@@ -174,7 +174,7 @@ class NextTokenGenerator:
         cls, path: str | Path, device: str | torch.device = "cpu", text_encoder: TextEncoder | None = None, **overrides
     ) -> NextTokenGenerator:
         """Load a ``next-token-generator`` checkpoint; ``overrides`` replace generation settings."""
-        from moscale_ros.config import from_dict, to_dict
+        from moscale_common.config import from_dict, to_dict
         from moscale_ros.generation.bundle import load_generator_parts
 
         parts = load_generator_parts(path, device, kind=NEXT_TOKEN_KIND)

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from moscale_ros.config import load_config, to_dict
-from moscale_ros.errors import ConfigError, DataError
+from moscale_common.config import load_config, to_dict
+from moscale_common.errors import ConfigError, DataError
+from moscale_common.paths import resource
 from moscale_ros.evaluation.model import (
     CHECKPOINT_KIND,
     EvaluatorConfig,
@@ -35,7 +36,6 @@ from moscale_ros.evaluation.model import (
 )
 from moscale_ros.models.text_encoder import TextEncoder, TextEncoderConfig
 from moscale_ros.models.transformer import count_parameters
-from moscale_ros.paths import resource
 from moscale_ros.training.common import (
     LoopConfig,
     ResumeState,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from moscale_ros.errors import ConfigError
+from moscale_common.errors import ConfigError
 
 
 @dataclass

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from moscale_ros.data.skeleton import NUM_JOINTS
-from moscale_ros.errors import InputError
+from moscale_common.errors import InputError
+from moscale_common.skeleton import NUM_JOINTS
 
 
 @dataclass

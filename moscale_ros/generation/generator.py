@@ -27,7 +27,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from moscale_ros.errors import CheckpointError, ConfigError, InputError
+from moscale_common.errors import CheckpointError, ConfigError, InputError
 from moscale_ros.generation import editing, sampling
 from moscale_ros.generation.config import GenerationConfig
 from moscale_ros.models.length import LengthEstimator
@@ -132,9 +132,9 @@ class MotionGenerator:
     ) -> MotionGenerator:
         """Load a generator checkpoint (default: the shipped model); ``overrides`` replace
         :class:`GenerationConfig` fields (e.g. ``refine_iterations=[1, 1, 1, 1]``)."""
-        from moscale_ros.config import from_dict, to_dict
+        from moscale_common.config import from_dict, to_dict
+        from moscale_common.paths import resource
         from moscale_ros.generation.bundle import load_generator_parts
-        from moscale_ros.paths import resource
 
         if path is None:
             path = resource(DEFAULT_CHECKPOINT)

@@ -20,7 +20,7 @@ from typing import Literal
 
 import torch
 
-from moscale_ros.errors import ConfigError, InputError
+from moscale_common.errors import ConfigError, InputError
 
 DEFAULT_TEXT_ENCODER = "all-MiniLM-L6-v2"
 _MINILM_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm"}

@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from moscale_common.config import from_dict, to_dict
+from moscale_common.errors import CheckpointError, ConfigError, InputError
 from moscale_ros.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
-from moscale_ros.config import from_dict, to_dict
-from moscale_ros.errors import CheckpointError, ConfigError, InputError
 from moscale_ros.models.conv import MotionDecoder, MotionEncoder
 from moscale_ros.models.quantizer import CorruptFn, QuantizeResult, ResidualScaleQuantizer, perplexity
 from moscale_ros.models.resample import lengths_mask
@@ -302,7 +302,7 @@ def load_tokenizer(
 
     Features for the model are ``(x - mean) / std``; de-normalise outputs with ``y * std + mean``.
     A corrupt file, another kind of checkpoint, or weights that do not fit the stored config
-    raise :class:`~moscale_ros.errors.CheckpointError` naming the file.
+    raise :class:`~moscale_common.errors.CheckpointError` naming the file.
     """
     ckpt = load_checkpoint(path, kind=CHECKPOINT_KIND, device="cpu")
     if "tokenizer" not in ckpt.configs or "tokenizer" not in ckpt.states:

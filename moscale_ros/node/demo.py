@@ -13,7 +13,7 @@ from pathlib import Path
 
 import rclpy
 
-from moscale_ros.errors import MoScaleError
+from moscale_common.errors import MoScaleError
 from moscale_ros.node import convert
 from moscale_ros.node.client import MoScaleClient, save_outcome
 from moscale_ros.node.launcher import NodeProcess

@@ -41,8 +41,8 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
+from moscale_common.errors import ConfigError, MoScaleError
 from moscale_ros.action import GenerateMotion
-from moscale_ros.errors import ConfigError, MoScaleError
 from moscale_ros.msg import MotionPlan
 from moscale_ros.node import convert
 from moscale_ros.node.health import CommandStats, NotReadyError, resident_memory_mb

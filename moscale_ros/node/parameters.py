@@ -1,7 +1,7 @@
 """The node's ROS parameters: the fields of :class:`PipelineConfig` plus :class:`NodeSettings`.
 
 Both are plain dataclasses of the project's config system, so values from a parameter file or
-``-p name:=value`` are schema-checked by :func:`moscale_ros.config.from_dict` (a wrong type or an
+``-p name:=value`` are schema-checked by :func:`moscale_common.config.from_dict` (a wrong type or an
 out-of-range value names the parameter). ``config/moscale.yaml`` lists exactly these names.
 """
 
@@ -13,8 +13,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from moscale_ros.config import from_dict
-from moscale_ros.errors import ConfigError
+from moscale_common.config import from_dict
+from moscale_common.errors import ConfigError
 from moscale_ros.pipeline import PipelineConfig
 
 DEFAULT_CONTROLLER_TOPIC = "/joint_trajectory_controller/joint_trajectory"

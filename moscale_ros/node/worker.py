@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from moscale_ros.errors import InputError, MoScaleError
+from moscale_common.errors import InputError, MoScaleError
 from moscale_ros.pipeline import MotionPipeline, MotionRequest, PlanStep
 
 Policy = Literal["preempt", "queue"]

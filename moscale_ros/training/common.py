@@ -26,9 +26,9 @@ import numpy as np
 import torch
 import yaml
 
+from moscale_common.errors import CheckpointError, ConfigError
+from moscale_common.paths import cache_root
 from moscale_ros.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
-from moscale_ros.errors import CheckpointError, ConfigError
-from moscale_ros.paths import cache_root
 from moscale_ros.runtime import select_device, torch_threads
 
 LAST_CHECKPOINT = "last.safetensors"

@@ -24,12 +24,12 @@ from typing import Literal
 import numpy as np
 import torch
 
-from moscale_ros.config import load_config, to_dict
+from moscale_common.config import load_config, to_dict
+from moscale_common.errors import ConfigError, DataError
+from moscale_common.paths import resource
 from moscale_ros.data.prepare import default_cache_dir
-from moscale_ros.errors import ConfigError, DataError
 from moscale_ros.models.resample import lengths_mask
 from moscale_ros.models.tokenizer import CHECKPOINT_KIND, MotionTokenizer, TokenizerConfig, save_tokenizer
-from moscale_ros.paths import resource
 from moscale_ros.training.common import (
     LoopConfig,
     ResumeState,

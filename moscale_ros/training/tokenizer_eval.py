@@ -181,10 +181,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
+    from moscale_common.paths import cache_root
     from moscale_ros.checkpoint import load_checkpoint
     from moscale_ros.data.prepare import default_cache_dir
     from moscale_ros.models.tokenizer import CHECKPOINT_KIND, load_tokenizer
-    from moscale_ros.paths import cache_root
     from moscale_ros.training.tokenizer import load_split_features
 
     path = args.checkpoint or str(cache_root() / "runs" / "tokenizer" / "last.safetensors")

@@ -35,15 +35,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from moscale_ros.config import load_config, to_dict
-from moscale_ros.errors import ConfigError, DataError
+from moscale_common.config import load_config, to_dict
+from moscale_common.errors import ConfigError, DataError
+from moscale_common.paths import resource
 from moscale_ros.generation.bundle import GENERATOR_KIND, generator_configs, save_generator
 from moscale_ros.generation.config import GenerationConfig
 from moscale_ros.models.length import LengthEstimator, LengthEstimatorConfig
 from moscale_ros.models.text_encoder import TextEncoder, TextEncoderConfig
 from moscale_ros.models.tokenizer import MotionTokenizer, load_tokenizer
 from moscale_ros.models.transformer import NextScaleTransformer, TransformerConfig, count_parameters
-from moscale_ros.paths import resource
 from moscale_ros.training.common import (
     LoopConfig,
     ResumeState,
