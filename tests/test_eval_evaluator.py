@@ -39,7 +39,7 @@ def small_data(prepared_small: Path):
 
 
 def _model(prepared, **sizes) -> TextMotionEvaluator:
-    from moscale_ros.evaluation.train import style_concepts
+    from moscale_ros.training.evaluator import style_concepts
 
     cfg = EvaluatorConfig(
         width=32,
@@ -59,7 +59,7 @@ def test_a_few_steps_align_texts_and_real_motions(small_data):
     from test_generation import shared_text_encoder
 
     from moscale_ros.evaluation.metrics import r_precision
-    from moscale_ros.evaluation.train import (
+    from moscale_ros.training.evaluator import (
         EvaluatorBatches,
         EvaluatorDataConfig,
         EvaluatorLossConfig,
@@ -92,8 +92,8 @@ def test_a_few_steps_align_texts_and_real_motions(small_data):
 def test_embeddings_are_unit_norm_and_independent_of_batch_padding(small_data, tmp_path):
     from test_generation import shared_text_encoder
 
-    from moscale_ros.evaluation.train import style_concepts
     from moscale_ros.models.text_encoder import TextEncoderConfig
+    from moscale_ros.training.evaluator import style_concepts
 
     torch.manual_seed(0)
     model = _model(small_data).eval()
@@ -131,7 +131,7 @@ def test_embeddings_are_unit_norm_and_independent_of_batch_padding(small_data, t
 
 def test_config_errors_name_the_key():
     from moscale_common.config import from_dict
-    from moscale_ros.evaluation.train import EvaluatorTrainConfig
+    from moscale_ros.training.evaluator import EvaluatorTrainConfig
 
     with pytest.raises(ConfigError, match="model.width 30 is not divisible"):
         from_dict(EvaluatorTrainConfig, {"model": {"width": 30}})

@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from moscale_common.errors import ConfigError
-from moscale_ros.evaluation.next_token import NextTokenGenerator, NextTokenTransformer, next_token_loss, shifted_inputs
+from moscale_ros.generation.next_token import NextTokenGenerator
+from moscale_ros.models.next_token import NextTokenTransformer, shifted_inputs
 from moscale_ros.models.text_encoder import TextFeatures
 from moscale_ros.models.transformer import TransformerConfig
+from moscale_ros.training.next_token import next_token_loss
 
 
 def _random_model() -> NextTokenTransformer:
@@ -63,9 +65,9 @@ def test_causal_forward_equals_token_by_token_decoding_and_ignores_the_future():
 @pytest.fixture(scope="module")
 def single_scale_tokenizer(prepared_small: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny single-scale tokenizer (one scale of all latents) trained a few steps on real windows."""
-    from moscale_ros.data.dataset import load_prepared
+    from moscale_ros.data.dataset import load_prepared, normalization
     from moscale_ros.models.tokenizer import MotionTokenizer, TokenizerConfig, save_tokenizer
-    from moscale_ros.training.tokenizer import TokenizerLossConfig, normalization, tokenizer_loss
+    from moscale_ros.training.tokenizer import TokenizerLossConfig, tokenizer_loss
 
     torch.manual_seed(0)
     prepared = load_prepared(prepared_small, load_joints=False)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from moscale_common.paths import resource
+from moscale_ros.generation.config import SamplingOverrides
 from moscale_ros.generation.generator import MotionGenerator
 
 WAVE_FINAL = "a182738d45d86a8d4d02d482720d8fb9ab5e881f43aeba7a371060661c77134a"
@@ -60,8 +61,8 @@ def test_shipped_model_continues_edits_and_batches_as_recorded(shipped: MotionGe
 
 
 def test_sampling_overrides_give_the_recorded_motion() -> None:
-    overrides = dict(refine_iterations=[1, 2, 3, 4], guidance=3.0, top_p=0.8)
+    overrides = SamplingOverrides(refine_iterations=[1, 2, 3, 4], guidance=3.0, top_p=0.8)
     if not resource("models/moscale-bandai.safetensors").is_file():
         pytest.skip("the shipped model is not in this checkout")
-    generator = MotionGenerator.from_checkpoint(None, device="cpu", warm_up=False, **overrides)
+    generator = MotionGenerator.from_checkpoint(None, device="cpu", warm_up=False, overrides=overrides)
     assert digest(generator.generate("a person jumps", 2.5, 11).joints) == OVERRIDDEN

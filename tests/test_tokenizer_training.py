@@ -15,8 +15,8 @@ from moscale_common.errors import CheckpointError, ConfigError
 from moscale_ros.checkpoint import load_checkpoint, save_checkpoint
 from moscale_ros.commands import eval as eval_command
 from moscale_ros.commands import train as train_command
+from moscale_ros.evaluation.tokenizer import joint_errors_mm, segment_clips
 from moscale_ros.models.tokenizer import load_tokenizer
-from moscale_ros.training.tokenizer_eval import joint_errors_mm, segment_clips
 
 TINY = [
     "model.width=64",

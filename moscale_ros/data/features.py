@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter1d
 
 from moscale_common.errors import DataError
 from moscale_common.skeleton import NUM_JOINTS
@@ -68,8 +69,6 @@ assert FOOT_CONTACT.stop == FEATURE_DIM
 def root_yaw(joints_T223: np.ndarray) -> np.ndarray:
     """phi[t] (T,): minus the heading of the smoothed facing, offset so that phi[0] is minus the
     *unsmoothed* heading of frame 0 (phi[0] = 0 for canonical input)."""
-    from scipy.ndimage import gaussian_filter1d
-
     raw = facing_directions(joints_T223)
     smooth = gaussian_filter1d(raw, FACING_SMOOTH_SIGMA, axis=0, mode="nearest") if raw.shape[0] > 1 else raw
     heading = np.unwrap(np.arctan2(smooth[:, 0], smooth[:, 2]))

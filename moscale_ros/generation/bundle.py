@@ -25,6 +25,7 @@ from moscale_ros.models.tokenizer import MotionTokenizer, TokenizerConfig
 from moscale_ros.models.transformer import NextScaleTransformer, TransformerConfig
 
 GENERATOR_KIND = "generator"
+NEXT_TOKEN_KIND = "next-token-generator"  # same layout, a next-token transformer (the comparison's baseline)
 
 
 @dataclass

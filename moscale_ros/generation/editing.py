@@ -23,6 +23,7 @@ import torch
 
 from moscale_common.errors import InputError
 from moscale_common.skeleton import NUM_JOINTS
+from moscale_ros.data.features import joints_to_features
 
 
 @dataclass
@@ -81,8 +82,6 @@ def known_latents(
     frames). A latent next to a non-given frame is not marked known: the encoder saw padding or
     other content in its receptive field.
     """
-    from moscale_ros.data.features import joints_to_features
-
     device = mean_D.device
     factor = tokenizer.downsample_factor
     f_known = torch.zeros(1, num_latents, tokenizer.code_dim, device=device)

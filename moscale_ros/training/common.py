@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from tqdm import tqdm
 
 from moscale_common.errors import CheckpointError, ConfigError
 from moscale_common.paths import cache_root
@@ -330,8 +331,6 @@ def load_training_checkpoint(
 
 def progress_bar(total: int, initial: int = 0, desc: str = "train") -> Any:
     """A tqdm bar on stderr; refreshes rarely when stderr is a file (``nohup`` logs stay small)."""
-    from tqdm import tqdm
-
     interactive = sys.stderr.isatty()
     return tqdm(
         total=total,

@@ -27,7 +27,10 @@ import torch
 from moscale_common.config import load_config, to_dict
 from moscale_common.errors import ConfigError, DataError
 from moscale_common.paths import resource
+from moscale_ros.data.dataset import load_prepared, normalization, split_features
+from moscale_ros.data.features import features_to_joints_torch
 from moscale_ros.data.prepare import default_cache_dir
+from moscale_ros.evaluation.tokenizer import evaluate_reconstruction, format_report
 from moscale_ros.models.resample import lengths_mask
 from moscale_ros.models.tokenizer import CHECKPOINT_KIND, MotionTokenizer, TokenizerConfig, save_tokenizer
 from moscale_ros.training.common import (
@@ -91,48 +94,6 @@ class TokenizerTrainConfig:
 # ---- data ---------------------------------------------------------------------------------------
 
 
-def _load_prepared(cache_dir: str | Path, load_joints: bool = False):
-    from moscale_ros.data.dataset import load_prepared
-
-    return load_prepared(Path(cache_dir), load_joints=load_joints)
-
-
-def mirrored_features(joints_T223: np.ndarray) -> np.ndarray:
-    """Features ``(T-1, 263)`` of the left-right mirror image of a canonical clip: ``x -> -x`` and
-    left/right joints swapped (the facing stays +z, so the mirror is canonical too)."""
-    from moscale_ros.data.features import joints_to_features
-    from moscale_ros.data.skeleton import mirror_index
-
-    mirrored = np.array(joints_T223, dtype=np.float64)
-    mirrored[..., 0] *= -1.0
-    return joints_to_features(mirrored[:, mirror_index()])
-
-
-def load_split_features(cache_dir: str | Path, split: str) -> list[np.ndarray]:
-    """Un-normalised ``(T, 263)`` features of every clip of ``split`` of a prepared-data folder."""
-    return split_features(_load_prepared(cache_dir), split)
-
-
-def split_features(prepared, split: str, mirror: bool = False) -> list[np.ndarray]:
-    """Un-normalised ``(T, 263)`` features of every clip of ``split`` of a ``PreparedData``; with
-    ``mirror`` the mirrored copy of each clip (from its joints) is added."""
-    clips = prepared.clips(split)
-    if not clips:
-        raise DataError(f"{prepared.cache_dir}: split {split!r} has no clips")
-    if mirror and any(c.joints is None for c in clips):
-        raise DataError(f"{prepared.cache_dir}: mirroring needs the clips' joints (load_prepared(load_joints=True))")
-    feats = [np.asarray(c.features, dtype=np.float32) for c in clips]
-    if mirror:
-        feats += [mirrored_features(c.joints) for c in clips if c.joints is not None and len(c.joints) >= 3]
-    return feats
-
-
-def normalization(prepared) -> tuple[torch.Tensor, torch.Tensor]:
-    """Feature ``mean``/``std`` of a ``PreparedData``, as float32 tensors."""
-    mean_D = torch.as_tensor(np.asarray(prepared.mean), dtype=torch.float32)
-    return mean_D, torch.as_tensor(np.asarray(prepared.std), dtype=torch.float32)
-
-
 class WindowSampler:
     """Random windows of concatenated clips, drawn with the global torch RNG (restored on resume).
 
@@ -188,8 +149,6 @@ def tokenizer_loss(
     loss = rec + cfg.position_weight * pos + cfg.commit_weight * out.commit_loss.float()
     parts = {"rec": rec.item(), "pos": pos.item(), "commit": out.commit_loss.item(), "ppl": out.perplexity}
     if cfg.joint_weight > 0:
-        from moscale_ros.data.features import features_to_joints_torch
-
         pred_BTJ3 = features_to_joints_torch(recon_BTD * std_D + mean_D)
         true_BTJ3 = features_to_joints_torch(feats_BTD * std_D + mean_D)
         pred_BTJ3 = pred_BTJ3 - pred_BTJ3[:, :, :1]
@@ -219,12 +178,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(cfg: TokenizerTrainConfig, session: TrainingSession) -> int:
-    from moscale_ros.training.tokenizer_eval import evaluate_reconstruction, format_report
-
     device, run_dir, resuming = session.device, session.run_dir, session.resuming
     data_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else default_cache_dir()
 
-    prepared = _load_prepared(data_dir, load_joints=cfg.data.mirror)
+    prepared = load_prepared(data_dir, load_joints=cfg.data.mirror)
     mean_D, std_D = normalization(prepared)
     train_clips = split_features(prepared, "train", mirror=cfg.data.mirror)
     val_clips = split_features(prepared, cfg.data.val_split)

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from moscale_common.config import load_config, to_dict
 from moscale_common.errors import ConfigError, DataError
 from moscale_common.paths import resource
+from moscale_ros.data.dataset import MotionTextDataset, collate_motion_text, load_prepared
 from moscale_ros.generation.bundle import GENERATOR_KIND, generator_configs, save_generator
 from moscale_ros.generation.config import GenerationConfig
 from moscale_ros.models.length import LengthEstimator, LengthEstimatorConfig
@@ -167,8 +168,6 @@ class ClipBatches:
         std_D: torch.Tensor,
         deterministic: bool = False,
     ) -> None:
-        from moscale_ros.data.dataset import MotionTextDataset
-
         self.dataset = MotionTextDataset(
             prepared,
             split,
@@ -186,8 +185,6 @@ class ClipBatches:
         return len(self.dataset)
 
     def batch(self, indices: list[int]) -> dict:
-        from moscale_ros.data.dataset import collate_motion_text
-
         batch = collate_motion_text([self.dataset[i] for i in indices])
         valid_BT1 = (torch.arange(batch["feats_BTD"].shape[1])[None] < batch["lengths_B"][:, None])[..., None]
         batch["feats_BTD"] = (batch["feats_BTD"] - self.mean_D) / self.std_D * valid_BT1
@@ -318,7 +315,7 @@ def build_models(
 class TrainingOrder:
     """What :func:`run` trains: the transformer class, its loss (signature of :func:`token_loss`), the
     checkpoint kind and the default run directory. The default is next-scale order; the next-token
-    baseline of the controlled comparison (:mod:`moscale_ros.evaluation.next_token`) passes its own."""
+    baseline of the controlled comparison (:mod:`moscale_ros.training.next_token`) passes its own."""
 
     transformer_cls: type[NextScaleTransformer] = NextScaleTransformer
     loss_fn: Callable[..., tuple[torch.Tensor, dict[str, float]]] = token_loss
@@ -335,8 +332,6 @@ def run(args: argparse.Namespace, order: TrainingOrder | None = None) -> int:
 
 
 def _train(cfg: TransformerTrainConfig, order: TrainingOrder, session: TrainingSession) -> int:
-    from moscale_ros.data.dataset import load_prepared
-
     device, run_dir, resuming = session.device, session.run_dir, session.resuming
 
     models, mean_D, std_D = build_models(cfg, device, transformer_cls=order.transformer_cls)

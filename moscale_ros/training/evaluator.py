@@ -26,8 +26,12 @@ import torch.nn.functional as F
 from moscale_common.config import load_config, to_dict
 from moscale_common.errors import ConfigError, DataError
 from moscale_common.paths import resource
+from moscale_ros.data.dataset import MotionTextDataset, collate_motion_text, load_prepared
+from moscale_ros.data.text import style_concept
+from moscale_ros.evaluation.metrics import r_precision
 from moscale_ros.evaluation.model import (
     CHECKPOINT_KIND,
+    EVALUATOR_FILE,
     EvaluatorConfig,
     TextMotionEvaluator,
     contrastive_loss,
@@ -45,8 +49,6 @@ from moscale_ros.training.common import (
     save_training_checkpoint,
     training_session,
 )
-
-EVALUATOR_FILE = "evaluator.safetensors"
 
 
 @dataclass
@@ -104,8 +106,6 @@ def load_train_config(args: argparse.Namespace) -> EvaluatorTrainConfig:
 
 def style_concepts(styles: list[str]) -> tuple[list[str], torch.Tensor]:
     """The sorted style concepts of dataset style labels, and ``(S_labels,)`` label -> concept index."""
-    from moscale_ros.data.text import style_concept
-
     concepts = sorted({style_concept(s) for s in styles})
     return concepts, torch.tensor([concepts.index(style_concept(s)) for s in styles], dtype=torch.long)
 
@@ -122,8 +122,6 @@ class EvaluatorBatches:
         deterministic: bool,
         mirror_prob: float = 0.0,
     ) -> None:
-        from moscale_ros.data.dataset import MotionTextDataset
-
         self.dataset = MotionTextDataset(
             prepared,
             split,
@@ -140,8 +138,6 @@ class EvaluatorBatches:
         return len(self.dataset)
 
     def batch(self, indices: list[int]) -> dict:
-        from moscale_ros.data.dataset import collate_motion_text
-
         batch = collate_motion_text([self.dataset[i] for i in indices])
         batch["style_B"] = self.style_map[batch["style_B"]]
         return batch
@@ -184,9 +180,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(cfg: EvaluatorTrainConfig, session: TrainingSession) -> int:
-    from moscale_ros.data.dataset import load_prepared
-    from moscale_ros.evaluation.metrics import r_precision
-
     device, run_dir, resuming = session.device, session.run_dir, session.resuming
     prepared = load_prepared(cfg.data.cache_dir, load_joints=False)
     styles, style_map = style_concepts(prepared.styles)
