@@ -60,16 +60,16 @@ def test_a_few_steps_align_texts_and_real_motions(small_data):
 
     from moscale_ros.evaluation.metrics import r_precision
     from moscale_ros.training.evaluator import (
-        EvaluatorBatches,
         EvaluatorDataConfig,
         EvaluatorLossConfig,
+        evaluator_batches,
         evaluator_loss,
         style_concepts,
     )
 
     torch.manual_seed(0)
     _, style_map = style_concepts(small_data.styles)
-    data = EvaluatorBatches(small_data, "train", EvaluatorDataConfig(), style_map, deterministic=True)
+    data = evaluator_batches(small_data, "train", EvaluatorDataConfig(), style_map, deterministic=True)
     batch = data.batch(list(range(16)))
     pooled = shared_text_encoder().encode(batch["texts"]).pooled_BD
     model = _model(small_data)

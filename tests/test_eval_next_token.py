@@ -89,14 +89,14 @@ def test_a_few_steps_fit_real_clips_and_sampling_is_seeded(single_scale_tokenize
     from test_generation import shared_text_encoder, tiny_train_config
 
     from moscale_ros.data.dataset import load_prepared
-    from moscale_ros.training.transformer import ClipBatches, build_models
+    from moscale_ros.training.transformer import build_models, clip_batches
 
     torch.set_num_threads(2)
     cfg = tiny_train_config(single_scale_tokenizer, prepared_small)
     torch.manual_seed(0)
     models, mean_D, std_D = build_models(cfg, torch.device("cpu"), shared_text_encoder(), NextTokenTransformer)
     assert models.tokenizer.num_scales == 1
-    data = ClipBatches(load_prepared(prepared_small, load_joints=False), "train", cfg.data, 4, mean_D, std_D)
+    data = clip_batches(load_prepared(prepared_small, load_joints=False), "train", cfg.data, 4, mean_D, std_D)
     batch = data.batch(list(range(8)))
     params = list(models.transformer.parameters()) + list(models.length.parameters())
     optimizer = torch.optim.AdamW(params, lr=3e-3)
@@ -136,12 +136,12 @@ def test_errors_name_the_problem(prepared_small, tmp_path_factory):
 
     from moscale_common.errors import InputError
     from moscale_ros.data.dataset import load_prepared
-    from moscale_ros.training.transformer import ClipBatches, build_models
+    from moscale_ros.training.transformer import build_models, clip_batches
 
     multi = tiny_tokenizer(prepared_small, tmp_path_factory)
     cfg = tiny_train_config(multi, prepared_small)
     models, mean_D, std_D = build_models(cfg, torch.device("cpu"), shared_text_encoder(), NextTokenTransformer)
-    batch = ClipBatches(load_prepared(prepared_small, load_joints=False), "train", cfg.data, 4, mean_D, std_D).batch(
+    batch = clip_batches(load_prepared(prepared_small, load_joints=False), "train", cfg.data, 4, mean_D, std_D).batch(
         [0, 1]
     )
     with pytest.raises(ConfigError, match=r"single-scale tokenizer .* has 4 scales"):

@@ -79,13 +79,13 @@ def tiny_train_config(tokenizer_path: Path, prepared_dir: Path, **train):
 @pytest.fixture(scope="module")
 def generator(prepared_small: Path, tmp_path_factory: pytest.TempPathFactory) -> MotionGenerator:
     from moscale_ros.data.dataset import load_prepared
-    from moscale_ros.training.transformer import ClipBatches, build_models, token_loss
+    from moscale_ros.training.transformer import build_models, clip_batches, token_loss
 
     torch.set_num_threads(2)
     cfg = tiny_train_config(tiny_tokenizer(prepared_small, tmp_path_factory), prepared_small)
     torch.manual_seed(0)
     models, mean_D, std_D = build_models(cfg, torch.device("cpu"), shared_text_encoder())
-    data = ClipBatches(load_prepared(prepared_small, load_joints=False), "train", cfg.data, 4, mean_D, std_D)
+    data = clip_batches(load_prepared(prepared_small, load_joints=False), "train", cfg.data, 4, mean_D, std_D)
     params = list(models.transformer.parameters()) + list(models.length.parameters())
     optimizer = torch.optim.AdamW(params, lr=1e-3)
     for _ in range(8):

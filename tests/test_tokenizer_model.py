@@ -112,15 +112,15 @@ def test_quantize_exposes_transformer_inputs_and_corruption():
     torch.testing.assert_close(noisy.f_hat, model.indices_to_latent(noisy.used_idx, latent_lengths_B))
     assert noisy.inputs[0].abs().sum() == 0
     partial = model.indices_to_latent(noisy.used_idx[:2], latent_lengths_B)
-    expected = model.next_scale_input(partial, noisy.scale_lengths[:, 2], latent_lengths_B)
+    expected = model.quantizer.next_scale_input(partial, noisy.scale_lengths[:, 2], latent_lengths_B)
     torch.testing.assert_close(noisy.inputs[2], expected)
     # The scale step: adding scale 3's used codes to the latent of scales 1..2 gives the latent of 1..3.
-    step = model.add_scale(partial, noisy.used_idx[2], latent_lengths_B, noisy.scale_lengths[:, 2])
+    step = model.quantizer.add_scale(partial, noisy.used_idx[2], latent_lengths_B, noisy.scale_lengths[:, 2])
     assert torch.equal(step, noisy.prefix_f_hat[2])
     assert torch.equal(
-        model.nearest_scale_codes(f_BNC - partial, noisy.scale_lengths[:, 2], latent_lengths_B).masked_fill(
-            ~noisy.masks[2], 0
-        ),
+        model.quantizer.nearest_scale_codes(f_BNC - partial, noisy.scale_lengths[:, 2], latent_lengths_B)[
+            1
+        ].masked_fill(~noisy.masks[2], 0),
         noisy.idx[2],
     )
     z_BLC = model.embed(clean.idx[1])

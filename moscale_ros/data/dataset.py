@@ -10,6 +10,7 @@ pads a batch.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -237,3 +238,26 @@ def collate_motion_text(items: list[dict]) -> dict:
         "style_B": torch.tensor([it["style"] for it in items], dtype=torch.long),
         "names": [it["name"] for it in items],
     }
+
+
+class MotionTextBatches:
+    """Collated batches (:func:`collate_motion_text`) of a :class:`MotionTextDataset`; random ones are
+    drawn with the global torch RNG (restored on resume). ``transform`` finishes each batch."""
+
+    def __init__(self, dataset: MotionTextDataset, transform: Callable[[dict], dict] | None = None) -> None:
+        if len(dataset) == 0:
+            raise DataError(
+                f"{dataset.prepared.cache_dir}: split {dataset.split!r} has no clips of >= {dataset.min_frames} frames"
+            )
+        self.dataset = dataset
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def batch(self, indices: list[int]) -> dict:
+        batch = collate_motion_text([self.dataset[i] for i in indices])
+        return batch if self.transform is None else self.transform(batch)
+
+    def sample(self, batch_size: int) -> dict:
+        return self.batch(torch.randint(0, len(self.dataset), (batch_size,)).tolist())

@@ -36,7 +36,7 @@ import torch
 
 from moscale_common.config import load_config, to_dict
 from moscale_common.errors import ConfigError
-from moscale_common.paths import cache_root, resource
+from moscale_common.paths import cache_root, local_or_resource, resource
 from moscale_ros.checkpoint import load_checkpoint
 from moscale_ros.data.dataset import load_prepared
 from moscale_ros.evaluation.evaluate import (
@@ -133,10 +133,6 @@ class StageResult:
 # ---- stages -------------------------------------------------------------------------------------------------
 
 
-def _config_path(text: str) -> str:
-    return text if Path(text).exists() else str(resource(text))
-
-
 def _last_val(run_dir: Path) -> dict[str, float]:
     records = MetricsLog(run_dir / "metrics.jsonl").read("val")
     return {k: v for k, v in records[-1].items() if k not in ("step", "split", "time")} if records else {}
@@ -153,7 +149,7 @@ def train_stage(
 ) -> StageResult:
     """Train (resuming when ``run_dir`` has a checkpoint) with ``trainer.run(args)``; the stage's result."""
     args = argparse.Namespace(
-        config=_config_path(config), set=list(overrides), out=str(run_dir), resume=True, device=device
+        config=str(local_or_resource(config)), set=list(overrides), out=str(run_dir), resume=True, device=device
     )
     log(f"compare: training {run_dir.name} ({' '.join(overrides)})")
     started = time.monotonic()
@@ -431,7 +427,7 @@ def load_compare_config(args: argparse.Namespace) -> CompareConfig:
     ):
         if getattr(args, flag, None) is not None:
             overrides.append(f"{key}={getattr(args, flag)}")
-    return load_config(CompareConfig, _config_path(args.config), overrides)
+    return load_config(CompareConfig, local_or_resource(args.config), overrides)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -34,7 +34,7 @@ import torch
 
 from moscale_common.config import load_config
 from moscale_common.errors import CheckpointError, ConfigError, DataError
-from moscale_common.paths import cache_root, resource
+from moscale_common.paths import cache_root, local_or_resource, resource
 from moscale_ros.checkpoint import load_checkpoint
 from moscale_ros.data.dataset import MotionTextDataset, load_prepared
 from moscale_ros.evaluation import metrics
@@ -404,8 +404,7 @@ def load_protocol(args: argparse.Namespace) -> ProtocolConfig:
         overrides.append(f"runs={args.runs}")
     if getattr(args, "max_clips", None) is not None:
         overrides.append(f"max_clips={args.max_clips}")
-    path = Path(args.config) if Path(args.config).exists() else resource(args.config)
-    return load_config(ProtocolConfig, path, overrides)
+    return load_config(ProtocolConfig, local_or_resource(args.config), overrides)
 
 
 def default_generator_path() -> Path:

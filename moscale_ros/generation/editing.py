@@ -112,11 +112,12 @@ def fixed_tokens(
     B, N, _ = f_hat_BNC.shape
     L_B = torch.full((B,), length, dtype=torch.long, device=f_hat_BNC.device)
     known_BN1 = known_N.to(f_hat_BNC.dtype)[None, :, None].expand(B, N, 1)
-    coverage_BL = tokenizer.next_scale_input(known_BN1, L_B)[..., 0]  # share of each step's support that is known
+    # share of each scale step's support that lies on known latents
+    coverage_BL = tokenizer.quantizer.next_scale_input(known_BN1, L_B)[..., 0]
     fixed_BL = coverage_BL > 1.0 - 1e-4
     if not bool(fixed_BL.any()):
         return fixed_BL, torch.zeros_like(fixed_BL, dtype=torch.long)
-    return fixed_BL, tokenizer.nearest_scale_codes(f_known_1NC - f_hat_BNC, L_B)
+    return fixed_BL, tokenizer.quantizer.nearest_scale_codes(f_known_1NC - f_hat_BNC, L_B)[1]
 
 
 # ---- joint level --------------------------------------------------------------------------------

@@ -408,14 +408,14 @@ class MotionGenerator:
         for k, (L, iterations) in enumerate(zip(scale_lengths, cfg.iterations_for(K))):
             with self.inference_context():
                 L_B = torch.full((B,), L, dtype=torch.long, device=device)
-                latent_in_BLC = self.tokenizer.next_scale_input(f_hat_BNC, L_B)
+                latent_in_BLC = self.tokenizer.quantizer.next_scale_input(f_hat_BNC, L_B)
                 fixed_BL = idx_fixed_BL = None
                 if f_known is not None:
                     fixed_BL, idx_fixed_BL = editing.fixed_tokens(self.tokenizer, f_known, known_N, f_hat_BNC, L)
                 idx_BL = self._sample_scale(
                     state, latent_in_BLC, L, iterations, guidance[k], use_cfg, generator, fixed_BL, idx_fixed_BL
                 )
-                f_hat_BNC = self.tokenizer.add_scale(f_hat_BNC, idx_BL, N_B)
+                f_hat_BNC = self.tokenizer.quantizer.add_scale(f_hat_BNC, idx_BL, N_B)
                 decode_BNC = f_hat_BNC
                 if known_N is not None:
                     decode_BNC = torch.where(known_N[None, :, None], f_known, f_hat_BNC)

@@ -215,7 +215,10 @@ class ResidualScaleQuantizer(nn.Module):
         The next-scale transformer's input for scale ``k`` (and the residual quantised there is
         ``down(f - f_hat, L_k)``). ``latent_lengths_B`` (default ``N``) are the valid latents.
         """
-        return area_downsample(f_hat_BNC, scale_lengths_B, latent_lengths_B)
+        device = f_hat_BNC.device
+        return area_downsample(
+            f_hat_BNC, scale_lengths_B.to(device), None if latent_lengths_B is None else latent_lengths_B.to(device)
+        )
 
     def nearest_scale_codes(
         self, residual_BNC: torch.Tensor, scale_lengths_B: torch.Tensor, latent_lengths_B: torch.Tensor | None = None
@@ -240,6 +243,7 @@ class ResidualScaleQuantizer(nn.Module):
         device = self.codebook_VC.device
         idx_BL = idx_BL.to(device)
         if scale_lengths_B is not None:
+            scale_lengths_B = scale_lengths_B.to(device)
             idx_BL = idx_BL.masked_fill(~lengths_mask(scale_lengths_B, idx_BL.shape[1]), 0)
         h_BNC = linear_upsample(self.embed(idx_BL), latent_lengths_B.to(device), scale_lengths_B)
         if num_latents is not None and h_BNC.shape[1] < num_latents:

@@ -12,8 +12,8 @@ checkpoint carries the normalisation ``mean``/``std`` (see :func:`load_tokenizer
 Used by the next-scale transformer: :meth:`MotionTokenizer.scale_lengths`, ``num_scales``,
 ``codebook_size``, ``code_dim``, :meth:`~MotionTokenizer.encode_latents`,
 :meth:`~MotionTokenizer.quantize` (with ``corrupt_fn`` for cross-scale refinement),
-:meth:`~MotionTokenizer.embed`, the scale step :meth:`~MotionTokenizer.next_scale_input` /
-:meth:`~MotionTokenizer.add_scale`, :meth:`~MotionTokenizer.decode_latents`,
+:meth:`~MotionTokenizer.embed`, the scale step ``tokenizer.quantizer.next_scale_input`` /
+``tokenizer.quantizer.add_scale`` (see :mod:`moscale_ros.models.quantizer`), :meth:`~MotionTokenizer.decode_latents`,
 :meth:`~MotionTokenizer.decode_indices`.
 """
 
@@ -163,39 +163,6 @@ class MotionTokenizer(nn.Module):
     def embed(self, idx_BL: torch.Tensor) -> torch.Tensor:
         """Codebook lookup: ``(B, L)`` -> ``(B, L, C)``."""
         return self.quantizer.embed(idx_BL)
-
-    def next_scale_input(
-        self, f_hat_BNC: torch.Tensor, scale_lengths_B: torch.Tensor, latent_lengths_B: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """``down(f_hat, L_k)``: ``(B, N, C) -> (B, L, C)``, the transformer's input for scale ``k``.
-
-        ``latent_lengths_B`` (default: ``N`` for every sample) are the valid latents.
-        """
-        return self.quantizer.next_scale_input(
-            f_hat_BNC, scale_lengths_B.to(f_hat_BNC.device), _opt(latent_lengths_B, f_hat_BNC)
-        )
-
-    def add_scale(
-        self,
-        f_hat_BNC: torch.Tensor,
-        idx_BL: torch.Tensor,
-        latent_lengths_B: torch.Tensor,
-        scale_lengths_B: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """``f_hat + up(e[idx_k], N)``: the running latent after scale ``k``.
-
-        ``scale_lengths_B`` (default: ``L`` for every sample) are the valid codes.
-        """
-        return self.quantizer.add_scale(f_hat_BNC, idx_BL, latent_lengths_B, _opt(scale_lengths_B, f_hat_BNC))
-
-    def nearest_scale_codes(
-        self, residual_BNC: torch.Tensor, scale_lengths_B: torch.Tensor, latent_lengths_B: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """``idx_BL = argmin_v ||down(residual, L_k) - e_v||``: the codes the quantiser picks at scale ``k``."""
-        _, idx_BL = self.quantizer.nearest_scale_codes(
-            residual_BNC, scale_lengths_B.to(residual_BNC.device), _opt(latent_lengths_B, residual_BNC)
-        )
-        return idx_BL
 
     def indices_to_latent(self, idx_per_scale: list[torch.Tensor], latent_lengths_B: torch.Tensor) -> torch.Tensor:
         """``f_hat_BNC = sum_k upsample(embed(idx_k))`` over the given scales (a prefix is fine)."""

@@ -29,12 +29,7 @@ from moscale_ros.training.transformer import (
 
 
 def next_token_loss(
-    models: Models,
-    batch: dict,
-    masking: MaskingConfig,
-    loss_cfg: TransformerLossConfig,
-    device: torch.device,
-    train: bool,
+    models: Models, batch: dict, masking: MaskingConfig, cfg: TransformerLossConfig, device: torch.device, train: bool
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Teacher-forced cross-entropy of a batch (training: corrupted inputs and condition dropout;
     validation: clean) plus the length estimator's loss; the parts carry the token accuracy ``acc_s1``."""
@@ -59,10 +54,10 @@ def next_token_loss(
     cond = model.condition(text, N_B, drop_B=None if train else torch.zeros_like(N_B, dtype=torch.bool))
     logits_BNV = model(cond, prev_BN, prev_latents_BNC.to(cond.cond_BW.dtype), N_B)
     ce = F.cross_entropy(
-        logits_BNV[valid_BN].float(), idx_BN[valid_BN], label_smoothing=loss_cfg.label_smoothing if train else 0.0
+        logits_BNV[valid_BN].float(), idx_BN[valid_BN], label_smoothing=cfg.label_smoothing if train else 0.0
     )
     length_loss = models.length.loss(text.pooled_BD, N_B)
-    loss = ce + loss_cfg.length_weight * length_loss
+    loss = ce + cfg.length_weight * length_loss
     with torch.no_grad():
         hits = float(((logits_BNV.argmax(-1) == idx_BN) & valid_BN).sum()) / max(1, int(valid_BN.sum()))
     return loss, {"loss": loss.item(), "ce": ce.item(), "length_ce": length_loss.item(), "acc_s1": hits}
