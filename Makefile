@@ -12,8 +12,8 @@ test: install  ## set up if needed, then run the test suite
 	bash scripts/test.sh $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check moscale_ros retarget tests launch scripts setup.py
-	$(VENV)/bin/ruff format --check moscale_ros retarget tests launch scripts setup.py
+	$(VENV)/bin/ruff check moscale_ros moscale_common retarget tests launch scripts setup.py
+	$(VENV)/bin/ruff format --check moscale_ros moscale_common retarget tests launch scripts setup.py
 
 TEXT ?= wave the right hand
 demo: install  ## the main job: node + client, one text command, plans printed, animation saved in out/demo

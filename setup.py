@@ -1,4 +1,4 @@
-"""pip/setuptools build of the Python packages (moscale_ros, retarget) and their entry points.
+"""pip/setuptools build of the Python packages (moscale_ros, retarget, moscale_common) and their entry points.
 
 A colcon build on a full ROS 2 install uses CMakeLists.txt (ament_cmake + ament_cmake_python),
 which also generates the interfaces; scripts/setup.sh uses both: CMake for the interfaces, this
@@ -14,7 +14,9 @@ setup(
     description="Text to humanoid motion with next-scale autoregressive generation, for ROS 2",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["moscale_ros", "moscale_ros.*", "retarget", "retarget.*"]),
+    packages=find_packages(
+        include=["moscale_ros", "moscale_ros.*", "retarget", "retarget.*", "moscale_common", "moscale_common.*"]
+    ),
     include_package_data=False,
     install_requires=[
         "numpy",

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
 
-from moscale_ros.errors import CheckpointError
+from moscale_common.errors import CheckpointError
 
 FORMAT = "moscale-ros-checkpoint"
 FORMAT_VERSION = 1
@@ -41,8 +43,6 @@ def save_checkpoint(
     dtype: torch.dtype | None = None,
 ) -> Path:
     """Write atomically (temp file + rename). ``dtype`` casts floating tensors (e.g. fp16 to ship)."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     flat: dict[str, torch.Tensor] = {}
@@ -69,15 +69,10 @@ def save_checkpoint(
 
 def load_checkpoint(path: str | Path, kind: str | None = None, device: str = "cpu") -> Checkpoint:
     """Read a checkpoint; a missing, corrupt, truncated, foreign or wrong-version file raises."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
         flat = load_file(str(path), device=device)

@@ -10,8 +10,8 @@ import argparse
 import importlib
 import sys
 
+from moscale_common.errors import MoScaleError
 from moscale_ros import __version__
-from moscale_ros.errors import MoScaleError
 
 COMMAND_MODULES = ("data", "train", "generate", "retarget", "eval", "bench", "node", "demo", "model")
 

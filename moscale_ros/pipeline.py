@@ -26,20 +26,22 @@ from __future__ import annotations
 
 import math
 import time
-import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from moscale_common.errors import CheckpointError, ConfigError, InputError, MoScaleError
+from moscale_common.paths import resource
 from moscale_ros.control.shaping import ease, finite_difference_speed
 from moscale_ros.control.timeline import ControllerTimeline
-from moscale_ros.errors import CheckpointError, ConfigError, InputError, MoScaleError
-from moscale_ros.paths import resource
-from retarget.robot import Robot
+from moscale_ros.generation.config import SamplingOverrides
+from moscale_ros.generation.request import RequestLimits, validate_seconds, validate_seed, validate_text
+from retarget.retargeter import RetargetConfig, Retargeter
+from retarget.robot import Robot, load_robot
 from retarget.trajectory import RobotTrajectory
 
 ControllerPlans = Literal["every_scale", "final_only"]
@@ -58,12 +60,7 @@ class PipelineConfig:
     robot: str = "g1"  # a robot name (config/robots/<name>.yaml) or a robot YAML path
     robot_description: str = ""  # URDF text (e.g. the robot stack's robot_description); empty: the config's URDF
     control_rate: float = 50.0  # Hz of the published trajectories
-    # Sampling: a negative number (or refine_iterations [0]) keeps the checkpoint's own setting.
-    guidance: float = -1.0  # classifier-free guidance at scale 1
-    guidance_end: float = -1.0  # ... decaying linearly to this at the last scale
-    top_p: float = -1.0  # nucleus sampling mass
-    temperature: float = -1.0  # sampling temperature (0: greedy)
-    refine_iterations: list[int] = field(default_factory=lambda: [0])  # in-scale refinement passes per scale
+    sampling: SamplingOverrides = field(default_factory=SamplingOverrides)  # None: the checkpoint's setting
     default_duration: float = 6.0  # s, used when a command gives none (0)
     min_duration: float = 1.0
     max_duration: float = 9.8  # 196 frames at 20 fps
@@ -105,22 +102,11 @@ class PipelineConfig:
             raise ConfigError(f"max_text_length: must be >= 1, got {self.max_text_length}")
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
             raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
-        iterations = self.refine_iterations
-        if iterations != [0] and (not iterations or any(n < 1 for n in iterations)):
-            raise ConfigError(f"refine_iterations: expected [0] (the model's) or entries >= 1, got {iterations}")
-        if self.top_p == 0 or self.top_p > 1:
-            raise ConfigError(f"top_p: must be in (0, 1], or negative for the model's, got {self.top_p}")
 
-    def generation_overrides(self) -> dict[str, Any]:
-        """The :class:`~moscale_ros.generation.config.GenerationConfig` fields these settings replace."""
-        overrides: dict[str, Any] = {
-            name: getattr(self, name)
-            for name in ("guidance", "guidance_end", "top_p", "temperature")
-            if getattr(self, name) >= 0
-        }
-        if self.refine_iterations != [0]:
-            overrides["refine_iterations"] = list(self.refine_iterations)
-        return overrides
+    @property
+    def request_limits(self) -> RequestLimits:
+        """The node's policy on requests: ``max_text_length``, ``[min_duration, max_duration]``."""
+        return RequestLimits(self.max_text_length, self.min_duration, self.max_duration)
 
 
 # ----------------------------------------------------------------------------------------- requests
@@ -137,64 +123,26 @@ class MotionRequest:
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
-def _unprintable(text: str) -> tuple[int, str] | None:
-    """Index and character of the first control character (Unicode category Cc other than tab, line
-    feed, carriage return), lone surrogate (Cs) or unassigned code point (Cn) in ``text``, if any."""
-    for index, char in enumerate(text):
-        if char in "\t\n\r":
-            continue
-        if unicodedata.category(char) in ("Cc", "Cs", "Cn"):
-            return index, char
-    return None
-
-
 def validate_request(
-    text: str, duration: float, seed: int | None, config: PipelineConfig, received_at: float, request_id: str = ""
+    text: str,
+    duration: float,
+    seed: int | None,
+    config: PipelineConfig,
+    received_at: float,
+    request_id: str = "",
+    limits: RequestLimits | None = None,
 ) -> MotionRequest:
-    """Check a command; duration 0 means the default, seed < 0 means random. Raises InputError.
-
-    Text: a string, not empty after stripping whitespace, at most ``max_text_length`` characters,
-    without control characters (tab and newlines aside), surrogates or unassigned code points."""
-    if not isinstance(text, str):
-        raise InputError(f"command text must be a string, got {type(text).__name__}")
-    if len(text) > 4 * config.max_text_length + 1024:  # far too long: refuse before scanning it
-        raise InputError(
-            f"command text is {len(text)} characters long, more than max_text_length={config.max_text_length} "
-            f"({text[:40]!r}...)"
-        )
-    stripped = text.strip()
-    if not stripped:
-        raise InputError(f"command text is empty or only whitespace ({text[:40]!r})")
-    if len(stripped) > config.max_text_length:
-        raise InputError(
-            f"command text is {len(stripped)} characters long, more than max_text_length={config.max_text_length} "
-            f"({stripped[:40]!r}...)"
-        )
-    bad = _unprintable(stripped)
-    if bad is not None:
-        index, char = bad
-        raise InputError(
-            f"command text has a control or unassigned character U+{ord(char):04X} at index {index} ({stripped[:40]!r})"
-        )
+    """Check a command under ``limits`` (default: ``config.request_limits``) with the one request
+    validator (:mod:`moscale_ros.generation.request`); duration 0 means ``config.default_duration``
+    (capped at the limits' maximum), a seed < 0 (or None) a random one. Raises InputError."""
+    limits = limits or config.request_limits
+    stripped = validate_text(text, limits)
     try:
         seconds = float(duration)
     except (TypeError, ValueError):
         raise InputError(f"duration must be a number of seconds, got {duration!r}") from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise InputError(f"duration must be a finite number of seconds >= 0 (0: default), got {duration!r}")
-    if seconds == 0:
-        seconds = config.default_duration
-    # A bound sent as float32 (GenerateMotion.duration) arrives rounded: 9.8 -> 9.80000019. Snap it.
-    if abs(seconds - config.max_duration) <= 1e-6 * config.max_duration:
-        seconds = config.max_duration
-    if abs(seconds - config.min_duration) <= 1e-6 * config.min_duration:
-        seconds = config.min_duration
-    if not config.min_duration <= seconds <= config.max_duration:
-        raise InputError(
-            f"duration {seconds:g} s is outside the supported range "
-            f"[{config.min_duration:g}, {config.max_duration:g}] s"
-        )
-    chosen_seed = None if seed is None or seed < 0 else int(seed)
+    seconds = min(config.default_duration, limits.max_seconds) if seconds == 0 else validate_seconds(seconds, limits)
+    chosen_seed = None if seed is None or seed < 0 else validate_seed(seed)
     return MotionRequest(stripped, seconds, chosen_seed, received_at, request_id or uuid.uuid4().hex)
 
 
@@ -325,8 +273,8 @@ class PlanStep:
 class MotionPipeline:
     """Streams plans for requests, one timeline per command, continuing from the last commanded pose.
 
-    ``generator`` is a :class:`~moscale_ros.generation.MotionGenerator` (anything with its
-    ``stream``), ``retargeter`` a :class:`~retarget.Retargeter`; ``clock()`` gives the absolute time
+    ``generator`` is a :class:`~moscale_ros.generation.generator.MotionGenerator` (anything with its
+    ``stream`` and ``limits``), ``retargeter`` a :class:`~retarget.Retargeter`; ``clock()`` gives the absolute time
     in seconds that start times are expressed in (the node passes its ROS clock).
     """
 
@@ -345,11 +293,8 @@ class MotionPipeline:
     def request(self, text: str, duration: float = 0.0, seed: int | None = None, request_id: str = "") -> MotionRequest:
         """A validated request received now (InputError on bad text or a duration outside what both
         the settings and the model allow)."""
-        config = self.config
-        model_max = getattr(self.generator, "max_seconds", None)
-        if model_max is not None and model_max < config.max_duration:
-            config = replace(config, max_duration=model_max, default_duration=min(config.default_duration, model_max))
-        return validate_request(text, duration, seed, config, self.clock(), request_id)
+        limits = self.config.request_limits.within(self.generator.limits)
+        return validate_request(text, duration, seed, self.config, self.clock(), request_id, limits)
 
     def commit(self, step: PlanStep, sent_at: float | None = None) -> str | None:
         """Record ``step`` as sent to the controller at ``sent_at`` (default now): the controller model
@@ -532,19 +477,17 @@ def build_pipeline(config: PipelineConfig, clock: Callable[[], float] = time.tim
     Raises ConfigError (unknown robot, bad URDF, unavailable device, bad sampling settings) or
     CheckpointError (missing, corrupt or mismatched model file).
     """
-    from retarget.retargeter import RetargetConfig, Retargeter
-    from retarget.robot import load_robot
-
     robot = load_robot(config.robot, urdf_string=config.robot_description or None)
     retargeter = Retargeter(robot, RetargetConfig(control_rate=config.control_rate))
     checkpoint = resolve_checkpoint(config.checkpoint)
     if checkpoint is not None and not checkpoint.is_file():  # before the seconds of importing torch
         raise CheckpointError(f"{checkpoint}: checkpoint not found")
 
+    # torch (seconds): imported once the robot and the file are known good, so those errors come fast
     from moscale_ros.generation.generator import MotionGenerator
     from moscale_ros.runtime import select_device
 
     generator = MotionGenerator.from_checkpoint(
-        checkpoint, device=select_device(config.device), warm_up=False, **config.generation_overrides()
+        checkpoint, device=select_device(config.device), warm_up=False, overrides=config.sampling
     )
     return MotionPipeline(generator, retargeter, config, clock)

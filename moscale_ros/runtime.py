@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import torch
 
-from moscale_ros.errors import ConfigError
+from moscale_common.errors import ConfigError
 
 
 def set_num_threads(num_threads: int) -> int:

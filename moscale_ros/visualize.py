@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pinocchio as pin
 
-from moscale_ros.errors import InputError
+from moscale_common.errors import InputError
+from moscale_common.skeleton import CANONICAL_PARENTS
 
 if TYPE_CHECKING:
     from retarget.trajectory import RobotTrajectory
@@ -43,8 +45,6 @@ def _projector() -> np.ndarray:
 
 def human_segments(joints_T223: np.ndarray) -> np.ndarray:
     """Bones of the canonical skeleton as z-up segments ``(T, 21, 2, 3)``."""
-    from moscale_ros.data.skeleton import CANONICAL_PARENTS
-
     world = np.asarray(joints_T223, dtype=float)[..., [2, 0, 1]]
     pairs = [(p, c) for c, p in enumerate(CANONICAL_PARENTS) if p >= 0]
     return np.stack([world[:, [p for p, _ in pairs]], world[:, [c for _, c in pairs]]], axis=2)
@@ -52,8 +52,6 @@ def human_segments(joints_T223: np.ndarray) -> np.ndarray:
 
 def robot_segments(trajectory: RobotTrajectory, times: np.ndarray) -> np.ndarray:
     """Links of the robot (parent joint to child joint, plus soles) at ``times``: ``(N, S, 2, 3)``."""
-    import pinocchio as pin
-
     robot = trajectory.robot
     if robot is None:
         raise InputError("render_gif: the robot trajectory carries no robot model (use the one Retargeter returns)")
@@ -89,6 +87,8 @@ def render_plans_gif(
 
     Human joints are sampled at ``fps``; every row shares the time axis of the longest plan.
     """
+    # Imported here: the "Agg" backend must be chosen before pyplot is first imported, and matplotlib
+    # costs its importers (the node's demo, `moscale generate` without --gif) half a second.
     import matplotlib
 
     matplotlib.use("Agg")

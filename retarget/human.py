@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from moscale_ros.data.skeleton import CANONICAL_JOINTS, CANONICAL_PARENTS, JOINT_INDEX
-from moscale_ros.errors import InputError
+from moscale_common.errors import InputError
+from moscale_common.skeleton import CANONICAL_JOINTS, CANONICAL_PARENTS, JOINT_INDEX
 
 __all__ = ["CANONICAL_JOINTS", "CANONICAL_PARENTS", "JOINT", "check_joints", "to_robot_world"]
 

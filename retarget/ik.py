@@ -17,6 +17,7 @@ After ``q <- integrate(q, dq)`` joints are clipped into the box, so limits hold 
 
 from __future__ import annotations
 
+import daqp
 import numpy as np
 import pinocchio as pin
 
@@ -66,8 +67,6 @@ def solve_box_qp(H: np.ndarray, g: np.ndarray, lb: np.ndarray, ub: np.ndarray, m
 
 
 def _solve_daqp(H: np.ndarray, g: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
-    import daqp
-
     x, _, flag, _ = daqp.solve(H, -g, np.zeros((0, len(g))), np.minimum(ub, BIG), np.maximum(lb, -BIG))
     if flag < 1:
         x = solve_box_qp(H, g, lb, ub)

@@ -27,7 +27,7 @@ from scipy.interpolate import CubicSpline
 from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation
 
-from moscale_ros.errors import InputError
+from moscale_common.errors import InputError
 from retarget.contacts import ContactConfig, detect_contacts, keep_soles_above_ground, pin_feet
 from retarget.human import check_joints, to_robot_world
 from retarget.ik import TaskSpaceIK

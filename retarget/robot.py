@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pinocchio as pin
 
-from moscale_ros.config import from_dict, load_yaml
-from moscale_ros.errors import ConfigError
-from moscale_ros.paths import resource
+from moscale_common.config import from_dict, load_yaml
+from moscale_common.errors import ConfigError
+from moscale_common.paths import resource
 
 ROBOTS_DIR = "config/robots"
 

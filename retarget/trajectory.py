@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.interpolate import CubicSpline
 
-from moscale_ros.errors import InputError
+from moscale_common.errors import InputError
 
 if TYPE_CHECKING:
     from retarget.report import QualityReport

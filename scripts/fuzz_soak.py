@@ -241,9 +241,9 @@ class MemorySampler(threading.Thread):
 
 
 def _checkpoint(args: argparse.Namespace) -> tuple[str, str]:
+    from moscale_common.paths import resource
     from moscale_ros.bench.node import _untrained_default_checkpoint
     from moscale_ros.generation.generator import DEFAULT_CHECKPOINT
-    from moscale_ros.paths import resource
 
     if args.checkpoint:
         return args.checkpoint, args.checkpoint
@@ -258,7 +258,7 @@ def _max_waiting(concurrency: str) -> int:
     """How many jobs may wait in the worker: 1 under preempt, the parameter file's max_queue under queue."""
     import yaml
 
-    from moscale_ros.paths import resource
+    from moscale_common.paths import resource
 
     params = yaml.safe_load(resource("config/moscale.yaml").read_text())["moscale_node"]["ros__parameters"]
     return 1 if concurrency == "preempt" else int(params["max_queue"])
@@ -277,9 +277,9 @@ def run_soak(args: argparse.Namespace) -> dict:
     """Start the node, fuzz it, check it, stop it; the figures as a dict (see the module docstring)."""
     import rclpy
 
+    from moscale_common.paths import cache_root
     from moscale_ros.node.launcher import NodeProcess
     from moscale_ros.node.node import RESULT_KEEP_S
-    from moscale_ros.paths import cache_root
 
     rng = random.Random(args.seed)
     checkpoint, model = _checkpoint(args)

@@ -63,7 +63,7 @@ rm -f "$VENV"/lib/python3.11/site-packages/moscale_ros/__init__.py
 "${PIP[@]}" install --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 
 "$VENV/bin/python" - <<'PY'
-import moscale_ros, retarget  # noqa: F401
+import moscale_common, moscale_ros, retarget  # noqa: F401
 from moscale_ros.msg import MotionPlan  # noqa: F401
 from moscale_ros.action import GenerateMotion  # noqa: F401
 import rclpy, torch, pinocchio  # noqa: F401

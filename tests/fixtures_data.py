@@ -1,7 +1,7 @@
 """Data fixtures shared by every test module (loaded as a pytest plugin by tests/conftest.py).
 
 Real clips only: the fixtures read the Bandai-Namco archive found by
-``moscale_ros.paths.shared_data_archive()`` and skip, saying so, only when that file is absent.
+``moscale_common.paths.shared_data_archive()`` and skip, saying so, only when that file is absent.
 
 * ``bandai_archive`` (session): Path of the archive, or ``pytest.skip`` with the reason.
 * ``real_bvh_dir`` (session): a folder with a small stratified subset of real BVH clips, extracted
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from moscale_common.paths import shared_data_archive
 from moscale_ros.data.prepare import iter_clip_files
-from moscale_ros.paths import shared_data_archive
 
 _STEM = re.compile(r"(dataset-\d+)_([a-z0-9-]+)_([a-z0-9-]+)_(\d+)")
 CLIPS_PER_CONTENT = {"dataset-1": 1, "dataset-2": 3}

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
+from moscale_common.errors import CheckpointError
 from moscale_ros.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
-from moscale_ros.errors import CheckpointError
 
 
 def _model() -> torch.nn.Module:

@@ -61,6 +61,7 @@ def test_install_tree_has_the_package_the_executables_and_the_share_directory(in
                    "action/_generate_motion.py"):  # fmt: skip
         assert (package / module).is_file(), module
     assert (site / "retarget" / "__init__.py").is_file()
+    assert (site / "moscale_common" / "__init__.py").is_file()
     for program in ("moscale_node", "moscale"):
         assert os.access(install_prefix / "lib" / "moscale_ros" / program, os.X_OK), program
     share = install_prefix / "share" / "moscale_ros"
@@ -76,15 +77,16 @@ def test_installed_package_imports_without_the_source_checkout(install_prefix: P
         f"import sys\nsys.path[:] = [p for p in sys.path if p != {str(ROOT)!r}]\n"
     )
     probe = (
-        "import moscale_ros, moscale_ros.pipeline as pipeline, retarget\n"
+        "import moscale_common, moscale_ros, moscale_ros.pipeline as pipeline, retarget\n"
         "from moscale_ros.msg import MotionPlan\n"
         "from moscale_ros.action import GenerateMotion\n"
-        "print(pipeline.__file__); print(retarget.__file__); print(MotionPlan.__module__)\n"
+        "print(pipeline.__file__); print(retarget.__file__); print(moscale_common.__file__)\n"
+        "print(MotionPlan.__module__)\n"
         "print(GenerateMotion.Goal().text == '')\n"
     )
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{site}", "AMENT_PREFIX_PATH": str(install_prefix)}
     result = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    pipeline_file, retarget_file, msg_module, goal_ok = result.stdout.split()
-    assert pipeline_file.startswith(str(site)) and retarget_file.startswith(str(site))
+    pipeline_file, retarget_file, common_file, msg_module, goal_ok = result.stdout.split()
+    assert all(f.startswith(str(site)) for f in (pipeline_file, retarget_file, common_file))
     assert msg_module.startswith("moscale_ros.msg") and goal_ok == "True"

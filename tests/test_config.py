@@ -7,7 +7,7 @@ from typing import Literal
 
 import pytest
 
-from moscale_ros.config import ConfigError, apply_overrides, from_dict, load_config, to_dict
+from moscale_common.config import ConfigError, apply_overrides, from_dict, load_config, to_dict
 
 
 @dataclass

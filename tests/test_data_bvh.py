@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from fixtures_data import real_bvh
 
+from moscale_common.errors import DataError
 from moscale_ros.data.bvh import forward_kinematics, parse_bvh, read_bvh, write_bvh
-from moscale_ros.errors import DataError
 
 # Root translates and rotates (XYZ order); "arm" rotates in ZYX order; "hand" shows the arm's rotation.
 TINY = """HIERARCHY

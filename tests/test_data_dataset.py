@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from moscale_common.errors import DataError
 from moscale_ros.data.augment import mirror_features
 from moscale_ros.data.dataset import MotionTextDataset, collate_motion_text, load_prepared
-from moscale_ros.errors import DataError
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ import pytest
 import torch
 from fixtures_data import real_bvh
 
+from moscale_common.errors import DataError
+from moscale_common.skeleton import JOINT_INDEX
 from moscale_ros.data.augment import mirror_features, mirror_joints, mirror_label, mirror_text
 from moscale_ros.data.features import (
     FEATURE_DIM,
@@ -19,8 +21,7 @@ from moscale_ros.data.features import (
     features_to_joints_torch,
     joints_to_features,
 )
-from moscale_ros.data.skeleton import JOINT_INDEX, bvh_to_canonical, yaw_rotation
-from moscale_ros.errors import DataError
+from moscale_ros.data.skeleton import bvh_to_canonical, yaw_rotation
 
 
 @pytest.fixture(scope="module")

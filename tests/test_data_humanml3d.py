@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from moscale_common.errors import DataError
 from moscale_ros.data.dataset import MotionTextDataset, collate_motion_text, load_prepared
 from moscale_ros.data.features import features_to_joints, joints_to_features
 from moscale_ros.data.humanml3d import load_humanml3d
 from moscale_ros.data.skeleton import bvh_to_canonical
-from moscale_ros.errors import DataError
 
 
 def _write_humanml3d(root: Path, bvh_files: list[Path]) -> dict[str, np.ndarray]:

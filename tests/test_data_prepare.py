@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from fixtures_data import real_bvh
 
+from moscale_common.errors import ConfigError, DataError
 from moscale_ros.commands import data as data_command
 from moscale_ros.data.dataset import load_prepared
 from moscale_ros.data.features import FEATURE_GROUPS
 from moscale_ros.data.prepare import download_repository, format_summary, prepare, stratified_split
-from moscale_ros.errors import ConfigError, DataError
 
 
 def _run_cli(argv: list[str]) -> int:

@@ -9,17 +9,11 @@ import pytest
 import yaml
 from fixtures_data import real_bvh
 
+from moscale_common.errors import ConfigError, DataError
+from moscale_common.skeleton import CANONICAL_JOINTS, CANONICAL_PARENTS, JOINT_INDEX
 from moscale_ros.data.bvh import BvhMotion, local_transforms, matrix_to_euler, write_bvh
 from moscale_ros.data.canonical_bvh import joints_to_bvh, write_canonical_bvh
-from moscale_ros.data.skeleton import (
-    CANONICAL_JOINTS,
-    CANONICAL_PARENTS,
-    JOINT_INDEX,
-    bvh_to_canonical,
-    facing_directions,
-    load_skeleton_map,
-)
-from moscale_ros.errors import ConfigError, DataError
+from moscale_ros.data.skeleton import bvh_to_canonical, facing_directions, load_skeleton_map
 
 ARCHITECTURE_ORDER = (
     "pelvis left_hip right_hip spine1 left_knee right_knee spine2 left_ankle right_ankle spine3 left_foot "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from moscale_common.errors import DataError
 from moscale_ros.data.text import (
     CONTENT_PHRASES,
     STYLE_PHRASES,
@@ -13,7 +14,6 @@ from moscale_ros.data.text import (
     template_counts,
     third_person,
 )
-from moscale_ros.errors import DataError
 
 # Every label of the Bandai-Namco file names (PLATFORM.md "Motion data" and the dataset READMEs).
 BANDAI_CONTENTS = (

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from moscale_ros.data.skeleton import CANONICAL_JOINTS
+from moscale_common.skeleton import CANONICAL_JOINTS
 
 
 def test_demo_prints_every_plan_and_writes_trajectory_and_animation(untrained_generator, tmp_path):

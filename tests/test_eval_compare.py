@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from moscale_common.errors import CheckpointError
 from moscale_ros.cli import main
-from moscale_ros.errors import CheckpointError
 
 TINY = [
     "tokenizer_overrides=[model.width=32, model.depth=1, model.code_dim=16, model.codebook_size=64, "

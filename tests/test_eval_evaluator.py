@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from moscale_ros.errors import CheckpointError, ConfigError, InputError
+from moscale_common.errors import CheckpointError, ConfigError, InputError
 from moscale_ros.evaluation.model import (
     EvaluatorConfig,
     TextMotionEvaluator,
@@ -39,7 +39,7 @@ def small_data(prepared_small: Path):
 
 
 def _model(prepared, **sizes) -> TextMotionEvaluator:
-    from moscale_ros.evaluation.train import style_concepts
+    from moscale_ros.training.evaluator import style_concepts
 
     cfg = EvaluatorConfig(
         width=32,
@@ -59,17 +59,17 @@ def test_a_few_steps_align_texts_and_real_motions(small_data):
     from test_generation import shared_text_encoder
 
     from moscale_ros.evaluation.metrics import r_precision
-    from moscale_ros.evaluation.train import (
-        EvaluatorBatches,
+    from moscale_ros.training.evaluator import (
         EvaluatorDataConfig,
         EvaluatorLossConfig,
+        evaluator_batches,
         evaluator_loss,
         style_concepts,
     )
 
     torch.manual_seed(0)
     _, style_map = style_concepts(small_data.styles)
-    data = EvaluatorBatches(small_data, "train", EvaluatorDataConfig(), style_map, deterministic=True)
+    data = evaluator_batches(small_data, "train", EvaluatorDataConfig(), style_map, deterministic=True)
     batch = data.batch(list(range(16)))
     pooled = shared_text_encoder().encode(batch["texts"]).pooled_BD
     model = _model(small_data)
@@ -92,8 +92,8 @@ def test_a_few_steps_align_texts_and_real_motions(small_data):
 def test_embeddings_are_unit_norm_and_independent_of_batch_padding(small_data, tmp_path):
     from test_generation import shared_text_encoder
 
-    from moscale_ros.evaluation.train import style_concepts
     from moscale_ros.models.text_encoder import TextEncoderConfig
+    from moscale_ros.training.evaluator import style_concepts
 
     torch.manual_seed(0)
     model = _model(small_data).eval()
@@ -130,8 +130,8 @@ def test_embeddings_are_unit_norm_and_independent_of_batch_padding(small_data, t
 
 
 def test_config_errors_name_the_key():
-    from moscale_ros.config import from_dict
-    from moscale_ros.evaluation.train import EvaluatorTrainConfig
+    from moscale_common.config import from_dict
+    from moscale_ros.training.evaluator import EvaluatorTrainConfig
 
     with pytest.raises(ConfigError, match="model.width 30 is not divisible"):
         from_dict(EvaluatorTrainConfig, {"model": {"width": 30}})

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from moscale_ros.errors import ConfigError
-from moscale_ros.evaluation.next_token import NextTokenGenerator, NextTokenTransformer, next_token_loss, shifted_inputs
+from moscale_common.errors import ConfigError
+from moscale_ros.generation.next_token import NextTokenGenerator
+from moscale_ros.models.next_token import NextTokenTransformer, shifted_inputs
 from moscale_ros.models.text_encoder import TextFeatures
 from moscale_ros.models.transformer import TransformerConfig
+from moscale_ros.training.next_token import next_token_loss
 
 
 def _random_model() -> NextTokenTransformer:
@@ -63,9 +65,9 @@ def test_causal_forward_equals_token_by_token_decoding_and_ignores_the_future():
 @pytest.fixture(scope="module")
 def single_scale_tokenizer(prepared_small: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny single-scale tokenizer (one scale of all latents) trained a few steps on real windows."""
-    from moscale_ros.data.dataset import load_prepared
+    from moscale_ros.data.dataset import load_prepared, normalization
     from moscale_ros.models.tokenizer import MotionTokenizer, TokenizerConfig, save_tokenizer
-    from moscale_ros.training.tokenizer import TokenizerLossConfig, normalization, tokenizer_loss
+    from moscale_ros.training.tokenizer import TokenizerLossConfig, tokenizer_loss
 
     torch.manual_seed(0)
     prepared = load_prepared(prepared_small, load_joints=False)
@@ -87,14 +89,14 @@ def test_a_few_steps_fit_real_clips_and_sampling_is_seeded(single_scale_tokenize
     from test_generation import shared_text_encoder, tiny_train_config
 
     from moscale_ros.data.dataset import load_prepared
-    from moscale_ros.training.transformer import ClipBatches, build_models
+    from moscale_ros.training.transformer import build_models, clip_batches
 
     torch.set_num_threads(2)
     cfg = tiny_train_config(single_scale_tokenizer, prepared_small)
     torch.manual_seed(0)
     models, mean_D, std_D = build_models(cfg, torch.device("cpu"), shared_text_encoder(), NextTokenTransformer)
     assert models.tokenizer.num_scales == 1
-    data = ClipBatches(load_prepared(prepared_small, load_joints=False), "train", cfg.data, 4, mean_D, std_D)
+    data = clip_batches(load_prepared(prepared_small, load_joints=False), "train", cfg.data, 4, mean_D, std_D)
     batch = data.batch(list(range(8)))
     params = list(models.transformer.parameters()) + list(models.length.parameters())
     optimizer = torch.optim.AdamW(params, lr=3e-3)
@@ -132,14 +134,14 @@ def test_a_few_steps_fit_real_clips_and_sampling_is_seeded(single_scale_tokenize
 def test_errors_name_the_problem(prepared_small, tmp_path_factory):
     from test_generation import shared_text_encoder, tiny_tokenizer, tiny_train_config
 
+    from moscale_common.errors import InputError
     from moscale_ros.data.dataset import load_prepared
-    from moscale_ros.errors import InputError
-    from moscale_ros.training.transformer import ClipBatches, build_models
+    from moscale_ros.training.transformer import build_models, clip_batches
 
     multi = tiny_tokenizer(prepared_small, tmp_path_factory)
     cfg = tiny_train_config(multi, prepared_small)
     models, mean_D, std_D = build_models(cfg, torch.device("cpu"), shared_text_encoder(), NextTokenTransformer)
-    batch = ClipBatches(load_prepared(prepared_small, load_joints=False), "train", cfg.data, 4, mean_D, std_D).batch(
+    batch = clip_batches(load_prepared(prepared_small, load_joints=False), "train", cfg.data, 4, mean_D, std_D).batch(
         [0, 1]
     )
     with pytest.raises(ConfigError, match=r"single-scale tokenizer .* has 4 scales"):

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from moscale_ros.errors import CheckpointError, ConfigError, InputError
+from moscale_common.errors import CheckpointError, ConfigError, InputError
 from moscale_ros.generation.bundle import save_generator
-from moscale_ros.generation.config import GenerationConfig
+from moscale_ros.generation.config import GenerationConfig, SamplingOverrides
 from moscale_ros.generation.generator import MotionGenerator
 
 TEXT = "a person waves the right hand"
@@ -25,9 +25,9 @@ TEXT = "a person waves the right hand"
 
 def train_tiny_tokenizer(prepared_dir: Path, path: Path, steps: int = 12) -> Path:
     """A 64-code tokenizer trained for ``steps`` steps on 48-frame windows of the training clips."""
-    from moscale_ros.data.dataset import load_prepared
+    from moscale_ros.data.dataset import load_prepared, normalization
     from moscale_ros.models.tokenizer import MotionTokenizer, TokenizerConfig, save_tokenizer
-    from moscale_ros.training.tokenizer import TokenizerLossConfig, normalization, tokenizer_loss
+    from moscale_ros.training.tokenizer import TokenizerLossConfig, tokenizer_loss
 
     torch.manual_seed(0)
     prepared = load_prepared(prepared_dir, load_joints=False)
@@ -60,7 +60,7 @@ def tiny_tokenizer(prepared_dir: Path, tmp_path_factory: pytest.TempPathFactory)
 
 
 def tiny_train_config(tokenizer_path: Path, prepared_dir: Path, **train):
-    from moscale_ros.config import from_dict
+    from moscale_common.config import from_dict
     from moscale_ros.training.transformer import TransformerTrainConfig
 
     return from_dict(
@@ -79,13 +79,13 @@ def tiny_train_config(tokenizer_path: Path, prepared_dir: Path, **train):
 @pytest.fixture(scope="module")
 def generator(prepared_small: Path, tmp_path_factory: pytest.TempPathFactory) -> MotionGenerator:
     from moscale_ros.data.dataset import load_prepared
-    from moscale_ros.training.transformer import ClipBatches, build_models, token_loss
+    from moscale_ros.training.transformer import build_models, clip_batches, token_loss
 
     torch.set_num_threads(2)
     cfg = tiny_train_config(tiny_tokenizer(prepared_small, tmp_path_factory), prepared_small)
     torch.manual_seed(0)
     models, mean_D, std_D = build_models(cfg, torch.device("cpu"), shared_text_encoder())
-    data = ClipBatches(load_prepared(prepared_small, load_joints=False), "train", cfg.data, 4, mean_D, std_D)
+    data = clip_batches(load_prepared(prepared_small, load_joints=False), "train", cfg.data, 4, mean_D, std_D)
     params = list(models.transformer.parameters()) + list(models.length.parameters())
     optimizer = torch.optim.AdamW(params, lr=1e-3)
     for _ in range(8):
@@ -204,13 +204,13 @@ def test_length_estimator_gives_the_duration_when_none_is_asked(generator):
     [
         ({"text": ""}, "text is empty"),
         ({"text": "   \n "}, "text is empty"),
-        ({"text": "wave " * 100}, "more than the maximum 300"),
+        ({"text": "wave " * 100}, "more than max_text_length=300"),
         ({"text": None}, "text must be a string"),
         ({"seconds": 0}, "must be positive, got 0 s"),
         ({"seconds": -2.5}, "must be positive, got -2.5 s"),
         ({"seconds": float("nan")}, "finite"),
         ({"seconds": float("inf")}, "finite"),
-        ({"seconds": 1e6}, "too long: this model generates at most 6 s"),
+        ({"seconds": 1e6}, r"outside the supported range \[0\.4, 6\] s \(too long\)"),
         ({"seconds": 0.05}, "too short"),
         ({"seconds": "4"}, "number of seconds"),
         ({"seed": -1}, "seed must be >= 0"),
@@ -245,12 +245,17 @@ def test_checkpoint_round_trip_and_overrides(generator, tmp_path):
         loaded.generate(TEXT, 2.0, seed=5).joints, generator.generate(TEXT, 2.0, seed=5).joints, atol=1e-5
     )
     one_shot = MotionGenerator.from_checkpoint(
-        path, text_encoder=generator.text_encoder, warm_up=False, refine_iterations=[1], guidance=1.0
+        path,
+        text_encoder=generator.text_encoder,
+        warm_up=False,
+        overrides=SamplingOverrides(refine_iterations=[1], guidance=1.0),
     )
     assert one_shot.config.refine_iterations == [1] and one_shot.config.guidance == 1.0
     assert one_shot.generate(TEXT, 2.0, seed=5).joints.shape == (40, 22, 3)
     with pytest.raises(ConfigError, match="top_p"):
-        MotionGenerator.from_checkpoint(path, text_encoder=generator.text_encoder, warm_up=False, top_p=0.0)
+        MotionGenerator.from_checkpoint(
+            path, text_encoder=generator.text_encoder, warm_up=False, overrides=SamplingOverrides(top_p=0.0)
+        )
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match="broken.safetensors"):

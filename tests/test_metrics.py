@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from moscale_ros.errors import InputError
+from moscale_common.errors import InputError
 from moscale_ros.evaluation import metrics
 
 

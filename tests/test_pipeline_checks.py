@@ -11,8 +11,8 @@ import dataclasses
 import numpy as np
 import pytest
 
+from moscale_common.errors import ConfigError, InputError
 from moscale_ros.control.shaping import ease
-from moscale_ros.errors import ConfigError, InputError
 from moscale_ros.pipeline import (
     CommandedMotion,
     PipelineConfig,

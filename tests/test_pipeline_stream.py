@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from moscale_common.errors import CheckpointError, ConfigError, InputError
 from moscale_ros.checkpoint import load_checkpoint, save_checkpoint
-from moscale_ros.errors import CheckpointError, ConfigError, InputError
 from moscale_ros.pipeline import PipelineConfig, TrajectoryError, build_pipeline, validate_trajectory
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from moscale_common.errors import CheckpointError, ConfigError, InputError
 from moscale_ros.checkpoint import load_checkpoint
-from moscale_ros.errors import CheckpointError, ConfigError, InputError
 from moscale_ros.node.health import CommandStats, NotReadyError, refusal_kind, resident_memory_mb
 from moscale_ros.node.parameters import parameter_defaults, split_parameters
 from moscale_ros.node.rate_limit import CommandRateLimiter, RateLimitError

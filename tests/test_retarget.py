@@ -1,6 +1,6 @@
 """Retargeting real Bandai clips onto G1 and TALOS: the judged figures, chaining, streaming, bad input.
 
-Clips come from the shared Bandai-Namco archive (moscale_ros.paths.shared_data_archive()); these
+Clips come from the shared Bandai-Namco archive (moscale_common.paths.shared_data_archive()); these
 tests skip only when that archive is absent.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from moscale_common.errors import InputError
+from moscale_common.paths import shared_data_archive
 from moscale_ros.bench.retarget import real_clips
-from moscale_ros.errors import InputError
-from moscale_ros.paths import shared_data_archive
 from retarget import Retargeter, RobotTrajectory, load_robot
 from retarget.human import JOINT
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from moscale_common.paths import shared_data_archive
 from moscale_ros.bench.retarget import real_clips
 from moscale_ros.cli import main
-from moscale_ros.paths import shared_data_archive
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moscale_ros.errors import ConfigError
+from moscale_common.errors import ConfigError
 from retarget import available_robots, load_robot
 from retarget.ik import _solve_daqp, solve_box_qp
 from retarget.robot import REQUIRED_FRAMES

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ["moscale_ros", "retarget", "tests", "launch", "scripts", "setup.py"]
+SOURCES = ["moscale_ros", "moscale_common", "retarget", "tests", "launch", "scripts", "setup.py"]
 
 
 def _ruff(*args: str) -> subprocess.CompletedProcess:

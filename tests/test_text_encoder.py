@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from moscale_ros.errors import ConfigError, InputError
+from moscale_common.errors import ConfigError, InputError
 from moscale_ros.models.text_encoder import TextEncoder, TextEncoderConfig, resolve_model_path
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from moscale_ros.errors import ConfigError, InputError
+from moscale_common.errors import ConfigError, InputError
 from moscale_ros.models.quantizer import ResidualScaleQuantizer, perplexity, scale_lengths_for
 from moscale_ros.models.resample import area_downsample, linear_upsample, resample_matrix
 from moscale_ros.models.tokenizer import MotionTokenizer, TokenizerConfig, build_tokenizer
@@ -112,11 +112,19 @@ def test_quantize_exposes_transformer_inputs_and_corruption():
     torch.testing.assert_close(noisy.f_hat, model.indices_to_latent(noisy.used_idx, latent_lengths_B))
     assert noisy.inputs[0].abs().sum() == 0
     partial = model.indices_to_latent(noisy.used_idx[:2], latent_lengths_B)
-    expected = model.downsample(partial, noisy.scale_lengths[:, 2], latent_lengths_B)
+    expected = model.quantizer.next_scale_input(partial, noisy.scale_lengths[:, 2], latent_lengths_B)
     torch.testing.assert_close(noisy.inputs[2], expected)
+    # The scale step: adding scale 3's used codes to the latent of scales 1..2 gives the latent of 1..3.
+    step = model.quantizer.add_scale(partial, noisy.used_idx[2], latent_lengths_B, noisy.scale_lengths[:, 2])
+    assert torch.equal(step, noisy.prefix_f_hat[2])
+    assert torch.equal(
+        model.quantizer.nearest_scale_codes(f_BNC - partial, noisy.scale_lengths[:, 2], latent_lengths_B)[
+            1
+        ].masked_fill(~noisy.masks[2], 0),
+        noisy.idx[2],
+    )
     z_BLC = model.embed(clean.idx[1])
     assert z_BLC.shape == (2, lengths[0][1], SMALL.code_dim)
-    assert model.upsample(z_BLC, latent_lengths_B, clean.scale_lengths[:, 1]).shape == (2, 13, SMALL.code_dim)
 
 
 def test_ema_statistics_ignore_padding_and_dead_codes_are_reset():

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
+from moscale_common.errors import CheckpointError, ConfigError
 from moscale_ros.checkpoint import load_checkpoint, save_checkpoint
 from moscale_ros.commands import eval as eval_command
 from moscale_ros.commands import train as train_command
-from moscale_ros.errors import CheckpointError, ConfigError
+from moscale_ros.evaluation.tokenizer import joint_errors_mm, segment_clips
 from moscale_ros.models.tokenizer import load_tokenizer
-from moscale_ros.training.tokenizer_eval import joint_errors_mm, segment_clips
 
 TINY = [
     "model.width=64",
@@ -203,7 +203,7 @@ def test_bad_runs_are_refused_with_clear_errors(prepared_small: Path, trained: P
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="'cuda'.*not available"):
             _train(prepared_small, tmp_path / "gpu", 2, "--device", "cuda")
-    from moscale_ros.errors import DataError
+    from moscale_common.errors import DataError
 
     with pytest.raises(DataError, match="missing-data"):
         _train(tmp_path / "missing-data", tmp_path / "nodata", 2)

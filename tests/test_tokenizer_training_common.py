@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from moscale_ros.errors import CheckpointError, ConfigError
+from moscale_common.errors import CheckpointError, ConfigError
 from moscale_ros.runtime import select_device
 from moscale_ros.training.common import (
     LoopConfig,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from moscale_ros.errors import ConfigError
+from moscale_common.errors import ConfigError
 from moscale_ros.generation import sampling
 from moscale_ros.models.length import LengthEstimator, LengthEstimatorConfig
 from moscale_ros.models.text_encoder import TextFeatures

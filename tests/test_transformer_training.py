@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from moscale_ros.errors import CheckpointError, ConfigError
+from moscale_common.errors import CheckpointError, ConfigError
 from moscale_ros.training.transformer import corrupt_codes, mask_tokens
 
 
@@ -55,12 +55,12 @@ def test_a_few_steps_fit_a_batch_of_real_clips(tiny_tokenizer, prepared_small):
     from test_generation import shared_text_encoder, tiny_train_config
 
     from moscale_ros.data.dataset import load_prepared
-    from moscale_ros.training.transformer import ClipBatches, build_models, token_loss
+    from moscale_ros.training.transformer import build_models, clip_batches, token_loss
 
     cfg = tiny_train_config(tiny_tokenizer, prepared_small)
     torch.manual_seed(0)
     models, mean_D, std_D = build_models(cfg, torch.device("cpu"), shared_text_encoder())
-    data = ClipBatches(load_prepared(prepared_small, load_joints=False), "train", cfg.data, 4, mean_D, std_D)
+    data = clip_batches(load_prepared(prepared_small, load_joints=False), "train", cfg.data, 4, mean_D, std_D)
     batch = data.batch(list(range(8)))
     params = list(models.transformer.parameters()) + list(models.length.parameters())
     optimizer = torch.optim.AdamW(params, lr=3e-3)
@@ -141,7 +141,7 @@ def test_train_command_checkpoints_resumes_and_exports_a_generator(tiny_tokenize
 def test_train_command_errors_name_the_problem(tmp_path, prepared_small):
     import argparse
 
-    from moscale_ros.config import from_dict
+    from moscale_common.config import from_dict
     from moscale_ros.training.transformer import TransformerTrainConfig, run
 
     missing = tmp_path / "nope.safetensors"

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from moscale_common.errors import InputError
+from moscale_common.paths import shared_data_archive
 from moscale_ros.bench.retarget import real_clips
-from moscale_ros.errors import InputError
-from moscale_ros.paths import shared_data_archive
 from moscale_ros.visualize import render_gif, render_plans_gif
 from retarget import Retargeter, load_robot
 

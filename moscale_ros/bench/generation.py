@@ -15,8 +15,22 @@ timed with random weights, which costs the same; the result says which was measu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
+
+import torch
+
+from moscale_common.config import load_config
+from moscale_common.paths import resource
+from moscale_ros.generation.generator import DEFAULT_CHECKPOINT, MotionGenerator
+from moscale_ros.models.length import LengthEstimator
+from moscale_ros.models.text_encoder import TextEncoder
+from moscale_ros.models.tokenizer import MotionTokenizer
+from moscale_ros.models.transformer import NextScaleTransformer, count_parameters
+from moscale_ros.runtime import select_device
+from moscale_ros.training.tokenizer import TokenizerTrainConfig
+from moscale_ros.training.transformer import TransformerTrainConfig, sized_model_configs
 
 SECONDS = 6.0
 GOAL_FIRST_MS = 30.0
@@ -25,19 +39,6 @@ GOAL_FINAL_MS = 200.0
 
 def default_architecture_generator(device):
     """The default architecture with random weights (the codebook filled with random codes)."""
-    import dataclasses
-
-    import torch
-
-    from moscale_ros.config import load_config
-    from moscale_ros.generation.generator import MotionGenerator
-    from moscale_ros.models.length import LengthEstimator
-    from moscale_ros.models.text_encoder import TextEncoder
-    from moscale_ros.models.tokenizer import MotionTokenizer
-    from moscale_ros.models.transformer import NextScaleTransformer
-    from moscale_ros.paths import resource
-    from moscale_ros.training.tokenizer import TokenizerTrainConfig
-    from moscale_ros.training.transformer import TransformerTrainConfig, sized_model_configs
 
     tok_cfg = load_config(TokenizerTrainConfig, resource("config/train/tokenizer.yaml")).model
     cfg = load_config(TransformerTrainConfig, resource("config/train/transformer.yaml"))
@@ -66,12 +67,6 @@ def _median_ms(values: list[float]) -> float:
 
 
 def run(args: argparse.Namespace) -> dict:
-    import torch
-
-    from moscale_ros.generation.generator import DEFAULT_CHECKPOINT, MotionGenerator
-    from moscale_ros.models.transformer import count_parameters
-    from moscale_ros.paths import resource
-    from moscale_ros.runtime import select_device
 
     device = select_device(getattr(args, "device", "cpu"))
     repeats = max(1, int(getattr(args, "repeats", 20)))

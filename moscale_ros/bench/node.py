@@ -37,9 +37,13 @@ from typing import Any
 
 import numpy as np
 
-from moscale_ros.errors import MoScaleError
+from moscale_common.errors import MoScaleError
+from moscale_common.paths import cache_root, resource
+from moscale_ros.bench.generation import default_architecture_generator
+from moscale_ros.generation.bundle import save_generator
+from moscale_ros.generation.generator import DEFAULT_CHECKPOINT
 from moscale_ros.node.launcher import NodeProcess
-from moscale_ros.paths import cache_root, resource
+from moscale_ros.runtime import select_device
 
 SECONDS = 6.0
 GOAL_FIRST_MS = 100.0
@@ -65,10 +69,6 @@ def _percentile(values: list[float], q: float) -> float:
 
 def _untrained_default_checkpoint(device: str) -> Path:
     """The default architecture with random weights, saved once under cache/bench/."""
-    from moscale_ros.bench.generation import default_architecture_generator
-    from moscale_ros.generation.bundle import save_generator
-    from moscale_ros.runtime import select_device
-
     path = cache_root() / "bench" / "default-architecture-random-weights.safetensors"
     if not path.is_file():
         generator = default_architecture_generator(select_device(device))
@@ -80,8 +80,6 @@ def _untrained_default_checkpoint(device: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from moscale_ros.generation.generator import DEFAULT_CHECKPOINT
-
     device = getattr(args, "device", "cpu")
     repeats = max(1, int(getattr(args, "repeats", 20)))
     shipped = resource(DEFAULT_CHECKPOINT)

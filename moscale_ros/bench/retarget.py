@@ -15,8 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from moscale_ros.errors import DataError
-from moscale_ros.paths import cache_root, shared_data_archive
+from moscale_common.errors import DataError
+from moscale_common.paths import cache_root, shared_data_archive
+from moscale_common.skeleton import CANONICAL_FPS
+from moscale_ros.data.bvh import parse_bvh_bytes
+from moscale_ros.data.prepare import iter_clip_files
+from moscale_ros.data.skeleton import bvh_motion_to_canonical
+from retarget import RetargetConfig, Retargeter, load_robot
 
 CLIPS = {
     "walk": "dataset-2_walk_normal_001",
@@ -31,10 +36,6 @@ def real_clips(
     names: tuple[str, ...] = tuple(CLIPS), archive: Path | None = None
 ) -> dict[str, tuple[np.ndarray, float]]:
     """Canonical joints and fps of named Bandai clips (see :data:`CLIPS`), cached as .npz."""
-    from moscale_ros.data.bvh import parse_bvh_bytes
-    from moscale_ros.data.prepare import iter_clip_files
-    from moscale_ros.data.skeleton import CANONICAL_FPS, bvh_motion_to_canonical
-
     folder = cache_root() / "retarget" / "clips"
     wanted = {name: folder / f"{CLIPS[name]}.npz" for name in names}
     missing = [name for name, path in wanted.items() if not path.is_file()]
@@ -73,8 +74,6 @@ def _timed(fn, repeats: int, cpu: list | None = None) -> tuple[float, object]:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from retarget import RetargetConfig, Retargeter, load_robot
-
     repeats = max(1, min(getattr(args, "repeats", 3), 5))
     try:
         clips = real_clips(("walk", "wave", "kick"))

@@ -98,11 +98,11 @@ def _check(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from moscale_common.errors import DataError
     from moscale_ros.data.bvh import forward_kinematics, read_bvh
     from moscale_ros.data.canonical_bvh import joints_to_bvh
     from moscale_ros.data.dataset import load_prepared
     from moscale_ros.data.features import features_to_joints
-    from moscale_ros.errors import DataError
 
     prepared = load_prepared(args.cache, load_joints=True)
     clips = [c for split in prepared.splits.values() for c in split if c.joints is not None]

@@ -68,7 +68,7 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
 EVALUATIONS = {
     "tokenizer": (
         _tokenizer_arguments,
-        "moscale_ros.training.tokenizer_eval",
+        "moscale_ros.evaluation.tokenizer",
         "per-prefix reconstruction MPJPE and codebook usage of a tokenizer on held-out clips",
     ),
     "generator": (

@@ -1,7 +1,7 @@
 """``moscale generate``: text to motion with the next-scale model, coarse plan first.
 
     moscale generate "a person waves the right hand" --seconds 4 --out wave.npz --gif wave.gif
-    moscale generate "walk forward" --out walk.bvh --seed 3 --iterations 1 2 5 10
+    moscale generate "walk forward" --out walk.bvh --seed 3 --refine-iterations 1 2 5 10
     moscale generate "then run" --continue-from walk.npz --seconds 3 --out run.npz
     moscale generate "kick" --motion walk.npz --edit-range 1.0 2.5 --out kick.npz
 
@@ -18,6 +18,9 @@ import json
 import sys
 from pathlib import Path
 
+from moscale_common.errors import InputError
+from moscale_common.skeleton import CANONICAL_FPS
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate a motion from text (streams every scale)")
@@ -31,12 +34,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default: cpu)")
     p.add_argument(
-        "--iterations",
+        "--refine-iterations",
         type=int,
         nargs="+",
         default=None,
         metavar="N",
         help="in-scale refinement passes per scale, e.g. 1 2 5 10",
+    )
+    p.add_argument(  # the flag's former name, kept working
+        "--iterations", dest="refine_iterations", type=int, nargs="+", default=None, help=argparse.SUPPRESS
     )
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance at scale 1")
     p.add_argument("--guidance-end", type=float, default=None, help="classifier-free guidance at the last scale")
@@ -62,35 +68,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _overrides(args: argparse.Namespace) -> dict:
-    pairs = {
-        "refine_iterations": args.iterations,
-        "guidance": args.guidance,
-        "guidance_end": args.guidance_end,
-        "top_p": args.top_p,
-        "temperature": args.temperature,
-    }
-    return {k: v for k, v in pairs.items() if v is not None}
-
-
 def _motion_at_20fps(path: str, what: str):
-    import numpy as np
+    from moscale_ros.data.motion_file import load_motion_at  # NumPy and YAML: only when a motion is read
 
-    from moscale_ros.commands.retarget import load_motion
-    from moscale_ros.data.skeleton import CANONICAL_FPS, resample
-
-    joints, fps = load_motion(path)
-    joints = np.asarray(joints, dtype=np.float32)
-    if abs(fps - CANONICAL_FPS) > 1e-6:
-        joints = resample(joints, fps, CANONICAL_FPS)
+    joints = load_motion_at(path)
     print(f"{what}: {path} ({joints.shape[0]} frames at {CANONICAL_FPS:g} fps)", file=sys.stderr)
     return joints
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported when the command runs: torch and the model code take seconds (`moscale --help` does not).
     import numpy as np
 
-    from moscale_ros.errors import InputError
+    from moscale_ros.generation.config import SamplingOverrides
     from moscale_ros.generation.generator import MotionGenerator
     from moscale_ros.runtime import select_device
 
@@ -102,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
     if args.edit_range is not None and args.continue_from is not None:
         raise InputError("--edit-range and --continue-from cannot be combined")
     device = select_device(args.device)
-    generator = MotionGenerator.from_checkpoint(args.checkpoint, device=device, **_overrides(args))
+    generator = MotionGenerator.from_checkpoint(
+        args.checkpoint, device=device, overrides=SamplingOverrides.from_args(args)
+    )
     if args.edit_range is not None:
         stream = generator.stream_edit(
             _motion_at_20fps(args.motion, "editing"), args.edit_range[0], args.edit_range[1], args.text, args.seed

@@ -33,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _export(args: argparse.Namespace) -> int:
     import torch
 
+    from moscale_common.errors import InputError
     from moscale_ros.data.features import features_to_joints_torch
-    from moscale_ros.errors import InputError
     from moscale_ros.generation.bundle import load_generator_parts, save_generator
 
     extra = {}

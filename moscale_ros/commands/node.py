@@ -12,8 +12,8 @@ import argparse
 import os
 import sys
 
-from moscale_ros.errors import ConfigError
-from moscale_ros.paths import resource
+from moscale_common.errors import ConfigError
+from moscale_common.paths import resource
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from moscale_common.errors import InputError
+
 EASE_S = 0.5  # s over which a saved trajectory starts from and comes to rest
 
 
@@ -31,35 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def load_motion(path: str | Path, fps: float = 20.0):
-    """Canonical joints ``(T, 22, 3)`` and their frame rate from a .bvh, .npz or .npy file."""
-    import numpy as np
-
-    from moscale_ros.errors import InputError
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    if path.suffix.lower() == ".bvh":
-        from moscale_ros.data.skeleton import bvh_to_canonical
-
-        return bvh_to_canonical(path)
-    try:
-        if path.suffix.lower() == ".npz":
-            with np.load(path) as data:
-                if "joints" not in data:
-                    raise InputError(f"{path}: no 'joints' array (found {', '.join(data.files)})")
-                return data["joints"], float(data["fps"]) if "fps" in data else fps
-        if path.suffix.lower() == ".npy":
-            return np.load(path), fps
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read ({exc})") from exc
-    raise InputError(f"{path}: unsupported motion file (use .bvh, .npz or .npy)")
-
-
 def run(args: argparse.Namespace) -> int:
+    # Imported when the command runs: Pinocchio and SciPy cost a second of `moscale --help`.
     from moscale_ros.control.shaping import ease
-    from moscale_ros.errors import InputError
+    from moscale_ros.data.motion_file import load_motion
     from retarget import RetargetConfig, Retargeter, load_robot
 
     if len(args.inputs) > 1 and (args.out or args.gif):

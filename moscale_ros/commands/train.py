@@ -12,7 +12,7 @@ import importlib
 TRAINERS = {
     "tokenizer": ("moscale_ros.training.tokenizer", "multi-scale residual VQ motion tokenizer"),
     "transformer": ("moscale_ros.training.transformer", "next-scale text-to-motion transformer"),
-    "evaluator": ("moscale_ros.evaluation.train", "text-motion evaluator for the metrics"),
+    "evaluator": ("moscale_ros.training.evaluator", "text-motion evaluator for the metrics"),
 }
 
 

@@ -13,8 +13,9 @@ import re
 
 import numpy as np
 
+from moscale_common.skeleton import NUM_JOINTS
 from moscale_ros.data.features import FEATURE_DIM, FOOT_CONTACT, LOCAL_VEL, RIC, ROOT_XZ_VEL, ROOT_YAW_VEL, ROT6D
-from moscale_ros.data.skeleton import NUM_JOINTS, mirror_index
+from moscale_ros.data.skeleton import mirror_index
 
 _MIRROR_WORDS = {"left": "right", "right": "left", "leftward": "rightward", "rightward": "leftward"}
 _WORD = re.compile(r"\b(" + "|".join(_MIRROR_WORDS) + r")\b", re.IGNORECASE)

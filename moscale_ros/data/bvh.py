@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
-from moscale_ros.errors import DataError
+from moscale_common.errors import DataError
 
 POSITION_CHANNELS = ("Xposition", "Yposition", "Zposition")
 ROTATION_CHANNELS = ("Xrotation", "Yrotation", "Zrotation")
@@ -96,8 +97,6 @@ def euler_to_matrix(angles_FK_deg: np.ndarray, order: str) -> np.ndarray:
 
 def matrix_to_euler(R_F33: np.ndarray, order: str) -> np.ndarray:
     """Inverse of :func:`euler_to_matrix` (degrees, (F, 3)); uses scipy's intrinsic convention."""
-    from scipy.spatial.transform import Rotation
-
     return Rotation.from_matrix(R_F33).as_euler(order.upper(), degrees=True)
 
 
@@ -151,8 +150,6 @@ def resampled_forward_kinematics(motion: BvhMotion, fps: float) -> np.ndarray:
     """World positions (T, J, 3) at ``fps``, sampled at ``k / fps`` inside the clip: local rotations
     are slerped and translations lerped between the two nearest frames, then chained (bone lengths
     stay exact, unlike interpolating positions)."""
-    from scipy.spatial.transform import Rotation
-
     local_R, local_t = local_transforms(motion)
     F, J = local_R.shape[:2]
     if abs(fps - motion.fps) < 1e-6:

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from moscale_common.errors import DataError
+from moscale_common.skeleton import CANONICAL_FPS, CANONICAL_JOINTS, CANONICAL_PARENTS, NUM_JOINTS
 from moscale_ros.data.bvh import BvhMotion, matrix_to_euler, write_bvh
 from moscale_ros.data.rotations import kabsch, rotation_between, unit
-from moscale_ros.data.skeleton import CANONICAL_FPS, CANONICAL_JOINTS, CANONICAL_PARENTS, NUM_JOINTS, REST_DIRECTIONS
-from moscale_ros.errors import DataError
+from moscale_ros.data.skeleton import REST_DIRECTIONS
 
 ROTATION_ORDER = "ZXY"
 

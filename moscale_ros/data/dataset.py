@@ -10,81 +10,19 @@ pads a batch.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from moscale_common.errors import DataError
+from moscale_ros.data import humanml3d
 from moscale_ros.data.augment import mirror_features, mirror_label, mirror_text
-from moscale_ros.data.features import FEATURE_DIM
-from moscale_ros.errors import DataError
-
-SPLITS = ("train", "val", "test")
-
-
-@dataclass
-class Clip:
-    """One clip: ``features`` (T, 263) float32 (unnormalised), ``joints`` (T, 22, 3) float32 or None
-    (joint frame t belongs to feature frame t), training ``texts`` and ``heldout_texts``."""
-
-    name: str
-    content: str
-    style: str
-    split: str
-    features: np.ndarray
-    texts: list[str]
-    heldout_texts: list[str] = field(default_factory=list)
-    joints: np.ndarray | None = None
-    dataset: str = ""
-    source: str = ""
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.features.shape[0])
-
-
-@dataclass
-class PreparedData:
-    """All splits of a prepared dataset plus its normalisation statistics and summary."""
-
-    splits: dict[str, list[Clip]]
-    mean: np.ndarray
-    std: np.ndarray
-    summary: dict
-    contents: list[str]
-    styles: list[str]
-    cache_dir: Path | None = None
-    fps: float = 20.0
-
-    @property
-    def train(self) -> list[Clip]:
-        return self.splits["train"]
-
-    @property
-    def val(self) -> list[Clip]:
-        return self.splits["val"]
-
-    @property
-    def test(self) -> list[Clip]:
-        return self.splits["test"]
-
-    def clips(self, split: str) -> list[Clip]:
-        if split not in self.splits:
-            raise DataError(f"unknown split {split!r}; choose from {', '.join(self.splits)}")
-        return self.splits[split]
-
-    def normalize(self, feats: np.ndarray) -> np.ndarray:
-        return (feats - self.mean) / self.std
-
-    def denormalize(self, feats: np.ndarray) -> np.ndarray:
-        return feats * self.std + self.mean
-
-
-def default_cache_dir() -> Path:
-    from moscale_ros.data.prepare import default_cache_dir as _default
-
-    return _default()
+from moscale_ros.data.features import FEATURE_DIM, joints_to_features
+from moscale_ros.data.prepare import CACHE_FORMAT, CACHE_VERSION, default_cache_dir
+from moscale_ros.data.prepared import SPLITS, Clip, PreparedData
+from moscale_ros.data.skeleton import mirror_index
 
 
 def _read_json(path: Path):
@@ -105,9 +43,6 @@ def load_prepared(cache_dir: str | Path | None = None, load_joints: bool = True,
     """Load a prepared cache (default ``cache_root()/data/bandai``) or a HumanML3D-layout folder.
 
     A missing, partial or other-version cache raises DataError saying how to rebuild it."""
-    from moscale_ros.data import humanml3d
-    from moscale_ros.data.prepare import CACHE_FORMAT, CACHE_VERSION
-
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if humanml3d.is_humanml3d_dir(cache_dir):
         return humanml3d.load_humanml3d(cache_dir, load_joints=load_joints)
@@ -161,6 +96,45 @@ def load_prepared(cache_dir: str | Path | None = None, load_joints: bool = True,
         cache_dir=cache_dir,
         fps=float(meta.get("fps", 20.0)),
     )
+
+
+# ---- whole clips of a split (tokenizer training and evaluation) ------------------------------
+
+
+def mirrored_features(joints_T223: np.ndarray) -> np.ndarray:
+    """Features ``(T-1, 263)`` of the left-right mirror image of a canonical clip: ``x -> -x`` and
+    left/right joints swapped (the facing stays +z, so the mirror is canonical too)."""
+    mirrored = np.array(joints_T223, dtype=np.float64)
+    mirrored[..., 0] *= -1.0
+    return joints_to_features(mirrored[:, mirror_index()])
+
+
+def load_split_features(cache_dir: str | Path, split: str) -> list[np.ndarray]:
+    """Un-normalised ``(T, 263)`` features of every clip of ``split`` of a prepared-data folder."""
+    return split_features(load_prepared(cache_dir, load_joints=False), split)
+
+
+def split_features(prepared: PreparedData, split: str, mirror: bool = False) -> list[np.ndarray]:
+    """Un-normalised ``(T, 263)`` features of every clip of ``split`` of a ``PreparedData``; with
+    ``mirror`` the mirrored copy of each clip (from its joints) is added."""
+    clips = prepared.clips(split)
+    if not clips:
+        raise DataError(f"{prepared.cache_dir}: split {split!r} has no clips")
+    if mirror and any(c.joints is None for c in clips):
+        raise DataError(f"{prepared.cache_dir}: mirroring needs the clips' joints (load_prepared(load_joints=True))")
+    feats = [np.asarray(c.features, dtype=np.float32) for c in clips]
+    if mirror:
+        feats += [mirrored_features(c.joints) for c in clips if c.joints is not None and len(c.joints) >= 3]
+    return feats
+
+
+def normalization(prepared: PreparedData) -> tuple[torch.Tensor, torch.Tensor]:
+    """Feature ``mean``/``std`` of a ``PreparedData``, as float32 tensors."""
+    mean_D = torch.as_tensor(np.asarray(prepared.mean), dtype=torch.float32)
+    return mean_D, torch.as_tensor(np.asarray(prepared.std), dtype=torch.float32)
+
+
+# ---- windows with descriptions (transformer and evaluator training, evaluation) -----------------
 
 
 class MotionTextDataset(torch.utils.data.Dataset):
@@ -264,3 +238,26 @@ def collate_motion_text(items: list[dict]) -> dict:
         "style_B": torch.tensor([it["style"] for it in items], dtype=torch.long),
         "names": [it["name"] for it in items],
     }
+
+
+class MotionTextBatches:
+    """Collated batches (:func:`collate_motion_text`) of a :class:`MotionTextDataset`; random ones are
+    drawn with the global torch RNG (restored on resume). ``transform`` finishes each batch."""
+
+    def __init__(self, dataset: MotionTextDataset, transform: Callable[[dict], dict] | None = None) -> None:
+        if len(dataset) == 0:
+            raise DataError(
+                f"{dataset.prepared.cache_dir}: split {dataset.split!r} has no clips of >= {dataset.min_frames} frames"
+            )
+        self.dataset = dataset
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def batch(self, indices: list[int]) -> dict:
+        batch = collate_motion_text([self.dataset[i] for i in indices])
+        return batch if self.transform is None else self.transform(batch)
+
+    def sample(self, batch_size: int) -> dict:
+        return self.batch(torch.randint(0, len(self.dataset), (batch_size,)).tolist())

@@ -28,18 +28,19 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter1d
 
+from moscale_common.errors import DataError
+from moscale_common.skeleton import NUM_JOINTS
 from moscale_ros.data.rotations import rotation_between, unit
 from moscale_ros.data.skeleton import (
     FOOT_JOINTS_LEFT,
     FOOT_JOINTS_RIGHT,
     KINEMATIC_CHAINS,
-    NUM_JOINTS,
     REST_DIRECTIONS,
     facing_directions,
     yaw_rotation,
 )
-from moscale_ros.errors import DataError
 
 FEATURE_DIM = 263
 FOOT_CONTACT_THRESHOLD = 0.002  # squared displacement per 20 fps frame, m^2 (HumanML3D)
@@ -68,8 +69,6 @@ assert FOOT_CONTACT.stop == FEATURE_DIM
 def root_yaw(joints_T223: np.ndarray) -> np.ndarray:
     """phi[t] (T,): minus the heading of the smoothed facing, offset so that phi[0] is minus the
     *unsmoothed* heading of frame 0 (phi[0] = 0 for canonical input)."""
-    from scipy.ndimage import gaussian_filter1d
-
     raw = facing_directions(joints_T223)
     smooth = gaussian_filter1d(raw, FACING_SMOOTH_SIGMA, axis=0, mode="nearest") if raw.shape[0] > 1 else raw
     heading = np.unwrap(np.arctan2(smooth[:, 0], smooth[:, 2]))

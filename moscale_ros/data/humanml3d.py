@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from moscale_ros.data.dataset import SPLITS, Clip, PreparedData
+from moscale_common.errors import DataError
 from moscale_ros.data.features import FEATURE_DIM
-from moscale_ros.errors import DataError
+from moscale_ros.data.prepared import SPLITS, Clip, PreparedData
 
 FPS = 20.0
 UNKNOWN = "unknown"

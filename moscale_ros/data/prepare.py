@@ -27,6 +27,7 @@ import io
 import itertools
 import json
 import lzma
+import multiprocessing
 import os
 import re
 import shutil
@@ -34,6 +35,8 @@ import sys
 import tarfile
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import zipfile
 import zlib
 from collections import Counter, defaultdict
@@ -42,9 +45,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from moscale_ros.errors import DataError, MoScaleError
-from moscale_ros.paths import cache_root, shared_data_archive
+from moscale_common.errors import DataError, MoScaleError
+from moscale_common.paths import cache_root, shared_data_archive
+from moscale_ros.data.bvh import parse_bvh_bytes
+from moscale_ros.data.features import FEATURE_GROUPS, joints_to_features
+from moscale_ros.data.skeleton import SkeletonMap, bvh_motion_to_canonical, load_skeleton_map
+from moscale_ros.data.text import describe_clip
 
 CACHE_FORMAT = "moscale-prepared-motion"
 CACHE_VERSION = 1
@@ -94,9 +102,6 @@ def clip_labels(name: str, source: str, sidecar_text: str | None = None) -> Clip
 
 def download_repository(dest: Path, urls: Iterable[str] = REPOSITORY_URLS, timeout: float = 30.0) -> Path:
     """Download the public Bandai-Namco repository as a zip into ``dest``; DataError when offline."""
-    import urllib.error
-    import urllib.request
-
     dest.mkdir(parents=True, exist_ok=True)
     errors = []
     for url in urls:
@@ -170,10 +175,6 @@ def iter_clip_files(source: Path, sidecars: dict[str, str]) -> Iterator[ClipFile
 
 def convert_clip(raw: bytes, label: str, skeleton_map=None) -> tuple[np.ndarray, np.ndarray]:
     """Canonical joints (T, 22, 3) and features (T - 1, 263) of one BVH file's bytes (float32)."""
-    from moscale_ros.data.bvh import parse_bvh_bytes
-    from moscale_ros.data.features import joints_to_features
-    from moscale_ros.data.skeleton import bvh_motion_to_canonical
-
     joints = bvh_motion_to_canonical(parse_bvh_bytes(raw, label), skeleton_map)
     return joints, joints_to_features(joints)
 
@@ -224,8 +225,6 @@ def stratified_split(
 def normalization_stats(train_feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean (263,) and std (263,) of training features; std averaged inside each feature group
     (HumanML3D practice: all coordinates of a group share one scale) and floored at 1e-3."""
-    from moscale_ros.data.features import FEATURE_GROUPS
-
     mean = train_feats.mean(axis=0, dtype=np.float64)
     std = train_feats.std(axis=0, dtype=np.float64)
     for group in FEATURE_GROUPS.values():
@@ -276,8 +275,6 @@ def format_summary(summary: dict) -> str:
 
 
 def _progress_bar(total: int | None, enabled: bool, desc: str):
-    from tqdm import tqdm
-
     return tqdm(total=total, desc=desc, unit="clip", file=sys.stderr, dynamic_ncols=True, disable=not enabled)
 
 
@@ -319,9 +316,6 @@ def prepare(
     is written to a temporary folder and moved into place at the end, so an interrupted run leaves the
     old one.
     """
-    from moscale_ros.data.skeleton import SkeletonMap, load_skeleton_map
-    from moscale_ros.data.text import describe_clip
-
     started = time.perf_counter()
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -342,8 +336,6 @@ def prepare(
         workers = workers or min(2, os.cpu_count() or 1)
         pool = None
         if workers > 1:
-            import multiprocessing
-
             pool = multiprocessing.get_context("fork").Pool(workers)
 
         def collect(results) -> None:

@@ -24,19 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from moscale_ros.config import load_yaml
-from moscale_ros.errors import ConfigError, DataError
-from moscale_ros.paths import resource
-
-CANONICAL_JOINTS: tuple[str, ...] = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
-    "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-)  # fmt: skip
-CANONICAL_PARENTS: tuple[int, ...] = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
-NUM_JOINTS = 22
-CANONICAL_FPS = 20.0
-JOINT_INDEX = {name: i for i, name in enumerate(CANONICAL_JOINTS)}
+from moscale_common.config import load_yaml
+from moscale_common.errors import ConfigError, DataError
+from moscale_common.paths import resource
+from moscale_common.skeleton import CANONICAL_FPS, CANONICAL_JOINTS, NUM_JOINTS
+from moscale_ros.data.bvh import read_bvh, resampled_forward_kinematics
 
 # Kinematic chains (HumanML3D t2m layout): right leg, left leg, spine to head, right arm, left arm.
 KINEMATIC_CHAINS: tuple[tuple[int, ...], ...] = (
@@ -249,8 +241,6 @@ def bvh_motion_to_canonical(motion, skeleton_map: SkeletonMap | str | Path | Non
     """Canonical joints (T, 22, 3) float32 at 20 fps from a parsed :class:`~moscale_ros.data.bvh.BvhMotion`:
     FK resampled to 20 fps in rotation space, skeleton map (units, up axis, joints), then
     :func:`canonicalize`."""
-    from moscale_ros.data.bvh import resampled_forward_kinematics
-
     if skeleton_map is None:
         skeleton_map = find_skeleton_map(motion.names, motion.source)
     elif not isinstance(skeleton_map, SkeletonMap):
@@ -274,6 +264,4 @@ def bvh_to_canonical(
     ``skeleton_map`` is a :class:`SkeletonMap`, a shipped map name, a YAML path, or ``None`` to pick
     the shipped map that fits the rig (an unknown rig raises DataError listing its joint names).
     """
-    from moscale_ros.data.bvh import read_bvh
-
     return bvh_motion_to_canonical(read_bvh(path), skeleton_map), CANONICAL_FPS

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moscale_ros.errors import DataError
+from moscale_common.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,10 @@
 generation orders. No ROS imports here.
 
 * :mod:`.metrics`: R-precision, FID, MM-Dist, diversity, multimodality, accuracy, 95 % intervals.
-* :mod:`.model`: the contrastive text-motion evaluator with content/style classifiers (:func:`load_evaluator`).
-* :mod:`.train`: ``moscale train evaluator``.
+* :mod:`.model`: the contrastive text-motion evaluator with content/style classifiers (:func:`load_evaluator`);
+  it is trained by :mod:`moscale_ros.training.evaluator` (``moscale train evaluator``).
+* :mod:`.tokenizer`: per-prefix reconstruction and codebook usage of a tokenizer (``moscale eval tokenizer``).
 * :mod:`.evaluate`: the protocol (test windows, repeated runs, reference row) and ``moscale eval generator``.
-* :mod:`.next_token`: the next-token (T2M-GPT order) baseline on the same transformer.
-* :mod:`.compare`: ``moscale eval compare``, the controlled comparison written to docs/RESULTS.md.
+* :mod:`.compare`: ``moscale eval compare``, the controlled comparison (next-scale vs the next-token
+  baseline of :mod:`moscale_ros.models.next_token`) written to docs/RESULTS.md.
 """

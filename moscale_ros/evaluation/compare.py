@@ -34,8 +34,11 @@ from typing import Literal
 
 import torch
 
-from moscale_ros.config import load_config, to_dict
-from moscale_ros.errors import ConfigError
+from moscale_common.config import load_config, to_dict
+from moscale_common.errors import ConfigError
+from moscale_common.paths import cache_root, local_or_resource, resource
+from moscale_ros.checkpoint import load_checkpoint
+from moscale_ros.data.dataset import load_prepared
 from moscale_ros.evaluation.evaluate import (
     TEXT_SET_TITLES,
     NextScaleSource,
@@ -49,8 +52,16 @@ from moscale_ros.evaluation.evaluate import (
     measure_latency,
     real_statistics,
 )
-from moscale_ros.paths import cache_root, resource
-from moscale_ros.runtime import torch_threads
+from moscale_ros.evaluation.model import EVALUATOR_FILE, load_evaluator
+from moscale_ros.generation.generator import MotionGenerator
+from moscale_ros.generation.next_token import NextTokenGenerator
+from moscale_ros.models.transformer import count_parameters
+from moscale_ros.runtime import select_device, torch_threads
+from moscale_ros.training import evaluator as evaluator_train
+from moscale_ros.training import next_token as next_token_train
+from moscale_ros.training import tokenizer as tokenizer_train
+from moscale_ros.training import transformer as transformer_train
+from moscale_ros.training.common import MetricsLog
 
 Order = Literal["next_scale", "next_token"]
 
@@ -122,20 +133,12 @@ class StageResult:
 # ---- stages -------------------------------------------------------------------------------------------------
 
 
-def _config_path(text: str) -> str:
-    return text if Path(text).exists() else str(resource(text))
-
-
 def _last_val(run_dir: Path) -> dict[str, float]:
-    from moscale_ros.training.common import MetricsLog
-
     records = MetricsLog(run_dir / "metrics.jsonl").read("val")
     return {k: v for k, v in records[-1].items() if k not in ("step", "split", "time")} if records else {}
 
 
 def _stage(run_dir: Path, output: str) -> StageResult:
-    from moscale_ros.checkpoint import load_checkpoint
-
     path = run_dir / output
     extra = load_checkpoint(path).extra
     return StageResult(path, float(extra.get("elapsed_s", 0.0)) / 60.0, int(extra.get("step", 0)), _last_val(run_dir))
@@ -146,7 +149,7 @@ def train_stage(
 ) -> StageResult:
     """Train (resuming when ``run_dir`` has a checkpoint) with ``trainer.run(args)``; the stage's result."""
     args = argparse.Namespace(
-        config=_config_path(config), set=list(overrides), out=str(run_dir), resume=True, device=device
+        config=str(local_or_resource(config)), set=list(overrides), out=str(run_dir), resume=True, device=device
     )
     log(f"compare: training {run_dir.name} ({' '.join(overrides)})")
     started = time.monotonic()
@@ -179,16 +182,6 @@ class CompareOptions:
 
 def run_compare(cfg: CompareConfig, options: CompareOptions, log=print) -> dict:
     """Train every stage, evaluate every variant and the real motions, write the results; returns them."""
-    from moscale_ros.data.dataset import load_prepared
-    from moscale_ros.evaluation import next_token
-    from moscale_ros.evaluation import train as evaluator_train
-    from moscale_ros.evaluation.model import load_evaluator
-    from moscale_ros.generation.generator import MotionGenerator
-    from moscale_ros.models.transformer import count_parameters
-    from moscale_ros.runtime import select_device
-    from moscale_ros.training import tokenizer as tokenizer_train
-    from moscale_ros.training import transformer as transformer_train
-
     started = time.monotonic()
     out = options.out
     minutes = cfg.minutes
@@ -199,7 +192,7 @@ def run_compare(cfg: CompareConfig, options: CompareOptions, log=print) -> dict:
             cfg.evaluator_config,
             [*_data_override(cfg), *cfg.evaluator_overrides, f"train.max_minutes={minutes.evaluator}"],
             out / "evaluator",
-            evaluator_train.EVALUATOR_FILE,
+            EVALUATOR_FILE,
             options.device,
             log,
         )
@@ -216,7 +209,7 @@ def run_compare(cfg: CompareConfig, options: CompareOptions, log=print) -> dict:
         )
     for variant in cfg.variants:
         tokenizer = stages["tokenizer-single" if variant.order == "next_token" else "tokenizer-multiscale"].path
-        trainer = next_token.run if variant.order == "next_token" else transformer_train.run
+        trainer = next_token_train.run if variant.order == "next_token" else transformer_train.run
         overrides = [
             f"tokenizer={tokenizer}",
             *_data_override(cfg),
@@ -247,7 +240,7 @@ def run_compare(cfg: CompareConfig, options: CompareOptions, log=print) -> dict:
         path = stages[variant.name].path
         te = evaluator.text_encoder
         if variant.order == "next_token":
-            generator = next_token.NextTokenGenerator.from_checkpoint(path, device, te, num_threads=options.threads)
+            generator = NextTokenGenerator.from_checkpoint(path, device, te, num_threads=options.threads)
             source, transformer, tokenizer = NextTokenSource(generator), generator.transformer, generator.tokenizer
             iterations = "token by token"
         else:
@@ -434,7 +427,7 @@ def load_compare_config(args: argparse.Namespace) -> CompareConfig:
     ):
         if getattr(args, flag, None) is not None:
             overrides.append(f"{key}={getattr(args, flag)}")
-    return load_config(CompareConfig, _config_path(args.config), overrides)
+    return load_config(CompareConfig, local_or_resource(args.config), overrides)
 
 
 def run(args: argparse.Namespace) -> int:

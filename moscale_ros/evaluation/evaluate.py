@@ -32,10 +32,18 @@ from typing import Literal, Protocol
 import numpy as np
 import torch
 
-from moscale_ros.config import load_config
-from moscale_ros.errors import CheckpointError, ConfigError, DataError
+from moscale_common.config import load_config
+from moscale_common.errors import CheckpointError, ConfigError, DataError
+from moscale_common.paths import cache_root, local_or_resource, resource
+from moscale_ros.checkpoint import load_checkpoint
+from moscale_ros.data.dataset import MotionTextDataset, load_prepared
 from moscale_ros.evaluation import metrics
-from moscale_ros.evaluation.model import EmbeddedMotions, Evaluator
+from moscale_ros.evaluation.model import EVALUATOR_FILE, EmbeddedMotions, Evaluator, load_evaluator
+from moscale_ros.generation.bundle import GENERATOR_KIND, NEXT_TOKEN_KIND
+from moscale_ros.generation.config import SamplingOverrides
+from moscale_ros.generation.generator import DEFAULT_CHECKPOINT, MotionGenerator
+from moscale_ros.generation.next_token import NextTokenGenerator
+from moscale_ros.runtime import select_device, torch_threads
 
 TextSet = Literal["train", "heldout"]
 METRIC_KEYS = ("r1", "r2", "r3", "fid", "mm_dist", "diversity", "multimodality", "content_acc", "style_acc")
@@ -104,8 +112,6 @@ class TestSet:
 
 def load_test_set(prepared, split: str, cfg: ProtocolConfig, max_clips: int | None = None) -> TestSet:
     """The windows of ``split`` (a fixed random subset of ``max_clips`` when given)."""
-    from moscale_ros.data.dataset import MotionTextDataset
-
     dataset = MotionTextDataset(
         prepared, split, max_frames=cfg.max_frames, min_frames=cfg.min_frames, normalize=False, deterministic=True
     )
@@ -177,7 +183,7 @@ class NextScaleSource:
 
 
 class NextTokenSource:
-    """A :class:`~moscale_ros.evaluation.next_token.NextTokenGenerator` as a motion source."""
+    """A :class:`~moscale_ros.generation.next_token.NextTokenGenerator` as a motion source."""
 
     def __init__(self, generator) -> None:
         self.generator = generator
@@ -192,27 +198,26 @@ class NextTokenSource:
 
 
 def load_source(
-    path: str | Path, device: str | torch.device = "cpu", text_encoder=None, **overrides
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    text_encoder=None,
+    overrides: SamplingOverrides | None = None,
+    num_threads: int | None = None,
 ) -> tuple[MotionSource, str]:
     """A motion source for any trained generator file (next-scale ``generator`` or ``next-token-generator``)
-    and its order name; ``overrides`` replace generation settings."""
-    from moscale_ros.checkpoint import load_checkpoint
-    from moscale_ros.evaluation.next_token import NEXT_TOKEN_KIND, NextTokenGenerator
-    from moscale_ros.generation.bundle import GENERATOR_KIND
-    from moscale_ros.generation.generator import MotionGenerator
-
+    and its order name; ``overrides`` replace its sampling settings, ``num_threads`` its CPU threads."""
     ckpt = load_checkpoint(path)
     kind = ckpt.kind
     if text_encoder is not None and text_encoder.name != ckpt.configs.get("text_encoder", {}).get("name"):
         text_encoder = None  # the generator was trained with another text encoder: load its own
     if kind == GENERATOR_KIND:
         generator = MotionGenerator.from_checkpoint(
-            path, device=device, text_encoder=text_encoder, warm_up=True, **overrides
+            path, device=device, text_encoder=text_encoder, warm_up=True, overrides=overrides, num_threads=num_threads
         )
         return NextScaleSource(generator), "next-scale"
     if kind == NEXT_TOKEN_KIND:
         return NextTokenSource(
-            NextTokenGenerator.from_checkpoint(path, device, text_encoder, **overrides)
+            NextTokenGenerator.from_checkpoint(path, device, text_encoder, overrides, num_threads)
         ), "next-token"
     raise CheckpointError(
         f"{path}: a {kind!r} checkpoint is not a generator (expected {GENERATOR_KIND!r} or {NEXT_TOKEN_KIND!r})"
@@ -394,61 +399,35 @@ def markdown_table(rows: list[RowResult], extra_columns: Sequence[tuple[str, Cal
 
 
 def load_protocol(args: argparse.Namespace) -> ProtocolConfig:
-    from moscale_ros.paths import resource
-
     overrides = list(getattr(args, "set", []) or [])
     if getattr(args, "runs", None) is not None:
         overrides.append(f"runs={args.runs}")
     if getattr(args, "max_clips", None) is not None:
         overrides.append(f"max_clips={args.max_clips}")
-    path = Path(args.config) if Path(args.config).exists() else resource(args.config)
-    return load_config(ProtocolConfig, path, overrides)
-
-
-def generation_overrides(args: argparse.Namespace) -> dict:
-    names = {
-        "refine_iterations": "refine_iterations",
-        "guidance": "guidance",
-        "guidance_end": "guidance_end",
-        "top_p": "top_p",
-        "temperature": "temperature",
-    }
-    return {key: getattr(args, attr) for key, attr in names.items() if getattr(args, attr, None) is not None}
+    return load_config(ProtocolConfig, local_or_resource(args.config), overrides)
 
 
 def default_generator_path() -> Path:
-    from moscale_ros.generation.generator import DEFAULT_CHECKPOINT
-    from moscale_ros.paths import cache_root, resource
-
     shipped = resource(DEFAULT_CHECKPOINT)
     return shipped if shipped.is_file() else cache_root() / "runs" / "transformer" / "model.safetensors"
 
 
 def default_evaluator_path() -> Path:
-    from moscale_ros.evaluation.train import EVALUATOR_FILE
-    from moscale_ros.paths import cache_root
-
     return cache_root() / "runs" / "evaluator" / EVALUATOR_FILE
 
 
 def run(args: argparse.Namespace) -> int:
-    from moscale_ros.runtime import select_device, torch_threads
-
     with torch_threads(args.threads):
         return _evaluate(args, select_device(args.device))
 
 
 def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
-    from moscale_ros.data.dataset import load_prepared
-    from moscale_ros.evaluation.model import load_evaluator
-
     cfg = load_protocol(args)
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_generator_path()
     evaluator_path = Path(args.evaluator) if args.evaluator else default_evaluator_path()
     evaluator = load_evaluator(evaluator_path, device)
-    overrides = generation_overrides(args)
-    overrides.setdefault("num_threads", args.threads)
-    source, order = load_source(checkpoint, device, evaluator.text_encoder, **overrides)
+    overrides = SamplingOverrides.from_args(args)
+    source, order = load_source(checkpoint, device, evaluator.text_encoder, overrides, num_threads=args.threads)
     prepared = load_prepared(args.data, load_joints=False)
     test = load_test_set(prepared, cfg.split, cfg, cfg.max_clips)
     real = real_statistics(evaluator, test)
@@ -473,7 +452,7 @@ def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
         "split": cfg.split,
         "clips": len(test),
         "runs": cfg.runs,
-        "generation_overrides": overrides,
+        "generation_overrides": {**overrides.changes(), "num_threads": args.threads},
     }
     if args.json:
         print(json.dumps({"info": info, "rows": [r.to_dict() for r in rows]}, indent=2))

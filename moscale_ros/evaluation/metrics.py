@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moscale_ros.errors import InputError
+from moscale_common.errors import InputError
 
 R_PRECISION_GROUP = 32
 DIVERSITY_PAIRS = 300

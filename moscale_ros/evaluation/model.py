@@ -24,13 +24,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from moscale_common.config import from_dict, to_dict
+from moscale_common.errors import CheckpointError, ConfigError, InputError
 from moscale_ros.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
-from moscale_ros.config import from_dict, to_dict
-from moscale_ros.errors import CheckpointError, ConfigError, InputError
+from moscale_ros.data.text import style_concept
 from moscale_ros.models.resample import lengths_mask
 from moscale_ros.models.text_encoder import TextEncoder, TextEncoderConfig
 
 CHECKPOINT_KIND = "evaluator"
+EVALUATOR_FILE = "evaluator.safetensors"  # the slim checkpoint `moscale train evaluator` writes
 
 
 @dataclass
@@ -240,8 +242,6 @@ class Evaluator:
 
     def style_index(self, style: str) -> int:
         """Class index of a dataset style label, through its style concept (-1 when unknown)."""
-        from moscale_ros.data.text import style_concept
-
         concept = style_concept(style)
         return self.styles.index(concept) if concept in self.styles else -1
 

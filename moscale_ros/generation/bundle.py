@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
+from moscale_common.config import from_dict, to_dict
+from moscale_common.errors import CheckpointError, ConfigError
 from moscale_ros.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
-from moscale_ros.config import from_dict, to_dict
-from moscale_ros.errors import CheckpointError, ConfigError
 from moscale_ros.generation.config import GenerationConfig
 from moscale_ros.models.length import LengthEstimator, LengthEstimatorConfig
 from moscale_ros.models.text_encoder import TextEncoderConfig
@@ -25,6 +25,7 @@ from moscale_ros.models.tokenizer import MotionTokenizer, TokenizerConfig
 from moscale_ros.models.transformer import NextScaleTransformer, TransformerConfig
 
 GENERATOR_KIND = "generator"
+NEXT_TOKEN_KIND = "next-token-generator"  # same layout, a next-token transformer (the comparison's baseline)
 
 
 @dataclass

@@ -1,11 +1,15 @@
-"""Settings of generation (not of the model): refinement, guidance, sampling, limits, seams."""
+"""Settings of generation (not of the model): refinement, guidance, sampling, limits, seams; and the
+sampling overrides a caller (the node, ``moscale generate``, ``moscale eval``) puts on top of them."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
-from moscale_ros.errors import ConfigError
+from moscale_common.config import from_dict, to_dict
+from moscale_common.errors import ConfigError
 
 
 @dataclass
@@ -64,3 +68,33 @@ class GenerationConfig:
         """Refinement passes of each of ``num_scales`` scales."""
         its = list(self.refine_iterations)
         return (its + [its[-1]] * num_scales)[:num_scales]
+
+
+@dataclass(frozen=True)
+class SamplingOverrides:
+    """Sampling settings that replace a checkpoint's :class:`GenerationConfig` ones; ``None`` keeps
+    the checkpoint's. One type for the node (its parameters turn ROS's ``-1`` / ``[0]`` placeholders
+    into ``None``, see :mod:`moscale_ros.node.parameters`), ``moscale generate`` and ``moscale eval``
+    (flags named as the fields, :meth:`from_args`)."""
+
+    refine_iterations: list[int] | None = None
+    guidance: float | None = None
+    guidance_end: float | None = None
+    top_p: float | None = None
+    temperature: float | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """``{field: value}`` of the fields that are set."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+
+    def apply(self, config: GenerationConfig) -> GenerationConfig:
+        """``config`` with the set fields replaced, schema-checked (ConfigError names a bad value)."""
+        changes = self.changes()
+        if not changes:
+            return config
+        return from_dict(GenerationConfig, {**to_dict(config), **changes}, where="generation overrides")
+
+    @classmethod
+    def from_args(cls, args: Any) -> SamplingOverrides:
+        """The overrides of parsed command-line flags named as the fields (absent or None: unset)."""
+        return cls(**{f.name: getattr(args, f.name, None) for f in dataclasses.fields(cls)})

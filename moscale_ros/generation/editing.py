@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from moscale_ros.data.skeleton import NUM_JOINTS
-from moscale_ros.errors import InputError
+from moscale_common.errors import InputError
+from moscale_common.skeleton import NUM_JOINTS
+from moscale_ros.data.features import joints_to_features
 
 
 @dataclass
@@ -81,8 +82,6 @@ def known_latents(
     frames). A latent next to a non-given frame is not marked known: the encoder saw padding or
     other content in its receptive field.
     """
-    from moscale_ros.data.features import joints_to_features
-
     device = mean_D.device
     factor = tokenizer.downsample_factor
     f_known = torch.zeros(1, num_latents, tokenizer.code_dim, device=device)
@@ -112,13 +111,13 @@ def fixed_tokens(
     """``(fixed_BL, idx_BL)``: scale positions entirely on known latents and their quantiser codes."""
     B, N, _ = f_hat_BNC.shape
     L_B = torch.full((B,), length, dtype=torch.long, device=f_hat_BNC.device)
-    coverage_BL = tokenizer.downsample(known_N.to(f_hat_BNC.dtype)[None, :, None].expand(B, N, 1), L_B)[..., 0]
+    known_BN1 = known_N.to(f_hat_BNC.dtype)[None, :, None].expand(B, N, 1)
+    # share of each scale step's support that lies on known latents
+    coverage_BL = tokenizer.quantizer.next_scale_input(known_BN1, L_B)[..., 0]
     fixed_BL = coverage_BL > 1.0 - 1e-4
     if not bool(fixed_BL.any()):
         return fixed_BL, torch.zeros_like(fixed_BL, dtype=torch.long)
-    residual_BLC = tokenizer.downsample(f_known_1NC - f_hat_BNC, L_B)
-    idx_BL = tokenizer.quantizer.nearest(residual_BLC.reshape(B * length, -1)).view(B, length)
-    return fixed_BL, idx_BL
+    return fixed_BL, tokenizer.quantizer.nearest_scale_codes(f_known_1NC - f_hat_BNC, L_B)[1]
 
 
 # ---- joint level --------------------------------------------------------------------------------

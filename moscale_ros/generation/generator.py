@@ -27,9 +27,13 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from moscale_ros.errors import CheckpointError, ConfigError, InputError
+from moscale_common.errors import CheckpointError, ConfigError, InputError
+from moscale_common.paths import resource
+from moscale_ros.data.features import features_to_joints_torch
 from moscale_ros.generation import editing, sampling
-from moscale_ros.generation.config import GenerationConfig
+from moscale_ros.generation.bundle import load_generator_parts
+from moscale_ros.generation.config import GenerationConfig, SamplingOverrides
+from moscale_ros.generation.request import RequestLimits, validate_seconds, validate_seed, validate_text
 from moscale_ros.models.length import LengthEstimator
 from moscale_ros.models.text_encoder import TextEncoder, TextFeatures
 from moscale_ros.models.tokenizer import MotionTokenizer
@@ -128,14 +132,12 @@ class MotionGenerator:
         device: str | torch.device = "cpu",
         text_encoder: TextEncoder | None = None,
         warm_up: bool = True,
-        **overrides,
+        overrides: SamplingOverrides | None = None,
+        num_threads: int | None = None,
     ) -> MotionGenerator:
-        """Load a generator checkpoint (default: the shipped model); ``overrides`` replace
-        :class:`GenerationConfig` fields (e.g. ``refine_iterations=[1, 1, 1, 1]``)."""
-        from moscale_ros.config import from_dict, to_dict
-        from moscale_ros.generation.bundle import load_generator_parts
-        from moscale_ros.paths import resource
-
+        """Load a generator checkpoint (default: the shipped model); ``overrides`` replace its
+        sampling settings (e.g. ``SamplingOverrides(refine_iterations=[1, 1, 1, 1])``), ``num_threads``
+        its torch CPU threads."""
         if path is None:
             path = resource(DEFAULT_CHECKPOINT)
             if not path.is_file():
@@ -144,9 +146,9 @@ class MotionGenerator:
                     "cache/runs/transformer/model.safetensors) and pass it with --checkpoint / checkpoint:="
                 )
         parts = load_generator_parts(Path(path), device)
-        config = parts.generation
-        if overrides:
-            config = from_dict(GenerationConfig, {**to_dict(config), **overrides}, where="generation overrides")
+        config = (overrides or SamplingOverrides()).apply(parts.generation)
+        if num_threads is not None:
+            config = replace(config, num_threads=num_threads)
         if text_encoder is None:
             text_encoder = TextEncoder(parts.text_encoder, device=device)
         generator = cls(
@@ -206,45 +208,20 @@ class MotionGenerator:
     def min_frames(self) -> int:
         return max(self.frames_per_latent, int(math.ceil(self.config.min_seconds * self.fps - 1e-6)))
 
-    def validate_text(self, text: str) -> str:
-        """Stripped text; empty, whitespace-only, non-string or over-long text raises InputError."""
-        if not isinstance(text, str):
-            raise InputError(f"text must be a string, got {type(text).__name__} {text!r}"[:120])
-        stripped = " ".join(text.split())
-        if not stripped:
-            raise InputError(f"text is empty ({text!r}): describe the motion, e.g. 'a person waves'")
-        if len(stripped) > self.config.max_text_chars:
-            raise InputError(
-                f"text has {len(stripped)} characters, more than the maximum {self.config.max_text_chars}: "
-                f"{stripped[:40]!r}..."
-            )
-        return stripped
+    @property
+    def limits(self) -> RequestLimits:
+        """What a request may ask of this model: ``max_text_chars``, ``[min_frames, max_frames] / fps``."""
+        return RequestLimits(self.config.max_text_chars, self.min_frames / self.fps, self.max_seconds)
 
-    def validate_seconds(self, seconds: float) -> int:
-        """Frames of a duration; not a finite number in [min, max] seconds raises InputError."""
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float, np.integer, np.floating)):
-            raise InputError(f"duration must be a number of seconds, got {type(seconds).__name__} {seconds!r}"[:120])
-        value = float(seconds)
-        if not math.isfinite(value):
-            raise InputError(f"duration must be a finite number of seconds, got {seconds!r}")
-        if value <= 0:
-            raise InputError(f"duration must be positive, got {value:g} s")
-        frames = int(round(value * self.fps))
-        if frames < self.min_frames:
-            raise InputError(f"duration {value:g} s is too short: the minimum is {self.min_frames / self.fps:g} s")
-        if frames > self.max_frames:
-            raise InputError(f"duration {value:g} s is too long: this model generates at most {self.max_seconds:g} s")
-        return frames
+    def _frames(self, seconds: float) -> int:
+        """Frames of a checked duration."""
+        return int(round(validate_seconds(seconds, self.limits) * self.fps))
 
     @staticmethod
-    def validate_seed(seed: int | None) -> int:
-        if seed is None:
-            return random_seed()
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise InputError(f"seed must be an integer, got {type(seed).__name__} {seed!r}"[:120])
-        if seed < 0:
-            raise InputError(f"seed must be >= 0 (or None for a random one), got {seed}")
-        return int(seed)
+    def _seed(seed: int | None) -> int:
+        """A checked seed, or a random one for None."""
+        checked = validate_seed(seed)
+        return random_seed() if checked is None else checked
 
     # ---- public API -----------------------------------------------------------------------------
     def stream(
@@ -259,9 +236,9 @@ class MotionGenerator:
         Arguments are checked now (InputError); the work happens as the iterator is consumed.
         """
         start = time.perf_counter()
-        text = self.validate_text(text)
-        frames = None if seconds is None else self.validate_seconds(seconds)
-        seed = self.validate_seed(seed)
+        text = validate_text(text, self.limits)
+        frames = None if seconds is None else self._frames(seconds)
+        seed = self._seed(seed)
         prefix = None if prefix_joints is None else editing.validate_joints(prefix_joints, "prefix_joints")
         return self._stream(start, text, frames, seed, prefix)
 
@@ -276,8 +253,8 @@ class MotionGenerator:
     ) -> Iterator[ScaleOutput]:
         """Regenerate ``[start_s, end_s)`` of ``joints`` ``(T, 22, 3)`` under ``text``, keeping the rest."""
         start = time.perf_counter()
-        text = self.validate_text(text)
-        seed = self.validate_seed(seed)
+        text = validate_text(text, self.limits)
+        seed = self._seed(seed)
         joints = editing.validate_joints(joints, "joints", min_frames=self.min_frames)
         T = joints.shape[0]
         if T > self.max_frames:
@@ -306,7 +283,7 @@ class MotionGenerator:
     ) -> list[ScaleOutput]:
         """Final motions of many texts (evaluation); samples of equal length run as one batch."""
         start = time.perf_counter()
-        texts = [self.validate_text(t) for t in texts]
+        texts = [validate_text(t, self.limits) for t in texts]
         if not texts:
             raise InputError("generate_batch: no texts")
         if seconds is None or isinstance(seconds, (int, float, np.integer, np.floating)):
@@ -315,8 +292,8 @@ class MotionGenerator:
             seconds_list = list(seconds)
             if len(seconds_list) != len(texts):
                 raise InputError(f"generate_batch: {len(texts)} texts but {len(seconds_list)} durations")
-        seed = self.validate_seed(seed)
-        frames_list = [None if s is None else self.validate_seconds(s) for s in seconds_list]
+        seed = self._seed(seed)
+        frames_list = [None if s is None else self._frames(s) for s in seconds_list]
         generator = torch.Generator(self.device).manual_seed(seed)
         missing = [i for i, f in enumerate(frames_list) if f is None]
         if missing:
@@ -431,14 +408,14 @@ class MotionGenerator:
         for k, (L, iterations) in enumerate(zip(scale_lengths, cfg.iterations_for(K))):
             with self.inference_context():
                 L_B = torch.full((B,), L, dtype=torch.long, device=device)
-                latent_in_BLC = self.tokenizer.downsample(f_hat_BNC, L_B)
+                latent_in_BLC = self.tokenizer.quantizer.next_scale_input(f_hat_BNC, L_B)
                 fixed_BL = idx_fixed_BL = None
                 if f_known is not None:
                     fixed_BL, idx_fixed_BL = editing.fixed_tokens(self.tokenizer, f_known, known_N, f_hat_BNC, L)
                 idx_BL = self._sample_scale(
                     state, latent_in_BLC, L, iterations, guidance[k], use_cfg, generator, fixed_BL, idx_fixed_BL
                 )
-                f_hat_BNC = f_hat_BNC + self.tokenizer.upsample(self.tokenizer.embed(idx_BL), N_B)
+                f_hat_BNC = self.tokenizer.quantizer.add_scale(f_hat_BNC, idx_BL, N_B)
                 decode_BNC = f_hat_BNC
                 if known_N is not None:
                     decode_BNC = torch.where(known_N[None, :, None], f_known, f_hat_BNC)
@@ -486,8 +463,6 @@ class MotionGenerator:
         return tokens_BL
 
     def _decode(self, f_hat_BNC: torch.Tensor, N_B: torch.Tensor, frames_B: torch.Tensor) -> np.ndarray:
-        from moscale_ros.data.features import features_to_joints_torch
-
         feats_BTD = self.tokenizer.decode_latents(f_hat_BNC, N_B, frames_B)
         joints_BTJ3 = features_to_joints_torch(feats_BTD.float() * self.std_D + self.mean_D)
         return joints_BTJ3.float().cpu().numpy()

@@ -1,1 +1,2 @@
-"""Models: the motion tokenizer, the text encoder, the next-scale transformer, the length estimator."""
+"""Models: the motion tokenizer (its quantiser owns the scale step), the text encoder, the next-scale
+transformer, the next-token baseline's transformer, the length estimator."""

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from moscale_ros.errors import ConfigError
+from moscale_common.errors import ConfigError
 
 
 @dataclass

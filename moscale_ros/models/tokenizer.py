@@ -12,8 +12,8 @@ checkpoint carries the normalisation ``mean``/``std`` (see :func:`load_tokenizer
 Used by the next-scale transformer: :meth:`MotionTokenizer.scale_lengths`, ``num_scales``,
 ``codebook_size``, ``code_dim``, :meth:`~MotionTokenizer.encode_latents`,
 :meth:`~MotionTokenizer.quantize` (with ``corrupt_fn`` for cross-scale refinement),
-:meth:`~MotionTokenizer.embed`, :meth:`~MotionTokenizer.upsample`,
-:meth:`~MotionTokenizer.downsample`, :meth:`~MotionTokenizer.decode_latents`,
+:meth:`~MotionTokenizer.embed`, the scale step ``tokenizer.quantizer.next_scale_input`` /
+``tokenizer.quantizer.add_scale`` (see :mod:`moscale_ros.models.quantizer`), :meth:`~MotionTokenizer.decode_latents`,
 :meth:`~MotionTokenizer.decode_indices`.
 """
 
@@ -25,12 +25,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from moscale_common.config import from_dict, to_dict
+from moscale_common.errors import CheckpointError, ConfigError, InputError
 from moscale_ros.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
-from moscale_ros.config import from_dict, to_dict
-from moscale_ros.errors import CheckpointError, ConfigError, InputError
 from moscale_ros.models.conv import MotionDecoder, MotionEncoder
 from moscale_ros.models.quantizer import CorruptFn, QuantizeResult, ResidualScaleQuantizer, perplexity
-from moscale_ros.models.resample import area_downsample, lengths_mask, linear_upsample
+from moscale_ros.models.resample import lengths_mask
 
 CHECKPOINT_KIND = "tokenizer"
 
@@ -164,24 +164,6 @@ class MotionTokenizer(nn.Module):
         """Codebook lookup: ``(B, L)`` -> ``(B, L, C)``."""
         return self.quantizer.embed(idx_BL)
 
-    def upsample(
-        self, z_BLC: torch.Tensor, latent_lengths_B: torch.Tensor, scale_lengths_B: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Linear upsampling of a scale to the latent length: ``(B, L, C)`` -> ``(B, N, C)``.
-
-        ``scale_lengths_B`` (default: ``L`` for every sample) are the valid source steps.
-        """
-        return linear_upsample(z_BLC, latent_lengths_B.to(z_BLC.device), _opt(scale_lengths_B, z_BLC))
-
-    def downsample(
-        self, f_BNC: torch.Tensor, target_lengths_B: torch.Tensor, latent_lengths_B: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Area downsampling of a latent to scale lengths: ``(B, N, C)`` -> ``(B, L, C)``.
-
-        ``latent_lengths_B`` (default: ``N`` for every sample) are the valid source steps.
-        """
-        return area_downsample(f_BNC, target_lengths_B.to(f_BNC.device), _opt(latent_lengths_B, f_BNC))
-
     def indices_to_latent(self, idx_per_scale: list[torch.Tensor], latent_lengths_B: torch.Tensor) -> torch.Tensor:
         """``f_hat_BNC = sum_k upsample(embed(idx_k))`` over the given scales (a prefix is fine)."""
         return self.quantizer.indices_to_latent(idx_per_scale, latent_lengths_B)
@@ -287,7 +269,7 @@ def load_tokenizer(
 
     Features for the model are ``(x - mean) / std``; de-normalise outputs with ``y * std + mean``.
     A corrupt file, another kind of checkpoint, or weights that do not fit the stored config
-    raise :class:`~moscale_ros.errors.CheckpointError` naming the file.
+    raise :class:`~moscale_common.errors.CheckpointError` naming the file.
     """
     ckpt = load_checkpoint(path, kind=CHECKPOINT_KIND, device="cpu")
     if "tokenizer" not in ckpt.configs or "tokenizer" not in ckpt.states:

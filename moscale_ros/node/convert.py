@@ -21,8 +21,8 @@ from std_msgs.msg import ColorRGBA
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import Marker, MarkerArray
 
+from moscale_common.skeleton import CANONICAL_JOINTS, CANONICAL_PARENTS
 from moscale_ros.control.jtc_rules import TrajectoryMessage
-from moscale_ros.data.skeleton import CANONICAL_JOINTS, CANONICAL_PARENTS
 from moscale_ros.msg import MotionPlan
 from moscale_ros.pipeline import PlanStep
 from retarget.robot import Robot

@@ -13,10 +13,13 @@ from pathlib import Path
 
 import rclpy
 
-from moscale_ros.errors import MoScaleError
+from moscale_common.errors import MoScaleError
+from moscale_ros.cli import main as cli_main
 from moscale_ros.node import convert
 from moscale_ros.node.client import MoScaleClient, save_outcome
 from moscale_ros.node.launcher import NodeProcess
+from moscale_ros.visualize import render_plans_gif
+from retarget import load_robot
 
 
 def run_demo(
@@ -29,9 +32,6 @@ def run_demo(
     gif: bool = True,
 ) -> dict:
     """Run the demo; returns ``{"plans": [...], "trajectory": path, "gif": path}``. Raises on failure."""
-    from moscale_ros.visualize import render_plans_gif
-    from retarget import load_robot
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     node = NodeProcess(params=params or {}, log_path=out_dir / "node.log")
@@ -104,7 +104,6 @@ def _print_new(plans: list, sent_at: float, shown: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:  # pragma: no cover - thin wrapper for `python -m`
-    from moscale_ros.cli import main as cli_main
 
     return cli_main(["demo", *(argv if argv is not None else sys.argv[1:])])
 

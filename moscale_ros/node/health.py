@@ -17,7 +17,7 @@ import resource
 import threading
 from collections import Counter
 
-from moscale_ros.errors import MoScaleError
+from moscale_common.errors import MoScaleError
 from moscale_ros.node.rate_limit import RateLimitError
 from moscale_ros.node.worker import QueueFullError
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from moscale_ros.paths import resource
+from moscale_common.paths import resource
 
 
 def ros_value(value: Any) -> str:

@@ -23,6 +23,8 @@ def main(args: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    # Imported after the handlers are set: a signal during the seconds of importing the node (torch,
+    # Pinocchio) then stops it cleanly.
     import rclpy
 
     from moscale_ros.node.node import STARTUP_FAILURE_EXIT, MoScaleNode, spin

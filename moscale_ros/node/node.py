@@ -38,6 +38,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
@@ -46,8 +47,8 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
+from moscale_common.errors import ConfigError, MoScaleError
 from moscale_ros.action import GenerateMotion
-from moscale_ros.errors import ConfigError, MoScaleError
 from moscale_ros.msg import MotionPlan
 from moscale_ros.node import convert
 from moscale_ros.node.health import CommandStats, NotReadyError, resident_memory_mb
@@ -378,8 +379,6 @@ class MoScaleNode(Node):
 def spin(node: MoScaleNode, stop: threading.Event | None = None, poll_s: float = 0.1) -> None:
     """Spin ``node`` on a multi-threaded executor until rclpy shuts down or ``stop`` is set (checked
     every ``poll_s`` seconds, so a stop request never waits on an idle executor)."""
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-
     stop = stop or threading.Event()
     if not rclpy.ok() or stop.is_set():  # shut down (SIGINT/SIGTERM) while starting
         node.shutdown()

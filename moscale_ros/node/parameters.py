@@ -1,8 +1,13 @@
-"""The node's ROS parameters: the fields of :class:`PipelineConfig` plus :class:`NodeSettings`.
+"""The node's ROS parameters: the fields of :class:`PipelineConfig` (its ``sampling`` spelled out
+as :class:`SamplingParameters`) plus :class:`NodeSettings`.
 
-Both are plain dataclasses of the project's config system, so values from a parameter file or
-``-p name:=value`` are schema-checked by :func:`moscale_ros.config.from_dict` (a wrong type or an
+All are plain dataclasses of the project's config system, so values from a parameter file or
+``-p name:=value`` are schema-checked by :func:`moscale_common.config.from_dict` (a wrong type or an
 out-of-range value names the parameter). ``config/moscale.yaml`` lists exactly these names.
+
+A ROS parameter has no "unset" value, so the sampling parameters use placeholders: a negative number,
+or ``refine_iterations: [0]``, keeps the checkpoint's own setting. This is the one place where they
+become :class:`~moscale_ros.generation.config.SamplingOverrides` (``None`` = unset).
 """
 
 from __future__ import annotations
@@ -13,11 +18,44 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from moscale_ros.config import from_dict
-from moscale_ros.errors import ConfigError
+from moscale_common.config import from_dict
+from moscale_common.errors import ConfigError
+from moscale_ros.generation.config import SamplingOverrides
 from moscale_ros.pipeline import PipelineConfig
 
 DEFAULT_CONTROLLER_TOPIC = "/joint_trajectory_controller/joint_trajectory"
+
+
+@dataclass
+class SamplingParameters:
+    """The sampling overrides as ROS parameters; a negative number or ``[0]`` means unset."""
+
+    guidance: float = -1.0  # classifier-free guidance at scale 1
+    guidance_end: float = -1.0  # ... decaying linearly to this at the last scale
+    top_p: float = -1.0  # nucleus sampling mass
+    temperature: float = -1.0  # sampling temperature (0: greedy)
+    refine_iterations: list[int] = dataclasses.field(default_factory=lambda: [0])  # in-scale passes per scale
+
+    def __post_init__(self) -> None:
+        iterations = self.refine_iterations
+        if iterations != [0] and (not iterations or any(n < 1 for n in iterations)):
+            raise ConfigError(f"refine_iterations: expected [0] (the model's) or entries >= 1, got {iterations}")
+        if self.top_p == 0 or self.top_p > 1:
+            raise ConfigError(f"top_p: must be in (0, 1], or negative for the model's, got {self.top_p}")
+
+    def overrides(self) -> SamplingOverrides:
+        """The placeholders turned into "unset" (None)."""
+
+        def number(value: float) -> float | None:
+            return None if value < 0 else value
+
+        return SamplingOverrides(
+            refine_iterations=None if self.refine_iterations == [0] else list(self.refine_iterations),
+            guidance=number(self.guidance),
+            guidance_end=number(self.guidance_end),
+            top_p=number(self.top_p),
+            temperature=number(self.temperature),
+        )
 
 
 @dataclass
@@ -57,31 +95,41 @@ class NodeSettings:
             raise ConfigError(f"diagnostics_period: must be >= 0 s, got {self.diagnostics_period}")
 
 
+PARAMETER_GROUPS = (PipelineConfig, SamplingParameters, NodeSettings)
+NOT_PARAMETERS = {"sampling"}  # PipelineConfig's field that SamplingParameters spells out
+
+
+def _parameter_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls) if f.name not in NOT_PARAMETERS]
+
+
 def parameter_defaults() -> dict[str, Any]:
     """``{name: default}`` of every node parameter, pipeline first."""
     defaults: dict[str, Any] = {}
-    for cls in (PipelineConfig, NodeSettings):
+    for cls in PARAMETER_GROUPS:
         instance = cls()
-        for f in dataclasses.fields(cls):
-            defaults[f.name] = getattr(instance, f.name)
+        defaults.update({name: getattr(instance, name) for name in _parameter_names(cls)})
     return defaults
 
 
 def parameter_types() -> dict[str, Any]:
     """``{name: annotated type}`` of every node parameter."""
     types: dict[str, Any] = {}
-    for cls in (PipelineConfig, NodeSettings):
-        types.update(typing.get_type_hints(cls))
+    for cls in PARAMETER_GROUPS:
+        hints = typing.get_type_hints(cls)
+        types.update({name: hints[name] for name in _parameter_names(cls)})
     return types
 
 
 def split_parameters(values: dict[str, Any]) -> tuple[PipelineConfig, NodeSettings]:
-    """Schema-checked configs from ``{name: value}`` (ConfigError names a bad parameter)."""
-    pipeline_names = {f.name for f in dataclasses.fields(PipelineConfig)}
-    node_names = {f.name for f in dataclasses.fields(NodeSettings)}
-    unknown = sorted(set(values) - pipeline_names - node_names)
+    """Schema-checked configs from ``{name: value}`` (ConfigError names a bad parameter); the
+    sampling placeholders become :class:`SamplingOverrides` here."""
+    groups = [set(_parameter_names(cls)) for cls in PARAMETER_GROUPS]
+    unknown = sorted(set(values) - set().union(*groups))
     if unknown:
         raise ConfigError(f"unknown parameter(s) {unknown}")
-    pipeline = from_dict(PipelineConfig, {k: v for k, v in values.items() if k in pipeline_names}, "parameter")
-    node = from_dict(NodeSettings, {k: v for k, v in values.items() if k in node_names}, "parameter")
-    return pipeline, node
+    pipeline, sampling, node = (
+        from_dict(cls, {k: v for k, v in values.items() if k in names}, "parameter")
+        for cls, names in zip(PARAMETER_GROUPS, groups)
+    )
+    return dataclasses.replace(pipeline, sampling=sampling.overrides()), node

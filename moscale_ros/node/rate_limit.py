@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from moscale_ros.errors import ConfigError, InputError
+from moscale_common.errors import ConfigError, InputError
 
 
 class RateLimitError(InputError):

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from moscale_ros.errors import InputError, MoScaleError
+from moscale_common.errors import ConfigError, InputError, MoScaleError
 from moscale_ros.pipeline import MotionPipeline, MotionRequest, PlanStep
 
 Policy = Literal["preempt", "queue"]
@@ -72,7 +72,7 @@ class GenerationWorker:
         max_queue: int = 4,
     ) -> None:
         if policy not in ("preempt", "queue"):
-            raise InputError(f"concurrency: expected preempt or queue, got {policy!r}")
+            raise ConfigError(f"concurrency: expected preempt or queue, got {policy!r}")
         self.pipeline = pipeline
         self.publish = publish
         self.log = log

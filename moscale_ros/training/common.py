@@ -20,21 +20,24 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import yaml
+from tqdm import tqdm
 
+from moscale_common.config import load_config, to_dict
+from moscale_common.errors import CheckpointError, ConfigError
+from moscale_common.paths import cache_root, local_or_resource
 from moscale_ros.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
-from moscale_ros.errors import CheckpointError, ConfigError
-from moscale_ros.paths import cache_root
 from moscale_ros.runtime import select_device, torch_threads
 
 LAST_CHECKPOINT = "last.safetensors"
 BEST_CHECKPOINT = "best.safetensors"
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.yaml"
+ConfigT = TypeVar("ConfigT")
 
 
 @dataclass
@@ -174,6 +177,20 @@ class TrainingSession:
     run_dir: RunDir
     resuming: bool
     threads: int
+    loop: LoopConfig
+
+    def adamw(self, params: Any) -> torch.optim.AdamW:
+        """The trainers' optimiser: AdamW, ``betas = (0.9, 0.99)``, the loop's ``lr`` and ``weight_decay``."""
+        return torch.optim.AdamW(params, lr=self.loop.lr, betas=(0.9, 0.99), weight_decay=self.loop.weight_decay)
+
+    def step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, params: Any) -> None:
+        """Clear the gradients, back-propagate ``loss``, clip the gradient norm of ``params`` at the
+        loop's ``grad_clip`` (0: no clipping) and step."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.loop.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, self.loop.grad_clip)
+        optimizer.step()
 
 
 @contextmanager
@@ -186,7 +203,27 @@ def training_session(args: Any, run_name: str, train: LoopConfig) -> Iterator[Tr
         run_dir = RunDir.for_model(getattr(args, "out", None), run_name)
         resuming = run_dir.prepare(bool(getattr(args, "resume", False)))
         seed_everything(train.seed)
-        yield TrainingSession(device, run_dir, resuming, threads)
+        yield TrainingSession(device, run_dir, resuming, threads, train)
+
+
+def load_train_config(cls: type[ConfigT], args: Any) -> ConfigT:
+    """A trainer's config: the defaults of ``cls``, then the YAML ``args.config`` (a path, else a
+    shipped resource such as ``config/train/tokenizer.yaml``; absent: defaults only), then the
+    ``key.path=value`` overrides ``args.set``."""
+    path = None
+    if getattr(args, "config", None):
+        path = local_or_resource(args.config)
+    return load_config(cls, path, getattr(args, "set", []) or [])
+
+
+def train_command(
+    args: Any, config_cls: type[ConfigT], run_name: str, train: Callable[[ConfigT, TrainingSession], int]
+) -> int:
+    """Every ``moscale train`` command: its config (:func:`load_train_config`, ``config_cls`` has a
+    ``train: LoopConfig``), then ``train(cfg, session)`` inside :func:`training_session`."""
+    cfg = load_train_config(config_cls, args)
+    with training_session(args, run_name, cfg.train) as session:
+        return train(cfg, session)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,14 +361,29 @@ def load_training_checkpoint(
     return state
 
 
+@dataclass
+class Checkpointed:
+    """What a trainer's checkpoints hold: their ``kind``, the ``modules`` (one part each), the
+    optimiser, the ``configs`` and extra tensor parts (e.g. the feature normalisation)."""
+
+    kind: str
+    modules: Mapping[str, torch.nn.Module]
+    optimizer: torch.optim.Optimizer
+    configs: Mapping[str, Any]
+    extra_tensors: Mapping[str, Mapping[str, torch.Tensor]] = field(default_factory=dict)
+
+    def save(self, path: Path, state: ResumeState) -> None:
+        save_training_checkpoint(
+            path, self.kind, self.modules, self.optimizer, self.configs, state, extra_tensors=self.extra_tensors
+        )
+
+
 # ---------------------------------------------------------------------------------------------
 # Progress bar and the loop
 
 
 def progress_bar(total: int, initial: int = 0, desc: str = "train") -> Any:
     """A tqdm bar on stderr; refreshes rarely when stderr is a file (``nohup`` logs stay small)."""
-    from tqdm import tqdm
-
     interactive = sys.stderr.isatty()
     return tqdm(
         total=total,
@@ -441,3 +493,26 @@ def run_loop(
             file=sys.stderr,
         )
     return LoopResult(state.step, state.elapsed_s, stopped_by, last_val, state.best)
+
+
+def run_training(
+    session: TrainingSession,
+    cfg: Any,
+    saved: Checkpointed,
+    train_step: Callable[[int], Mapping[str, float]],
+    validate: Callable[[], Mapping[str, float]],
+    best_key: str,
+    desc: str,
+) -> LoopResult:
+    """Every trainer's shell around :func:`run_loop`: resume ``saved`` from the run's last checkpoint
+    when the session resumes, write the whole config ``cfg`` (with its ``train: LoopConfig``) as
+    ``config.yaml``, then train with checkpoints of ``saved``."""
+    run_dir = session.run_dir
+    state = ResumeState()
+    if session.resuming:
+        state = load_training_checkpoint(run_dir.last, saved.kind, saved.modules, saved.optimizer, session.device)
+        print(f"{desc}: resumed {run_dir.last} at step {state.step}", file=sys.stderr)
+    run_dir.save_config(to_dict(cfg))
+    return run_loop(
+        cfg.train, run_dir, state, train_step, validate, saved.save, saved.optimizer, best_key=best_key, desc=desc
+    )

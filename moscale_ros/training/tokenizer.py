@@ -24,21 +24,15 @@ from typing import Literal
 import numpy as np
 import torch
 
-from moscale_ros.config import load_config, to_dict
+from moscale_common.config import to_dict
+from moscale_common.errors import ConfigError, DataError
+from moscale_ros.data.dataset import load_prepared, normalization, split_features
+from moscale_ros.data.features import features_to_joints_torch
 from moscale_ros.data.prepare import default_cache_dir
-from moscale_ros.errors import ConfigError, DataError
+from moscale_ros.evaluation.tokenizer import evaluate_reconstruction, format_report
 from moscale_ros.models.resample import lengths_mask
 from moscale_ros.models.tokenizer import CHECKPOINT_KIND, MotionTokenizer, TokenizerConfig, save_tokenizer
-from moscale_ros.paths import resource
-from moscale_ros.training.common import (
-    LoopConfig,
-    ResumeState,
-    TrainingSession,
-    load_training_checkpoint,
-    run_loop,
-    save_training_checkpoint,
-    training_session,
-)
+from moscale_ros.training.common import Checkpointed, LoopConfig, TrainingSession, run_training, train_command
 
 RIC = slice(4, 67)
 
@@ -89,48 +83,6 @@ class TokenizerTrainConfig:
 
 
 # ---- data ---------------------------------------------------------------------------------------
-
-
-def _load_prepared(cache_dir: str | Path, load_joints: bool = False):
-    from moscale_ros.data.dataset import load_prepared
-
-    return load_prepared(Path(cache_dir), load_joints=load_joints)
-
-
-def mirrored_features(joints_T223: np.ndarray) -> np.ndarray:
-    """Features ``(T-1, 263)`` of the left-right mirror image of a canonical clip: ``x -> -x`` and
-    left/right joints swapped (the facing stays +z, so the mirror is canonical too)."""
-    from moscale_ros.data.features import joints_to_features
-    from moscale_ros.data.skeleton import mirror_index
-
-    mirrored = np.array(joints_T223, dtype=np.float64)
-    mirrored[..., 0] *= -1.0
-    return joints_to_features(mirrored[:, mirror_index()])
-
-
-def load_split_features(cache_dir: str | Path, split: str) -> list[np.ndarray]:
-    """Un-normalised ``(T, 263)`` features of every clip of ``split`` of a prepared-data folder."""
-    return split_features(_load_prepared(cache_dir), split)
-
-
-def split_features(prepared, split: str, mirror: bool = False) -> list[np.ndarray]:
-    """Un-normalised ``(T, 263)`` features of every clip of ``split`` of a ``PreparedData``; with
-    ``mirror`` the mirrored copy of each clip (from its joints) is added."""
-    clips = prepared.clips(split)
-    if not clips:
-        raise DataError(f"{prepared.cache_dir}: split {split!r} has no clips")
-    if mirror and any(c.joints is None for c in clips):
-        raise DataError(f"{prepared.cache_dir}: mirroring needs the clips' joints (load_prepared(load_joints=True))")
-    feats = [np.asarray(c.features, dtype=np.float32) for c in clips]
-    if mirror:
-        feats += [mirrored_features(c.joints) for c in clips if c.joints is not None and len(c.joints) >= 3]
-    return feats
-
-
-def normalization(prepared) -> tuple[torch.Tensor, torch.Tensor]:
-    """Feature ``mean``/``std`` of a ``PreparedData``, as float32 tensors."""
-    mean_D = torch.as_tensor(np.asarray(prepared.mean), dtype=torch.float32)
-    return mean_D, torch.as_tensor(np.asarray(prepared.std), dtype=torch.float32)
 
 
 class WindowSampler:
@@ -188,8 +140,6 @@ def tokenizer_loss(
     loss = rec + cfg.position_weight * pos + cfg.commit_weight * out.commit_loss.float()
     parts = {"rec": rec.item(), "pos": pos.item(), "commit": out.commit_loss.item(), "ppl": out.perplexity}
     if cfg.joint_weight > 0:
-        from moscale_ros.data.features import features_to_joints_torch
-
         pred_BTJ3 = features_to_joints_torch(recon_BTD * std_D + mean_D)
         true_BTJ3 = features_to_joints_torch(feats_BTD * std_D + mean_D)
         pred_BTJ3 = pred_BTJ3 - pred_BTJ3[:, :, :1]
@@ -204,27 +154,16 @@ def tokenizer_loss(
 # ---- the command --------------------------------------------------------------------------------
 
 
-def load_train_config(args: argparse.Namespace) -> TokenizerTrainConfig:
-    path = None
-    if args.config:
-        path = Path(args.config) if Path(args.config).exists() else resource(args.config)
-    return load_config(TokenizerTrainConfig, path, getattr(args, "set", []) or [])
-
-
 def run(args: argparse.Namespace) -> int:
     """Train (or resume) a tokenizer; writes ``last``/``best``/``tokenizer.safetensors`` in the run dir."""
-    cfg = load_train_config(args)
-    with training_session(args, "tokenizer", cfg.train) as session:
-        return _train(cfg, session)
+    return train_command(args, TokenizerTrainConfig, "tokenizer", _train)
 
 
 def _train(cfg: TokenizerTrainConfig, session: TrainingSession) -> int:
-    from moscale_ros.training.tokenizer_eval import evaluate_reconstruction, format_report
-
-    device, run_dir, resuming = session.device, session.run_dir, session.resuming
+    device, run_dir = session.device, session.run_dir
     data_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else default_cache_dir()
 
-    prepared = _load_prepared(data_dir, load_joints=cfg.data.mirror)
+    prepared = load_prepared(data_dir, load_joints=cfg.data.mirror)
     mean_D, std_D = normalization(prepared)
     train_clips = split_features(prepared, "train", mirror=cfg.data.mirror)
     val_clips = split_features(prepared, cfg.data.val_split)
@@ -241,16 +180,10 @@ def _train(cfg: TokenizerTrainConfig, session: TrainingSession) -> int:
     )
 
     model = MotionTokenizer(cfg.model).to(device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=cfg.train.lr, betas=(0.9, 0.99), weight_decay=cfg.train.weight_decay
-    )
+    optimizer = session.adamw(model.parameters())
     configs = {"tokenizer": to_dict(cfg.model), "train": to_dict(cfg)}
-    state = ResumeState()
-    if resuming:
-        state = load_training_checkpoint(run_dir.last, CHECKPOINT_KIND, {"tokenizer": model}, optimizer, device)
-        print(f"tokenizer: resumed {run_dir.last} at step {state.step}", file=sys.stderr)
-    run_dir.save_config(to_dict(cfg))
     norm = {"mean": mean_D, "std": std_D}
+    saved = Checkpointed(CHECKPOINT_KIND, {"tokenizer": model}, optimizer, configs, {"normalization": norm})
     mean_dev, std_dev = mean_D.to(device), std_D.to(device)
     amp = cfg.precision == "bf16"
 
@@ -266,11 +199,7 @@ def _train(cfg: TokenizerTrainConfig, session: TrainingSession) -> int:
             num_scales_B = torch.where(keep_B, model.num_scales, draw_B)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             loss, parts = tokenizer_loss(model, feats_BTD, lengths_B, cfg.loss, mean_dev, std_dev, num_scales_B)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-        optimizer.step()
+        session.step(optimizer, loss, model.parameters())
         return parts
 
     last_report: list = []
@@ -284,15 +213,8 @@ def _train(cfg: TokenizerTrainConfig, session: TrainingSession) -> int:
         metrics["unused_codes"] = float(report.unused_codes)
         return metrics
 
-    def save(path: Path, st: ResumeState) -> None:
-        save_training_checkpoint(
-            path, CHECKPOINT_KIND, {"tokenizer": model}, optimizer, configs, st, extra_tensors={"normalization": norm}
-        )
-
     started = time.monotonic()
-    result = run_loop(
-        cfg.train, run_dir, state, train_step, validate, save, optimizer, best_key="mpjpe_mm", desc="tokenizer"
-    )
+    result = run_training(session, cfg, saved, train_step, validate, best_key="mpjpe_mm", desc="tokenizer")
     slim = save_tokenizer(
         run_dir.path / "tokenizer.safetensors",
         model,

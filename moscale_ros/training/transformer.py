@@ -24,35 +24,29 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from moscale_ros.config import load_config, to_dict
-from moscale_ros.errors import ConfigError, DataError
+from moscale_common.config import to_dict
+from moscale_common.errors import ConfigError
+from moscale_common.paths import local_or_resource
+from moscale_ros.data.dataset import MotionTextBatches, MotionTextDataset, load_prepared
+from moscale_ros.data.prepared import PreparedData
 from moscale_ros.generation.bundle import GENERATOR_KIND, generator_configs, save_generator
 from moscale_ros.generation.config import GenerationConfig
 from moscale_ros.models.length import LengthEstimator, LengthEstimatorConfig
 from moscale_ros.models.text_encoder import TextEncoder, TextEncoderConfig
 from moscale_ros.models.tokenizer import MotionTokenizer, load_tokenizer
 from moscale_ros.models.transformer import NextScaleTransformer, TransformerConfig, count_parameters
-from moscale_ros.paths import resource
-from moscale_ros.training.common import (
-    LoopConfig,
-    ResumeState,
-    TrainingSession,
-    load_training_checkpoint,
-    run_loop,
-    save_training_checkpoint,
-    training_session,
-)
+from moscale_ros.training.common import Checkpointed, LoopConfig, TrainingSession, run_training, train_command
 
 
 @dataclass
@@ -150,51 +144,31 @@ def mask_tokens(
 # ---- data ---------------------------------------------------------------------------------------
 
 
-class ClipBatches:
+def clip_batches(
+    prepared: PreparedData,
+    split: str,
+    cfg: TransformerDataConfig,
+    multiple: int,
+    mean_D: torch.Tensor,
+    std_D: torch.Tensor,
+    deterministic: bool = False,
+) -> MotionTextBatches:
     """Random (window, description) batches of one split, normalised with the tokenizer's stats.
 
     Windows are whole clips up to ``max_frames`` (a random crop of longer clips), floored to a
-    multiple of the tokenizer's downsampling; sampling uses the global torch RNG (restored on resume).
+    multiple of the tokenizer's downsampling.
     """
+    mean_D, std_D = mean_D.cpu(), std_D.cpu()
 
-    def __init__(
-        self,
-        prepared,
-        split: str,
-        cfg: TransformerDataConfig,
-        multiple: int,
-        mean_D: torch.Tensor,
-        std_D: torch.Tensor,
-        deterministic: bool = False,
-    ) -> None:
-        from moscale_ros.data.dataset import MotionTextDataset
-
-        self.dataset = MotionTextDataset(
-            prepared,
-            split,
-            max_frames=cfg.max_frames,
-            min_frames=cfg.min_frames,
-            normalize=False,
-            deterministic=deterministic,
-            length_multiple=multiple,
-        )
-        if len(self.dataset) == 0:
-            raise DataError(f"{prepared.cache_dir}: split {split!r} has no clips of >= {cfg.min_frames} frames")
-        self.mean_D, self.std_D = mean_D.cpu(), std_D.cpu()
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def batch(self, indices: list[int]) -> dict:
-        from moscale_ros.data.dataset import collate_motion_text
-
-        batch = collate_motion_text([self.dataset[i] for i in indices])
+    def normalize(batch: dict) -> dict:
         valid_BT1 = (torch.arange(batch["feats_BTD"].shape[1])[None] < batch["lengths_B"][:, None])[..., None]
-        batch["feats_BTD"] = (batch["feats_BTD"] - self.mean_D) / self.std_D * valid_BT1
+        batch["feats_BTD"] = (batch["feats_BTD"] - mean_D) / std_D * valid_BT1
         return batch
 
-    def sample(self, batch_size: int) -> dict:
-        return self.batch(torch.randint(0, len(self.dataset), (batch_size,)).tolist())
+    dataset = MotionTextDataset(
+        prepared, split, cfg.max_frames, cfg.min_frames, False, deterministic=deterministic, length_multiple=multiple
+    )
+    return MotionTextBatches(dataset, normalize)
 
 
 # ---- one step -----------------------------------------------------------------------------------
@@ -209,12 +183,7 @@ class Models:
 
 
 def token_loss(
-    models: Models,
-    batch: dict,
-    masking: MaskingConfig,
-    loss_cfg: TransformerLossConfig,
-    device: torch.device,
-    train: bool,
+    models: Models, batch: dict, masking: MaskingConfig, cfg: TransformerLossConfig, device: torch.device, train: bool
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one batch (training: corruption, masking, condition dropout; validation: clean,
     all tokens masked, no dropout) and its parts, with per-scale accuracy."""
@@ -247,9 +216,9 @@ def token_loss(
     logits = model(cond, [x.to(cond.cond_BW.dtype) for x in quant.inputs], tokens_in, quant.scale_lengths)
     logits_NV = torch.cat([lg[m] for lg, m in zip(logits, masked)]).float()
     target_N = torch.cat([idx[m] for idx, m in zip(quant.idx, masked)])
-    ce = F.cross_entropy(logits_NV, target_N, label_smoothing=loss_cfg.label_smoothing if train else 0.0)
+    ce = F.cross_entropy(logits_NV, target_N, label_smoothing=cfg.label_smoothing if train else 0.0)
     length_loss = models.length.loss(text.pooled_BD, N_B)
-    loss = ce + loss_cfg.length_weight * length_loss
+    loss = ce + cfg.length_weight * length_loss
     parts = {"loss": loss.item(), "ce": ce.item(), "length_ce": length_loss.item()}
     with torch.no_grad():
         for k, (lg, idx, m) in enumerate(zip(logits, quant.idx, masked)):
@@ -259,20 +228,6 @@ def token_loss(
 
 
 # ---- the command --------------------------------------------------------------------------------
-
-
-def load_train_config(args: argparse.Namespace) -> TransformerTrainConfig:
-    path = None
-    if getattr(args, "config", None):
-        path = Path(args.config) if Path(args.config).exists() else resource(args.config)
-    return load_config(TransformerTrainConfig, path, getattr(args, "set", []) or [])
-
-
-def _resolve(path_text: str) -> Path:
-    path = Path(path_text)
-    if path.is_absolute() or path.exists():
-        return path
-    return resource(path_text)
 
 
 def sized_model_configs(
@@ -302,7 +257,7 @@ def build_models(
 ) -> tuple[Models, torch.Tensor, torch.Tensor]:
     """The frozen tokenizer and text encoder (``text_encoder`` if given, else built from ``cfg``), and a
     fresh transformer (of ``transformer_cls``) and length estimator sized to them."""
-    tokenizer_path = _resolve(cfg.tokenizer)
+    tokenizer_path = local_or_resource(cfg.tokenizer)
     tokenizer, mean_D, std_D = load_tokenizer(tokenizer_path, device)
     tokenizer.requires_grad_(False)
     if text_encoder is None:
@@ -318,7 +273,7 @@ def build_models(
 class TrainingOrder:
     """What :func:`run` trains: the transformer class, its loss (signature of :func:`token_loss`), the
     checkpoint kind and the default run directory. The default is next-scale order; the next-token
-    baseline of the controlled comparison (:mod:`moscale_ros.evaluation.next_token`) passes its own."""
+    baseline of the controlled comparison (:mod:`moscale_ros.training.next_token`) passes its own."""
 
     transformer_cls: type[NextScaleTransformer] = NextScaleTransformer
     loss_fn: Callable[..., tuple[torch.Tensor, dict[str, float]]] = token_loss
@@ -328,22 +283,18 @@ class TrainingOrder:
 
 def run(args: argparse.Namespace, order: TrainingOrder | None = None) -> int:
     """Train (or resume) the transformer; writes ``last``/``best``/``model.safetensors`` in the run dir."""
-    cfg = load_train_config(args)
     order = order or TrainingOrder()
-    with training_session(args, order.run_name, cfg.train) as session:
-        return _train(cfg, order, session)
+    return train_command(args, TransformerTrainConfig, order.run_name, functools.partial(_train, order=order))
 
 
-def _train(cfg: TransformerTrainConfig, order: TrainingOrder, session: TrainingSession) -> int:
-    from moscale_ros.data.dataset import load_prepared
-
-    device, run_dir, resuming = session.device, session.run_dir, session.resuming
+def _train(cfg: TransformerTrainConfig, session: TrainingSession, order: TrainingOrder) -> int:
+    device, run_dir = session.device, session.run_dir
 
     models, mean_D, std_D = build_models(cfg, device, transformer_cls=order.transformer_cls)
     prepared = load_prepared(cfg.data.cache_dir, load_joints=False)
     factor = models.tokenizer.downsample_factor
-    train_data = ClipBatches(prepared, "train", cfg.data, factor, mean_D, std_D)
-    val_data = ClipBatches(prepared, cfg.data.val_split, cfg.data, factor, mean_D, std_D, deterministic=True)
+    train_data = clip_batches(prepared, "train", cfg.data, factor, mean_D, std_D)
+    val_data = clip_batches(prepared, cfg.data.val_split, cfg.data, factor, mean_D, std_D, deterministic=True)
     val_indices = list(range(len(val_data)))
     if cfg.data.val_max_clips is not None and len(val_indices) > cfg.data.val_max_clips:
         picks = np.random.default_rng(cfg.train.seed).permutation(len(val_indices))[: cfg.data.val_max_clips]
@@ -357,13 +308,8 @@ def _train(cfg: TransformerTrainConfig, order: TrainingOrder, session: TrainingS
     )
 
     params = list(models.transformer.parameters()) + list(models.length.parameters())
-    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, betas=(0.9, 0.99), weight_decay=cfg.train.weight_decay)
+    optimizer = session.adamw(params)
     modules = {"transformer": models.transformer, "length": models.length, "tokenizer": models.tokenizer}
-    state = ResumeState()
-    if resuming:
-        state = load_training_checkpoint(run_dir.last, order.kind, modules, optimizer, device)
-        print(f"transformer: resumed {run_dir.last} at step {state.step}", file=sys.stderr)
-    run_dir.save_config(to_dict(cfg))
     configs = generator_configs(models.tokenizer, models.transformer, models.length, cfg.text_encoder, cfg.generation)
     configs["train"] = to_dict(cfg)
     norm = {"mean": mean_D, "std": std_D}
@@ -375,11 +321,7 @@ def _train(cfg: TransformerTrainConfig, order: TrainingOrder, session: TrainingS
         batch = train_data.sample(cfg.train.batch_size)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             loss, parts = order.loss_fn(models, batch, cfg.masking, cfg.loss, device, train=True)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
-        optimizer.step()
+        session.step(optimizer, loss, params)
         return parts
 
     @torch.no_grad()
@@ -400,14 +342,8 @@ def _train(cfg: TransformerTrainConfig, order: TrainingOrder, session: TrainingS
         metrics.update({f"val_{k}": v for k, v in means.items() if k.startswith("acc")})
         return metrics
 
-    def save(path: Path, st: ResumeState) -> None:
-        save_training_checkpoint(
-            path, order.kind, modules, optimizer, configs, st, extra_tensors={"normalization": norm}
-        )
-
-    result = run_loop(
-        cfg.train, run_dir, state, train_step, validate, save, optimizer, best_key="val_loss", desc="transformer"
-    )
+    saved = Checkpointed(order.kind, modules, optimizer, configs, {"normalization": norm})
+    result = run_training(session, cfg, saved, train_step, validate, best_key="val_loss", desc="transformer")
     slim = save_generator(
         run_dir.path / "model.safetensors",
         models.tokenizer,

@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
-from moscale_ros.errors import ConfigError
+from moscale_common.errors import ConfigError
 
 T = TypeVar("T")
 

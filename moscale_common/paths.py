@@ -42,6 +42,13 @@ def resource(relative: str | Path) -> Path:
     return path if path.is_absolute() else resource_root() / path
 
 
+def local_or_resource(path: str | Path) -> Path:
+    """``path`` itself if it exists or is absolute, else the shipped resource of that name (so
+    ``config/train/tokenizer.yaml`` works from any directory)."""
+    path = Path(path)
+    return path if path.is_absolute() or path.exists() else resource(path)
+
+
 def cache_root() -> Path:
     """Root of caches and training outputs (created on demand by the writers)."""
     if os.environ.get("MOSCALE_CACHE"):

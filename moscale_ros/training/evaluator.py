@@ -16,17 +16,21 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from moscale_ros.config import load_config, to_dict
-from moscale_ros.errors import ConfigError, DataError
+from moscale_common.config import to_dict
+from moscale_common.errors import ConfigError
+from moscale_ros.data.dataset import MotionTextBatches, MotionTextDataset, load_prepared, normalization
+from moscale_ros.data.prepared import PreparedData
+from moscale_ros.data.text import style_concept
+from moscale_ros.evaluation.metrics import r_precision
 from moscale_ros.evaluation.model import (
     CHECKPOINT_KIND,
+    EVALUATOR_FILE,
     EvaluatorConfig,
     TextMotionEvaluator,
     contrastive_loss,
@@ -35,18 +39,7 @@ from moscale_ros.evaluation.model import (
 )
 from moscale_ros.models.text_encoder import TextEncoder, TextEncoderConfig
 from moscale_ros.models.transformer import count_parameters
-from moscale_ros.paths import resource
-from moscale_ros.training.common import (
-    LoopConfig,
-    ResumeState,
-    TrainingSession,
-    load_training_checkpoint,
-    run_loop,
-    save_training_checkpoint,
-    training_session,
-)
-
-EVALUATOR_FILE = "evaluator.safetensors"
+from moscale_ros.training.common import Checkpointed, LoopConfig, TrainingSession, run_training, train_command
 
 
 @dataclass
@@ -95,59 +88,30 @@ class EvaluatorTrainConfig:
     precision: Literal["fp32", "bf16"] = "fp32"
 
 
-def load_train_config(args: argparse.Namespace) -> EvaluatorTrainConfig:
-    path = None
-    if getattr(args, "config", None):
-        path = Path(args.config) if Path(args.config).exists() else resource(args.config)
-    return load_config(EvaluatorTrainConfig, path, getattr(args, "set", []) or [])
-
-
 def style_concepts(styles: list[str]) -> tuple[list[str], torch.Tensor]:
     """The sorted style concepts of dataset style labels, and ``(S_labels,)`` label -> concept index."""
-    from moscale_ros.data.text import style_concept
-
     concepts = sorted({style_concept(s) for s in styles})
     return concepts, torch.tensor([concepts.index(style_concept(s)) for s in styles], dtype=torch.long)
 
 
-class EvaluatorBatches:
+def evaluator_batches(
+    prepared: PreparedData,
+    split: str,
+    cfg: EvaluatorDataConfig,
+    style_map: torch.Tensor,
+    deterministic: bool,
+    mirror_prob: float = 0.0,
+) -> MotionTextBatches:
     """Normalised windows of one split with their description and labels (style as concept index)."""
 
-    def __init__(
-        self,
-        prepared,
-        split: str,
-        cfg: EvaluatorDataConfig,
-        style_map: torch.Tensor,
-        deterministic: bool,
-        mirror_prob: float = 0.0,
-    ) -> None:
-        from moscale_ros.data.dataset import MotionTextDataset
-
-        self.dataset = MotionTextDataset(
-            prepared,
-            split,
-            max_frames=cfg.max_frames,
-            min_frames=cfg.min_frames,
-            deterministic=deterministic,
-            mirror_prob=mirror_prob,
-        )
-        if len(self.dataset) == 0:
-            raise DataError(f"{prepared.cache_dir}: split {split!r} has no clips of >= {cfg.min_frames} frames")
-        self.style_map = style_map
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def batch(self, indices: list[int]) -> dict:
-        from moscale_ros.data.dataset import collate_motion_text
-
-        batch = collate_motion_text([self.dataset[i] for i in indices])
-        batch["style_B"] = self.style_map[batch["style_B"]]
+    def style_concept_labels(batch: dict) -> dict:
+        batch["style_B"] = style_map[batch["style_B"]]
         return batch
 
-    def sample(self, batch_size: int) -> dict:
-        return self.batch(torch.randint(0, len(self.dataset), (batch_size,)).tolist())
+    dataset = MotionTextDataset(
+        prepared, split, cfg.max_frames, cfg.min_frames, deterministic=deterministic, mirror_prob=mirror_prob
+    )
+    return MotionTextBatches(dataset, style_concept_labels)
 
 
 def evaluator_loss(
@@ -178,20 +142,15 @@ def evaluator_loss(
 
 def run(args: argparse.Namespace) -> int:
     """Train (or resume) the evaluator; writes ``last``/``best``/``evaluator.safetensors`` in the run dir."""
-    cfg = load_train_config(args)
-    with training_session(args, "evaluator", cfg.train) as session:
-        return _train(cfg, session)
+    return train_command(args, EvaluatorTrainConfig, "evaluator", _train)
 
 
 def _train(cfg: EvaluatorTrainConfig, session: TrainingSession) -> int:
-    from moscale_ros.data.dataset import load_prepared
-    from moscale_ros.evaluation.metrics import r_precision
-
-    device, run_dir, resuming = session.device, session.run_dir, session.resuming
+    device, run_dir = session.device, session.run_dir
     prepared = load_prepared(cfg.data.cache_dir, load_joints=False)
     styles, style_map = style_concepts(prepared.styles)
-    train_data = EvaluatorBatches(prepared, "train", cfg.data, style_map, False, cfg.data.mirror_prob)
-    val_data = EvaluatorBatches(prepared, cfg.data.val_split, cfg.data, style_map, True)
+    train_data = evaluator_batches(prepared, "train", cfg.data, style_map, False, cfg.data.mirror_prob)
+    val_data = evaluator_batches(prepared, cfg.data.val_split, cfg.data, style_map, True)
     text_encoder = TextEncoder(cfg.text_encoder, device=device)
     model_cfg = replace(
         cfg.model,
@@ -201,8 +160,7 @@ def _train(cfg: EvaluatorTrainConfig, session: TrainingSession) -> int:
         num_styles=len(styles),
     )
     model = TextMotionEvaluator(model_cfg).to(device)
-    mean_D = torch.as_tensor(np.asarray(prepared.mean), dtype=torch.float32)
-    std_D = torch.as_tensor(np.asarray(prepared.std), dtype=torch.float32)
+    mean_D, std_D = normalization(prepared)
     print(
         f"evaluator: {count_parameters(model) / 1e6:.2f} M trainable parameters; text encoder {text_encoder.name}; "
         f"{len(train_data)} training clips, {len(val_data)} {cfg.data.val_split} clips; {len(prepared.contents)} "
@@ -217,14 +175,7 @@ def _train(cfg: EvaluatorTrainConfig, session: TrainingSession) -> int:
             pooled_cache.update(zip(missing, text_encoder.encode(missing).pooled_BD.float().cpu()))
         return torch.stack([pooled_cache[t] for t in texts])
 
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=cfg.train.lr, betas=(0.9, 0.99), weight_decay=cfg.train.weight_decay
-    )
-    state = ResumeState()
-    if resuming:
-        state = load_training_checkpoint(run_dir.last, CHECKPOINT_KIND, {"evaluator": model}, optimizer, device)
-        print(f"evaluator: resumed {run_dir.last} at step {state.step}", file=sys.stderr)
-    run_dir.save_config(to_dict(cfg))
+    optimizer = session.adamw(model.parameters())
     configs = evaluator_configs(model, cfg.text_encoder, prepared.contents, styles)
     configs["train"] = to_dict(cfg)
     norm = {"mean": mean_D, "std": std_D}
@@ -235,11 +186,7 @@ def _train(cfg: EvaluatorTrainConfig, session: TrainingSession) -> int:
         batch = train_data.sample(cfg.train.batch_size)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             loss, parts, _, _ = evaluator_loss(model, pooled(batch["texts"]), batch, cfg.loss, device)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-        optimizer.step()
+        session.step(optimizer, loss, model.parameters())
         return parts
 
     @torch.no_grad()
@@ -261,14 +208,8 @@ def _train(cfg: EvaluatorTrainConfig, session: TrainingSession) -> int:
         metrics.update({"val_r1": float(top_K[0]), "val_r3": float(top_K[2])})
         return metrics
 
-    def save(path: Path, st: ResumeState) -> None:
-        save_training_checkpoint(
-            path, CHECKPOINT_KIND, {"evaluator": model}, optimizer, configs, st, extra_tensors={"normalization": norm}
-        )
-
-    result = run_loop(
-        cfg.train, run_dir, state, train_step, validate, save, optimizer, best_key="val_loss", desc="evaluator"
-    )
+    saved = Checkpointed(CHECKPOINT_KIND, {"evaluator": model}, optimizer, configs, {"normalization": norm})
+    result = run_training(session, cfg, saved, train_step, validate, best_key="val_loss", desc="evaluator")
     slim = save_evaluator(
         run_dir.path / EVALUATOR_FILE,
         model,

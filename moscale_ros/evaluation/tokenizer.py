@@ -25,9 +25,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from moscale_common.paths import cache_root
+from moscale_ros.checkpoint import load_checkpoint
+from moscale_ros.data.dataset import load_split_features
+from moscale_ros.data.features import features_to_joints_torch
+from moscale_ros.data.prepare import default_cache_dir
 from moscale_ros.models.quantizer import perplexity
 from moscale_ros.models.resample import lengths_mask
-from moscale_ros.models.tokenizer import MotionTokenizer
+from moscale_ros.models.tokenizer import CHECKPOINT_KIND, MotionTokenizer, load_tokenizer
+from moscale_ros.runtime import select_device, torch_threads
 
 
 @dataclass
@@ -100,8 +106,6 @@ def evaluate_reconstruction(
     batch_size: int = 32,
 ) -> ReconstructionReport:
     """Per-prefix MPJPE and codebook usage of ``model`` on ``clips`` (un-normalised ``(T, 263)``)."""
-    from moscale_ros.data.features import features_to_joints_torch
-
     if not clips:
         raise ValueError("no clips to evaluate")
     was_training = model.training
@@ -174,19 +178,11 @@ def format_report(report: ReconstructionReport, max_frames: int = 196) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from moscale_ros.runtime import select_device, torch_threads
-
     with torch_threads(args.threads):
         return _evaluate(args, select_device(args.device))
 
 
 def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
-    from moscale_ros.checkpoint import load_checkpoint
-    from moscale_ros.data.prepare import default_cache_dir
-    from moscale_ros.models.tokenizer import CHECKPOINT_KIND, load_tokenizer
-    from moscale_ros.paths import cache_root
-    from moscale_ros.training.tokenizer import load_split_features
-
     path = args.checkpoint or str(cache_root() / "runs" / "tokenizer" / "last.safetensors")
     model, mean_D, std_D = load_tokenizer(path, device)
     extra = load_checkpoint(path, kind=CHECKPOINT_KIND).extra
