@@ -24,6 +24,7 @@ yielded; :class:`TrajectoryError` names what failed.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import uuid
@@ -45,6 +46,7 @@ from retarget.robot import Robot, load_robot
 from retarget.trajectory import RobotTrajectory
 
 ControllerPlans = Literal["every_scale", "final_only"]
+BLEND_HEADROOM = 0.15  # fraction of each joint speed limit the retargeter leaves for blending
 
 
 class TrajectoryError(MoScaleError):
@@ -279,11 +281,16 @@ class MotionPipeline:
     """
 
     def __init__(
-        self, generator: Any, retargeter: Any, config: PipelineConfig, clock: Callable[[], float] = time.time
+        self,
+        generator: Any,
+        retargeter: Any,
+        config: PipelineConfig,
+        clock: Callable[[], float] = time.time,
+        robot: Robot | None = None,
     ) -> None:
         self.generator = generator
         self.retargeter = retargeter
-        self.robot: Robot = retargeter.robot
+        self.robot: Robot = robot if robot is not None else retargeter.robot  # the limits plans are validated against
         self.config = config
         self.clock = clock
         self.last_commanded: CommandedMotion | None = None
@@ -478,7 +485,11 @@ def build_pipeline(config: PipelineConfig, clock: Callable[[], float] = time.tim
     CheckpointError (missing, corrupt or mismatched model file).
     """
     robot = load_robot(config.robot, urdf_string=config.robot_description or None)
-    retargeter = Retargeter(robot, RetargetConfig(control_rate=config.control_rate))
+    # The retargeter keeps BLEND_HEADROOM of every speed limit free, so that blending a plan out of
+    # the commanded motion (which adds w'(q_c - q_n), see control/shaping.py) fits inside the limits;
+    # the plans are validated against the full limits.
+    slower = dataclasses.replace(robot, velocity_limits=(1.0 - BLEND_HEADROOM) * robot.velocity_limits)
+    retargeter = Retargeter(slower, RetargetConfig(control_rate=config.control_rate))
     checkpoint = resolve_checkpoint(config.checkpoint)
     if checkpoint is not None and not checkpoint.is_file():  # before the seconds of importing torch
         raise CheckpointError(f"{checkpoint}: checkpoint not found")
@@ -490,4 +501,4 @@ def build_pipeline(config: PipelineConfig, clock: Callable[[], float] = time.tim
     generator = MotionGenerator.from_checkpoint(
         checkpoint, device=select_device(config.device), warm_up=False, overrides=config.sampling
     )
-    return MotionPipeline(generator, retargeter, config, clock)
+    return MotionPipeline(generator, retargeter, config, clock, robot)

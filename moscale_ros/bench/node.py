@@ -166,6 +166,7 @@ def controller_figures(replay: Any, velocity_limits_J: np.ndarray, trajectories:
 def client_main(argv: list[str] | None = None) -> int:
     """The bench's client process: the node client's commands (action, one after another), then one
     JSON line ``{"commands": [...], "controller": {...}}`` on stdout (exit 1 if a command failed)."""
+    # ROS imports only in the client process: `moscale bench` itself must run without sourcing rclpy.
     import rclpy
 
     from moscale_ros.node import convert

@@ -199,7 +199,17 @@ class MoScaleNode(Node):
     # ---------------------------------------------------------------------------------- callbacks
 
     def _log(self, level: str, text: str) -> None:
-        getattr(self.get_logger(), level)(text)
+        """Log ``text`` at ``level``. rclpy pins a severity to each call site (a later call at another
+        level from the same line raises), so every level has its own line here."""
+        logger = self.get_logger()
+        if level == "error":
+            logger.error(text)
+        elif level in ("warning", "warn"):
+            logger.warning(text)
+        elif level == "debug":
+            logger.debug(text)
+        else:
+            logger.info(text)
 
     def _on_command(self, msg: String) -> None:
         """A topic command: rate limit, validate, hand to the worker; a refusal is logged, nothing published."""
