@@ -1,0 +1,6 @@
+"""Physics simulation of the robot (MuJoCo), ROS-free: the model built from the robot YAML's URDF
+(:mod:`.model`), the world (:mod:`.simulator`), the trajectory controller driving it
+(:mod:`.loop`), what a run measures (:mod:`.monitor`) and running a saved trajectory (:mod:`.run`).
+
+Import the submodules; this package imports nothing so that ``moscale --help`` stays fast.
+"""
