@@ -4,3 +4,8 @@
 
 Import the submodules; this package imports nothing so that ``moscale --help`` stays fast.
 """
+
+import os
+
+# MuJoCo picks its GL backend when imported: headless EGL (Mesa) unless the user chose one.
+os.environ.setdefault("MUJOCO_GL", "egl")

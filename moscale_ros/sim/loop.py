@@ -6,7 +6,8 @@ Each cycle of length ``dt`` (``1 / sim.controller_rate``, whole physics steps) a
    trajectory (:class:`~moscale_ros.control.jtc_rules.JointTrajectoryControllerModel`, the same
    rules the tests and the node's oracle use);
 2. the monitor compares ``state.positions`` with the simulated joints at ``t``;
-3. the actuators get ``state.positions`` as targets, held for the cycle's physics steps.
+3. the joint drives get ``state.positions`` and ``state.velocities`` as targets (a PD on both),
+   held for the cycle's physics steps.
 
 Messages arrive through :meth:`ControlLoop.receive` (topic callback); a rejected message changes
 nothing and its reason is returned (and kept in :attr:`ControlLoop.rejections`).
@@ -68,7 +69,7 @@ class ControlLoop:
         """One controller cycle (module docstring); returns what was commanded."""
         state = self.controller.update(self.time)
         self.monitor.observe(state.positions_J, self.simulator.cycle_s)
-        self.simulator.command(state.positions_J)
+        self.simulator.command(state.positions_J, state.velocities_J)
         self.simulator.step(self.simulator.steps_per_cycle)
         self.last_state = state
         return state

@@ -8,7 +8,9 @@ Built with ``mujoco.MjSpec`` from the URDF text, with ``package://NAME/`` mesh p
 * a floor plane at ``z = 0`` with the YAML's friction;
 * every controlled joint (``Robot.joint_names``) gets armature, damping and a position actuator
   ``tau = kp (ctrl - q) - kv q'`` clipped to ``+-effort_scale x`` the URDF effort limit; joints the
-  YAML locks get the same actuator holding the locked value;
+  YAML locks get the same actuator holding the locked value. The simulator sets
+  ``ctrl = q* + (kv / kp) q'*``, which makes it the motor PD ``tau = kp (q* - q) + kv (q'* - q')``
+  of a position-and-velocity command (what the G1's joint drivers take);
 * self-collision: robot geoms (the URDF's collision meshes, as convex hulls) collide with the floor
   and with each other, except pairs of bodies already touching in the robot's start pose (hull
   approximations of neighbouring links) and parent-child pairs (MuJoCo's default).
@@ -53,7 +55,9 @@ def resolve_package_uris(urdf_text: str, urdf_path: Path | None) -> str:
     for name in names:
         folder = next((p for p in (urdf_path.parents if urdf_path else ()) if p.name == name), None)
         if folder is None:
-            raise ConfigError(f"URDF mesh path package://{name}/ cannot be resolved (no folder {name!r} above the URDF)")
+            raise ConfigError(
+                f"URDF mesh path package://{name}/ cannot be resolved (no folder {name!r} above the URDF)"
+            )
         urdf_text = urdf_text.replace(f"package://{name}/", f"{folder}/")
     return urdf_text
 
@@ -70,8 +74,9 @@ class SimModel:
     dof_J: np.ndarray  # noqa: N815  dof (qvel) address of each controlled joint
     actuator_J: np.ndarray  # noqa: N815  actuator id of each controlled joint
     effort_limits_J: np.ndarray  # noqa: N815  N m, the actuators' force range
+    damping_ratio_J: np.ndarray  # noqa: N815  kv / kp of each actuator (s): velocity feed-forward
     locked_ctrl: dict[int, float]  # actuator id -> held position of locked joints
-    root_body: int
+    root_body: int  # the root link's body (0, the world, for a fixed base: MuJoCo fuses it)
     foot_bodies: dict[str, int]  # "left"/"right" -> body id
     floor_geom: int
     excluded_pairs: list[tuple[str, str]]  # robot body pairs whose contacts are ignored (touching at rest)
@@ -107,7 +112,9 @@ def _spec(
 ) -> mujoco.MjSpec:
     text, path = _urdf_text(robot, urdf_string)
     text = resolve_package_uris(text, path)
-    text = re.sub(r"(<robot\b[^>]*>)", r'\1<mujoco><compiler strippath="false" balanceinertia="true"/></mujoco>', text, 1)
+    text = re.sub(
+        r"(<robot\b[^>]*>)", r'\1<mujoco><compiler strippath="false" balanceinertia="true"/></mujoco>', text, 1
+    )
     spec = mujoco.MjSpec.from_string(text)
     spec.option.timestep = config.timestep
     spec.option.integrator = getattr(mujoco.mjtIntegrator, f"mjINT_{config.integrator.upper()}")
@@ -115,6 +122,10 @@ def _spec(
     if fixed_base:
         pose = to_mujoco_pose(base_pose_7)
         root.pos, root.quat = pose[:3], pose[3:]
+        # Welded to the world, the root link is fused into it and MuJoCo's parent-child contact
+        # filter (which skips the world) no longer spares the links hinged on it: restore it.
+        for child in root.bodies:
+            spec.add_exclude(bodyname1="world", bodyname2=child.name)
     else:
         root.add_freejoint()
     floor = spec.worldbody.add_geom(
@@ -180,7 +191,8 @@ def build_model(
         model = spec.compile()
     except ValueError as exc:
         raise ConfigError(f"robot {robot.name}: MuJoCo cannot build the model ({exc})") from exc
-    sim = _index(robot, config, model, fixed_base, [])
+    root_name = spec.worldbody.bodies[0].name
+    sim = _index(robot, config, model, fixed_base, root_name, [])
     if config.self_collision:  # exclude the pairs that already touch in the start pose
         data = mujoco.MjData(model)
         data.qpos[sim.qpos_J] = robot.q_initial[7:]
@@ -193,11 +205,13 @@ def build_model(
             spec.add_exclude(bodyname1=a, bodyname2=b)
         if names:
             model = spec.compile()
-            sim = _index(robot, config, model, fixed_base, names)
+            sim = _index(robot, config, model, fixed_base, root_name, names)
     return sim
 
 
-def _index(robot: Robot, config: SimConfig, model: mujoco.MjModel, fixed_base: bool, excluded) -> SimModel:
+def _index(
+    robot: Robot, config: SimConfig, model: mujoco.MjModel, fixed_base: bool, root_name: str, excluded: list
+) -> SimModel:
     jid = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, n) for n in robot.joint_names]
     aid = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_ACTUATOR, n) for n in robot.joint_names]
     locked = {
@@ -214,8 +228,9 @@ def _index(robot: Robot, config: SimConfig, model: mujoco.MjModel, fixed_base: b
         dof_J=np.asarray(model.jnt_dofadr[jid]),
         actuator_J=np.asarray(aid),
         effort_limits_J=np.asarray(model.actuator_forcerange[aid, 1]),
+        damping_ratio_J=np.array([config.gains(n)[1] / config.gains(n)[0] for n in robot.joint_names]),
         locked_ctrl=locked,
-        root_body=1,
+        root_body=max(0, mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, root_name)),  # 0: fused into the world
         foot_bodies={side: _body_of_frame(robot, model, foot.frame) for side, foot in robot.config.feet.items()},
         floor_geom=mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, FLOOR),
         excluded_pairs=list(excluded),

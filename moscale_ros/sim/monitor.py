@@ -12,6 +12,9 @@ instant (the controller's ``desired - actual``), per joint ``j``:
   horizontal speed is integrated: ``slip = sum |v_xy| dt`` (m), and its peak kept;
 * self-collision: contacts between two different robot bodies; a collision is counted when a body
   pair starts touching (onset), and the pairs are listed.
+
+Once the robot has fallen only the upright figures go on: tracking, effort, slip and
+self-collisions measure the motion, not the tumble.
 """
 
 from __future__ import annotations
@@ -56,13 +59,15 @@ class PhysicsMonitor:
     def observe(self, commanded_J: np.ndarray, dt: float) -> None:
         """One cycle: ``commanded_J`` is what the controller commands now, ``dt`` the cycle length."""
         sim, data = self.simulator.sim, self.simulator.data
+        self._upright()
+        if self.fell_at is not None:
+            return
         error_J = np.abs(np.asarray(commanded_J) - data.qpos[sim.qpos_J])
         self.squared_error_J += error_J**2
         np.maximum(self.max_error_J, error_J, out=self.max_error_J)
         effort_J = np.abs(data.actuator_force[sim.actuator_J]) / sim.effort_limits_J
         np.maximum(self.max_effort_fraction_J, effort_J, out=self.max_effort_fraction_J)
         self.cycles += 1
-        self._upright()
         self._contacts(dt)
 
     def _upright(self) -> None:

@@ -75,7 +75,7 @@ class SimulationReport:
             return out
         j = self.joint_names
         out.update(
-            stayed_up=self.stayed_up,
+            stayed_up=None if self.fixed_base else self.stayed_up,
             fell_at_s=self.fell_at_s,
             start_pelvis_height_m=self.start_pelvis_height_m,
             min_pelvis_height_m=self.min_pelvis_height_m,
@@ -91,7 +91,9 @@ class SimulationReport:
             wall_s=self.wall_s,
             joints={
                 name: {"tracking_rms_rad": rms, "tracking_max_rad": mx, "peak_effort_fraction": eff}
-                for name, rms, mx, eff in zip(j, self.tracking_rms_rad, self.tracking_max_rad, self.peak_effort_fraction)
+                for name, rms, mx, eff in zip(
+                    j, self.tracking_rms_rad, self.tracking_max_rad, self.peak_effort_fraction
+                )
             },
         )
         return out
@@ -100,7 +102,9 @@ class SimulationReport:
         """One line: stayed up or fell, and the tracking error."""
         if not self.executed:
             return f"not executed: the controller rejected the trajectory: {self.rejection}"
-        base = "fixed base" if self.fixed_base else ("stayed up" if self.stayed_up else f"FELL at {self.fell_at_s:.2f} s")
+        base = (
+            "fixed base" if self.fixed_base else ("stayed up" if self.stayed_up else f"FELL at {self.fell_at_s:.2f} s")
+        )
         return (
             f"{base}; tracking error RMS {np.degrees(self.overall_tracking_rms_rad):.2f} deg, "
             f"max {np.degrees(self.overall_tracking_max_rad):.1f} deg; peak effort "
@@ -127,7 +131,9 @@ class SimulationReport:
                 f"    {self.joint_names[i]:<28} {np.degrees(self.tracking_rms_rad[i]):6.2f} / "
                 f"{np.degrees(self.tracking_max_rad[i]):6.2f}  {100 * self.peak_effort_fraction[i]:4.0f}%"
             )
-        lines.append(f"  simulated {self.simulated_s:.2f} s in {self.wall_s:.2f} s: real-time factor {self.real_time_factor:.1f}")
+        lines.append(
+            f"  simulated {self.simulated_s:.2f} s in {self.wall_s:.2f} s: real-time factor {self.real_time_factor:.1f}"
+        )
         return "\n".join(lines)
 
 
@@ -159,10 +165,10 @@ def simulate_trajectory(
     if reason is not None:
         report.rejection = reason
         return report
-    end = loop.time + trajectory.duration + settle_s
+    cycles = int(np.ceil((trajectory.duration + settle_s) / loop.simulator.cycle_s - 1e-6))
     frames, next_frame = [], 0.0
     tick = time.perf_counter()
-    while loop.time < end - 1e-9:
+    for _ in range(cycles):
         if record_fps > 0 and loop.time >= next_frame - 1e-9:
             frames.append(loop.simulator.data.qpos.copy())
             next_frame += 1.0 / record_fps
@@ -174,7 +180,7 @@ def simulate_trajectory(
             break
     report.wall_s = time.perf_counter() - tick
     monitor = loop.monitor
-    report.simulated_s = loop.time
+    report.simulated_s = round(loop.time, 6)  # MuJoCo adds timesteps: drift of ~1e-12 s
     report.real_time_factor = loop.time / max(report.wall_s, 1e-9)
     report.joint_names = list(sim.robot.joint_names)
     report.tracking_rms_rad = monitor.tracking_rms_J().tolist()

@@ -48,9 +48,13 @@ class Simulator:
         self.command(q_J)
         mujoco.mj_forward(self.model, self.data)
 
-    def command(self, positions_J: np.ndarray) -> None:
-        """Position targets of the controlled joints' actuators (held until the next command)."""
-        self.data.ctrl[self.sim.actuator_J] = positions_J
+    def command(self, positions_J: np.ndarray, velocities_J: np.ndarray | None = None) -> None:
+        """Joint targets, held until the next command: the PD ``tau = kp (q* - q) + kv (q'* - q')``
+        as the position actuator's ``ctrl = q* + (kv / kp) q'*`` (see :mod:`moscale_ros.sim.model`)."""
+        ctrl_J = np.asarray(positions_J, dtype=np.float64)
+        if velocities_J is not None:
+            ctrl_J = ctrl_J + self.sim.damping_ratio_J * np.asarray(velocities_J)
+        self.data.ctrl[self.sim.actuator_J] = ctrl_J
 
     def step(self, steps: int = 1) -> None:
         mujoco.mj_step(self.model, self.data, nstep=steps)
