@@ -65,7 +65,8 @@ class SimConfig:
             raise ConfigError(f"sim.fall_tilt_deg: must be in (0, 180), got {self.fall_tilt_deg}")
         if self.controller_rate * self.timestep > 1 + 1e-9:
             raise ConfigError(
-                f"sim.controller_rate {self.controller_rate:g} Hz is faster than the physics (timestep {self.timestep:g} s)"
+                f"sim.controller_rate {self.controller_rate:g} Hz is faster than the physics "
+                f"(timestep {self.timestep:g} s)"
             )
         for pattern, gains in self.joint_gains.items():
             if not (gains.kp > 0 and gains.kv > 0):

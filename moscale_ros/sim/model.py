@@ -112,9 +112,8 @@ def _spec(
 ) -> mujoco.MjSpec:
     text, path = _urdf_text(robot, urdf_string)
     text = resolve_package_uris(text, path)
-    text = re.sub(
-        r"(<robot\b[^>]*>)", r'\1<mujoco><compiler strippath="false" balanceinertia="true"/></mujoco>', text, 1
-    )
+    compiler = '<mujoco><compiler strippath="false" balanceinertia="true"/></mujoco>'
+    text = re.sub(r"(<robot[^>]*>)", lambda m: m.group(1) + compiler, text, count=1)
     spec = mujoco.MjSpec.from_string(text)
     spec.option.timestep = config.timestep
     spec.option.integrator = getattr(mujoco.mjtIntegrator, f"mjINT_{config.integrator.upper()}")

@@ -71,8 +71,9 @@ def write_video(path: str | Path, images: Sequence[np.ndarray], fps: float) -> s
         if ffmpeg is None:
             raise InputError(f"{path}: writing .mp4 needs ffmpeg on PATH (not found); use a .gif")
         h, w = images[0].shape[:2]
-        argv = [ffmpeg, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
-                "-r", f"{fps:g}", "-i", "-", "-pix_fmt", "yuv420p", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", str(path)]  # fmt: skip
+        raw = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{fps:g}", "-i", "-"]
+        out = ["-pix_fmt", "yuv420p", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", str(path)]
+        argv = [ffmpeg, "-y", "-loglevel", "error", *raw, *out]
         subprocess.run(argv, input=b"".join(np.ascontiguousarray(i).tobytes() for i in images), check=True)
         return str(path)
     raise InputError(f"{path}: videos end in .gif or .mp4")
