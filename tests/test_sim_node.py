@@ -92,9 +92,8 @@ def elbow_move(robot, delta: float, seconds: float, end_velocity: float = 0.0) -
         if u == 1.0:
             v_J[j] = end_velocity
         ns = int(round(t * 1e9))
-        msg.points.append(JointTrajectoryPoint(
-            positions=q_J.tolist(), velocities=v_J.tolist(), time_from_start=Duration(sec=ns // 10**9, nanosec=ns % 10**9)
-        ))  # fmt: skip
+        at = Duration(sec=ns // 10**9, nanosec=ns % 10**9)
+        msg.points.append(JointTrajectoryPoint(positions=q_J.tolist(), velocities=v_J.tolist(), time_from_start=at))
     return msg
 
 

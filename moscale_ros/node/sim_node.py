@@ -96,6 +96,7 @@ def main(args: list[str] | None = None) -> int:
         node.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+    print(node.summary(), flush=True)
     return 0
 
 
@@ -162,6 +163,7 @@ def _make_node_class():
 
         # ------------------------------------------------------------------------ physics
         def start(self) -> None:
+            self.wall_start, self.wall_s = time.perf_counter(), 0.0
             self.running.set()
             self.thread.start()
 
@@ -169,6 +171,15 @@ def _make_node_class():
             self.running.clear()
             if self.thread.is_alive():
                 self.thread.join(timeout=2.0)
+            self.wall_s = time.perf_counter() - self.wall_start
+
+        def summary(self) -> str:
+            """One line, printed at exit: simulated and wall seconds, their ratio (the real-time factor)."""
+            rtf = self.loop.time / max(self.wall_s, 1e-9)
+            return (
+                f"moscale_sim_node: simulated {self.loop.time:.2f} s in {self.wall_s:.2f} s of wall time: "
+                f"real-time factor {rtf:.3f} (target {self.settings.real_time_factor:g}, 0: unpaced)"
+            )
 
         def _physics(self) -> None:
             s = self.settings
@@ -234,7 +245,10 @@ def _make_node_class():
             if fell is not None:
                 status.level, status.message = DiagnosticStatus.ERROR, f"fallen at t={fell:.2f} s"
             elif self.settings.real_time_factor > 0 and self.measured_rtf < 0.9 * self.settings.real_time_factor:
-                status.level, status.message = DiagnosticStatus.WARN, f"slower than real time ({self.measured_rtf:.2f}x)"
+                status.level, status.message = (
+                    DiagnosticStatus.WARN,
+                    f"slower than real time ({self.measured_rtf:.2f}x)",
+                )
             else:
                 status.level = DiagnosticStatus.OK
                 status.message = "fixed base" if self.settings.fixed_base else "upright"
