@@ -191,3 +191,32 @@ def test_simulate_command_json_and_rejection(g1, tmp_path, capsys) -> None:
     assert "rejected" in out and "R3" in out and "--allow-nonzero-end-velocity" in out
     assert main(["simulate", str(tmp_path / "bad.npz"), "--allow-nonzero-end-velocity", "--fixed-base"]) == 0
     assert main(["simulate", str(tmp_path / "missing.npz")]) == 2
+
+
+def test_simulate_video_renders_the_meshes_or_falls_back_with_a_reason(g1, tmp_path, capsys) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from moscale_ros.cli import main
+
+    trajectory = swing(g1, 0.5, 1.0, {"left_shoulder_pitch_joint": -1})
+    trajectory.save(tmp_path / "swing.npz")
+    gif = tmp_path / "sim.gif"
+    assert main(["simulate", str(tmp_path / "swing.npz"), "--settle", "0", "--video", str(gif)]) == 0
+    assert f"video: {gif}" in capsys.readouterr().out
+    with Image.open(gif) as image:
+        assert image.n_frames == 30 and image.size == (320, 360)
+        first = np.asarray(image.convert("RGB"))
+        image.seek(image.n_frames - 1)
+        assert np.abs(np.asarray(image.convert("RGB")).astype(int) - first).sum() > 0  # the arm moved
+    # No GL (MuJoCo's rendering switched off, as where no EGL library exists): one line says why,
+    # and the line drawing of the commanded trajectory is written instead.
+    env = {**os.environ, "MUJOCO_GL": "disable"}
+    argv = [sys.executable, "-m", "moscale_ros.cli", "simulate", str(tmp_path / "swing.npz"), "--video"]
+    done = subprocess.run([*argv, str(tmp_path / "fallback.gif")], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "video: no offscreen OpenGL for MuJoCo (MUJOCO_GL=disable)" in done.stdout
+    assert (tmp_path / "fallback.gif").stat().st_size > 10_000

@@ -31,6 +31,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _video(out: str, sim, report, trajectory, robot, title: str) -> str:
+    """The simulated robot rendered by MuJoCo; without offscreen GL, the commanded trajectory drawn
+    by :func:`moscale_ros.visualize.render_gif` (a GIF), after one line saying why."""
+    from pathlib import Path
+
+    from moscale_ros.sim.render import gl_unavailable_reason, render_video
+
+    reason = gl_unavailable_reason(sim)
+    if reason is None:
+        return render_video(out, sim, report.frames_qpos, report.frames_fps, title=title)
+    from moscale_ros.visualize import render_gif
+
+    gif = Path(out).with_suffix(".gif")
+    print(f"video: {reason}; drawing the commanded trajectory instead (no physics) in {gif}")
+    trajectory.robot = robot
+    return str(render_gif(gif, robot=trajectory, fps=20.0, title=title))
+
+
 def run(args: argparse.Namespace) -> int:
     from moscale_ros.errors import InputError
     from moscale_ros.sim.model import build_model
@@ -55,9 +73,7 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     figures = report.as_dict()
     if args.video and report.executed:
-        from moscale_ros.sim.render import render_video
-
-        figures["video"] = render_video(args.video, sim, report.frames_qpos, fps, title=path.stem)
+        figures["video"] = _video(args.video, sim, report, trajectory, robot, path.stem)
     if args.json:
         print(json.dumps(figures, indent=2))
     else:
