@@ -55,9 +55,15 @@ class Listener:
         self.publisher = self.node.create_publisher(
             JointTrajectory, TOPIC, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         )
-        for kind, topic in ((JointState, "/joint_states"), (Clock, "/clock"), (Odometry, "/odom"),
-                            (DiagnosticArray, "/diagnostics")):  # fmt: skip
+        for kind, topic in ((JointState, "/joint_states"), (Clock, "/clock"), (Odometry, "/odom")):
             self.node.create_subscription(kind, topic, lambda m, t=topic: self.latest.__setitem__(t, m), 10)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        """Keep the simulator's status (other nodes of the test run publish /diagnostics too)."""
+        for status in msg.status:
+            if status.name == "moscale_sim_node: physics":
+                self.latest["/diagnostics"] = status
 
     def spin_for(self, seconds: float) -> None:
         import rclpy
@@ -127,7 +133,7 @@ def test_trajectory_over_dds_is_executed_and_rejections_are_logged(ros, sim_node
         assert clock.sec + clock.nanosec * 1e-9 > 3.0
         assert 0.5 < listener.latest["/odom"].pose.pose.position.z < 1.0
         listener.spin_for(1.2)
-        status = listener.latest["/diagnostics"].status[0]
+        status = listener.wait_for("/diagnostics")
         values = {kv.key: kv.value for kv in status.values}
         assert status.name == "moscale_sim_node: physics" and values["upright"] == "true", values
         assert values["trajectories_accepted"] == "1" and values["trajectories_rejected"] == "1"
