@@ -13,7 +13,9 @@ import sys
 from moscale_common.errors import MoScaleError
 from moscale_ros import __version__
 
-COMMAND_MODULES = ("data", "train", "generate", "retarget", "eval", "bench", "node", "demo", "model")
+COMMAND_MODULES = (
+    "data", "train", "generate", "retarget", "simulate", "eval", "bench", "node", "demo", "model",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ import fnmatch
 import importlib.metadata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pinocchio as pin
@@ -75,6 +76,7 @@ class RobotConfig:
     initial_joint_positions: dict[str, float] = field(default_factory=dict)
     velocity_limits: dict[str, float] = field(default_factory=lambda: {"default": 6.0})
     weights: TaskWeights = field(default_factory=TaskWeights)
+    sim: dict[str, Any] = field(default_factory=dict)  # physics settings, schema: moscale_ros.sim.config.SimConfig
 
 
 @dataclass

@@ -61,18 +61,22 @@ def test_launch_file_is_the_standard_launch_ros_form(launch_tree):
     assert imported == {"launch", "launch_ros"}
     functions = [n.name for n in launch_tree.body if isinstance(n, ast.FunctionDef)]
     assert "generate_launch_description" in functions
-    (node_call,) = _calls(launch_tree, "Node")
-    kw = _keywords(node_call)
+    nodes = {ast.literal_eval(_keywords(c)["executable"]): c for c in _calls(launch_tree, "Node")}
+    assert set(nodes) == {"moscale_node", "moscale_sim_node"}
+    kw = _keywords(nodes["moscale_node"])
     assert ast.literal_eval(kw["package"]) == "moscale_ros"
     assert ast.literal_eval(kw["executable"]) == "moscale_node"
     assert ast.literal_eval(kw["name"]) == NODE_NAME
     assert isinstance(kw["parameters"], ast.List) and "params_file" in ast.unparse(kw["parameters"].elts[0])
     assert "remappings" in kw
+    sim = _keywords(nodes["moscale_sim_node"])  # sim:=true only
+    assert ast.unparse(sim["condition"]) == "IfCondition(sim)" and ast.literal_eval(sim["name"]) == "moscale_sim_node"
 
 
 def test_launch_file_defaults_name_the_shipped_parameter_file_and_topic(launch_tree):
     arguments = {ast.literal_eval(c.args[0]): _keywords(c) for c in _calls(launch_tree, "DeclareLaunchArgument")}
-    assert {"params_file", "controller_topic", "use_sim_time"} <= set(arguments)
+    assert {"params_file", "controller_topic", "use_sim_time", "sim", "sim_robot"} <= set(arguments)
+    assert ast.literal_eval(arguments["sim"]["default_value"]) == "false"
     (join,) = _calls(arguments["params_file"]["default_value"], "PathJoinSubstitution")
     share, *parts = join.args[0].elts
     assert ast.unparse(share) == "FindPackageShare('moscale_ros')"

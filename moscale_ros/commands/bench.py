@@ -13,7 +13,7 @@ import json
 import platform
 import sys
 
-AREAS = ("generation", "retarget", "node")
+AREAS = ("generation", "retarget", "node", "sim")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

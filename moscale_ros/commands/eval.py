@@ -1,4 +1,4 @@
-"""``moscale eval {tokenizer,generator,compare}``: evaluations that print tables of measured figures.
+"""``moscale eval {tokenizer,generator,compare,physics}``: evaluations that print tables of measured figures.
 
 Each evaluation is a module exposing ``run(args) -> int`` (imported only when it runs, so ``--help``
 stays fast) and an argument function here; add one with a line in :data:`EVALUATIONS`.
@@ -65,6 +65,16 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON at the end")
 
 
+def _physics_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="config/eval/physics.yaml", help="protocol YAML (default: %(default)s)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a protocol value")
+    parser.add_argument("--checkpoint", default=None, help="generator file (default: the shipped model)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 per command (default: the protocol's)")
+    parser.add_argument("--commands", nargs="+", default=None, help="commands to run instead of the protocol's")
+    parser.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+
+
 EVALUATIONS = {
     "tokenizer": (
         _tokenizer_arguments,
@@ -80,6 +90,11 @@ EVALUATIONS = {
         _compare_arguments,
         "moscale_ros.evaluation.compare",
         "controlled comparison of next-scale vs next-token order (trains every stage, writes docs/RESULTS.md)",
+    ),
+    "physics": (
+        _physics_arguments,
+        "moscale_ros.sim.evaluate",
+        "fraction of generated motions the simulated robot survives (MuJoCo), tracking, effort, self-collision",
     ),
 }
 

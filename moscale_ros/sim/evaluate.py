@@ -1,0 +1,137 @@
+"""``moscale eval physics``: does the robot survive what the node sends it?
+
+A fixed list of commands (``config/eval/physics.yaml``: standing gestures from the model's
+vocabulary, plus walking, running and turning) goes through the shipped model and the retargeter
+(the node's own :class:`~moscale_ros.pipeline.MotionPipeline`, final scale, no continuation) and
+then the simulated robot on a floating base, once per seed. Per command the table gives:
+
+* ``up``: fraction of runs that stay up until the trajectory's end plus ``settle`` seconds;
+* ``fell at``: median fall time of the runs that fell (s);
+* ``track``: median over runs of the tracking RMS (all joints, deg), measured until the fall
+  (a run stops 0.5 s after it);
+* ``effort``: median over runs of the peak actuator torque over its limit;
+* ``self-coll``: self-collision onsets, summed over runs;
+* ``R3``: runs whose trajectory the controller would reject by default (last point still moving);
+  they are simulated with that rule relaxed, so the physics is measured anyway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from moscale_common.config import load_config
+from moscale_common.paths import resource
+
+
+@dataclass
+class PhysicsEvalConfig:
+    """Schema of ``config/eval/physics.yaml``."""
+
+    commands: list[str]
+    robot: str = "g1"
+    duration: float = 6.0
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    settle: float = 1.0
+
+
+def summarise(text: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-command row of the table (module docstring) from the runs' ``SimulationReport.as_dict()``."""
+    fell = [r["fell_at_s"] for r in runs if not r["stayed_up"]]
+    return {
+        "command": text,
+        "runs": len(runs),
+        "stay_up_fraction": sum(r["stayed_up"] for r in runs) / len(runs),
+        "median_fall_s": statistics.median(fell) if fell else None,
+        "median_tracking_rms_deg": float(np.degrees(statistics.median(r["tracking_rms_rad"] for r in runs))),
+        "median_peak_effort_fraction": statistics.median(r["peak_effort_fraction"] for r in runs),
+        "self_collisions": sum(r["self_collisions"] for r in runs),
+        "rejected_by_default_rules": sum(r["rejected_by_default_rules"] for r in runs),
+        "median_real_time_factor": statistics.median(r["real_time_factor"] for r in runs),
+    }
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of :func:`summarise` rows, with a total row."""
+    lines = [
+        "| command | runs | up | fell at (s) | track RMS (deg) | peak effort | self-coll | R3 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        fell = f"{r['median_fall_s']:.1f}" if r["median_fall_s"] is not None else "-"
+        lines.append(
+            f"| {r['command']} | {r['runs']} | {r['stay_up_fraction']:.2f} | {fell} | "
+            f"{r['median_tracking_rms_deg']:.1f} | {r['median_peak_effort_fraction']:.2f} | {r['self_collisions']} | "
+            f"{r['rejected_by_default_rules']} |"
+        )
+    total_runs = sum(r["runs"] for r in rows)
+    up = sum(r["stay_up_fraction"] * r["runs"] for r in rows) / max(total_runs, 1)
+    lines.append(f"| **all** | {total_runs} | {up:.2f} | | | | {sum(r['self_collisions'] for r in rows)} | "
+                 f"{sum(r['rejected_by_default_rules'] for r in rows)} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def evaluate(config: PhysicsEvalConfig, checkpoint: str = "", device: str = "cpu", log=print) -> dict[str, Any]:
+    """Run the protocol; returns ``{"rows": [...], "runs": {command: [report dicts]}, ...}``."""
+    from moscale_ros.control.jtc_rules import ControllerSettings, rejection_reason
+    from moscale_ros.pipeline import PipelineConfig, build_pipeline
+    from moscale_ros.sim.model import build_model
+    from moscale_ros.sim.run import simulate_trajectory, trajectory_message
+
+    pipeline = build_pipeline(PipelineConfig(checkpoint=checkpoint, device=device, robot=config.robot))
+    sim = build_model(pipeline.robot)
+    default_rules = ControllerSettings(joints=list(pipeline.robot.joint_names))
+    started = time.perf_counter()
+    rows, all_runs = [], {}
+    for text in config.commands:
+        runs = []
+        for seed in config.seeds:
+            request = pipeline.request(text, config.duration, seed)
+            final = list(pipeline.run(request))[-1]
+            pipeline.forget_continuation()
+            trajectory = final.trajectory
+            rejected = rejection_reason(trajectory_message(trajectory), default_rules, 0.0) is not None
+            report = simulate_trajectory(
+                sim, trajectory, allow_nonzero_end_velocity=True, settle_s=config.settle, stop_on_fall=True
+            )
+            figures = report.as_dict()
+            figures.update(seed=seed, rejected_by_default_rules=rejected)
+            runs.append(figures)
+            log(f"  {text!r} seed {seed}: {report.verdict()}")
+        rows.append(summarise(text, runs))
+        all_runs[text] = runs
+    return {
+        "robot": config.robot,
+        "duration": config.duration,
+        "seeds": config.seeds,
+        "rows": rows,
+        "runs": all_runs,
+        "wall_s": time.perf_counter() - started,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    """``moscale eval physics`` (arguments: moscale_ros.commands.eval)."""
+    from pathlib import Path
+
+    path = Path(args.config) if Path(args.config).exists() else resource(args.config)
+    config = load_config(PhysicsEvalConfig, path, args.set)
+    if args.seeds is not None:
+        config.seeds = list(range(args.seeds))
+    if args.commands:
+        config.commands = list(args.commands)
+    result = evaluate(config, args.checkpoint or "", args.device, log=lambda line: print(line, file=sys.stderr))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"physics of the shipped model's motions on the simulated {config.robot} (floating base), "
+              f"{len(config.seeds)} seed(s) x {config.duration:g} s:")  # fmt: skip
+        print(format_table(result["rows"]))
+    return 0
