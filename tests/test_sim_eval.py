@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from moscale_common.paths import resource
 from moscale_ros.cli import main
 from moscale_ros.generation.generator import DEFAULT_CHECKPOINT
-from moscale_common.paths import resource
 from moscale_ros.sim.evaluate import format_table
 
 

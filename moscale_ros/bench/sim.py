@@ -39,6 +39,7 @@ def _node_rtf(target: float) -> float:
 
 
 def run(args: argparse.Namespace) -> dict:
+    # Imported on use: MuJoCo and Pinocchio cost start-up time of `moscale bench --help`
     from moscale_ros.sim.loop import ControlLoop
     from moscale_ros.sim.model import build_model
     from retarget.robot import load_robot

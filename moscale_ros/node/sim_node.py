@@ -50,6 +50,7 @@ class SimNodeSettings:
 
 def trajectory_message_from_ros(msg) -> object:
     """A ``trajectory_msgs/JointTrajectory`` as a :class:`~moscale_ros.control.jtc_rules.TrajectoryMessage`."""
+    # Imported on use: the ROS-free core of the controller model is only needed here
     from moscale_ros.control.jtc_rules import TrajectoryMessage
 
     points = msg.points
@@ -74,6 +75,7 @@ def main(args: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    # rclpy is imported when the node runs, after the signal handlers are installed
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
@@ -101,6 +103,7 @@ def main(args: list[str] | None = None) -> int:
 
 
 def _make_node_class():
+    # ROS message types are imported when the node class is built: `moscale --help` must not load rclpy
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
     from nav_msgs.msg import Odometry
     from rclpy.node import Node

@@ -80,6 +80,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def evaluate(config: PhysicsEvalConfig, checkpoint: str = "", device: str = "cpu", log=print) -> dict[str, Any]:
     """Run the protocol; returns ``{"rows": [...], "runs": {command: [report dicts]}, ...}``."""
+    # Imported on use: the pipeline loads torch and Pinocchio (seconds of start-up for `moscale --help`)
     from moscale_ros.control.jtc_rules import ControllerSettings, rejection_reason
     from moscale_ros.pipeline import PipelineConfig, build_pipeline
     from moscale_ros.sim.model import build_model
@@ -119,6 +120,7 @@ def evaluate(config: PhysicsEvalConfig, checkpoint: str = "", device: str = "cpu
 
 def run(args: argparse.Namespace) -> int:
     """``moscale eval physics`` (arguments: moscale_ros.commands.eval)."""
+    # Imported on use (CLI entry point)
     from pathlib import Path
 
     path = Path(args.config) if Path(args.config).exists() else resource(args.config)

@@ -31,6 +31,7 @@ def gl_unavailable_reason(sim: SimModel) -> str | None:
 
 
 def _backend() -> str:
+    # Imported on use: rendering is optional
     import os
 
     return os.environ.get("MUJOCO_GL", "")
@@ -61,6 +62,7 @@ def write_video(path: str | Path, images: Sequence[np.ndarray], fps: float) -> s
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".gif":
+        # Pillow is imported only when a GIF is written
         from PIL import Image
 
         frames = [Image.fromarray(img) for img in images]
