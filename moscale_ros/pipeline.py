@@ -394,7 +394,7 @@ class MotionPipeline:
                     raise TrajectoryError(f"{where}: the generated motion cannot be retargeted: {exc}") from exc
                 except ValueError as exc:  # no blend into the commanded motion keeps the limits
                     raise TrajectoryError(f"{where}: {exc}; not published") from None
-                step_J = self.timeline.predicted_step(trajectory, switch, self.clock())
+                step, step_ratio = self.timeline.predicted_step(trajectory, switch, self.clock())
                 retarget_s = time.perf_counter() - tick
                 if should_stop():
                     return
@@ -412,8 +412,8 @@ class MotionPipeline:
                     retarget_s=retarget_s,
                     to_controller=to_controller,
                     motion_start=start,
-                    switch_step=float(np.max(step_J)),
-                    switch_step_ratio=float(np.max(step_J * self.config.control_rate / self.robot.velocity_limits)),
+                    switch_step=step,
+                    switch_step_ratio=step_ratio,
                 )
                 if should_stop():  # before the next scale is generated
                     return
@@ -434,14 +434,13 @@ class MotionPipeline:
         trajectory, switch = stopping
         validate_trajectory(trajectory, self.robot, self.config.limit_tolerance)
         last = self.last_commanded
-        step_J = self.timeline.predicted_step(trajectory, switch, now)
+        step, step_ratio = self.timeline.predicted_step(trajectory, switch, now)
         return PlanStep(
             request=MotionRequest("stop", trajectory.duration, None, now, "stop"),
             scale_index=1, num_scales=1, is_final=True, start_time=switch, trajectory=trajectory,
             human_joints_T223=last.human_prefix(switch, 1e-9), human_fps=last.human_fps,
             latency_s=self.clock() - now, generate_s=0.0, retarget_s=self.clock() - now, to_controller=True,
-            motion_start=switch, switch_step=float(np.max(step_J)),
-            switch_step_ratio=float(np.max(step_J * self.config.control_rate / self.robot.velocity_limits)),
+            motion_start=switch, switch_step=step, switch_step_ratio=step_ratio,
         )  # fmt: skip
 
     def _retarget(

@@ -65,7 +65,8 @@ def test_a_refinement_spliced_mid_motion_reaches_the_controller_without_a_jump(g
     np.testing.assert_allclose(spliced.velocities[0], v[0], atol=1e-12)
     validate_trajectory(spliced, g1)
     np.testing.assert_allclose(spliced.positions[-1], fine.positions[-1], atol=1e-12)  # ends on the refined plan
-    assert timeline.predicted_step(spliced, switch, now).max() <= g1.velocity_limits.min() / RATE
+    step, step_ratio = timeline.predicted_step(spliced, switch, now)
+    assert step_ratio <= 1.0 and step <= g1.velocity_limits.min() / RATE
     received = [(t0 - 0.2, as_message(coarse, t0)), (now + 0.003, as_message(spliced, switch))]
     result = replay(received, timeline.settings, coarse.positions[0])
     assert result.rejections == []

@@ -1,8 +1,8 @@
 """``moscale bench node``: the node end to end over real DDS, as a robot stack sees it.
 
 Two processes besides this one: ``moscale_node`` (the shipped parameter file, ``--checkpoint`` or
-the shipped model, ``--device``) and a client (:func:`client_main`, a :class:`MoScaleClient
-<moscale_ros.node.client.MoScaleClient>`) that sends ``--repeats`` commands one after another
+the shipped model, ``--device``) and a client (``python -m moscale_ros.node.client``, a
+:class:`MoScaleClient <moscale_ros.node.client.MoScaleClient>`) that sends ``--repeats`` commands one after another
 through the action, each a new text for a 6 s motion, and timestamps on receipt (monotonic clock,
 its own process) every plan and the final controller trajectory. Figures: command -> first plan
 and command -> final trajectory, p50 and p95 (ms); for reference also the node's own receipt ->
@@ -10,13 +10,14 @@ final plan ready time (``MotionPlan.latency``, no transport). Goals: first plan 
 trajectory <= 400 ms.
 
 What a ROS 2 joint_trajectory_controller makes of the output: every message on the controller
-topic, at its ROS receipt time, replayed through the controller's rules
-(:mod:`moscale_ros.control.jtc_rules`, at the node's ``control_rate``, starting from the first
-message's first point). Each command is sent as soon as the one before has its result, so it
-takes over while the previous 6 s motion runs. Figures: rejected trajectories (goal 0), the largest
-commanded move in the control cycle of a replacement, in rad and as a fraction of what the joint's
-velocity limit allows in one cycle (goal <= 1), the largest last-point velocity (goal 0) and the
-fastest finite-difference speed of the commanded path over its limit (goal <= 1).
+topic, at its ROS receipt time, replayed through the controller's rules at the node's
+``control_rate``, from the first message's first point (:meth:`Replay.figures
+<moscale_ros.control.jtc_rules.Replay.figures>`). Each command is sent as soon as the one before
+has its result, so it takes over while the previous 6 s motion runs. Figures: rejected
+trajectories (goal 0), the largest commanded move in the control cycle of a replacement, in rad and
+as a fraction of what the joint's velocity limit allows in one cycle (goal <= 1), the largest
+last-point velocity (goal 0) and the fastest finite-difference speed of the commanded path over its
+limit (goal <= 1).
 
 Without a trained model the default architecture with random weights is written to
 ``cache/bench/`` and served instead (the same computation per scale); the result says which ran.
@@ -33,9 +34,6 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from moscale_common.errors import MoScaleError
 from moscale_common.paths import cache_root, resource
@@ -100,8 +98,9 @@ def run(args: argparse.Namespace) -> dict:
     log = cache_root() / "bench" / "moscale_node.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     client_argv = [
-        sys.executable, "-m", "moscale_ros.bench.node", *COMMANDS[:repeats], "--repeat", str(repeats),
-        "--duration", str(SECONDS), "--seed", "0", "--timeout", "180",
+        sys.executable, "-m", "moscale_ros.node.client", *COMMANDS[:repeats], "--repeat", str(repeats),
+        "--duration", str(SECONDS), "--seed", "0", "--timeout", "180", "--json", "--controller-robot", "g1",
+        "--update-rate", str(CONTROL_RATE),
     ]  # fmt: skip
     with NodeProcess({"checkpoint": str(checkpoint), "device": device}, log_path=log, env=env) as node:
         client = subprocess.run(client_argv, capture_output=True, text=True, env={**os.environ, **env}, timeout=900)
@@ -140,79 +139,3 @@ def run(args: argparse.Namespace) -> dict:
         **controller,
         "node_log": str(log),
     }
-
-
-# ------------------------------------------------------------------------------ the client process
-
-
-def controller_figures(replay: Any, velocity_limits_J: np.ndarray, trajectories: int) -> dict[str, Any]:
-    """The controller-side figures (module docstring) of a :class:`~moscale_ros.control.jtc_rules.Replay`."""
-    step_fraction = replay.max_step_fraction(velocity_limits_J)
-    speed_fraction = replay.max_speed_fraction(velocity_limits_J)
-    end_velocity = max(replay.end_velocities, default=0.0)
-    return {
-        "controller_update_rate_hz": replay.settings.update_rate,
-        "controller_trajectories": trajectories,
-        "controller_rejections": len(replay.rejections),
-        "max_switch_step_rad": round(replay.max_replacement_step(), 6),
-        "max_switch_step_fraction_of_limit": round(step_fraction, 4),
-        "max_end_velocity_rad_s": end_velocity,
-        "max_speed_fraction_of_limit": round(speed_fraction, 4),
-        "meets_controller_goals": not replay.rejections and step_fraction <= 1.0 and end_velocity == 0.0
-        and speed_fraction <= 1.0 + 1e-6,
-    }  # fmt: skip
-
-
-def client_main(argv: list[str] | None = None) -> int:
-    """The bench's client process: the node client's commands (action, one after another), then one
-    JSON line ``{"commands": [...], "controller": {...}}`` on stdout (exit 1 if a command failed)."""
-    # ROS imports only in the client process: `moscale bench` itself must run without sourcing rclpy.
-    import rclpy
-
-    from moscale_ros.node import convert
-    from moscale_ros.node.client import MoScaleClient, _summary
-    from moscale_ros.node.parameters import DEFAULT_CONTROLLER_TOPIC
-    from retarget.robot import load_robot
-
-    parser = argparse.ArgumentParser(prog="python -m moscale_ros.bench.node", description=client_main.__doc__)
-    parser.add_argument("texts", nargs="+", metavar="TEXT")
-    parser.add_argument("--repeat", type=int, default=0, help="commands to send, cycling through TEXT (0: each once)")
-    parser.add_argument("--duration", type=float, default=SECONDS)
-    parser.add_argument("--seed", type=int, default=-1)
-    parser.add_argument("--timeout", type=float, default=180.0)
-    parser.add_argument("--node", default="/moscale_node")
-    parser.add_argument("--controller-topic", default=DEFAULT_CONTROLLER_TOPIC)
-    parser.add_argument("--robot", default="g1", help="the node's robot: its velocity limits")
-    parser.add_argument("--update-rate", type=float, default=CONTROL_RATE, help="Hz of the modelled controller")
-    args = parser.parse_args(argv)
-
-    robot = load_robot(args.robot)
-    rclpy.init()
-    try:
-        with MoScaleClient(args.node, args.controller_topic) as client:
-            if not client.wait_ready(args.timeout):
-                print(f"bench client: {args.node} did not come up within {args.timeout:g} s", file=sys.stderr)
-                return 3
-            outcomes = []
-            for i in range(args.repeat or len(args.texts)):
-                outcomes.append(
-                    client.generate(args.texts[i % len(args.texts)], args.duration, args.seed, args.timeout)
-                )
-            with client._lock:
-                received = list(client.trajectories)
-            controller: dict[str, Any] = {"controller_trajectories": 0}
-            if received:
-                names, _, positions_NJ, _ = convert.trajectory_arrays(received[0].msg)
-                if names != list(robot.joint_names):
-                    print(f"bench client: the node's joints are not robot {args.robot!r}'s", file=sys.stderr)
-                    return 3
-                replay = client.controller_replay(positions_NJ[0], update_rate=args.update_rate)
-                controller = controller_figures(replay, robot.velocity_limits, len(received))
-            print(json.dumps({"commands": [_summary(o) for o in outcomes], "controller": controller}))
-            return 0 if all(o.status == "succeeded" for o in outcomes) else 1
-    finally:
-        rclpy.try_shutdown()
-
-
-if __name__ == "__main__":
-    sys.exit(client_main())

@@ -51,6 +51,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 FLT_EPSILON = float(np.finfo(np.float32).eps)  # std::numeric_limits<float>::epsilon(), rule R3
 
@@ -124,39 +125,56 @@ def rejection_reason(message: TrajectoryMessage, settings: ControllerSettings, n
 
 @dataclass(frozen=True)
 class JointState:
-    """Commanded position, velocity and acceleration of every controller joint at ``time``."""
+    """Commanded position, velocity and acceleration of every controller joint at ``time``
+    (or, stacked, ``(N, J)`` at ``N`` times)."""
 
-    time: float
+    time: float | np.ndarray
     positions_J: np.ndarray  # noqa: N815
     velocities_J: np.ndarray  # noqa: N815
     accelerations_J: np.ndarray  # noqa: N815
 
 
-def interpolate(t0: float, a: JointState, t1: float, b: JointState, t: float, order: int = 5) -> JointState:
+def interpolate(t0: ArrayLike, a: JointState, t1: ArrayLike, b: JointState, t: ArrayLike, order: int = 5) -> JointState:
     """Rule S5: the polynomial through ``a`` at ``t0`` and ``b`` at ``t1``, evaluated at ``t``.
     ``order`` 1 (positions only), 3 (cubic Hermite on ``q, q'``) or 5 (quintic on ``q, q', q''``);
-    outside the segment the C++ clamps the time and interpolates linearly (an end point)."""
-    T, s = t1 - t0, t - t0
+    outside the segment the C++ clamps the time and interpolates linearly (an end point).
+    One time (floats, states ``(J,)``) or many (times ``(N,)``, states ``(N, J)``)."""
+    T = np.asarray(t1, dtype=np.float64)[..., None] - np.asarray(t0, dtype=np.float64)[..., None]
+    s = np.asarray(t, dtype=np.float64)[..., None] - np.asarray(t0, dtype=np.float64)[..., None]
+    outside = (s < 0) | (s > T)
+    s = np.clip(s, 0.0, T)
+    zero = T == 0
+    T = np.where(zero, 1.0, T)  # a zero-length segment keeps its first point (coefficients 0)
     q0, q1 = a.positions_J, b.positions_J
-    if s < 0 or s > T:  # outside the segment the C++ clamps the time and drops the derivatives
-        s, order = min(max(s, 0.0), T), 1
+    slope = np.where(zero, 0.0, (q1 - q0) / T)
+    time = np.asarray(t, dtype=np.float64)
+    linear = JointState(time, q0 + slope * s, slope + 0.0 * q0, np.zeros_like(q0 + slope))
     if order == 1:
-        slope_J = (q1 - q0) / T if T != 0 else np.zeros_like(q0)
-        return JointState(t, q0 + slope_J * s, slope_J, np.zeros_like(q0))
+        return linear
     v0, v1 = a.velocities_J, b.velocities_J
     if order == 3:
-        c2 = (-3 * q0 + 3 * q1 - 2 * v0 * T - v1 * T) / T**2
-        c3 = (2 * q0 - 2 * q1 + v0 * T + v1 * T) / T**3
-        return JointState(t, q0 + v0 * s + c2 * s**2 + c3 * s**3, v0 + 2 * c2 * s + 3 * c3 * s**2, 2 * c2 + 6 * c3 * s)
-    a0, a1 = a.accelerations_J, b.accelerations_J
-    c2 = 0.5 * a0
-    c3 = (-20 * q0 + 20 * q1 - 3 * a0 * T**2 + a1 * T**2 - 12 * v0 * T - 8 * v1 * T) / (2 * T**3)
-    c4 = (30 * q0 - 30 * q1 + 3 * a0 * T**2 - 2 * a1 * T**2 + 16 * v0 * T + 14 * v1 * T) / (2 * T**4)
-    c5 = (-12 * q0 + 12 * q1 - a0 * T**2 + a1 * T**2 - 6 * v0 * T - 6 * v1 * T) / (2 * T**5)
-    q = q0 + v0 * s + c2 * s**2 + c3 * s**3 + c4 * s**4 + c5 * s**5
-    v = v0 + 2 * c2 * s + 3 * c3 * s**2 + 4 * c4 * s**3 + 5 * c5 * s**4
-    acc = 2 * c2 + 6 * c3 * s + 12 * c4 * s**2 + 20 * c5 * s**3
-    return JointState(t, q, v, acc)
+        c2 = np.where(zero, 0.0, (-3 * q0 + 3 * q1 - 2 * v0 * T - v1 * T) / T**2)
+        c3 = np.where(zero, 0.0, (2 * q0 - 2 * q1 + v0 * T + v1 * T) / T**3)
+        q, v, acc = q0 + v0 * s + c2 * s**2 + c3 * s**3, v0 + 2 * c2 * s + 3 * c3 * s**2, 2 * c2 + 6 * c3 * s
+    else:
+        a0, a1 = a.accelerations_J, b.accelerations_J
+        c2 = 0.5 * a0
+        c3 = np.where(
+            zero, 0.0, (-20 * q0 + 20 * q1 - 3 * a0 * T**2 + a1 * T**2 - 12 * v0 * T - 8 * v1 * T) / (2 * T**3)
+        )
+        c4 = np.where(
+            zero, 0.0, (30 * q0 - 30 * q1 + 3 * a0 * T**2 - 2 * a1 * T**2 + 16 * v0 * T + 14 * v1 * T) / (2 * T**4)
+        )
+        c5 = np.where(zero, 0.0, (-12 * q0 + 12 * q1 - a0 * T**2 + a1 * T**2 - 6 * v0 * T - 6 * v1 * T) / (2 * T**5))
+        q = q0 + v0 * s + c2 * s**2 + c3 * s**3 + c4 * s**4 + c5 * s**5
+        v = v0 + 2 * c2 * s + 3 * c3 * s**2 + 4 * c4 * s**3 + 5 * c5 * s**4
+        acc = 2 * c2 + 6 * c3 * s + 12 * c4 * s**2 + 20 * c5 * s**3
+    return JointState(
+        time,
+        np.where(outside, linear.positions_J, q),
+        np.where(outside, linear.velocities_J, v),
+        np.where(outside, linear.accelerations_J, acc),
+    )
 
 
 @dataclass
@@ -176,24 +194,44 @@ class ActiveTrajectory:
         m = self.message
         return 1 if m.velocities_NJ is None else 3 if m.accelerations_NJ is None else 5
 
-    def point(self, i: int) -> JointState:
+    def points(self, i: np.ndarray | int) -> JointState:
+        """Point(s) ``i`` with absolute times; empty velocity or acceleration fields read as zeros."""
         m = self.message
-        zeros_J = np.zeros(m.positions_NJ.shape[1])
-        v = m.velocities_NJ[i] if m.velocities_NJ is not None else zeros_J
-        a = m.accelerations_NJ[i] if m.accelerations_NJ is not None else zeros_J
-        return JointState(self.start + float(m.times_N[i]), m.positions_NJ[i], v, a)
+        q = m.positions_NJ[i]
+        v = m.velocities_NJ[i] if m.velocities_NJ is not None else np.zeros_like(q)
+        a = m.accelerations_NJ[i] if m.accelerations_NJ is not None else np.zeros_like(q)
+        return JointState(self.start + np.asarray(m.times_N, dtype=np.float64)[i], q, v, a)
+
+    def sample_many(self, times_N: np.ndarray) -> JointState:
+        """Rules S2-S4 at absolute times ``times_N`` (after the first sample has recorded ``before``)."""
+        times_N = np.asarray(times_N, dtype=np.float64)
+        point_times = self.start + np.asarray(self.message.times_N, dtype=np.float64)
+        last = len(point_times) - 1
+        i_N = np.clip(np.searchsorted(point_times, times_N, side="right") - 1, 0, max(last - 1, 0))
+        if last > 0:
+            state = interpolate(point_times[i_N], self.points(i_N), point_times[i_N + 1], self.points(i_N + 1),
+                                times_N, self.order)  # fmt: skip
+            q, v, a = state.positions_J, state.velocities_J, state.accelerations_J
+        else:
+            q, v, a = (np.repeat(x[None], len(times_N), axis=0) for x in self._end())
+        held = times_N >= point_times[-1]
+        q[held], v[held], a[held] = self._end()
+        early = times_N < point_times[0]
+        if np.any(early):
+            assert self.before is not None
+            first = self.points(0)
+            ramp = interpolate(self.before.time, self.before, point_times[0], first, times_N[early], self.order)
+            q[early], v[early], a[early] = ramp.positions_J, ramp.velocities_J, ramp.accelerations_J
+        return JointState(times_N, q, v, a)
+
+    def _end(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        last = self.points(len(self.message.times_N) - 1)
+        return last.positions_J, last.velocities_J, last.accelerations_J
 
     def sample(self, t: float) -> JointState:
-        """Rules S2-S4 at absolute time ``t`` (after the first sample has recorded ``before``)."""
-        times_N = self.start + np.asarray(self.message.times_N, dtype=np.float64)
-        if t < times_N[0]:
-            assert self.before is not None
-            return interpolate(self.before.time, self.before, times_N[0], self.point(0), t, self.order)
-        i = int(np.searchsorted(times_N, t, side="right")) - 1
-        if i >= len(times_N) - 1:
-            last = self.point(len(times_N) - 1)
-            return JointState(t, last.positions_J, last.velocities_J, last.accelerations_J)
-        return interpolate(times_N[i], self.point(i), times_N[i + 1], self.point(i + 1), t, self.order)
+        """:meth:`sample_many` at one time ``t``."""
+        state = self.sample_many(np.array([t]))
+        return JointState(t, state.positions_J[0], state.velocities_J[0], state.accelerations_J[0])
 
 
 class JointTrajectoryControllerModel:
@@ -248,15 +286,19 @@ class JointTrajectoryControllerModel:
     def commanded_at(self, time: float) -> JointState:
         """The state this controller would command at ``time`` (>= the last update or receipt) if
         no other message arrived, counting a pending message as taken at its receipt time."""
+        state = self.commanded_path(np.array([time]))
+        return JointState(time, state.positions_J[0], state.velocities_J[0], state.accelerations_J[0])
+
+    def commanded_path(self, times_N: np.ndarray) -> JointState:
+        """:meth:`commanded_at` at many times ``times_N``: states ``(N, J)``."""
+        times_N = np.asarray(times_N, dtype=np.float64)
         if self.pending is not None:
             before = self.commanded_now(self.pending_at)
-            return ActiveTrajectory(self.pending, before).sample(time)
+            return ActiveTrajectory(self.pending, before).sample_many(times_N)
         if self.active is None:
-            return JointState(time, self.state.positions_J, np.zeros_like(self.state.positions_J),
-                              np.zeros_like(self.state.positions_J))  # fmt: skip
-        if self.active.before is None:
-            return ActiveTrajectory(self.active.message, self.state).sample(time)
-        return self.active.sample(time)
+            q_NJ = np.repeat(self.state.positions_J[None], len(times_N), axis=0)
+            return JointState(times_N, q_NJ, np.zeros_like(q_NJ), np.zeros_like(q_NJ))
+        return ActiveTrajectory(self.active.message, self.active.before or self.state).sample_many(times_N)
 
     def commanded_now(self, time: float) -> JointState:
         """The state the active trajectory alone commands at ``time`` (a pending message not yet taken)."""
@@ -290,6 +332,7 @@ class Replay:
     times_T: np.ndarray  # noqa: N815
     positions_TJ: np.ndarray  # noqa: N815
     velocities_TJ: np.ndarray  # noqa: N815
+    received: int = 0  # messages received, accepted or not
     rejections: list[tuple[float, str]] = field(default_factory=list)
     replacements: list[Replacement] = field(default_factory=list)
     end_velocities: list[float] = field(default_factory=list)  # max |v| of each accepted message's last point
@@ -301,6 +344,26 @@ class Replay:
         """Largest replacement step as a fraction of what the velocity limit allows in one cycle."""
         per_cycle_J = np.asarray(velocity_limits_J) / self.settings.update_rate
         return max((float(np.max(r.step_J / per_cycle_J)) for r in self.replacements), default=0.0)
+
+    def figures(self, velocity_limits_J: np.ndarray) -> dict[str, float | int | bool]:
+        """The controller-side figures of ``moscale bench node``: rejections (goal 0), the largest
+        replacement step in rad and as a fraction of one cycle at the limit (goal <= 1), the largest
+        last-point velocity (goal 0) and the fastest commanded finite-difference speed over its limit
+        (goal <= 1)."""
+        step_fraction = self.max_step_fraction(velocity_limits_J)
+        speed_fraction = self.max_speed_fraction(velocity_limits_J)
+        end_velocity = max(self.end_velocities, default=0.0)
+        return {
+            "controller_update_rate_hz": self.settings.update_rate,
+            "controller_trajectories": self.received,
+            "controller_rejections": len(self.rejections),
+            "max_switch_step_rad": round(self.max_replacement_step(), 6),
+            "max_switch_step_fraction_of_limit": round(step_fraction, 4),
+            "max_end_velocity_rad_s": end_velocity,
+            "max_speed_fraction_of_limit": round(speed_fraction, 4),
+            "meets_controller_goals": not self.rejections and step_fraction <= 1.0 and end_velocity == 0.0
+            and speed_fraction <= 1.0 + 1e-6,
+        }  # fmt: skip
 
     def max_speed_fraction(self, velocity_limits_J: np.ndarray) -> float:
         """Largest finite-difference speed of the commanded positions over the limit (1.0 = at it)."""
@@ -325,7 +388,8 @@ def replay(
     t = events[0][0] if start is None and events else (start or 0.0)
     stop = until if until is not None else max([m.end_time for _, m in events] + [t]) + dt
     model = JointTrajectoryControllerModel(settings, initial_positions_J, t)
-    result = Replay(settings, np.zeros(0), np.zeros((0, len(settings.joints))), np.zeros((0, len(settings.joints))))
+    empty_TJ = np.zeros((0, len(settings.joints)))
+    result = Replay(settings, np.zeros(0), empty_TJ, empty_TJ, received=len(events))
     times, positions, velocities = [], [], []
     k = 0
     while t <= stop + 1e-9:

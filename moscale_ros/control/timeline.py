@@ -71,9 +71,8 @@ class ControllerTimeline:
     def commanded(self, times_N: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Commanded positions, velocities, accelerations ``(N, J)`` at absolute ``times_N`` (sorted, from now on)."""
         assert self.model is not None
-        states = [self.model.commanded_at(float(t)) for t in times_N]
-        fields = ("positions_J", "velocities_J", "accelerations_J")
-        return tuple(np.stack([getattr(state, name) for state in states]) for name in fields)
+        path = self.model.commanded_path(times_N)
+        return path.positions_J, path.velocities_J, path.accelerations_J
 
     def at_rest(self, t: float) -> bool:
         """Whether nothing moves at ``t`` (true before anything was sent)."""
@@ -124,15 +123,17 @@ class ControllerTimeline:
                 )
             blend_s = min(1.5 * blend_s, part.duration)
 
-    def predicted_step(self, trajectory: RobotTrajectory, switch: float, now: float) -> np.ndarray:
-        """Per joint, how far the command moves in the first control cycle after ``trajectory``
-        (stamped ``switch``) is received at ``now``: what the controller rules make of the switch."""
+    def predicted_step(self, trajectory: RobotTrajectory, switch: float, now: float) -> tuple[float, float]:
+        """How far the command moves in the first control cycle after ``trajectory`` (stamped
+        ``switch``) is received at ``now``, by the controller's rules: the largest joint move in rad,
+        and the largest over what the joint's velocity limit allows in one cycle (<= 1: smooth)."""
         if self.model is None:
-            return np.zeros(len(self.settings.joints))
+            return 0.0, 0.0
         before = self.model.commanded_at(now)
         taking_over = ActiveTrajectory(as_message(trajectory, switch), before)
         after = taking_over.sample(now + 1.0 / self.control_rate)
-        return np.abs(after.positions_J - before.positions_J)
+        step_J = np.abs(after.positions_J - before.positions_J)
+        return float(step_J.max()), float(np.max(step_J * self.control_rate / self.velocity_limits_J))
 
     def record(self, trajectory: RobotTrajectory, switch: float, now: float) -> str | None:
         """``trajectory`` (stamped ``switch``) was sent at ``now``: the controller model receives it.

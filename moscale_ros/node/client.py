@@ -35,6 +35,7 @@ from moscale_ros.control.jtc_rules import ControllerSettings, Replay, replay
 from moscale_ros.msg import MotionPlan
 from moscale_ros.node import convert
 from moscale_ros.node.parameters import DEFAULT_CONTROLLER_TOPIC
+from retarget.robot import load_robot
 
 
 @dataclass
@@ -142,6 +143,20 @@ class MoScaleClient:
         with self._lock:
             self.trajectories.append(Received(msg, at, clock))
             self._lock.notify_all()
+
+    def controller_figures(self, robot_name: str, update_rate: float = 50.0) -> dict[str, Any]:
+        """:meth:`Replay.figures <moscale_ros.control.jtc_rules.Replay.figures>` of every controller
+        trajectory received, the controller starting at the first one's first point, on the speed
+        limits of ``robot_name`` (whose joints the trajectories must carry, in order)."""
+        with self._lock:
+            first = self.trajectories[0].msg if self.trajectories else None
+        if first is None:
+            return {"controller_trajectories": 0}
+        names, _, positions_NJ, _ = convert.trajectory_arrays(first)
+        robot = load_robot(robot_name)
+        if names != list(robot.joint_names):
+            raise ValueError(f"the controller trajectories do not carry robot {robot_name!r}'s joints in order")
+        return self.controller_replay(positions_NJ[0], update_rate).figures(robot.velocity_limits)
 
     def controller_replay(self, initial_positions_J: np.ndarray, update_rate: float = 50.0) -> Replay:
         """Every controller trajectory received so far, at its ROS receipt time, through the
@@ -333,6 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the node and for each command")
     parser.add_argument("--out", default=None, help="save the last final trajectory (.npz)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--controller-robot", default=None, metavar="ROBOT",
+        help="with --json: add what a joint_trajectory_controller makes of the output, judged on ROBOT's speed limits",
+    )  # fmt: skip
+    parser.add_argument("--update-rate", type=float, default=50.0, help="Hz of that modelled controller")
     args = parser.parse_args(argv)
 
     rclpy.init()
@@ -356,7 +376,10 @@ def main(argv: list[str] | None = None) -> int:
             elif args.out:
                 print(f"client: nothing saved, the last command ended {outcomes[-1].status}", file=sys.stderr)
             if args.json:
-                print(json.dumps({"commands": [_summary(o) for o in outcomes]}))
+                report: dict[str, Any] = {"commands": [_summary(o) for o in outcomes]}
+                if args.controller_robot:
+                    report["controller"] = client.controller_figures(args.controller_robot, args.update_rate)
+                print(json.dumps(report))
             return 0 if all(o.status == "succeeded" for o in outcomes) else 1
     finally:
         rclpy.try_shutdown()
