@@ -322,8 +322,9 @@ class MotionPipeline:
     def _new_timeline(self) -> ControllerTimeline:
         c = self.config
         return ControllerTimeline(
-            self.robot.joint_names, self.robot.velocity_limits, c.control_rate, c.blend_duration, c.switch_lead
-        )
+            self.robot.joint_names, self.robot.velocity_limits, c.control_rate, (self.robot.lower, self.robot.upper),
+            c.blend_duration, c.switch_lead,
+        )  # fmt: skip
 
     def _start_time(self, ready_at: float) -> float:
         """``ready_at + start_lead``; when appending to a motion still running, exactly its end."""

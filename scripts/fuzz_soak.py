@@ -123,6 +123,7 @@ class SoakClient:
         self.cancel_rng = random.Random(seed + 1)
         self.lock = threading.Lock()
         self.goals: dict[int, dict] = {}  # index -> {"kind", "status", "message"}
+        self.handles: dict[int, tuple] = {}  # index -> (accepted goal handle, when accepted or last asked)
         self.diagnostics: list[dict[str, str]] = []
         self.executor = MultiThreadedExecutor(num_threads=2)
         self.executor.add_node(self.node)
@@ -185,6 +186,8 @@ class SoakClient:
         if not handle.accepted:
             self._record(index, "rejected", "")
             return
+        with self.lock:
+            self.handles[index] = (handle, time.monotonic())
         handle.get_result_async().add_done_callback(lambda f: self._finished(index, f))
         if index >= 0 and self.cancel_rng.random() < self.cancel_fraction:
             with self.lock:
@@ -208,6 +211,20 @@ class SoakClient:
     def unfinished(self) -> int:
         with self.lock:
             return sum(1 for g in self.goals.values() if not g["status"])
+
+    def rerequest_results(self, after_s: float = 3.0) -> int:
+        """Ask again for the result of every accepted goal still without one ``after_s`` seconds after
+        its acceptance (the node keeps results 10 s). A result response can be lost in transport: seen
+        with Fast DDS right after another client of the action was killed, while the node had logged
+        the goal's success. Returns how many were asked again."""
+        now = time.monotonic()
+        with self.lock:
+            late = [(i, h) for i, (h, at) in self.handles.items() if not self.goals[i]["status"] and now - at > after_s]
+            for index, handle in late:
+                self.handles[index] = (handle, now)
+        for index, handle in late:
+            handle.get_result_async().add_done_callback(lambda f, index=index: self._finished(index, f))
+        return len(late)
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=2.0)

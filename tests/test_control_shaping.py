@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 
 from moscale_ros.control.jtc_rules import replay
-from moscale_ros.control.shaping import ease, finite_difference_speed, within_speed_limits
+from moscale_ros.control.shaping import (
+    ease,
+    finite_difference_speed,
+    smooth_positions,
+    spline_derivatives,
+    within_speed_limits,
+)
 from moscale_ros.control.timeline import ControllerTimeline, as_message
-from moscale_ros.pipeline import validate_trajectory
+from moscale_ros.pipeline import BLEND_HEADROOM, validate_trajectory
 from retarget.robot import load_robot
 from retarget.trajectory import RobotTrajectory
 
@@ -108,3 +114,32 @@ def test_stop_brings_the_command_to_rest_along_its_path(g1):
     assert np.ptp(result.positions_TJ[after], axis=0).max() < 1e-12
     timeline.record(stopping, switch, now=51.0)
     assert timeline.stop_trajectory(now=53.0, stop_s=0.6) is None  # nothing moves any more
+
+
+def test_smoothing_keeps_ends_limits_and_steps_and_rounds_clipped_corners(g1):
+    """A joint clipped at the retargeter's speed (a ramp at 85 % of the limit, then holding) has
+    corners where a spline through the points overshoots that speed by far more than the 15 %
+    headroom; smoothed, the eased motion's velocities stay close to it, and the ends, the position
+    range and the largest step are unchanged."""
+    elbow = g1.joint_names.index("left_elbow_joint")
+    limit = g1.velocity_limits[elbow]
+    speed = (1 - BLEND_HEADROOM) * limit
+    times = np.arange(101) / RATE
+    ramp = np.clip(times - 0.5, 0.0, 0.6) * speed + g1.lower[elbow] + 0.1  # clipped speed for 0.6 s, else still
+    positions = np.tile((g1.lower + g1.upper) / 2, (len(times), 1))
+    positions[:, elbow] = ramp
+    base = np.tile([0.0, 0.0, 0.75, 0.0, 0.0, 0.0, 1.0], (len(times), 1))
+    clipped = RobotTrajectory(
+        joint_names=list(g1.joint_names), times=times, base_poses=base, positions=positions,
+        velocities=np.gradient(positions, times, axis=0), accelerations=np.zeros_like(positions), control_rate=RATE,
+        report=None, final_q=np.concatenate([base[-1], positions[-1]]), robot_name=g1.name,
+    )  # fmt: skip
+    smoothed = smooth_positions(positions)
+    np.testing.assert_allclose(smoothed[[0, -1]], positions[[0, -1]], atol=1e-12)
+    assert smoothed.min() >= positions.min() - 1e-12 and smoothed.max() <= positions.max() + 1e-12
+    assert np.abs(np.diff(smoothed, axis=0)).max() <= np.abs(np.diff(positions, axis=0)).max() + 1e-12
+    unsmoothed_v, _ = spline_derivatives(times, positions, rest_start=True)
+    assert np.abs(unsmoothed_v[:, elbow]).max() > 1.1 * speed  # the corner overshoot the smoothing removes
+    eased = ease(clipped, 0.5, 0.5)
+    assert np.abs(eased.velocities[:, elbow]).max() <= 1.01 * speed
+    validate_trajectory(eased, g1)

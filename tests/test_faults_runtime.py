@@ -93,6 +93,7 @@ def _run_goals(client, goals: list[tuple[str, float]], timeout: float = 60.0) ->
         client.send_goal(index, "test", text, duration, 1)
     deadline = time.monotonic() + timeout
     while client.unfinished() and time.monotonic() < deadline:
+        client.rerequest_results(after_s=3.0)  # a lost result response is asked for again
         time.sleep(0.02)
     return [dict(client.goals[i]) for i in indices]
 

@@ -33,6 +33,7 @@ import math
 from dataclasses import replace
 
 import numpy as np
+from scipy.interpolate import CubicSpline
 
 from retarget.trajectory import RobotTrajectory
 
@@ -86,19 +87,25 @@ def _interpolate_rows(times_N: np.ndarray, values_NJ: np.ndarray, at_M: np.ndarr
     return (1 - a_M) * values_NJ[i_M] + a_M * values_NJ[i_M + 1]
 
 
-def _derivatives(times_N: np.ndarray, q_NJ: np.ndarray, rest_start: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Central-difference velocities and accelerations; zero at the last point, and at the first one
-    when ``rest_start`` (the eases make the differences there vanish up to rounding)."""
+def spline_derivatives(times_N: np.ndarray, q_NJ: np.ndarray, rest_start: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Velocities and accelerations at the points from the C² cubic spline through the positions,
+    with zero velocity at the last point (and at the first when ``rest_start``); the accelerations
+    there are set to zero too (the eases make the motion flat to second order at a rest end).
+
+    Why a spline: a joint_trajectory_controller joins two points with the quintic matching ``q,
+    q', q''`` at both ends. With ``q', q''`` taken from one cubic spline, that quintic *is* the
+    spline's segment, so the controller follows one smooth curve through the points; with
+    finite-difference derivatives the quintics wiggle between points."""
     if len(times_N) < 2:
         return np.zeros_like(q_NJ), np.zeros_like(q_NJ)
-    v_NJ = np.gradient(q_NJ, times_N, axis=0)
-    v_NJ[-1] = 0.0
+    start = (1, np.zeros(q_NJ.shape[1])) if rest_start else "not-a-knot"
+    if len(times_N) < 4 and not rest_start:
+        start = (2, np.zeros(q_NJ.shape[1]))
+    spline = CubicSpline(times_N, q_NJ, axis=0, bc_type=(start, (1, np.zeros(q_NJ.shape[1]))))
+    v_NJ, a_NJ = spline(times_N, 1), spline(times_N, 2)
+    v_NJ[-1] = a_NJ[-1] = 0.0
     if rest_start:
-        v_NJ[0] = 0.0
-    a_NJ = np.gradient(v_NJ, times_N, axis=0)
-    a_NJ[-1] = 0.0
-    if rest_start:
-        a_NJ[0] = 0.0
+        v_NJ[0] = a_NJ[0] = 0.0
     return v_NJ, a_NJ
 
 
@@ -109,14 +116,33 @@ def base_poses_at(times_N: np.ndarray, poses_N7: np.ndarray, at_M: np.ndarray) -
     return poses_M7
 
 
+SMOOTHING_KERNEL = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0  # binomial, 5 samples
+
+
+def smooth_positions(q_NJ: np.ndarray) -> np.ndarray:
+    """Positions filtered with a 5-sample binomial kernel, padded by odd reflection at the ends
+    (``2 q_0 - q_k``), which keeps the first and last positions exactly. Every output is a convex
+    combination of inputs and every step an average of input steps, so position limits and the
+    largest step ``|q_{n+1} - q_n|`` are kept, while the corners a speed clip leaves (where a smooth
+    curve through the points would overshoot the speed limit) are rounded."""
+    if len(q_NJ) < len(SMOOTHING_KERNEL):
+        return q_NJ
+    half = len(SMOOTHING_KERNEL) // 2
+    head_NJ = 2 * q_NJ[:1] - q_NJ[half:0:-1]
+    tail_NJ = 2 * q_NJ[-1:] - q_NJ[-2 : -half - 2 : -1]
+    padded_NJ = np.concatenate([head_NJ, q_NJ, tail_NJ])
+    return sum(w * padded_NJ[k : k + len(q_NJ)] for k, w in enumerate(SMOOTHING_KERNEL))
+
+
 def ease(trajectory: RobotTrajectory, ease_in_s: float, ease_out_s: float) -> RobotTrajectory:
     """``trajectory`` replayed on the eased clock: at rest at its end (and at its start when
-    ``ease_in_s > 0``), same path, speeds never above the original's (module docstring)."""
+    ``ease_in_s > 0``), same path (smoothed, :func:`smooth_positions`), speeds never above the
+    original's (module docstring)."""
     times_N = np.asarray(trajectory.times, dtype=np.float64)
     dt = 1.0 / trajectory.control_rate
     t_M, tau_M = eased_clock(trajectory.duration, dt, ease_in_s, ease_out_s)
-    q_MJ = _interpolate_rows(times_N, np.asarray(trajectory.positions, dtype=np.float64), tau_M)
-    v_MJ, a_MJ = _derivatives(t_M, q_MJ, rest_start=ease_in_s > 0)
+    q_MJ = _interpolate_rows(times_N, smooth_positions(np.asarray(trajectory.positions, dtype=np.float64)), tau_M)
+    v_MJ, a_MJ = spline_derivatives(t_M, q_MJ, rest_start=ease_in_s > 0)
     return replace(
         trajectory, times=t_M, positions=q_MJ, velocities=v_MJ, accelerations=a_MJ,
         base_poses=base_poses_at(times_N, np.asarray(trajectory.base_poses, dtype=np.float64), tau_M),

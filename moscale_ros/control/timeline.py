@@ -47,11 +47,13 @@ class ControllerTimeline:
         joint_names: list[str],
         velocity_limits_J: np.ndarray,
         control_rate: float,
+        position_limits: tuple[np.ndarray, np.ndarray] | None = None,
         blend_s: float = 0.5,
         switch_lead: float = 0.1,
     ) -> None:
         self.settings = ControllerSettings(list(joint_names), update_rate=control_rate)
         self.velocity_limits_J = np.asarray(velocity_limits_J, dtype=np.float64)
+        self.position_limits = position_limits  # (lower_J, upper_J), or None: not checked here
         self.control_rate = control_rate
         self.blend_s = blend_s
         self.switch_lead = switch_lead
@@ -111,6 +113,8 @@ class ControllerTimeline:
         if self.model is None:
             return part
         q_NJ, v_NJ, a_NJ = self.commanded(switch + times_N)
+        if self.position_limits is not None:  # the controller's spline between two points at a limit
+            q_NJ = np.clip(q_NJ, *self.position_limits)  # can pass it by ~1e-4 rad: blend from inside
         base_N7 = self._commanded_base(switch + times_N)
         blend_s = min(max(self.blend_s, 2.0 / self.control_rate), part.duration)
         while True:
