@@ -125,7 +125,7 @@ def test_smoothing_keeps_ends_limits_and_steps_and_rounds_clipped_corners(g1):
     limit = g1.velocity_limits[elbow]
     speed = (1 - BLEND_HEADROOM) * limit
     times = np.arange(101) / RATE
-    ramp = np.clip(times - 0.5, 0.0, 0.6) * speed + g1.lower[elbow] + 0.1  # clipped speed for 0.6 s, else still
+    ramp = np.clip(times - 0.5, 0.0, 0.4) * speed + g1.lower[elbow] + 0.1  # clipped speed for 0.4 s, else still
     positions = np.tile((g1.lower + g1.upper) / 2, (len(times), 1))
     positions[:, elbow] = ramp
     base = np.tile([0.0, 0.0, 0.75, 0.0, 0.0, 0.0, 1.0], (len(times), 1))
