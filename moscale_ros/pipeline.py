@@ -256,7 +256,7 @@ class PlanStep:
     scale_index: int
     num_scales: int
     is_final: bool
-    start_time: float  # absolute clock seconds of time_from_start = 0: the switch time of this plan
+    start_time: float  # absolute clock seconds of time_from_start = 0 (header.stamp): at or before sending
     trajectory: RobotTrajectory
     human_joints_T223: np.ndarray  # noqa: N815 (shape suffix)
     human_fps: float
@@ -388,6 +388,8 @@ class MotionPipeline:
                     trajectory = self.timeline.splice(eased, start, switch)
                     if trajectory is None:  # the motion is over before this plan could take over
                         continue
+                    now = self.clock()
+                    trajectory, stamp = self.timeline.lead_in(trajectory, switch, now)
                     validate_trajectory(trajectory, self.robot, self.config.limit_tolerance)
                 except TrajectoryError as exc:
                     raise TrajectoryError(f"{where}: {exc}; not published") from None
@@ -395,7 +397,7 @@ class MotionPipeline:
                     raise TrajectoryError(f"{where}: the generated motion cannot be retargeted: {exc}") from exc
                 except ValueError as exc:  # no blend into the commanded motion keeps the limits
                     raise TrajectoryError(f"{where}: {exc}; not published") from None
-                step, step_ratio = self.timeline.predicted_step(trajectory, switch, self.clock())
+                step, step_ratio = self.timeline.predicted_step(trajectory, stamp, now)
                 retarget_s = time.perf_counter() - tick
                 if should_stop():
                     return
@@ -404,7 +406,7 @@ class MotionPipeline:
                     scale_index=int(scale.scale_index),
                     num_scales=int(scale.num_scales),
                     is_final=bool(scale.is_final),
-                    start_time=switch,
+                    start_time=stamp,
                     trajectory=trajectory,
                     human_joints_T223=joints_T223,
                     human_fps=float(scale.fps),
@@ -432,16 +434,16 @@ class MotionPipeline:
         stopping = self.timeline.stop_trajectory(now, self.config.stop_duration)
         if stopping is None or self.last_commanded is None:
             return None
-        trajectory, switch = stopping
+        trajectory, stamp = stopping
         validate_trajectory(trajectory, self.robot, self.config.limit_tolerance)
         last = self.last_commanded
-        step, step_ratio = self.timeline.predicted_step(trajectory, switch, now)
+        step, step_ratio = self.timeline.predicted_step(trajectory, stamp, now)
         return PlanStep(
             request=MotionRequest("stop", trajectory.duration, None, now, "stop"),
-            scale_index=1, num_scales=1, is_final=True, start_time=switch, trajectory=trajectory,
-            human_joints_T223=last.human_prefix(switch, 1e-9), human_fps=last.human_fps,
+            scale_index=1, num_scales=1, is_final=True, start_time=stamp, trajectory=trajectory,
+            human_joints_T223=last.human_prefix(stamp, 1e-9), human_fps=last.human_fps,
             latency_s=self.clock() - now, generate_s=0.0, retarget_s=self.clock() - now, to_controller=True,
-            motion_start=switch, switch_step=step, switch_step_ratio=step_ratio,
+            motion_start=stamp, switch_step=step, switch_step_ratio=step_ratio,
         )  # fmt: skip
 
     def _retarget(

@@ -101,8 +101,8 @@ def test_stop_brings_the_command_to_rest_along_its_path(g1):
     timeline = ControllerTimeline(g1.joint_names, g1.velocity_limits, RATE, switch_lead=0.1)
     timeline.record(motion, 50.0, now=49.9)
     stopping, switch = timeline.stop_trajectory(now=51.0, stop_s=0.6)
-    assert switch == pytest.approx(51.1)
-    assert stopping.duration == pytest.approx(0.6, abs=2 / RATE)
+    assert switch == pytest.approx(51.0)  # stamped at sending: 0.1 s on the commanded path, then slowing down
+    assert stopping.duration == pytest.approx(0.1 + 0.6, abs=2 / RATE)
     validate_trajectory(stopping, g1)
     received = [(49.9, as_message(motion, 50.0)), (51.0, as_message(stopping, switch))]
     result = replay(received, timeline.settings, motion.positions[0], until=53.0)

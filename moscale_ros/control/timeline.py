@@ -127,6 +127,35 @@ class ControllerTimeline:
                 )
             blend_s = min(1.5 * blend_s, part.duration)
 
+    def lead_in(self, trajectory: RobotTrajectory, switch: float, now: float) -> tuple[RobotTrajectory, float]:
+        """``trajectory`` (from ``switch``) preceded by the commanded path on its grid from the last
+        grid time at or before ``now``: the stamp is already past when the message arrives, so the
+        controller samples it at "now", on the path it is following, instead of interpolating from
+        its state at receipt to a first point in the future (a quintic over the lead that can be
+        far faster than the path). Returns the trajectory and its stamp. Nothing is prepended
+        before the first trajectory sent (the controller's state is not known then)."""
+        if self.model is None or switch <= now:
+            return trajectory, switch
+        dt = 1.0 / self.control_rate
+        steps = math.ceil((switch - now) / dt - 1e-9)
+        times_K = switch - dt * np.arange(steps, 0, -1)
+        q_KJ, v_KJ, a_KJ = self.commanded(times_K)
+        if self.position_limits is not None:
+            q_KJ = np.clip(q_KJ, *self.position_limits)
+        base_K7 = self._commanded_base(times_K)
+        if base_K7 is None:
+            base_K7 = np.repeat(trajectory.base_poses[:1], steps, axis=0)
+        offset_K = times_K - times_K[0]
+        lead = replace(
+            trajectory,
+            times=np.concatenate([offset_K, trajectory.times + steps * dt]),
+            positions=np.concatenate([q_KJ, trajectory.positions]),
+            velocities=np.concatenate([v_KJ, trajectory.velocities]),
+            accelerations=np.concatenate([a_KJ, trajectory.accelerations]),
+            base_poses=np.concatenate([base_K7, trajectory.base_poses]),
+        )
+        return lead, float(times_K[0])
+
     def predicted_step(self, trajectory: RobotTrajectory, switch: float, now: float) -> tuple[float, float]:
         """How far the command moves in the first control cycle after ``trajectory`` (stamped
         ``switch``) is received at ``now``, by the controller's rules: the largest joint move in rad,
@@ -154,14 +183,18 @@ class ControllerTimeline:
 
     def stop_trajectory(self, now: float, stop_s: float) -> tuple[RobotTrajectory, float] | None:
         """From the state commanded at ``s = now + switch_lead``, slow down along the commanded path to
-        rest over ``stop_s`` seconds (the ease out of :mod:`~moscale_ros.control.shaping`); ``None``
-        when nothing moves from then on. Returns the trajectory and its start time ``s``."""
+        rest over ``stop_s`` seconds (the ease out of :mod:`~moscale_ros.control.shaping`), with its
+        :meth:`lead_in`; ``None`` when nothing moves from then on. Returns the trajectory and its stamp."""
         if self.model is None or self._base is None:
             return None
         switch = now + self.switch_lead
         end = self.end_time or switch
         if end <= switch and self.at_rest(switch):
             return None
+        return self.lead_in(self._stopping(switch, stop_s), switch, now)
+
+    def _stopping(self, switch: float, stop_s: float) -> RobotTrajectory:
+        """The commanded path from ``switch`` played to rest over ``stop_s`` seconds."""
         dt = 1.0 / self.control_rate
         times_N = np.arange(max(int(math.ceil(0.5 * stop_s / dt)), 1) + 1) * dt
         q_NJ, v_NJ, a_NJ = self.commanded(switch + times_N)
@@ -173,4 +206,4 @@ class ControllerTimeline:
         stopping = ease(path, 0.0, stop_s)
         final_q = np.array(template.final_q, dtype=np.float64, copy=True)
         final_q[-q_NJ.shape[1] :] = stopping.positions[-1]
-        return replace(stopping, final_q=final_q), switch
+        return replace(stopping, final_q=final_q)
