@@ -29,6 +29,8 @@ from moscale_ros.control.shaping import base_poses_at, blend_from_path, ease, wi
 from retarget.trajectory import RobotTrajectory
 
 REST_SPEED = 1e-6  # rad/s below which every joint counts as at rest
+SPLINE_MARGIN = 0.02  # blends keep 2 % below the speed limits: the controller's spline between two
+# points can run ~0.5 % faster than at the points (the controller model sampled at 500 Hz)
 
 
 def as_message(trajectory: RobotTrajectory, stamp: float) -> TrajectoryMessage:
@@ -119,7 +121,7 @@ class ControllerTimeline:
         blend_s = min(max(self.blend_s, 2.0 / self.control_rate), part.duration)
         while True:
             blended = blend_from_path(part, q_NJ, v_NJ, a_NJ, base_N7, blend_s)
-            if within_speed_limits(blended, self.velocity_limits_J):
+            if within_speed_limits(blended, (1 - SPLINE_MARGIN) * self.velocity_limits_J):
                 return blended
             if blend_s >= part.duration:
                 raise ValueError(
