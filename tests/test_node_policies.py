@@ -61,11 +61,15 @@ def test_queue_is_bounded_and_queued_motion_appends(client):
         assert len(outcome.trajectories) == 1
         assert outcome.trajectories[0].msg == outcome.final_plan.trajectory
 
-    # append: the queued motion starts where and when the previous one ends (to 1 µs: start times
-    # are float seconds of the clock, whose resolution near the current epoch is ~0.24 µs).
+    # append: the queued motion starts (its plans' header.stamp, t0) where and when the previous one
+    # ends (to 1 µs: start times are float seconds of the clock, resolution ~0.24 µs near the current
+    # epoch). Its trajectory is stamped when sent, on the previous motion's path up to t0.
     _, times, positions, _ = convert.trajectory_arrays(first.final_trajectory)
     last = first.final_trajectory.points[-1].time_from_start
     first_end_ns = _ns(first.final_trajectory.header.stamp) + last.sec * 10**9 + last.nanosec
-    assert abs(_ns(second.final_trajectory.header.stamp) - first_end_ns) <= 1000
-    _, _, next_positions, _ = convert.trajectory_arrays(second.final_trajectory)
-    np.testing.assert_allclose(next_positions[0], positions[-1], atol=1e-6)
+    assert abs(_ns(second.final_plan.header.stamp) - first_end_ns) <= 1000
+    lead_in_ns = _ns(second.final_plan.header.stamp) - _ns(second.final_trajectory.header.stamp)
+    assert lead_in_ns >= 0
+    _, next_times, next_positions, _ = convert.trajectory_arrays(second.final_trajectory)
+    at_start = int(np.searchsorted(next_times, lead_in_ns * 1e-9 - 1e-6))
+    np.testing.assert_allclose(next_positions[at_start], positions[-1], atol=1e-6)
