@@ -7,6 +7,7 @@ Shared renderer of ``moscale retarget --gif``, ``moscale generate --gif`` and th
     render_gif("wave.gif", human_joints_T223=joints, robot=trajectory, fps=20)        # side by side
     render_plans_gif("plans.gif", [("scale 1/4", coarse_joints, coarse_traj),
                                    ("final", final_joints, final_traj)], fps=20)      # one row per plan
+    render_beside_gif("sim.gif", human_N223, fps, robot_images=mujoco_frames)          # the demo's video
 
 ``human_joints_T223`` is the canonical skeleton (y-up, metres); ``robot`` is a
 :class:`retarget.RobotTrajectory` (it carries its robot model). Each panel is a fixed oblique
