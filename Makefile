@@ -16,7 +16,7 @@ lint: install
 	$(VENV)/bin/ruff format --check moscale_ros moscale_common retarget tests launch scripts setup.py
 
 TEXT ?= wave the right hand
-demo: install  ## the main job: node + client, one text command, plans printed, animation saved in out/demo
+demo: install  ## the main job: node + client, one text command, plans printed, simulated (verdict printed), video in out/demo
 	$(PY) -m moscale_ros.cli demo "$(TEXT)"
 
 bench: install  ## benchmarks (JSON with BENCH_ARGS=--json)

@@ -7,6 +7,7 @@ Shared renderer of ``moscale retarget --gif``, ``moscale generate --gif`` and th
     render_gif("wave.gif", human_joints_T223=joints, robot=trajectory, fps=20)        # side by side
     render_plans_gif("plans.gif", [("scale 1/4", coarse_joints, coarse_traj),
                                    ("final", final_joints, final_traj)], fps=20)      # one row per plan
+    render_beside_gif("sim.gif", human_N223, fps, robot_images=mujoco_frames)          # the demo's video
 
 ``human_joints_T223`` is the canonical skeleton (y-up, metres); ``robot`` is a
 :class:`retarget.RobotTrajectory` (it carries its robot model). Each panel is a fixed oblique
@@ -55,11 +56,16 @@ def robot_segments(trajectory: RobotTrajectory, times: np.ndarray) -> np.ndarray
     robot = trajectory.robot
     if robot is None:
         raise InputError("render_gif: the robot trajectory carries no robot model (use the one Retargeter returns)")
+    return configuration_segments(robot, [trajectory.configuration_at(float(t)) for t in times])
+
+
+def configuration_segments(robot, configurations: Sequence[np.ndarray]) -> np.ndarray:
+    """Links of ``robot`` (a :class:`retarget.Robot`) in each Pinocchio configuration ``q``: ``(N, S, 2, 3)``."""
     model = robot.model
     data = model.createData()
     out = []
-    for t in times:
-        pin.framesForwardKinematics(model, data, trajectory.configuration_at(float(t)))
+    for q in configurations:
+        pin.framesForwardKinematics(model, data, np.asarray(q, dtype=np.float64))
         segs = [(data.oMi[model.parents[j]].translation, data.oMi[j].translation) for j in range(2, model.njoints)]
         for side, corners in robot.sole_corners.items():
             M = data.oMf[robot.foot_frame_ids[side]]
@@ -176,3 +182,78 @@ def render_gif(
 ) -> Path:
     """GIF of a human motion (canonical joints at ``fps``), the robot trajectory beside it, or both."""
     return render_plans_gif(path, [("", human_joints_T223, robot)], fps=fps, title=title, max_frames=max_frames)
+
+
+def render_beside_gif(
+    path: str | Path,
+    human_N223: np.ndarray,
+    fps: float,
+    robot_images: Sequence[np.ndarray] | None = None,
+    robot_segments_N: np.ndarray | None = None,
+    human_labels: Sequence[str] | None = None,
+    robot_labels: Sequence[str] | None = None,
+    title: str = "",
+    panel_size: float = 3.2,
+) -> Path:
+    """One frame per row of ``human_N223`` (canonical joints, y-up, at ``fps``): the human stick figure
+    on the left; on the right either ``robot_images`` (RGB frames, e.g. MuJoCo renders) or
+    ``robot_segments_N`` (``(N, S, 2, 3)`` z-up links, drawn like :func:`render_plans_gif`).
+    ``human_labels`` and ``robot_labels`` title the panels per frame."""
+    # Imported here: the "Agg" backend must be chosen before pyplot is first imported (see render_plans_gif)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+    from PIL import Image
+
+    human_N223 = np.asarray(human_N223, dtype=float)
+    count = len(human_N223)
+    if (robot_images is None) == (robot_segments_N is None):
+        raise InputError("render_beside_gif: give robot images or robot segments (one of them)")
+    if count == 0 or len(robot_images if robot_images is not None else robot_segments_N) != count:
+        raise InputError("render_beside_gif: the human and robot frames must be as many (and not none)")
+    if not fps > 0:
+        raise InputError(f"render_beside_gif: fps must be > 0, got {fps}")
+    P = _projector()
+    fig, (ax_h, ax_r) = plt.subplots(1, 2, figsize=(2 * panel_size, panel_size))
+    if title:
+        fig.suptitle(title, fontsize=10)
+    grid = np.arange(-20.0, 20.01, 0.5)
+    ground = [np.array([[g, grid[0], 0], [g, grid[-1], 0]]) for g in grid]
+    ground += [np.array([[grid[0], g, 0], [grid[-1], g, 0]]) for g in grid]
+    lines = []  # (axis, segments (N, S, 2, 3), collection)
+    panels = [(ax_h, human_segments(human_N223), "tab:blue")]
+    if robot_segments_N is not None:
+        panels.append((ax_r, np.asarray(robot_segments_N), "tab:orange"))
+    for ax, segs, colour in panels:
+        ax.set_aspect("equal")
+        ax.add_collection(LineCollection([seg @ P.T for seg in ground], colors="0.85", linewidths=0.5))
+        body = LineCollection([], colors=colour, linewidths=2.0)
+        ax.add_collection(body)
+        lines.append((ax, segs, body))
+    image = None
+    if robot_images is not None:
+        image = ax_r.imshow(robot_images[0])
+    for ax in (ax_h, ax_r):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    frames = []
+    for n in range(count):
+        for ax, segs, body in lines:
+            body.set_segments(segs[n] @ P.T)
+            centre = P @ np.array([segs[n, 0, 0, 0], segs[n, 0, 0, 1], 0.8])
+            ax.set_xlim(centre[0] - _HALF_WIDTH, centre[0] + _HALF_WIDTH)
+            ax.set_ylim(centre[1] - _HALF_WIDTH, centre[1] + _HALF_WIDTH)
+        if image is not None:
+            image.set_data(robot_images[n])
+        ax_h.set_title(human_labels[n] if human_labels is not None else "human", fontsize=8)
+        ax_r.set_title(robot_labels[n] if robot_labels is not None else "robot", fontsize=8)
+        fig.canvas.draw()
+        rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+        frames.append(Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE))
+    plt.close(fig)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(round(1000 / fps)), loop=0)
+    return path

@@ -13,7 +13,7 @@ import pytest
 from moscale_common.errors import ConfigError
 from moscale_ros.sim.config import sim_config
 from moscale_ros.sim.model import build_model
-from moscale_ros.sim.run import simulate_trajectory
+from moscale_ros.sim.run import simulate_received, simulate_trajectory, trajectory_message
 from retarget.robot import load_robot
 from retarget.trajectory import RobotTrajectory
 
@@ -135,6 +135,30 @@ def test_a_trajectory_the_controller_rejects_is_not_executed(g1, g1_floating) ->
     assert report.as_dict()["executed"] is False and "rejected" in report.verdict()
     allowed = simulate_trajectory(g1_floating, trajectory, allow_nonzero_end_velocity=True)
     assert allowed.executed and allowed.simulated_s >= 1.0
+
+
+def test_messages_replayed_as_received_replace_each_other_at_their_receipt_time(g1) -> None:
+    # What the demo does: controller messages stamped and received on the sender's clock (here ~1000 s)
+    # run from the first receipt (t = 0): a hold, replaced 0.5 s later by a 1 s elbow swing of 0.6 rad
+    # stamped when sent; a message the rules reject (its last point still moves) is counted, not run.
+    sim = build_model(g1, fixed_base=True, base_pose_7=UPRIGHT)
+    j = g1.joint_names.index("left_elbow_joint")
+    hold_msg = trajectory_message(hold(g1, g1.q_initial[7:], 2.0), stamp=1000.0)
+    swing_msg = trajectory_message(swing(g1, 0.6, 1.0, {"left_elbow_joint": 1}), stamp=1000.5)
+    moving = swing(g1, 0.3, 1.0, {"left_elbow_joint": 1})
+    moving.velocities[-1, j] = 0.2
+    bad_msg = trajectory_message(moving, stamp=1000.7)
+    report = simulate_received(
+        sim, [(1000.0, hold_msg), (1000.5, swing_msg), (1000.7, bad_msg)], g1.q_initial[7:], settle_s=0.5,
+        record_fps=10.0,
+    )  # fmt: skip
+    assert report.executed and report.accepted_messages == 2
+    assert len(report.rejected_messages) == 1 and "R3" in report.rejected_messages[0][1]
+    assert report.rejected_messages[0][0] == pytest.approx(0.7, abs=0.02)
+    assert report.trajectory_s == pytest.approx(2.0) and report.simulated_s == pytest.approx(2.5, abs=0.02)
+    elbow = report.frames_qpos[:, sim.qpos_J[j]] - g1.q_initial[7 + j]
+    assert abs(elbow[4]) < 0.01 and elbow[10] == pytest.approx(0.6, abs=0.05)  # at 0.4 s held; at 1.0 s swung
+    assert np.degrees(report.overall_tracking_max_rad) < 2.0
 
 
 def test_self_collision_is_detected(g1) -> None:

@@ -9,7 +9,7 @@ from PIL import Image
 from moscale_common.errors import InputError
 from moscale_common.paths import shared_data_archive
 from moscale_ros.bench.retarget import real_clips
-from moscale_ros.visualize import render_gif, render_plans_gif
+from moscale_ros.visualize import configuration_segments, render_beside_gif, render_gif, render_plans_gif
 from retarget import Retargeter, load_robot
 
 
@@ -53,6 +53,29 @@ def test_human_and_robot_side_by_side_and_plans(wave, tmp_path) -> None:
     plans = [("scale 1/4", joints, coarse), ("final", joints, traj)]
     both = _frames(render_plans_gif(tmp_path / "plans.gif", plans, fps=fps, max_frames=8))
     assert len(both) == 8 and both[0].shape[0] > 1.8 * single[0].shape[0]
+
+
+def test_human_beside_robot_images_or_robot_lines(tmp_path) -> None:
+    # The demo's video: per frame a human pose and either a rendered image of the robot or its links.
+    human = np.zeros((6, 22, 3))
+    human[:, :, 1] = np.linspace(0.0, 1.7, 22)  # a vertical stick, y-up
+    red = np.zeros((6, 40, 30, 3), dtype=np.uint8)
+    for n in range(6):  # a red bar growing frame by frame (Pillow merges identical GIF frames)
+        red[n, : 5 * (n + 1), :, 0] = 255
+    frames = _frames(render_beside_gif(tmp_path / "img.gif", human, 10.0, robot_images=red, human_labels=["h"] * 6))
+    assert len(frames) == 6 and frames[0].shape[1] > frames[0].shape[0]
+    width = frames[0].shape[1]
+    reddish = (frames[-1][..., 0] > 200) & (frames[-1][..., 1] < 60) & (frames[-1][..., 2] < 60)
+    assert reddish.any() and np.flatnonzero(reddish.any(axis=0)).min() > width // 2  # the image is on the right
+    g1 = load_robot("g1")
+    segments = configuration_segments(g1, [g1.q_initial] * 2)
+    lines = _frames(render_beside_gif(tmp_path / "lines.gif", human[:2], 10.0, robot_segments_N=segments[:2]))
+    orange = (lines[0][..., 0] > 200) & (lines[0][..., 2] < 100)
+    assert orange.any() and np.flatnonzero(orange.any(axis=0)).min() > width // 2
+    with pytest.raises(InputError, match="one of them"):
+        render_beside_gif(tmp_path / "x.gif", human, 10.0)
+    with pytest.raises(InputError, match="as many"):
+        render_beside_gif(tmp_path / "x.gif", human, 10.0, robot_images=red[:3])
 
 
 def test_bad_input_is_refused(tmp_path) -> None:

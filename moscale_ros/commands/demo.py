@@ -1,4 +1,5 @@
-"""``moscale demo "text"``: the node with the shipped model answers one command; latencies, trajectory, GIF."""
+"""``moscale demo "text"``: the node with the shipped model answers one command; latencies, trajectory,
+the simulated robot's physics verdict and a video of it beside the human motion (GIF)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("demo", help="start the node, send a text command, print plan latencies, save a GIF")
+    parser = sub.add_parser(
+        "demo", help="start the node, send a text command, print plan latencies, simulate what was sent, save a video"
+    )
     parser.add_argument("text", nargs="?", default="wave the right hand", help="the command (default: %(default)s)")
     parser.add_argument("--duration", type=float, default=0.0, help="seconds (0: the node's default)")
     parser.add_argument("--seed", type=int, default=-1, help="-1: random")
@@ -14,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", default="", help="model file (default: the shipped model)")
     parser.add_argument("--robot", default="", help="robot name or YAML (default: the parameter file's, g1)")
     parser.add_argument("--device", default="", help="auto | cpu | cuda (default: the parameter file's)")
-    parser.add_argument("--no-gif", action="store_true", help="skip the animation")
+    parser.add_argument("--no-gif", action="store_true", help="skip the video (the simulation still runs)")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds for start-up and for the command")
     parser.set_defaults(func=_run)
 

@@ -20,10 +20,17 @@ from moscale_common.errors import InputError
 from moscale_ros.sim.model import SimModel
 
 
-def gl_unavailable_reason(sim: SimModel) -> str | None:
-    """``None`` if MuJoCo can open an offscreen GL context here, else the reason in one line."""
+def gl_unavailable_reason(sim: SimModel | None = None) -> str | None:
+    """``None`` if MuJoCo can open an offscreen GL context here (for ``sim``'s model, else an empty
+    one), else the reason in one line."""
+    # The package records a GL backend that failed to import (mujoco was then imported without GL)
+    from moscale_ros.sim import GL_IMPORT_ERROR
+
+    if GL_IMPORT_ERROR is not None:
+        return f"no offscreen OpenGL for MuJoCo: {GL_IMPORT_ERROR}"
     try:
-        renderer = mujoco.Renderer(sim.model, 64, 64)
+        model = sim.model if sim is not None else mujoco.MjModel.from_xml_string("<mujoco/>")
+        renderer = mujoco.Renderer(model, 64, 64)
         renderer.close()
     except Exception as exc:  # noqa: BLE001  (EGL/OSMesa/GLFW errors have no common type)
         return f"no offscreen OpenGL for MuJoCo (MUJOCO_GL={_backend()}): {str(exc).splitlines()[0][:160]}"

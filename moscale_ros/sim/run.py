@@ -10,12 +10,13 @@ trajectory the controller rules reject is not executed: the report says why.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from moscale_common.errors import InputError
 from moscale_ros.control.jtc_rules import TrajectoryMessage
 from moscale_ros.sim.loop import ControlLoop
 from moscale_ros.sim.model import SimModel
@@ -48,6 +49,8 @@ class SimulationReport:
     wall_s: float = 0.0
     frames_qpos: np.ndarray | None = field(default=None, repr=False)  # recorded MuJoCo qpos, for video
     frames_fps: float = 0.0
+    accepted_messages: int = 1  # controller messages accepted (simulate_received: several)
+    rejected_messages: list[tuple[float, str]] = field(default_factory=list)  # (time, reason), later ones
 
     @property
     def executed(self) -> bool:
@@ -178,7 +181,66 @@ def simulate_trajectory(
         fell = loop.monitor.fell_at
         if stop_on_fall and fell is not None and loop.time > fell + 0.5:
             break
-    report.wall_s = time.perf_counter() - tick
+    _fill(report, loop, time.perf_counter() - tick, frames, record_fps)
+    return report
+
+
+def simulate_received(
+    sim: SimModel,
+    received: Sequence[tuple[float, TrajectoryMessage]],
+    initial_positions_J: np.ndarray,
+    base_pose_7: np.ndarray | None = None,
+    settle_s: float = 1.0,
+    stop_on_fall: bool = False,
+    record_fps: float = 0.0,
+) -> SimulationReport:
+    """Execute a stream of controller messages on ``sim`` as they arrived: ``received`` pairs each
+    ``JointTrajectory`` (stamped on the sender's clock) with its receipt time on that clock.
+
+    The robot starts at rest in ``initial_positions_J`` and ``base_pose_7`` (feet on the floor);
+    simulation time 0 is the first receipt: stamps and receipt times are shifted by it, and each
+    message goes to the controller at the first cycle at or after its receipt (a cycle is
+    ``1 / controller_rate``), where the controller rules accept it (it replaces what runs) or reject
+    it. The run lasts until the last message's end plus ``settle_s``. ``report.trajectory_s`` is that
+    span less ``settle_s``; ``report.rejection`` the first rejection's reason (later messages still
+    ran)."""
+    events = sorted(received, key=lambda pair: pair[0])
+    if not events:
+        raise InputError("simulate_received: no controller messages to execute")
+    t0 = events[0][0]
+    shifted = [
+        (at - t0, replace(message, stamp=message.stamp - t0 if message.stamp != 0.0 else 0.0)) for at, message in events
+    ]
+    end = max(max(at, message.end_time) for at, message in shifted)
+    report = SimulationReport(sim.robot.name, sim.fixed_base, float(end))
+    loop = ControlLoop(sim, np.asarray(initial_positions_J), base_pose_7)
+    cycles = int(np.ceil((end + settle_s) / loop.simulator.cycle_s - 1e-6))
+    frames, next_frame, k = [], 0.0, 0
+    tick = time.perf_counter()
+    for _ in range(cycles):
+        while k < len(shifted) and shifted[k][0] <= loop.time + 1e-9:
+            loop.receive(shifted[k][1], loop.time)
+            k += 1
+        if record_fps > 0 and loop.time >= next_frame - 1e-9:
+            frames.append(loop.simulator.data.qpos.copy())
+            next_frame += 1.0 / record_fps
+        loop.cycle()
+        fell = loop.monitor.fell_at
+        if stop_on_fall and fell is not None and loop.time > fell + 0.5:
+            break
+    if loop.rejections and not loop.accepted:
+        report.rejection = loop.rejections[0][1]
+        return report
+    _fill(report, loop, time.perf_counter() - tick, frames, record_fps)
+    report.rejected_messages = [(round(at, 6), reason) for at, reason in loop.rejections]
+    report.accepted_messages = loop.accepted
+    return report
+
+
+def _fill(report: SimulationReport, loop: ControlLoop, wall_s: float, frames: list, record_fps: float) -> None:
+    """Copy the monitor's figures of a finished run into ``report``."""
+    sim = loop.simulator.sim
+    report.wall_s = wall_s
     monitor = loop.monitor
     report.simulated_s = round(loop.time, 6)  # MuJoCo adds timesteps: drift of ~1e-12 s
     report.real_time_factor = loop.time / max(report.wall_s, 1e-9)
@@ -197,4 +259,3 @@ def simulate_trajectory(
     report.self_collision_pairs = [list(p) for p in sorted(monitor.self_collision_pairs)]
     if frames:
         report.frames_qpos, report.frames_fps = np.asarray(frames), record_fps
-    return report
