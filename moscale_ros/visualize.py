@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pinocchio as pin
@@ -100,7 +100,6 @@ def render_plans_gif(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.collections import LineCollection
-    from PIL import Image
 
     if not plans:
         raise InputError("render_gif: nothing to draw (no human joints and no robot trajectory)")
@@ -157,19 +156,10 @@ def render_plans_gif(
     frames = []
     for n in range(len(times)):
         for ax, segs, body_lc in artists:
-            screen = segs[n] @ P.T
-            body_lc.set_segments(screen)
-            centre = P @ np.array([segs[n, 0, 0, 0], segs[n, 0, 0, 1], 0.8])
-            ax.set_xlim(centre[0] - _HALF_WIDTH, centre[0] + _HALF_WIDTH)
-            ax.set_ylim(centre[1] - _HALF_WIDTH, centre[1] + _HALF_WIDTH)
-        fig.canvas.draw()
-        rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
-        frames.append(Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE))
+            _show_bodies(ax, body_lc, segs[n], P)
+        frames.append(_grab_frame(fig))
     plt.close(fig)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(round(1000 * step)), loop=0)
-    return path
+    return _save_gif(frames, path, step)
 
 
 def render_gif(
@@ -205,7 +195,6 @@ def render_beside_gif(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.collections import LineCollection
-    from PIL import Image
 
     human_N223 = np.asarray(human_N223, dtype=float)
     count = len(human_N223)
@@ -241,19 +230,35 @@ def render_beside_gif(
     frames = []
     for n in range(count):
         for ax, segs, body in lines:
-            body.set_segments(segs[n] @ P.T)
-            centre = P @ np.array([segs[n, 0, 0, 0], segs[n, 0, 0, 1], 0.8])
-            ax.set_xlim(centre[0] - _HALF_WIDTH, centre[0] + _HALF_WIDTH)
-            ax.set_ylim(centre[1] - _HALF_WIDTH, centre[1] + _HALF_WIDTH)
+            _show_bodies(ax, body, segs[n], P)
         if image is not None:
             image.set_data(robot_images[n])
         ax_h.set_title(human_labels[n] if human_labels is not None else "human", fontsize=8)
         ax_r.set_title(robot_labels[n] if robot_labels is not None else "robot", fontsize=8)
-        fig.canvas.draw()
-        rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
-        frames.append(Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE))
+        frames.append(_grab_frame(fig))
     plt.close(fig)
+    return _save_gif(frames, path, 1.0 / fps)
+
+
+def _show_bodies(ax: Any, body: Any, segments_S23: np.ndarray, P: np.ndarray) -> None:
+    """Draw one frame's bone segments, projected by ``P``, with the view centred on the first body's root."""
+    body.set_segments(segments_S23 @ P.T)
+    centre = P @ np.array([segments_S23[0, 0, 0], segments_S23[0, 0, 1], 0.8])
+    ax.set_xlim(centre[0] - _HALF_WIDTH, centre[0] + _HALF_WIDTH)
+    ax.set_ylim(centre[1] - _HALF_WIDTH, centre[1] + _HALF_WIDTH)
+
+
+def _grab_frame(fig: Any) -> Any:
+    """The figure as a palette image (PIL, imported with matplotlib by the renderers)."""
+    from PIL import Image  # Pillow comes with matplotlib: loaded only when a GIF is drawn
+
+    fig.canvas.draw()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+    return Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE)
+
+
+def _save_gif(frames: list, path: str | Path, step_s: float) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(round(1000 / fps)), loop=0)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(round(1000 * step_s)), loop=0)
     return path
