@@ -79,13 +79,24 @@ def test_mm_dist_diversity_multimodality_known_values():
     assert metrics.multimodality(samples, pairs=10) == pytest.approx(d.mean())
 
 
+def many_std(n: int) -> float:
+    return float(np.random.default_rng(0).normal(size=n).std(ddof=1))
+
+
 def test_accuracy_and_confidence_interval():
     assert metrics.accuracy(np.array([1, 2, 3, 4]), np.array([1, 0, 3, 0])) == 0.5
     interval = metrics.confidence_interval([1.0, 2.0, 3.0])
     assert interval.mean == pytest.approx(2.0)
-    assert interval.half_width == pytest.approx(1.96 * np.sqrt(2 / 3) / np.sqrt(3))
-    assert metrics.confidence_interval([0.4]).half_width == 0.0
-    assert interval.format(2) == "2.00 ± 0.92"
+    # Student-t with 2 degrees of freedom (t = 4.303), sample std 1.0: 4.303 / sqrt(3) = 2.484.
+    assert interval.half_width == pytest.approx(4.302653 / np.sqrt(3), rel=1e-5)
+    assert interval.format(2) == "2.00 ± 2.48" and interval.runs == 3
+    single = metrics.confidence_interval([0.4])
+    assert np.isnan(single.half_width) and single.format(2) == "0.40 (1 run)"
+    # Large R approaches the normal 1.96 s / sqrt(R).
+    many = metrics.confidence_interval(np.random.default_rng(0).normal(size=2000))
+    assert many.half_width == pytest.approx(1.96 * many_std(2000) / np.sqrt(2000), rel=0.01)
+    assert interval.overlaps(metrics.Interval(4.0, 0.1, 5)) and not interval.overlaps(metrics.Interval(5.0, 0.1, 5))
+    assert single.overlaps(interval)
 
 
 def test_bad_inputs_raise_clear_errors():

@@ -39,6 +39,9 @@ def _generator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=None, help="repeated runs (default: the protocol's)")
     parser.add_argument("--max-clips", type=int, default=None, help="evaluate a fixed random subset of the split")
     parser.add_argument("--refine-iterations", type=int, nargs="+", default=None, help="generation override")
+    parser.add_argument(
+        "--refine-schedule", choices=["cosine", "linspace_cosine"], default=None, help="generation override"
+    )
     parser.add_argument("--guidance", type=float, default=None, help="generation override")
     parser.add_argument("--guidance-end", type=float, default=None, help="generation override")
     parser.add_argument("--top-p", type=float, default=None, help="generation override")

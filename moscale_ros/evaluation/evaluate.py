@@ -9,12 +9,15 @@ templates (text set ``train``) or its held-out paraphrases (``heldout``); the ge
 motion per clip with that description and the window's length; then R-precision (groups of 32),
 FID against the real windows, MM-Dist, diversity and the classifiers' content/style accuracy against
 the clip's labels (see :mod:`.metrics`). Multimodality: ``mm_texts`` clips, ``mm_samples`` motions
-each from the same description. Each figure is reported as mean ± 95 % interval over the runs.
+each from the same description. Each figure is reported as mean ± Student-t 95 % interval over the runs (n stated).
 
 Reference row: the real windows themselves in place of generated motions (same descriptions), so
 R-precision, MM-Dist, diversity and accuracies show the evaluator's ceiling on real data; its FID
-compares the real windows of another split (``reference_fid_split``, default ``val``) with the test
-windows: the FID two independent samples of real motion reach.
+compares the test windows with an independent real sample matched to them as the generated motions
+are (:func:`matched_reference`): for each test window, a window of another clip with the same
+content label and the same length, from ``reference_fid_split`` (default ``val``) or else from
+``train``. That is the FID two independent samples of real motion with the same labels and lengths
+reach; the info block counts the windows that could not be matched exactly.
 """
 
 from __future__ import annotations
@@ -135,6 +138,36 @@ def load_test_set(prepared, split: str, cfg: ProtocolConfig, max_clips: int | No
         contents=[c.content for c in clips],
         styles=[c.style for c in clips],
     )
+
+
+def matched_reference(
+    prepared, test: TestSet, cfg: ProtocolConfig, splits: Sequence[str]
+) -> tuple[list[np.ndarray], dict[str, int]]:
+    """For each test window, a real window of the same length from another clip with the same content
+    label (searched in ``splits`` in order; a random start, seeded by ``cfg.seed``). Where no such
+    clip is long enough, the longest same-content clip whole (``shorter``); with no same-content clip
+    at all, any clip long enough (``other_content``). Returns the windows and those counts."""
+    rng = np.random.default_rng(cfg.seed + 7919)
+    pool = [c for split in splits for c in prepared.clips(split) if c.name not in set(test.names)]
+    by_content: dict[str, list] = {}
+    for clip in pool:
+        by_content.setdefault(clip.content, []).append(clip)
+    windows, counts = [], {"matched": 0, "shorter": 0, "other_content": 0}
+    for content, frames in zip(test.contents, test.frames):
+        same = by_content.get(content, [])
+        long_enough = [c for c in same if c.num_frames >= frames]
+        if long_enough:
+            kind, clip = "matched", long_enough[int(rng.integers(len(long_enough)))]
+        elif same:
+            kind, clip = "shorter", max(same, key=lambda c: c.num_frames)
+        else:
+            others = [c for c in pool if c.num_frames >= frames] or pool
+            kind, clip = "other_content", others[int(rng.integers(len(others)))]
+        length = min(frames, clip.num_frames)
+        start = int(rng.integers(clip.num_frames - length + 1))
+        windows.append(np.asarray(clip.features[start : start + length], dtype=np.float32))
+        counts[kind] += 1
+    return windows, counts
 
 
 # ---- motion sources ----------------------------------------------------------------------------------
@@ -431,9 +464,9 @@ def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
     prepared = load_prepared(args.data, load_joints=False)
     test = load_test_set(prepared, cfg.split, cfg, cfg.max_clips)
     real = real_statistics(evaluator, test)
-    fid_reference = None
+    fid_reference, reference_counts = None, {}
     if cfg.reference_fid_split and not args.no_reference:
-        fid_reference = load_test_set(prepared, cfg.reference_fid_split, cfg, cfg.max_clips).features
+        fid_reference, reference_counts = matched_reference(prepared, test, cfg, [cfg.reference_fid_split, "train"])
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     name = f"{checkpoint.parent.name}/{checkpoint.name} ({order})"
     rows: list[RowResult] = []
@@ -450,6 +483,7 @@ def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
         "order": order,
         "evaluator": str(evaluator_path),
         "split": cfg.split,
+        "fid_reference_windows": reference_counts,
         "clips": len(test),
         "runs": cfg.runs,
         "generation_overrides": {**overrides.changes(), "num_threads": args.threads},
@@ -459,7 +493,7 @@ def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
         return 0
     print(
         f"generator {checkpoint} ({order}); evaluator {evaluator_path}; {cfg.split} split, {len(test)} clips, "
-        f"{cfg.runs} runs (mean ± 95 % interval)"
+        f"n = {cfg.runs} runs (mean ± Student-t 95 % interval)"
     )
     for text_set in cfg.text_sets:
         print(f"\n{TEXT_SET_TITLES[text_set]}:")
