@@ -92,7 +92,8 @@ class MaskingConfig:
                 raise ConfigError(f"masking.{name}: must be in [0, 1], got {getattr(self, name)}")
         if self.mask_fraction + self.random_fraction > 1.0 + 1e-9:
             raise ConfigError(
-                f"masking.mask_fraction + random_fraction: must be <= 1, got {self.mask_fraction} + {self.random_fraction}"
+                "masking.mask_fraction + random_fraction: must be <= 1, got "
+                f"{self.mask_fraction} + {self.random_fraction}"
             )
         if not 0.0 <= self.visible_noise < 0.5:
             raise ConfigError(f"masking.visible_noise: must be in [0, 0.5), got {self.visible_noise}")
