@@ -217,3 +217,22 @@ def test_train_command_errors_name_the_problem(tmp_path, prepared_small):
         from_dict(TransformerTrainConfig, {"masking": {"corrupt_max": 1.5}})
     with pytest.raises(ConfigError, match="model: unknown key"):
         from_dict(TransformerTrainConfig, {"model": {"widht": 64}})
+
+
+def test_a_generator_file_lends_its_tokenizer(tmp_path):
+    """v2 trains on v1's codes: ``tokenizer:`` may name the shipped generator file."""
+    from moscale_common.paths import resource
+    from moscale_ros.generation.bundle import load_any_tokenizer, load_generator_parts
+
+    shipped = resource("models/moscale-bandai.safetensors")
+    tokenizer, mean_D, std_D = load_any_tokenizer(shipped)
+    parts = load_generator_parts(shipped)
+    assert all(p.dtype == torch.float32 for p in tokenizer.parameters()) and not tokenizer.training
+    assert tokenizer.num_scales == parts.tokenizer.num_scales and torch.equal(mean_D, parts.mean_D)
+    feats = torch.randn(2, 40, mean_D.shape[0])
+    f_BNC, N_B = tokenizer.encode_latents(feats, torch.tensor([40, 32]))
+    assert f_BNC.shape[0] == 2 and torch.isfinite(f_BNC).all()
+    other = tmp_path / "not-a-model.safetensors"
+    other.write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="not-a-model"):
+        load_any_tokenizer(other)

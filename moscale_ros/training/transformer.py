@@ -47,11 +47,11 @@ from moscale_common.errors import ConfigError
 from moscale_common.paths import local_or_resource
 from moscale_ros.data.dataset import MotionTextBatches, MotionTextDataset, load_prepared
 from moscale_ros.data.prepared import PreparedData
-from moscale_ros.generation.bundle import GENERATOR_KIND, generator_configs, save_generator
+from moscale_ros.generation.bundle import GENERATOR_KIND, generator_configs, load_any_tokenizer, save_generator
 from moscale_ros.generation.config import GenerationConfig
 from moscale_ros.models.length import LengthEstimator, LengthEstimatorConfig
 from moscale_ros.models.text_encoder import TextEncoder, TextEncoderConfig
-from moscale_ros.models.tokenizer import MotionTokenizer, load_tokenizer
+from moscale_ros.models.tokenizer import MotionTokenizer
 from moscale_ros.models.transformer import NextScaleTransformer, TransformerConfig, count_parameters
 from moscale_ros.training.common import Checkpointed, LoopConfig, TrainingSession, run_training, train_command
 
@@ -335,7 +335,7 @@ def build_models(
     """The frozen tokenizer and text encoder (``text_encoder`` if given, else built from ``cfg``), and a
     fresh transformer (of ``transformer_cls``) and length estimator sized to them."""
     tokenizer_path = local_or_resource(cfg.tokenizer)
-    tokenizer, mean_D, std_D = load_tokenizer(tokenizer_path, device)
+    tokenizer, mean_D, std_D = load_any_tokenizer(tokenizer_path, device)
     tokenizer.requires_grad_(False)
     if text_encoder is None:
         text_encoder = TextEncoder(cfg.text_encoder, device=device)
