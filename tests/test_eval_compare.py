@@ -146,6 +146,18 @@ def test_eval_generator_json_for_both_orders(compared, prepared_small, capsys):
         names = [r["name"] for r in report["rows"]]
         assert names == ["real motion (reference)", f"{variant}/model.safetensors ({order})"]
         assert report["rows"][1]["metrics"]["r1"]["runs"] == 1
+        # Label-level retrieval beside clip-level (same groups): the label is easier to hit than the clip.
+        for row in report["rows"]:
+            assert row["metrics"]["r1_label"]["mean"] >= row["metrics"]["r1"]["mean"]
+        # Per-content accuracy of every row, over the same contents; contents with no test clip named.
+        reference, generated = report["rows"]
+        assert set(reference["per_content"]) == set(generated["per_content"]) and reference["per_content"]
+        assert sum(c["clips"] for c in reference["per_content"].values()) == report["info"]["clips"]
+        assert all(0.0 <= c["accuracy"] <= 1.0 for c in generated["per_content"].values())
+        assert not set(report["info"]["untestable_contents"]) & set(reference["per_content"])
+        robust = report["info"]["length_robustness"]
+        assert robust["share"] == 0.5 and 0.0 <= robust["content_acc_cropped"] <= 1.0
+        assert sum(report["info"]["fid_reference_windows"].values()) == report["info"]["clips"]
 
 
 def test_eval_generator_errors_name_the_file(compared, prepared_small, capsys):

@@ -79,6 +79,23 @@ def test_mm_dist_diversity_multimodality_known_values():
     assert metrics.multimodality(samples, pairs=10) == pytest.approx(d.mean())
 
 
+def test_label_level_r_precision_counts_only_other_labels():
+    # Two clips of label 0 whose embeddings are swapped (each text nearest the other's motion), one of label 1.
+    motions = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    texts = np.array([[0.9, 0.1], [1.0, 0.0], [0.0, 1.0]])
+    labels = np.array([0, 0, 1])
+    clip_level = metrics.r_precision(texts, motions, 2, group_size=3)
+    label_level = metrics.label_r_precision(texts, motions, labels, 2, group_size=3)
+    assert clip_level.tolist() == pytest.approx([1 / 3, 1.0])  # the swapped pair misses at top-1
+    assert label_level.tolist() == pytest.approx([1.0, 1.0])  # ... but its label is the nearest
+    wrong_labels = metrics.label_r_precision(texts, motions, np.array([0, 1, 2]), 1, group_size=3)
+    assert wrong_labels.tolist() == pytest.approx([1 / 3])
+    with pytest.raises(InputError, match="labels"):
+        metrics.label_r_precision(texts, motions, labels[:2])
+    tally = metrics.accuracy_by_label(np.array([1, 2, 2]), np.array([1, 2, 0]), ["walk", "bow", "bow"])
+    assert tally == {"walk": (1, 1), "bow": (1, 2)}
+
+
 def many_std(n: int) -> float:
     return float(np.random.default_rng(0).normal(size=n).std(ddof=1))
 

@@ -49,7 +49,7 @@ from moscale_ros.generation.next_token import NextTokenGenerator
 from moscale_ros.runtime import select_device, torch_threads
 
 TextSet = Literal["train", "heldout"]
-METRIC_KEYS = ("r1", "r2", "r3", "fid", "mm_dist", "diversity", "multimodality", "content_acc", "style_acc")
+METRIC_KEYS = ("r1", "r2", "r3", "r1_label", "fid", "mm_dist", "diversity", "multimodality", "content_acc", "style_acc")
 TEXT_SET_TITLES = {"train": "training-template descriptions", "heldout": "held-out paraphrases"}
 
 
@@ -268,6 +268,7 @@ class RowResult:
     text_set: str
     metrics: dict[str, metrics.Interval]
     timing: dict[str, float] = field(default_factory=dict)
+    per_content: dict[str, dict[str, float]] = field(default_factory=dict)  # {content: {clips, accuracy}}
 
     def to_dict(self) -> dict:
         return {
@@ -275,6 +276,29 @@ class RowResult:
             "text_set": self.text_set,
             "metrics": {k: v.to_dict() for k, v in self.metrics.items()},
             "timing": self.timing,
+            "per_content": self.per_content,
+        }
+
+
+class ContentTally:
+    """Content-classifier hits per content label, pooled over runs."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, list[int]] = {}
+
+    def add(self, motions: EmbeddedMotions, real: RealStatistics, test: TestSet) -> None:
+        for name, (correct, total) in metrics.accuracy_by_label(
+            motions.content_N, real.content_N, test.contents
+        ).items():
+            tally = self.counts.setdefault(name, [0, 0])
+            tally[0] += correct
+            tally[1] += total
+
+    def rows(self, runs: int) -> dict[str, dict[str, float]]:
+        """``{content: {"clips": clips per run, "accuracy": hits / trials}}``, sorted by content."""
+        return {
+            name: {"clips": total // max(runs, 1), "accuracy": correct / total}
+            for name, (correct, total) in sorted(self.counts.items())
         }
 
 
@@ -319,12 +343,19 @@ def score_run(
     """Metrics of one run: ``motions[i]`` was made from ``texts[i]`` for test clip ``i``; FID against
     ``fid_against`` (embeddings) instead of the real test windows when given."""
     text_NE = evaluator.embed_texts(texts)
-    top_K = metrics.r_precision(text_NE, motions.embedding_NE, 3, cfg.r_precision_group, rng)
+    groups_seed = int(rng.integers(2**32))  # the same groups for clip- and label-level R-precision
+    group = cfg.r_precision_group
+    top_K = metrics.r_precision(text_NE, motions.embedding_NE, 3, group, np.random.default_rng(groups_seed))
+    labels_N = real.content_N * 1000 + real.style_N
+    label_K = metrics.label_r_precision(
+        text_NE, motions.embedding_NE, labels_N, 1, group, np.random.default_rng(groups_seed)
+    )
     reference_NE = real.embedded.embedding_NE if fid_against is None else fid_against
     return {
         "r1": float(top_K[0]),
         "r2": float(top_K[1]),
         "r3": float(top_K[2]),
+        "r1_label": float(label_K[0]),
         "fid": metrics.fid(motions.embedding_NE, reference_NE),
         "mm_dist": metrics.mm_dist(text_NE, motions.embedding_NE),
         "diversity": metrics.diversity(motions.embedding_NE, cfg.diversity_pairs, rng),
@@ -353,7 +384,11 @@ def evaluate_reference(
         rng = np.random.default_rng(cfg.seed + r)
         texts = draw_texts(test, text_set, rng)
         per_run.append(score_run(evaluator, real, texts, real.embedded, cfg, rng, fid_against=fid_NE))
-    return _summarise("real motion (reference)", text_set, per_run, {})
+    row = _summarise("real motion (reference)", text_set, per_run, {})
+    tally = ContentTally()
+    tally.add(real.embedded, real, test)
+    row.per_content = tally.rows(1)
+    return row
 
 
 def evaluate_source(
@@ -370,6 +405,7 @@ def evaluate_source(
     per_run = []
     generation_s = 0.0
     generated = 0
+    tally = ContentTally()
     mm_rows = np.random.default_rng(cfg.seed).permutation(len(test))[: min(cfg.mm_texts, len(test))]
     for r in range(cfg.runs):
         seed = cfg.seed + r
@@ -379,7 +415,9 @@ def evaluate_source(
         features = source.generate_features(texts, test.frames, seed)
         generation_s += time.perf_counter() - start
         generated += len(features)
-        scores = score_run(evaluator, real, texts, evaluator.embed_motions(features), cfg, rng)
+        embedded = evaluator.embed_motions(features)
+        tally.add(embedded, real, test)
+        scores = score_run(evaluator, real, texts, embedded, cfg, rng)
         if len(mm_rows):
             mm_texts = [texts[i] for i in mm_rows for _ in range(cfg.mm_samples)]
             mm_frames = [test.frames[i] for i in mm_rows for _ in range(cfg.mm_samples)]
@@ -390,7 +428,25 @@ def evaluate_source(
             )
         per_run.append(scores)
         log(f"[{name} | {text_set}] run {r + 1}/{cfg.runs}: " + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()))
-    return _summarise(name, text_set, per_run, {"generation_ms_per_motion": 1000.0 * generation_s / generated})
+    row = _summarise(name, text_set, per_run, {"generation_ms_per_motion": 1000.0 * generation_s / generated})
+    row.per_content = tally.rows(cfg.runs)
+    return row
+
+
+def length_robustness(evaluator: Evaluator, test: TestSet, real: RealStatistics, share: float = 0.5) -> dict:
+    """Content accuracy of the real test windows whole and cut to their centred ``share`` (at least 24
+    frames): an evaluator that classifies by duration loses accuracy on the shorter copies."""
+    cropped = []
+    for features in test.features:
+        length = max(24, int(len(features) * share) // 4 * 4)
+        start = (len(features) - min(length, len(features))) // 2
+        cropped.append(features[start : start + length])
+    short = evaluator.embed_motions(cropped)
+    return {
+        "share": share,
+        "content_acc_whole": metrics.accuracy(real.embedded.content_N, real.content_N),
+        "content_acc_cropped": metrics.accuracy(short.content_N, real.content_N),
+    }
 
 
 def measure_latency(source: MotionSource, cfg: ProtocolConfig, text: str = "a person walks forward") -> dict:
@@ -406,6 +462,7 @@ COLUMNS = (
     ("r1", "R@1 ↑"),
     ("r2", "R@2 ↑"),
     ("r3", "R@3 ↑"),
+    ("r1_label", "R@1 label ↑"),
     ("fid", "FID ↓"),
     ("mm_dist", "MM-Dist ↓"),
     ("diversity", "Diversity →"),
@@ -425,6 +482,20 @@ def markdown_table(rows: list[RowResult], extra_columns: Sequence[tuple[str, Cal
             cells.append(row.metrics[key].format(3) if key in row.metrics else "–")
         cells += [fn(row) for _, fn in extra_columns]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def per_content_table(rows: list[RowResult], untestable: Sequence[str]) -> str:
+    """Content accuracy per content label (rows as columns), and the contents with no test clip."""
+    contents = sorted({c for r in rows for c in r.per_content})
+    header = ["Content", "clips", *(f"{r.name} [{r.text_set}]" for r in rows)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for content in contents:
+        clips = next(r.per_content[content]["clips"] for r in rows if content in r.per_content)
+        cells = [f"{r.per_content[content]['accuracy']:.2f}" if content in r.per_content else "–" for r in rows]
+        lines.append(f"| {content} | {clips} | " + " | ".join(cells) + " |")
+    for content in untestable:
+        lines.append(f"| {content} | 0 | " + " | ".join("untestable (no clip in this split)" for _ in rows) + " |")
     return "\n".join(lines)
 
 
@@ -467,6 +538,7 @@ def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
     fid_reference, reference_counts = None, {}
     if cfg.reference_fid_split and not args.no_reference:
         fid_reference, reference_counts = matched_reference(prepared, test, cfg, [cfg.reference_fid_split, "train"])
+    untestable = sorted(set(prepared.contents) - set(test.contents))  # contents with no clip in the split
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     name = f"{checkpoint.parent.name}/{checkpoint.name} ({order})"
     rows: list[RowResult] = []
@@ -485,6 +557,8 @@ def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
         "split": cfg.split,
         "fid_reference_windows": reference_counts,
         "clips": len(test),
+        "untestable_contents": untestable,
+        "length_robustness": length_robustness(evaluator, test, real),
         "runs": cfg.runs,
         "generation_overrides": {**overrides.changes(), "num_threads": args.threads},
     }
@@ -506,6 +580,12 @@ def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
     print(
         f"\nlatency of one {cfg.latency_frames}-frame motion: first plan {latency['latency_first_plan_s']:.3f} s, "
         f"final {latency['latency_final_s']:.3f} s"
+    )
+    print("\n" + per_content_table(rows, untestable))
+    robust = info["length_robustness"]
+    print(
+        f"\nevaluator length check: content accuracy of the real {cfg.split} windows {robust['content_acc_whole']:.3f} "
+        f"whole, {robust['content_acc_cropped']:.3f} cut to their centred {robust['share']:.0%}"
     )
     sys.stdout.flush()
     return 0

@@ -82,6 +82,46 @@ def r_precision(
     return hits_K / (groups * size)
 
 
+def label_r_precision(
+    text_NE: np.ndarray,
+    motion_NE: np.ndarray,
+    labels_N: np.ndarray,
+    top_k: int = 3,
+    group_size: int = R_PRECISION_GROUP,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """``(top_k,)`` label-level R-precision: groups as :func:`r_precision`, but a text scores when the
+    nearest motion *with its label* (its own or another clip's) ranks within ``k``, counting only
+    motions of other labels ahead of it. Clip-level :func:`r_precision` also counts same-label clips
+    as competitors, so two real clips with one label cap it; this one measures the label alone."""
+    text_NE, motion_NE = _paired(text_NE, motion_NE)
+    labels_N = np.asarray(labels_N)
+    if labels_N.shape != (text_NE.shape[0],):
+        raise InputError(f"labels {labels_N.shape} do not match {text_NE.shape[0]} pairs")
+    N = text_NE.shape[0]
+    order = rng.permutation(N) if rng is not None else np.arange(N)
+    size = min(group_size, N)
+    hits_K = np.zeros(top_k)
+    groups = N // size
+    for g in range(groups):
+        rows = order[g * size : (g + 1) * size]
+        dist_GG = distance_matrix(text_NE[rows], motion_NE[rows])
+        same_GG = labels_N[rows][:, None] == labels_N[rows][None, :]
+        best_same_G = np.where(same_GG, dist_GG, np.inf).min(1)
+        rank_G = ((dist_GG < best_same_G[:, None]) & ~same_GG).sum(1)
+        hits_K += np.array([(rank_G < k).sum() for k in range(1, top_k + 1)])
+    return hits_K / (groups * size)
+
+
+def accuracy_by_label(predicted_N: np.ndarray, true_N: np.ndarray, names_N: list[str]) -> dict[str, tuple[int, int]]:
+    """``{name: (correct, total)}`` of the predictions grouped by each item's ``names_N`` entry."""
+    out: dict[str, tuple[int, int]] = {}
+    for name, hit in zip(names_N, np.asarray(predicted_N) == np.asarray(true_N)):
+        correct, total = out.get(name, (0, 0))
+        out[name] = (correct + int(hit), total + 1)
+    return out
+
+
 def gaussian_stats(x_NE: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean ``(E,)`` and covariance ``(E, E)`` (unbiased) of a set of embeddings."""
     x_NE = _as_matrix(x_NE, "embeddings")
