@@ -50,6 +50,7 @@ from moscale_ros.evaluation.evaluate import (
     load_test_set,
     markdown_table,
     matched_reference,
+    matching_encoder,
     measure_latency,
     real_statistics,
 )
@@ -237,9 +238,10 @@ def run_compare(cfg: CompareConfig, options: CompareOptions, log=print) -> dict:
     for text_set in protocol.text_sets:
         rows.append(evaluate_reference(evaluator, test, real, protocol, text_set, fid_reference))
     setup = []
+    loaded_encoders: list = []  # the generators' text encoders, loaded once for all variants
     for variant in cfg.variants:
         path = stages[variant.name].path
-        te = evaluator.text_encoder
+        te = matching_encoder(path, [evaluator.text_encoder, *loaded_encoders])
         if variant.order == "next_token":
             generator = NextTokenGenerator.from_checkpoint(path, device, te, num_threads=options.threads)
             source, transformer, tokenizer = NextTokenSource(generator), generator.transformer, generator.tokenizer
@@ -250,6 +252,7 @@ def run_compare(cfg: CompareConfig, options: CompareOptions, log=print) -> dict:
             )
             source, transformer, tokenizer = NextScaleSource(generator), generator.transformer, generator.tokenizer
             iterations = "passes per scale " + str(generator.config.iterations_for(tokenizer.num_scales))
+        loaded_encoders.append(generator.text_encoder)
         latency = measure_latency(source, protocol)
         for text_set in protocol.text_sets:
             row = evaluate_source(source, variant.label, evaluator, test, real, protocol, text_set, log)

@@ -230,6 +230,13 @@ class NextTokenSource:
         return {"first_plan_s": seconds, "final_s": seconds}
 
 
+def matching_encoder(path: str | Path, encoders: Sequence) -> object | None:
+    """The first of ``encoders`` (TextEncoder or None) that the generator file at ``path`` was trained
+    with, to share one loaded encoder; None when none matches (the generator then loads its own)."""
+    name = load_checkpoint(path).configs.get("text_encoder", {}).get("name")
+    return next((e for e in encoders if e is not None and e.name == name), None)
+
+
 def load_source(
     path: str | Path,
     device: str | torch.device = "cpu",
@@ -241,8 +248,7 @@ def load_source(
     and its order name; ``overrides`` replace its sampling settings, ``num_threads`` its CPU threads."""
     ckpt = load_checkpoint(path)
     kind = ckpt.kind
-    if text_encoder is not None and text_encoder.name != ckpt.configs.get("text_encoder", {}).get("name"):
-        text_encoder = None  # the generator was trained with another text encoder: load its own
+    text_encoder = matching_encoder(path, [text_encoder])
     if kind == GENERATOR_KIND:
         generator = MotionGenerator.from_checkpoint(
             path, device=device, text_encoder=text_encoder, warm_up=True, overrides=overrides, num_threads=num_threads
