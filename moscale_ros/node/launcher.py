@@ -49,9 +49,11 @@ class NodeProcess:
         env: Mapping[str, str] | None = None,
         entry: Literal["console", "cli", "module"] | None = None,
         managed: bool = False,
+        extra_params_files: Sequence[str | Path] = (),
     ) -> None:
         self.params_file = Path(params_file) if params_file is not None else resource("config/moscale.yaml")
         self.params = dict(params or {})
+        self.extra_params_files = [Path(p) for p in extra_params_files]  # loaded after params_file (they win)
         self.remaps = list(remaps)
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="moscale-node-", suffix=".log")[1])
         self.env = {**os.environ, **(env or {})}
@@ -72,6 +74,10 @@ class NodeProcess:
         else:
             head = [str(self._console)] if self.entry == "console" else [sys.executable, "-m", "moscale_ros.node.main"]
             argv = [*head, "--ros-args", "--params-file", str(self.params_file)]
+        if self.extra_params_files and self.entry == "cli" and not self.managed:
+            argv += ["--ros-args"]
+        for path in self.extra_params_files:
+            argv += ["--params-file", str(path)]
         for name, value in self.params.items():
             argv += ["-p", f"{name}:={ros_value(value)}"]
         for source, target in self.remaps:

@@ -52,7 +52,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -256,11 +256,17 @@ class MoScaleNode(Node):
             self.get_logger().info(f"robot_description parameter set: {topic} is not read")
             return
         deadline = time.monotonic() + timeout
-        while not self._robot_description_event.is_set() and time.monotonic() < deadline:
-            if self.executor is None:  # plain node, still starting: nothing spins it yet
-                rclpy.spin_once(self, timeout_sec=0.05)
-            else:  # managed node in configure: another executor thread takes the message
-                self._robot_description_event.wait(0.05)
+        if self.managed:  # in configure: another thread of the node's executor takes the message
+            self._robot_description_event.wait(timeout)
+        else:  # still in the constructor: nothing spins the node yet
+            executor = SingleThreadedExecutor(context=self.context)
+            executor.add_node(self)
+            try:
+                while not self._robot_description_event.is_set() and time.monotonic() < deadline:
+                    executor.spin_once(timeout_sec=0.05)
+            finally:
+                executor.remove_node(self)
+                executor.shutdown(timeout_sec=0)
         msg = self._robot_description
         if msg is None or not msg.data.strip():
             raise ConfigError(
