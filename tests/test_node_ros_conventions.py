@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SPLIT_PARAMS = ROOT / "config" / "controllers" / "moscale_g1_split.yaml"
 NODE = "conventions_node"
 URDF_NAME = "g1_from_the_topic"
+RATE, BURST = 0.5, 3  # commands/s and burst of the rate limit: a burst of BURST goals meets it
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
@@ -112,7 +113,14 @@ def split(ros, untrained_generator, tmp_path_factory, g1):
     robot.description_pub.publish(String(data=_g1_urdf_renamed()))
     log = tmp_path_factory.mktemp("conventions") / f"{NODE}.log"
     process = NodeProcess(
-        {"checkpoint": untrained_generator, "device": "cpu", "warmup": False, "playback_rate": 0.0},
+        {
+            "checkpoint": untrained_generator,
+            "device": "cpu",
+            "warmup": False,
+            "playback_rate": 0.0,
+            "max_command_rate": RATE,
+            "command_burst": BURST,
+        },
         extra_params_files=[SPLIT_PARAMS],
         remaps=[("__node", NODE)],
         log_path=log,
@@ -199,11 +207,12 @@ def test_invalid_and_rate_limited_goals_are_rejected_with_their_reason(split):
     rejection = client.rejections[-1].msg
     assert rejection.level == DiagnosticStatus.WARN and rejection.name == f"/{NODE}: action command refused"
     assert {kv.key: kv.value for kv in rejection.values} == {"source": "action", "kind": "invalid", "text": "wave"}
-    # rate limit (10/s, burst 10 in config/moscale.yaml): a burst of 14 leaves some rejected
-    handles = [client.send_goal(f"nod {i}", duration=1.0) for i in range(14)]
+    # The two goals above used two of the BURST tokens (the rate limit comes before validation):
+    # of BURST more goals sent at once, at least one is over the limit.
+    handles = [client.send_goal(f"nod {i}", duration=1.0) for i in range(BURST)]
     outcomes = [h.wait(60.0) for h in handles]
     limited = [o for o in outcomes if o.status == "rejected"]
-    assert limited and all("more than max_command_rate=10 commands/s" in o.message for o in limited), [
+    assert limited and all(f"more than max_command_rate={RATE:g} commands/s" in o.message for o in limited), [
         (o.status, o.message) for o in outcomes
     ]
     assert all(o.status in ("succeeded", "aborted") for o in outcomes if o not in limited)
