@@ -1,6 +1,7 @@
 """With ``on_startup_error: stay_up`` start-up failures leave the node up and explaining itself: a
 missing checkpoint, an unknown robot and an invalid parameter value. Each goal is rejected with the
-start-up error (its reason on ``~/rejections``); a topic command is logged and nothing is published; the process never crashes.
+start-up error (its reason on ``~/rejections``); a topic command is logged and nothing is published;
+the process never crashes.
 (The default, ``exit``, ends the process with code 2: tests/test_faults_startup.py.)
 """
 
