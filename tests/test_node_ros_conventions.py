@@ -35,6 +35,7 @@ from moscale_ros.node import convert
 from moscale_ros.node.client import MoScaleClient
 from moscale_ros.node.controllers import parse_controllers
 from moscale_ros.node.launcher import NodeProcess
+from moscale_ros.node.measured import MeasuredJointState
 from retarget.robot import load_robot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -292,3 +293,13 @@ def test_lifecycle_transitions_through_the_lifecycle_services(lifecycle):
     assert _transition(client, change, Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
     assert _state(client, get) == "finalized"
     assert State.PRIMARY_STATE_FINALIZED == _call(client, get, GetState.Request()).current_state.id
+
+
+def test_the_measured_state_is_kept_by_name_and_names_what_is_missing():
+    measured = MeasuredJointState()
+    assert measured.pose(["a", "b"]) == (None, ["a", "b"])
+    measured.update(["b", "c"], [0.5, float("nan")], stamp=1.0)  # a NaN is not a measurement
+    assert measured.pose(["a", "b", "c"]) == (None, ["a", "c"])
+    measured.update(["a", "c"], [0.25, -1.0], stamp=2.0)  # messages may carry any subset
+    positions_J, missing = measured.pose(["c", "a", "b"])
+    assert missing == [] and positions_J.tolist() == [-1.0, 0.25, 0.5] and measured.stamp == 2.0
