@@ -118,6 +118,11 @@ class MoScaleNode(Node):
         self.controllers: ControllerAssignment | None = None
         self.measured = MeasuredJointState()
         self.last_refusal = ""
+        # Accepted goals are submitted in the order they were accepted (their execute callbacks may
+        # start in another order on the multi-threaded executor): a ticket per accepted goal request.
+        self._goal_order = threading.Condition()
+        self._tickets: dict[int, int] = {}  # id(goal request) -> ticket
+        self._tickets_issued = self._tickets_submitted = 0
         self._robot_description: String | None = None
         self._robot_description_event = threading.Event()
         self.parameter_error = ""
@@ -377,7 +382,25 @@ class MoScaleNode(Node):
             self.stats.count("goals_rejected")
             self._log_refusal(exc, f"goal ({goal.text[:60]!r}) rejected", "action", goal.text)
             return GoalResponse.REJECT
+        with self._goal_order:  # rclpy hands this same goal object to the execute callback
+            self._tickets[id(goal)] = self._tickets_issued
+            self._tickets_issued += 1
         return GoalResponse.ACCEPT
+
+    def _submit_in_order(self, goal: GenerateMotion.Goal, job: Job | None) -> None:
+        """Submit ``job`` once every goal accepted before ``goal`` was submitted (at most 1 s: a goal
+        accepted but never executed must not hold the others); ``None`` only gives the turn on."""
+        with self._goal_order:
+            ticket = self._tickets.pop(id(goal), None)
+            if ticket is not None and job is not None:
+                self._goal_order.wait_for(lambda: self._tickets_submitted >= ticket, timeout=1.0)
+            try:
+                if job is not None:
+                    self._submit(job)
+            finally:
+                if ticket is not None:
+                    self._tickets_submitted = max(self._tickets_submitted, ticket + 1)
+                self._goal_order.notify_all()
 
     def _log_refusal(self, error: MoScaleError, what: str, source: str, text: str) -> None:
         """Count a refusal, publish it on ``~/rejections`` and log it; rate-limit refusals at most once
@@ -441,9 +464,13 @@ class MoScaleNode(Node):
     def _run_goal(self, goal_handle: ServerGoalHandle, request_id: str) -> tuple[str, GenerateMotion.Result]:
         goal = goal_handle.request
         try:
-            job = self._make_job(goal.text, goal.duration, goal.seed, request_id, "action", admit=False)
+            try:
+                job = self._make_job(goal.text, goal.duration, goal.seed, request_id, "action", admit=False)
+            except MoScaleError:
+                self._submit_in_order(goal, None)
+                raise
             job.on_plan = lambda plan: goal_handle.publish_feedback(GenerateMotion.Feedback(plan=plan))
-            self._submit(job)
+            self._submit_in_order(goal, job)
         except MoScaleError as exc:  # e.g. the queue is full, or the node was deactivated meanwhile
             self._log_refusal(exc, f"goal {request_id[:8]} ({goal.text[:60]!r}) refused", "action", goal.text)
             goal_handle.abort()
