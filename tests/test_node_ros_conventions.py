@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SPLIT_PARAMS = ROOT / "config" / "controllers" / "moscale_g1_split.yaml"
 NODE = "conventions_node"
 URDF_NAME = "g1_from_the_topic"
+ARMS_TOPIC = "/lifecycle_arms_controller/joint_trajectory"
 RATE, BURST = 0.5, 3  # commands/s and burst of the rate limit: a burst of BURST goals meets it
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
@@ -220,15 +221,17 @@ def test_invalid_and_rate_limited_goals_are_rejected_with_their_reason(split):
 
 
 @pytest.fixture(scope="module")
-def lifecycle(ros, untrained_generator, tmp_path_factory):
-    """The managed node (moscale_lifecycle_node), its lifecycle service clients and a MoScale client."""
+def lifecycle(ros, untrained_generator, tmp_path_factory, g1):
+    """The managed node (moscale_lifecycle_node) with one controller for the arms only (given with
+    ``-p``), its lifecycle service clients and a MoScale client."""
     name = "conventions_lifecycle"
+    arms = "{" + ARMS_TOPIC + ": [" + ", ".join(g1.joint_names[15:]) + "]}"
     process = NodeProcess(
         {"checkpoint": untrained_generator, "device": "cpu", "warmup": False, "playback_rate": 0.0,
-         "controller_topic": "/lifecycle_controller/joint_trajectory"},
+         "controllers": arms},
         remaps=[("__node", name)], log_path=tmp_path_factory.mktemp("lifecycle") / f"{name}.log", managed=True,
     ).start()  # fmt: skip
-    client = MoScaleClient(f"/{name}", controller_topic="/lifecycle_controller/joint_trajectory")
+    client = MoScaleClient(f"/{name}", controller_topic=ARMS_TOPIC)
     change = client.node.create_client(ChangeState, f"/{name}/change_state")
     get = client.node.create_client(GetState, f"/{name}/get_state")
     try:
@@ -267,6 +270,8 @@ def test_lifecycle_transitions_through_the_lifecycle_services(lifecycle):
     assert _transition(client, change, Transition.TRANSITION_CONFIGURE), process.log()[-3000:]
     assert _state(client, get) == "inactive"
     assert "configured: model and robot loaded" in process.log()
+    # the joints no controller lists are named at start-up (here: legs and waist)
+    assert "15 joint(s) no controller lists, never sent: ['left_hip_pitch_joint', " in process.log()
     outcome = client.generate("wave", duration=2.0, timeout=20.0)
     assert outcome.status == "rejected" and "inactive" in outcome.message, outcome.message
 
@@ -276,6 +281,8 @@ def test_lifecycle_transitions_through_the_lifecycle_services(lifecycle):
     outcome = client.generate("walk forward", duration=2.0, seed=1, timeout=60.0)
     assert outcome.status == "succeeded", outcome.message
     assert "trajectories sent to the controller" in outcome.message
+    arm_joints = list(outcome.final_plan.trajectory.joint_names)[15:]
+    assert outcome.trajectories and all(list(r.msg.joint_names) == arm_joints for r in outcome.trajectories)
 
     # deactivate stops a running motion (as ~/stop does) and refuses what comes after
     handle = client.send_goal("dance energetically", duration=9.0, seed=2)

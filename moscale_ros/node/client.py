@@ -48,6 +48,23 @@ class Received:
     clock: float = 0.0
 
 
+def _part_of(msg: JointTrajectory, whole: JointTrajectory) -> bool:
+    """``msg`` is ``whole``, or its columns for a controller with some of its joints (``controllers``):
+    the same stamp and point times, joints of ``whole`` with their positions."""
+    if msg == whole:
+        return True
+    names = list(whole.joint_names)
+    if msg.header.stamp != whole.header.stamp or len(msg.points) != len(whole.points):
+        return False
+    if not msg.points or not set(msg.joint_names) <= set(names):
+        return False
+    columns = [names.index(n) for n in msg.joint_names]
+    part_end, whole_end = msg.points[-1], whole.points[-1]
+    return part_end.time_from_start == whole_end.time_from_start and list(part_end.positions) == [
+        whole_end.positions[i] for i in columns
+    ]
+
+
 @dataclass
 class CommandOutcome:
     """What one command produced, as seen by the client."""
@@ -71,7 +88,7 @@ class CommandOutcome:
         final = self.final_plan
         if final is None:
             return None
-        return next((r for r in self.trajectories if r.msg == final.trajectory), None)
+        return next((r for r in self.trajectories if _part_of(r.msg, final.trajectory)), None)
 
     @property
     def final_trajectory(self) -> JointTrajectory | None:
