@@ -107,12 +107,18 @@ def g1():
 
 
 @pytest.fixture(scope="module")
-def split(ros, untrained_generator, tmp_path_factory, g1):
-    """The robot side (URDF latched on /robot_description first), then the node with the shipped split
-    parameter file on top of config/moscale.yaml; a client of the node."""
-    controllers = _split_controllers()
-    robot = Robot(list(controllers))
+def robot(ros):
+    """The robot side, with the URDF latched on /robot_description before any node starts."""
+    robot = Robot(list(_split_controllers()))
     robot.description_pub.publish(String(data=_g1_urdf_renamed()))
+    yield robot
+    robot.close()
+
+
+@pytest.fixture(scope="module")
+def split(robot, untrained_generator, tmp_path_factory, g1):
+    """The node with the shipped split parameter file on top of config/moscale.yaml; a client of it."""
+    controllers = _split_controllers()
     log = tmp_path_factory.mktemp("conventions") / f"{NODE}.log"
     process = NodeProcess(
         {
@@ -134,7 +140,6 @@ def split(ros, untrained_generator, tmp_path_factory, g1):
         yield process, client, robot, controllers
     finally:
         client.close()
-        robot.close()
         assert process.stop() == 0, process.log()[-3000:]
         assert "Traceback" not in process.log(), process.log()[-3000:]
 
@@ -221,14 +226,14 @@ def test_invalid_and_rate_limited_goals_are_rejected_with_their_reason(split):
 
 
 @pytest.fixture(scope="module")
-def lifecycle(ros, untrained_generator, tmp_path_factory, g1):
+def lifecycle(robot, untrained_generator, tmp_path_factory, g1):
     """The managed node (moscale_lifecycle_node) with one controller for the arms only (given with
-    ``-p``), its lifecycle service clients and a MoScale client."""
+    ``-p``) and its URDF from /robot_description, its lifecycle service clients and a MoScale client."""
     name = "conventions_lifecycle"
     arms = "{" + ARMS_TOPIC + ": [" + ", ".join(g1.joint_names[15:]) + "]}"
     process = NodeProcess(
         {"checkpoint": untrained_generator, "device": "cpu", "warmup": False, "playback_rate": 0.0,
-         "controllers": arms},
+         "controllers": arms, "robot_description_topic": "/robot_description"},
         remaps=[("__node", name)], log_path=tmp_path_factory.mktemp("lifecycle") / f"{name}.log", managed=True,
     ).start()  # fmt: skip
     client = MoScaleClient(f"/{name}", controller_topic=ARMS_TOPIC)
@@ -270,6 +275,7 @@ def test_lifecycle_transitions_through_the_lifecycle_services(lifecycle):
     assert _transition(client, change, Transition.TRANSITION_CONFIGURE), process.log()[-3000:]
     assert _state(client, get) == "inactive"
     assert "configured: model and robot loaded" in process.log()
+    assert f"robot_description from /robot_description: robot '{URDF_NAME}'" in process.log()  # read at configure
     # the joints no controller lists are named at start-up (here: legs and waist)
     assert "15 joint(s) no controller lists, never sent: ['left_hip_pitch_joint', " in process.log()
     outcome = client.generate("wave", duration=2.0, timeout=20.0)
