@@ -77,8 +77,12 @@ from moscale_ros.pipeline import MotionPipeline, PipelineConfig, PlanStep, build
 NODE_NAME = "moscale_node"
 STARTUP_FAILURE_EXIT = 2  # exit code of a start-up failure under on_startup_error: exit
 RESULT_KEEP_S = 10  # s a finished goal's result stays retrievable (bounds the retained goal handles)
-PLAN_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-LATCHED_QOS = PLAN_QOS  # robot_description, as robot_state_publisher publishes it
+# ~/plan: reliable and transient local, so a late subscriber (RViz, a logger) gets the latest plans. Depth 8
+# (one command's scales), not 1: a KEEP_LAST 1 writer replaces a plan that a slow subscriber has not yet
+# acknowledged, and a test client on a loaded machine lost a plan that way.
+PLAN_QOS = QoSProfile(depth=8, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# LATCHED_QOS: robot_description, as robot_state_publisher publishes it
 NOT_CONFIGURED = "not configured (lifecycle state unconfigured): configure it to load the model and robot"
 PipelineFactory = Callable[[PipelineConfig, Callable[[], float]], MotionPipeline]
 
