@@ -28,6 +28,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.action import ActionClient
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
@@ -116,8 +117,15 @@ class CommandOutcome:
 class MoScaleClient:
     """Talks to one ``moscale_node`` (``node_name``) from its own node, spun on a background thread."""
 
-    def __init__(self, node_name: str = "/moscale_node", controller_topic: str = DEFAULT_CONTROLLER_TOPIC) -> None:
-        self.node = Node(f"moscale_client_{uuid.uuid4().hex[:8]}")
+    def __init__(
+        self,
+        node_name: str = "/moscale_node",
+        controller_topic: str = DEFAULT_CONTROLLER_TOPIC,
+        use_sim_time: bool = False,
+    ) -> None:
+        # use_sim_time: receipt clocks (Received.clock) on /clock, as a node on a simulator's time sees them
+        overrides = [Parameter("use_sim_time", Parameter.Type.BOOL, True)] if use_sim_time else []
+        self.node = Node(f"moscale_client_{uuid.uuid4().hex[:8]}", parameter_overrides=overrides)
         self._lock = threading.Condition()  # guards plans/trajectories; notified on every arrival
         self._plan_topic = f"{node_name}/plan"
         self.plans: list[Received] = []
