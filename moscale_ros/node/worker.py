@@ -1,8 +1,13 @@
 """Generation off the executor: one worker thread runs jobs one at a time, preempting or queueing.
 
-Policy ``preempt``: a new job cancels the running one (it stops at its next scale boundary and
-publishes nothing more) and ends every waiting one at once, so at most one job ever waits however
-fast commands arrive. Policy ``queue``: a new job waits behind the others, at most ``max_queue``
+Policy ``preempt``: a new job ends every waiting one at once (commands coalesce: only the newest
+waits, however fast they arrive) and preempts the running one once that has run ``min_run_time``
+seconds: at its first scale boundary after ``started + min_run_time`` it stops and publishes nothing
+more. A running command is therefore never starved by a stream of newer ones: whatever the stream
+rate, each command that starts gets ``min_run_time`` seconds to publish its plans (with a model
+that generates all scales within that time, its final plan), and the newest command starts as soon
+as it ends. ``min_run_time = 0`` preempts at once. Cancels and ``~/stop`` are never delayed.
+Policy ``queue``: a new job waits behind the others, at most ``max_queue``
 waiting; one more is refused with :class:`QueueFullError`.
 Every job ends with ``done`` set and ``status`` one of succeeded, canceled, preempted, failed.
 """
@@ -10,6 +15,7 @@ Every job ends with ``done`` set and ``status`` one of succeeded, canceled, pree
 from __future__ import annotations
 
 import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -17,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from moscale_common.errors import ConfigError, InputError, MoScaleError
+from moscale_ros.generation.request import echo_text
 from moscale_ros.pipeline import MotionPipeline, MotionRequest, PlanStep
 
 Policy = Literal["preempt", "queue"]
@@ -41,6 +48,9 @@ class Job:
     done: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
     _stop_status: Status = "canceled"
+    started_at: float | None = None  # monotonic s when the worker started it
+    _preempt_at: float | None = None  # monotonic s from which it stops at its next scale boundary
+    _preempt_reason: str = ""
 
     def cancel(self, reason: str, status: Status = "canceled") -> None:
         """Ask the job to stop (first reason wins); it ends with ``status`` unless already finished."""
@@ -48,7 +58,14 @@ class Job:
             self._stop_status, self.message = status, reason
             self._stop.set()
 
+    def preempt_at(self, when: float, reason: str) -> None:
+        """Stop at the first scale boundary from monotonic time ``when`` on (the earliest request wins)."""
+        if self._preempt_at is None or when < self._preempt_at:
+            self._preempt_at, self._preempt_reason = when, reason
+
     def should_stop(self) -> bool:
+        if not self._stop.is_set() and self._preempt_at is not None and time.monotonic() >= self._preempt_at:
+            self.cancel(self._preempt_reason, "preempted")
         return self._stop.is_set()
 
     def _finish(self, status: Status, message: str) -> None:
@@ -70,6 +87,7 @@ class GenerationWorker:
         log: Callable[[str, str], None],
         policy: Policy = "preempt",
         max_queue: int = 4,
+        min_run_time: float = 0.0,
     ) -> None:
         if policy not in ("preempt", "queue"):
             raise ConfigError(f"concurrency: expected preempt or queue, got {policy!r}")
@@ -78,6 +96,7 @@ class GenerationWorker:
         self.log = log
         self.policy = policy
         self.max_queue = max_queue
+        self.min_run_time = min_run_time  # s (may change while running)
         self._pending: deque[Job] = deque()
         self._current: Job | None = None
         self._cond = threading.Condition()
@@ -99,16 +118,18 @@ class GenerationWorker:
         """Queue ``job``; under ``preempt`` first stop everything else. Raises QueueFullError."""
         with self._cond:
             if self.policy == "preempt":
-                reason = f"preempted by request {job.request.request_id} ({job.request.text!r})"
+                reason = f"preempted by request {job.request.request_id} ({echo_text(job.request.text)})"
                 for waiting in self._pending:  # never started: ends now, not when the worker reaches it
                     waiting.cancel(reason, "preempted")
                     waiting._finish(waiting._stop_status, waiting.message)
                 self._pending.clear()
-                if self._current is not None:
-                    self._current.cancel(reason, "preempted")
+                running = self._current
+                if running is not None:
+                    started = running.started_at if running.started_at is not None else time.monotonic()
+                    running.preempt_at(started + self.min_run_time, reason)
             elif len(self._pending) >= self.max_queue:
                 raise QueueFullError(
-                    f"command {job.request.text!r} refused: {len(self._pending)} commands already wait "
+                    f"command {echo_text(job.request.text)} refused: {len(self._pending)} commands already wait "
                     f"(max_queue={self.max_queue})"
                 )
             self._pending.append(job)
@@ -144,20 +165,21 @@ class GenerationWorker:
             job._finish(job._stop_status, job.message)
             return
         job.status = "running"
+        job.started_at = time.monotonic()
         try:
             for step in self.pipeline.run(job.request, should_stop=job.should_stop):
                 self.publish(job, step)
                 job.plans_published += 1
         except MoScaleError as exc:
             job._finish("failed", str(exc))
-            self.log("error", f"request {job.request.request_id} ({job.request.text!r}) failed: {exc}")
+            self.log("error", f"request {job.request.request_id} ({echo_text(job.request.text)}) failed: {exc}")
             return
         except Exception as exc:  # never let one command take the node down
             job._finish("failed", f"internal error: {exc!r}")
             self.log("error", f"request {job.request.request_id} crashed:\n{traceback.format_exc()}")
             return
         if job.final_plan is not None:  # a stop that came after the final plan is too late to matter
-            job._finish("succeeded", f"{job.plans_published} plans published for {job.request.text!r}")
+            job._finish("succeeded", f"{job.plans_published} plans published for {echo_text(job.request.text)}")
         elif job.should_stop():
             job._finish(job._stop_status, job.message)
             self.log(
