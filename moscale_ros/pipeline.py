@@ -35,8 +35,8 @@ from typing import Any, Literal
 import numpy as np
 
 from moscale_common.config import Range, check_ranges, setting
-from moscale_common.errors import CheckpointError, ConfigError, InputError, MoScaleError
-from moscale_common.paths import resource
+from moscale_common.errors import ConfigError, InputError, MoScaleError
+from moscale_common.paths import check_regular_file, resource
 from moscale_ros.control.shaping import ease, finite_difference_speed
 from moscale_ros.control.timeline import ControllerTimeline
 from moscale_ros.generation.config import SamplingOverrides
@@ -497,8 +497,8 @@ def build_pipeline(config: PipelineConfig, clock: Callable[[], float] = time.tim
     slower = dataclasses.replace(robot, velocity_limits=(1.0 - BLEND_HEADROOM) * robot.velocity_limits)
     retargeter = Retargeter(slower, RetargetConfig(control_rate=config.control_rate))
     checkpoint = resolve_checkpoint(config.checkpoint)
-    if checkpoint is not None and not checkpoint.is_file():  # before the seconds of importing torch
-        raise CheckpointError(f"{checkpoint}: checkpoint not found")
+    if checkpoint is not None:  # before the seconds of importing torch
+        check_regular_file(checkpoint)
 
     # torch (seconds): imported once the robot and the file are known good, so those errors come fast
     from moscale_ros.generation.generator import MotionGenerator

@@ -99,7 +99,8 @@ def validate_text(text: object, limits: RequestLimits) -> str:
         raise InputError(f"command text is empty or only whitespace ({echo_text(text)})")
     if len(stripped) > limit:
         raise InputError(
-            f"command text is {len(stripped)} characters long, more than max_text_length={limit} ({echo_text(stripped)})"
+            f"command text is {len(stripped)} characters long, more than max_text_length={limit} "
+            f"({echo_text(stripped)})"
         )
     bad = _unprintable(stripped)
     if bad is not None:

@@ -25,7 +25,7 @@ from moscale_ros.pipeline import PipelineConfig
 DEFAULT_CONTROLLER_TOPIC = "/joint_trajectory_controller/joint_trajectory"
 
 
-MODELS = "-1: the model's"
+MODELS = "the model's"
 
 
 @dataclass
@@ -111,9 +111,7 @@ class NodeSettings:
     )
     command_burst: int = setting(10, "commands accepted back to back before max_command_rate applies",
                                  Range(1, 1000), live=True)  # fmt: skip
-    diagnostics_period: float = setting(
-        1.0, "s between /diagnostics reports", Range(0.1, 3600.0, "s", ((0.0, "off"),))
-    )
+    diagnostics_period: float = setting(1.0, "s between /diagnostics reports", Range(0.1, 3600.0, "s", ((0.0, "off"),)))
     text_cache_mb: float = setting(
         64.0, "memory budget of the text-feature cache; 0: no cache", Range(0.0, 4096.0, "MB"), live=True
     )
@@ -130,6 +128,17 @@ NOT_PARAMETERS = {"sampling"}  # PipelineConfig's field that SamplingParameters 
 
 def _parameter_names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls) if f.name not in NOT_PARAMETERS]
+
+
+def parameter_fields() -> dict[str, dataclasses.Field]:
+    """``{name: dataclass field}`` of every node parameter: its metadata holds the description,
+    the :class:`~moscale_common.config.Range` and whether it is ``live``."""
+    return {f.name: f for cls in PARAMETER_GROUPS for f in dataclasses.fields(cls) if f.name not in NOT_PARAMETERS}
+
+
+def live_parameters() -> set[str]:
+    """Names of the parameters a running node applies when they change (the others are read-only)."""
+    return {name for name, f in parameter_fields().items() if f.metadata.get("live")}
 
 
 def parameter_defaults() -> dict[str, Any]:

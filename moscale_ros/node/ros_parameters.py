@@ -1,0 +1,71 @@
+"""The node's parameters as ROS parameters: descriptors generated from the config schema, and the
+declaration that survives bad values.
+
+Every descriptor carries the field's description, its range (``floating_point_range`` /
+``integer_range``; the one interval that holds every allowed value, the exact range and any special
+values spelled out in the description) and ``read_only`` unless the field is ``live``. Parameters
+are dynamically typed: a value of the wrong type reaches the schema check, which names it, instead
+of rclpy refusing it with an exception at start-up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.node import Node
+
+from moscale_common.config import field_range
+from moscale_ros.node.parameters import parameter_fields, parameter_types
+
+
+def descriptor(name: str) -> ParameterDescriptor:
+    """The descriptor of node parameter ``name`` (see the module docstring)."""
+    field = parameter_fields()[name]
+    allowed = field_range(field)
+    live = bool(field.metadata.get("live"))
+    text = field.metadata.get("description", "")
+    if allowed is not None:
+        text += f"; range {allowed.describe()}"
+    text += "" if live else "; read at start-up (read-only while running)"
+    result = ParameterDescriptor(name=name, description=text, read_only=not live, dynamic_typing=True)
+    if allowed is not None:
+        low, high = allowed.outer
+        kind = parameter_types()[name]
+        if kind is int:
+            result.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=0)]
+        elif kind is float:
+            result.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)]
+        result.additional_constraints = f"range {allowed.describe()}"
+    return result
+
+
+def python_value(value: Any) -> Any:
+    """A parameter value as plain Python (arrays as lists)."""
+    if isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
+        return list(value)
+    return value
+
+
+def requested_values(node: Node, defaults: dict[str, Any]) -> dict[str, Any]:
+    """``{name: value}``: the parameter file / ``-p`` override of each parameter, else its default."""
+    overrides = getattr(node, "_parameter_overrides", {})
+    values = {}
+    for name, default in defaults.items():
+        value = overrides[name].value if name in overrides else default
+        values[name] = default if value is None else python_value(value)  # an empty list has no type
+    return values
+
+
+def declare_all(node: Node, defaults: dict[str, Any]) -> list[str]:
+    """Declare every parameter with its descriptor; one whose override rclpy refuses (outside the
+    descriptor's range) is declared with its default instead. Returns the names so declared."""
+    refused = []
+    for name, default in defaults.items():
+        try:
+            node.declare_parameter(name, default, descriptor(name))
+        except (InvalidParameterValueException, InvalidParameterTypeException):
+            node.declare_parameter(name, default, descriptor(name), ignore_override=True)
+            refused.append(name)
+    return refused
