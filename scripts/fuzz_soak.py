@@ -277,7 +277,7 @@ def _max_waiting(concurrency: str) -> int:
 
     from moscale_common.paths import resource
 
-    params = yaml.safe_load(resource("config/moscale.yaml").read_text())["moscale_node"]["ros__parameters"]
+    params = yaml.safe_load(resource("config/moscale.yaml").read_text())["/**"]["ros__parameters"]
     return 1 if concurrency == "preempt" else int(params["max_queue"])
 
 
