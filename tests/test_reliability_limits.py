@@ -177,11 +177,14 @@ def test_the_text_cache_counts_each_entry_by_its_size():
     small, large = entry_bytes("a", _features(2)), entry_bytes("a", _features(32))
     assert large - small == 30 * 384 * 4
     cache = TextFeatureCache(max_bytes=large + small)
+    assert entry_bytes("big", _features(33)) <= large + small  # (fits alone)
     cache.put("l", _features(32))
     cache.put("s", _features(2))
     assert len(cache) == 2
-    cache.put("m", _features(32))  # evicts both older entries to fit
-    assert len(cache) == 1
+    cache.put("m", _features(32))  # the oldest (large) entry goes; the small one still fits
+    assert len(cache) == 2 and cache.get("l") is None and cache.get("s") is not None
+    cache.put("big", _features(33))  # with the small one it is over the budget: both older entries go
+    assert len(cache) == 1 and cache.get("big") is not None
 
 
 def test_the_text_cache_is_thread_safe():
