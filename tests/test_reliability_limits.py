@@ -65,7 +65,8 @@ def test_a_value_outside_its_range_is_refused_in_one_line_naming_the_range(name,
 
 def test_special_values_and_bounds_are_allowed():
     values = {**parameter_defaults(), "playback_rate": 0.0, "diagnostics_period": 0.0, "temperature": 0.0,
-              "guidance": -1.0, "max_command_rate": 0.0, "control_rate": 500.0, "refine_iterations": [16, 1]}  # fmt: skip
+              "guidance": -1.0, "max_command_rate": 0.0, "control_rate": 500.0,
+              "refine_iterations": [16, 1]}  # fmt: skip
     pipeline, settings = split_parameters(values)
     assert pipeline.control_rate == 500.0 and settings.playback_rate == 0.0
     assert pipeline.sampling.temperature == 0.0 and pipeline.sampling.guidance is None

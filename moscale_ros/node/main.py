@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from moscale_ros.node.startup import STARTUP_FAILURE_EXIT, SignalGate, StartupInterrupted, failure_reason
+from moscale_ros.node.startup import STARTUP_FAILURE_EXIT, SignalGate, StartupInterrupted, exit_now, failure_reason
 
 
 def main(args: list[str] | None = None) -> int:
@@ -47,7 +47,9 @@ def main(args: list[str] | None = None) -> int:
             spin(node, gate.stop)
             node.destroy_node()
     except StartupInterrupted:
-        return 0
+        if rclpy is not None:
+            rclpy.try_shutdown()
+        exit_now()  # skips the seconds of tearing down torch and Pinocchio half-way through loading
     finally:
         if rclpy is not None:
             rclpy.try_shutdown()

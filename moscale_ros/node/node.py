@@ -175,6 +175,7 @@ class MoScaleNode(Node):
 
     def _load_pipeline(self, factory: PipelineFactory) -> None:
         tick = time.perf_counter()
+        self.get_logger().info("loading the model and the robot")
         try:
             self.pipeline = factory(self.config, self.now_s)
             generator = self.pipeline.generator
@@ -183,6 +184,7 @@ class MoScaleNode(Node):
             loaded = time.perf_counter() - tick
             tick = time.perf_counter()
             if self.settings.warmup:  # model, solver and message conversions: first-call costs
+                self.get_logger().info("warming up (warmup:=false skips it)")
                 step = self.pipeline.warm_up()
                 plan = convert.motion_plan_msg(step)
                 GenerateMotion.Feedback(plan=plan)
