@@ -47,9 +47,9 @@ class Range:
 
     def describe(self) -> str:
         """``[1, 500] Hz (or 0: off)``."""
-        text = f"[{self.low:g}, {self.high:g}]" + (f" {self.unit}" if self.unit else "")
+        text = f"[{_number(self.low)}, {_number(self.high)}]" + (f" {self.unit}" if self.unit else "")
         if self.special:
-            text += " (or " + ", ".join(f"{v:g}: {meaning}" for v, meaning in self.special) + ")"
+            text += " (or " + ", ".join(f"{_number(v)}: {meaning}" for v, meaning in self.special) + ")"
         return text
 
     @property
@@ -57,6 +57,11 @@ class Range:
         """The smallest interval holding every allowed value (ROS descriptors hold one interval)."""
         values = [self.low, self.high, *(v for v, _ in self.special)]
         return min(values), max(values)
+
+
+def _number(value: float) -> str:
+    """``500``, ``0.05``, ``2147483647`` (integers in full, others as ``%g``)."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
 
 
 def setting(

@@ -188,4 +188,3 @@ def test_sigint_when_idle_shuts_down_cleanly(untrained_generator, tmp_path):
         node.stop(timeout=5.0)
     assert code == 0
     _assert_clean_shutdown(node.log())
-

@@ -11,6 +11,7 @@ import dataclasses
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,7 +22,13 @@ from moscale_ros.checkpoint import load_checkpoint
 from moscale_ros.generation import sampling
 from moscale_ros.generation.request import ECHO_CHARS, RequestLimits, echo_text, validate_text
 from moscale_ros.generation.text_cache import TextFeatureCache, entry_bytes
-from moscale_ros.node.parameters import live_parameters, parameter_defaults, parameter_fields, split_parameters
+from moscale_ros.node.parameters import (
+    live_parameters,
+    parameter_defaults,
+    parameter_fields,
+    parameter_table,
+    split_parameters,
+)
 from moscale_ros.node.startup import MAX_TRAJECTORY_POINTS, check_model_limits, failure_reason
 from moscale_ros.node.worker import GenerationWorker, Job
 from moscale_ros.pipeline import PipelineConfig, build_pipeline
@@ -82,6 +89,11 @@ def test_the_range_check_also_guards_direct_construction():
         x: float = 1.0
 
     check_ranges(Plain(x=float("nan")))  # no declared range: nothing to check
+
+
+def test_the_documented_parameter_table_is_the_schema():
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "ROS.md").read_text()
+    assert parameter_table() in docs
 
 
 def test_only_settings_that_work_live_are_live():
@@ -287,3 +299,22 @@ def test_a_fast_stream_still_gets_final_plans_out(pipeline):
     # the protected run is what makes the difference
     plain_finals, _, _ = stream(min_run_time=0.0, seconds=3.0)
     assert plain_finals < finals
+
+
+def test_the_protection_follows_how_long_commands_take_to_finish(pipeline):
+    def publish(job, step):
+        if step.is_final:
+            job.final_plan = step
+
+    worker = GenerationWorker(pipeline, publish, lambda *a: None, min_run_time=0.01)
+    try:
+        assert worker.protection_s() == 0.01 and worker.expected_run_s is None
+        job = Job(pipeline.request("bow politely", 2.0, 0), "topic")
+        worker.submit(job)
+        assert job.done.wait(60.0) and job.status == "succeeded", job.message
+        assert worker.expected_run_s > 0.01
+        assert worker.protection_s() == pytest.approx(max(0.01, min(1.25 * worker.expected_run_s, 5.0)))
+        worker.min_run_time = 0.0
+        assert worker.protection_s() == 0.0
+    finally:
+        worker.stop()

@@ -26,16 +26,18 @@ def main(args: list[str] | None = None) -> int:
         from rclpy.signals import SignalHandlerOptions
 
         from moscale_ros.node.node import MoScaleNode, spin
+        from moscale_ros.node.ros_parameters import command_line_overrides
 
         try:
             # Without rclpy's signal handlers: the gate decides, and the context stays valid until
             # the node has logged its last line (no "failed to publish to rosout" at shutdown).
-            rclpy.init(args=sys.argv if args is None else args, signal_handler_options=SignalHandlerOptions.NO)
+            argv = sys.argv if args is None else args
+            rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
         except Exception as exc:  # bad --ros-args, or SROS2 under Enforce without a usable enclave
             print(f"moscale_node: start-up failed: cannot initialise ROS: {failure_reason(exc)}", file=sys.stderr)
             return STARTUP_FAILURE_EXIT
         try:
-            node = MoScaleNode()
+            node = MoScaleNode(parameter_overrides=command_line_overrides(argv))
         except Exception as exc:  # the node reports its own failures; this is a last resort
             print(f"moscale_node: start-up failed: {failure_reason(exc)}", file=sys.stderr)
             return STARTUP_FAILURE_EXIT

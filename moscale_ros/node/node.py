@@ -463,6 +463,7 @@ class MoScaleNode(Node):
         cache = getattr(cache, "cache", None)
         if cache is not None:
             values["text_cache_hit_rate"] = f"{cache.hit_rate:.3f}"
+            values["text_cache_misses"] = str(cache.misses)  # texts encoded
             values["text_cache_entries"] = str(len(cache))
             values["text_cache_mb"] = f"{cache.bytes / 2**20:.2f}"
         values["last_switch_step_rad"] = f"{self._last_switch[0]:.4f}"

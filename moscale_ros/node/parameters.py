@@ -86,7 +86,8 @@ class NodeSettings:
     max_queue: int = setting(4, "commands allowed to wait under queue", Range(0, 64))
     min_run_time: float = setting(
         1.0,
-        "s a command runs before a newer one preempts it (newer ones coalesce meanwhile); 0: at once",
+        "s a command runs at least before a newer one preempts it (longer if commands usually take longer "
+        "to their final plan, up to 5 s; newer ones coalesce meanwhile); 0: at once",
         Range(0.0, 10.0, "s"),
         live=True,
     )
@@ -139,6 +140,26 @@ def parameter_fields() -> dict[str, dataclasses.Field]:
 def live_parameters() -> set[str]:
     """Names of the parameters a running node applies when they change (the others are read-only)."""
     return {name for name, f in parameter_fields().items() if f.metadata.get("live")}
+
+
+def parameter_table() -> str:
+    """The Markdown table of every parameter (docs/ROS.md holds it; a test keeps them equal):
+    name, default, range, whether it changes live, description."""
+
+    def shown(value: Any) -> str:
+        return f"`{value!r}`".replace("'", '"') if isinstance(value, str) else f"`{value}`".replace("True", "true")
+
+    rows = ["| parameter | default | range | live | meaning |", "| --- | --- | --- | --- | --- |"]
+    defaults = parameter_defaults()
+    for name, field in parameter_fields().items():
+        allowed = field.metadata.get("range")
+        shown_default = shown(defaults[name]).replace("False", "false")
+        description = field.metadata.get("description", "").replace("|", "\\|")
+        rows.append(
+            f"| `{name}` | {shown_default} | {allowed.describe() if allowed else ''} | "
+            f"{'yes' if field.metadata.get('live') else ''} | {description} |"
+        )
+    return "\n".join(rows)
 
 
 def parameter_defaults() -> dict[str, Any]:

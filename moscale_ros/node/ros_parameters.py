@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 from moscale_common.config import field_range
 from moscale_ros.node.parameters import parameter_fields, parameter_types
@@ -56,6 +58,37 @@ def requested_values(node: Node, defaults: dict[str, Any]) -> dict[str, Any]:
         value = overrides[name].value if name in overrides else default
         values[name] = default if value is None else python_value(value)  # an empty list has no type
     return values
+
+
+def command_line_overrides(argv: list[str]) -> list[Parameter]:
+    """The ``-p name:=value`` rules of ``argv``'s ``--ros-args`` sections as Parameters (values
+    parsed as YAML, as rcl does), to pass as the node's ``parameter_overrides``.
+
+    Why: rcl keeps ``-p`` rules under the node key ``/**``, and a parameter file whose key is also
+    ``/**`` (config/moscale.yaml) overwrites them there whatever the order on the command line
+    (checked with this rclpy), so ``-p`` would silently lose to the file. Node-prefixed rules
+    (``node:name:=value``) are left to rcl, which applies them over ``/**`` already."""
+    rules, in_ros_args, index = [], False, 0
+    while index < len(argv):
+        token = argv[index]
+        if token == "--ros-args":
+            in_ros_args = True
+        elif token == "--":
+            in_ros_args = False
+        elif in_ros_args and token in ("-p", "--param") and index + 1 < len(argv):
+            index += 1
+            rules.append(argv[index])
+        index += 1
+    overrides = []
+    for rule in rules:
+        name, separator, text = rule.partition(":=")
+        if not separator or ":" in name:
+            continue
+        try:
+            overrides.append(Parameter(name, value=python_value(yaml.safe_load(text))))
+        except (yaml.YAMLError, TypeError, ValueError):  # rcl has refused or kept it: its value stands
+            continue
+    return overrides
 
 
 def declare_all(node: Node, defaults: dict[str, Any]) -> list[str]:

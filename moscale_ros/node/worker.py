@@ -1,12 +1,17 @@
 """Generation off the executor: one worker thread runs jobs one at a time, preempting or queueing.
 
 Policy ``preempt``: a new job ends every waiting one at once (commands coalesce: only the newest
-waits, however fast they arrive) and preempts the running one once that has run ``min_run_time``
-seconds: at its first scale boundary after ``started + min_run_time`` it stops and publishes nothing
-more. A running command is therefore never starved by a stream of newer ones: whatever the stream
-rate, each command that starts gets ``min_run_time`` seconds to publish its plans (with a model
-that generates all scales within that time, its final plan), and the newest command starts as soon
-as it ends. ``min_run_time = 0`` preempts at once. Cancels and ``~/stop`` are never delayed.
+waits, however fast they arrive) and preempts the running one once that has been protected for
+
+    protection = max(min_run_time, min(1.25 * expected_run_s, MAX_PROTECTION_S))
+
+seconds, ``expected_run_s`` being a running mean (weight 0.3 on the latest) of how long commands
+took from their start to their final plan: at its first scale boundary after ``started +
+protection`` it stops and publishes nothing more. A running command is therefore never starved by a
+stream of newer ones: whatever the stream rate, each command that starts gets the time it usually
+needs to publish its final plan (up to MAX_PROTECTION_S), even on a loaded machine, and the newest
+command starts as soon as it ends. ``min_run_time = 0`` preempts at once (no protection). Cancels
+and ``~/stop`` are never delayed.
 Policy ``queue``: a new job waits behind the others, at most ``max_queue``
 waiting; one more is refused with :class:`QueueFullError`.
 Every job ends with ``done`` set and ``status`` one of succeeded, canceled, preempted, failed.
@@ -27,6 +32,7 @@ from moscale_ros.generation.request import echo_text
 from moscale_ros.pipeline import MotionPipeline, MotionRequest, PlanStep
 
 Policy = Literal["preempt", "queue"]
+MAX_PROTECTION_S = 5.0  # s: the longest a running command is protected from preemption
 Status = Literal["pending", "running", "succeeded", "canceled", "preempted", "failed"]
 
 
@@ -97,6 +103,7 @@ class GenerationWorker:
         self.policy = policy
         self.max_queue = max_queue
         self.min_run_time = min_run_time  # s (may change while running)
+        self.expected_run_s: float | None = None  # running mean of start -> final plan (s)
         self._pending: deque[Job] = deque()
         self._current: Job | None = None
         self._cond = threading.Condition()
@@ -126,7 +133,7 @@ class GenerationWorker:
                 running = self._current
                 if running is not None:
                     started = running.started_at if running.started_at is not None else time.monotonic()
-                    running.preempt_at(started + self.min_run_time, reason)
+                    running.preempt_at(started + self.protection_s(), reason)
             elif len(self._pending) >= self.max_queue:
                 raise QueueFullError(
                     f"command {echo_text(job.request.text)} refused: {len(self._pending)} commands already wait "
@@ -134,6 +141,13 @@ class GenerationWorker:
                 )
             self._pending.append(job)
             self._cond.notify()
+
+    def protection_s(self) -> float:
+        """Seconds a running command runs before a newer one preempts it (module docstring)."""
+        if self.min_run_time <= 0:
+            return 0.0
+        expected = 0.0 if self.expected_run_s is None else min(1.25 * self.expected_run_s, MAX_PROTECTION_S)
+        return max(self.min_run_time, expected)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Cancel everything and end the thread."""
@@ -179,6 +193,9 @@ class GenerationWorker:
             self.log("error", f"request {job.request.request_id} crashed:\n{traceback.format_exc()}")
             return
         if job.final_plan is not None:  # a stop that came after the final plan is too late to matter
+            run_s = time.monotonic() - job.started_at
+            previous = self.expected_run_s
+            self.expected_run_s = run_s if previous is None else 0.7 * previous + 0.3 * run_s
             job._finish("succeeded", f"{job.plans_published} plans published for {echo_text(job.request.text)}")
         elif job.should_stop():
             job._finish(job._stop_status, job.message)
