@@ -34,7 +34,8 @@ def main(args: list[str] | None = None) -> int:
             argv = sys.argv if args is None else args
             rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
         except Exception as exc:  # bad --ros-args, or SROS2 under Enforce without a usable enclave
-            print(f"moscale_node: start-up failed: cannot initialise ROS: {failure_reason(exc)}", file=sys.stderr)
+            reason = " ".join(str(exc).split())
+            print(f"moscale_node: start-up failed: cannot initialise ROS: {reason}", file=sys.stderr)
             return STARTUP_FAILURE_EXIT
         try:
             node = MoScaleNode(parameter_overrides=command_line_overrides(argv))
@@ -50,11 +51,11 @@ def main(args: list[str] | None = None) -> int:
             node.destroy_node()
     except StartupInterrupted:
         if rclpy is not None:
-            rclpy.try_shutdown()
+            rclpy.try_shutdown(uninstall_handlers=False)  # (none installed: the gate keeps its own)
         exit_now()  # skips the seconds of tearing down torch and Pinocchio half-way through loading
     finally:
         if rclpy is not None:
-            rclpy.try_shutdown()
+            rclpy.try_shutdown(uninstall_handlers=False)  # (none installed: the gate keeps its own)
     return 0
 
 
