@@ -7,7 +7,8 @@ least recently used entries are evicted until
     sum(cost) <= max_bytes   and   len(entries) <= max_entries
 
 so memory stays bounded however many distinct texts arrive. ``max_bytes`` may change at any time
-(:meth:`resize`); 0 turns the cache off. Hits and misses are counted for the hit rate. Thread-safe.
+(:meth:`resize`); 0 turns the cache off, None bounds it by ``max_entries`` only (training). Hits and
+misses are counted for the hit rate. Thread-safe.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ def entry_bytes(key: str, value: Features) -> int:
 class TextFeatureCache:
     """LRU cache ``text -> (tokens_ND, pooled_D)`` bounded by ``max_bytes`` and ``max_entries``."""
 
-    def __init__(self, max_bytes: int, max_entries: int | None = None) -> None:
+    def __init__(self, max_bytes: int | None, max_entries: int | None = None) -> None:
         self._entries: OrderedDict[str, tuple[Features, int]] = OrderedDict()
         self._lock = threading.Lock()
-        self.max_bytes = max(0, int(max_bytes))
+        self.max_bytes = None if max_bytes is None else max(0, int(max_bytes))
         self.max_entries = max_entries
         self.bytes = 0
         self.hits = 0
@@ -64,7 +65,7 @@ class TextFeatureCache:
         """Keep ``value`` under ``key`` unless it alone exceeds the budget; evict to fit."""
         cost = entry_bytes(key, value)
         with self._lock:
-            if cost > self.max_bytes:
+            if (self.max_bytes is not None and cost > self.max_bytes) or self.max_entries == 0:
                 return
             old = self._entries.pop(key, None)
             if old is not None:
@@ -73,10 +74,10 @@ class TextFeatureCache:
             self.bytes += cost
             self._evict()
 
-    def resize(self, max_bytes: int) -> None:
-        """A new budget in bytes (0: off); evicts at once to fit it."""
+    def resize(self, max_bytes: int | None) -> None:
+        """A new budget in bytes (0: off, None: entries only); evicts at once to fit it."""
         with self._lock:
-            self.max_bytes = max(0, int(max_bytes))
+            self.max_bytes = None if max_bytes is None else max(0, int(max_bytes))
             self._evict()
 
     def map_values(self, fn) -> None:
@@ -90,9 +91,11 @@ class TextFeatureCache:
             self._entries.clear()
             self.bytes = self.hits = self.misses = 0
 
+    def _over_budget(self) -> bool:
+        too_many = self.max_entries is not None and len(self._entries) > self.max_entries
+        return too_many or (self.max_bytes is not None and self.bytes > self.max_bytes)
+
     def _evict(self) -> None:
-        while self._entries and (
-            self.bytes > self.max_bytes or (self.max_entries is not None and len(self._entries) > self.max_entries)
-        ):
+        while self._entries and self._over_budget():
             _, (_, cost) = self._entries.popitem(last=False)
             self.bytes -= cost

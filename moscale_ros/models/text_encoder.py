@@ -7,8 +7,9 @@ with ``transformers`` as usual (the hub is only reached when ``HF_HUB_OFFLINE`` 
 Pooling (``pooled_BD``): masked mean of the token features, ``sum_n m_n h_n / sum_n m_n``
 (sentence-transformers' pooling), or the model's own ``pooler_output`` for CLIP (EOS token).
 Features of repeated commands come from a bounded LRU cache
-(:class:`~moscale_ros.generation.text_cache.TextFeatureCache`: at most ``cache_size`` texts and
-``cache_bytes`` bytes, whichever is reached first), so a robot that hears "wave" twice encodes it once.
+(:class:`~moscale_ros.generation.text_cache.TextFeatureCache`: at most ``cache_size`` texts and,
+when set, ``cache_mb`` MB, whichever is reached first; the node sets its ``text_cache_mb`` budget),
+so a robot that hears "wave" twice encodes it once.
 """
 
 from __future__ import annotations
@@ -34,15 +35,15 @@ class TextEncoderConfig:
     max_tokens: int = 32
     pooling: Literal["auto", "mean", "pooler"] = "auto"
     cache_size: int = 1024  # texts at most
-    cache_mb: float = 64.0  # MB at most (the node sets its text_cache_mb parameter here)
+    cache_mb: float | None = None  # MB at most; None: no byte bound (the node sets text_cache_mb here)
 
     def __post_init__(self) -> None:
         if self.max_tokens < 2:
             raise ConfigError(f"text_encoder.max_tokens: must be >= 2, got {self.max_tokens}")
         if self.cache_size < 0:
             raise ConfigError(f"text_encoder.cache_size: must be >= 0, got {self.cache_size}")
-        if not 0 <= self.cache_mb <= 1e6:
-            raise ConfigError(f"text_encoder.cache_mb: must be in [0, 1e6], got {self.cache_mb}")
+        if self.cache_mb is not None and not 0 <= self.cache_mb <= 1e6:
+            raise ConfigError(f"text_encoder.cache_mb: must be in [0, 1e6] or null, got {self.cache_mb}")
 
 
 @dataclass
@@ -123,7 +124,8 @@ class TextEncoder:
         self.dim = int(getattr(self.model.config, "hidden_size", None) or self.model.config.d_model)
         pooling = self.config.pooling
         self._use_pooler = pooling == "pooler" or (pooling == "auto" and self.model_type == "clip_text_model")
-        self.cache = TextFeatureCache(int(self.config.cache_mb * 2**20), self.config.cache_size)
+        budget = None if self.config.cache_mb is None else int(self.config.cache_mb * 2**20)
+        self.cache = TextFeatureCache(budget, self.config.cache_size)
 
     @property
     def name(self) -> str:
