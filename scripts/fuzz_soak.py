@@ -462,8 +462,10 @@ def run_memory(args: argparse.Namespace) -> dict:
     The node's RSS after every tenth of the texts is the curve; growth per 1,000 texts is given over
     the whole run and over its second half (levelling off: the second is much smaller)."""
     rng = random.Random(args.seed + 11)
-    node = _node_process(args, "moscale_memory", {"max_command_rate": 0.0, "min_run_time": 0.0,
-                                                  "diagnostics_period": 0.5}).start()  # fmt: skip
+    params = {"max_command_rate": 0.0, "min_run_time": 0.0, "diagnostics_period": 0.5}
+    if args.text_cache_mb is not None:
+        params["text_cache_mb"] = args.text_cache_mb
+    node = _node_process(args, "moscale_memory", params).start()
     client = SoakClient("/moscale_memory", window=1)
     sampler = MemorySampler(node.process.pid)
     curve: list[tuple[int, float]] = []
@@ -743,6 +745,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--memory-texts", type=int, default=5000, help="distinct texts of the memory phase")
     parser.add_argument("--memory-rate", type=float, default=10.0, help="texts/s of the memory phase")
+    parser.add_argument(
+        "--text-cache-mb", type=float, default=None, help="the memory node's text_cache_mb (default: the file's)"
+    )
     parser.add_argument("--stream-seconds", type=float, default=60.0, help="length of the fast stream")
     parser.add_argument("--stream-rate", type=float, default=14.0, help="commands/s of the fast stream")
     args = parser.parse_args(argv)

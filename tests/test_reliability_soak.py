@@ -67,7 +67,7 @@ def test_the_round_two_phases_run_and_report_their_figures(untrained_generator, 
     memory, stream, settings, signals = (report[p] for p in ("memory", "stream", "settings", "signals"))
 
     assert memory["texts_sent"] == 60 and 0 < memory["texts_encoded"] <= 60
-    assert memory["text_cache_entries"] == memory["texts_encoded"]  # 60 small texts fit the 64 MB budget
+    assert memory["text_cache_entries"] == memory["texts_encoded"]  # 60 small texts fit the 16 MB budget
     curve = memory["rss_mb_by_texts"]
     assert curve[0][0] == 0 and curve[-1][0] == 60 and len(curve) == 11
     assert memory["rss_growth_mb"] == pytest.approx(curve[-1][1] - curve[0][1], abs=0.11)

@@ -114,7 +114,7 @@ class NodeSettings:
                                  Range(1, 1000), live=True)  # fmt: skip
     diagnostics_period: float = setting(1.0, "s between /diagnostics reports", Range(0.1, 3600.0, "s", ((0.0, "off"),)))
     text_cache_mb: float = setting(
-        64.0, "memory budget of the text-feature cache; 0: no cache", Range(0.0, 4096.0, "MB"), live=True
+        16.0, "memory budget of the text-feature cache; 0: no cache", Range(0.0, 4096.0, "MB"), live=True
     )
 
     def __post_init__(self) -> None:
