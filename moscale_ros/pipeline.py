@@ -40,7 +40,13 @@ from moscale_common.paths import check_regular_file, resource
 from moscale_ros.control.shaping import ease, finite_difference_speed
 from moscale_ros.control.timeline import ControllerTimeline
 from moscale_ros.generation.config import SamplingOverrides
-from moscale_ros.generation.request import RequestLimits, validate_seconds, validate_seed, validate_text
+from moscale_ros.generation.request import (
+    RequestLimits,
+    echo_text,
+    validate_seconds,
+    validate_seed,
+    validate_text,
+)
 from retarget.retargeter import RetargetConfig, Retargeter
 from retarget.robot import Robot, load_robot
 from retarget.trajectory import RobotTrajectory
@@ -376,7 +382,8 @@ class MotionPipeline:
                 tick = time.perf_counter()
                 # A continuation starts with the prefix: keep its last frame (the pose at the start).
                 joints_T223 = np.asarray(scale.joints[max(getattr(scale, "prefix_frames", 0) - 1, 0) :], np.float32)
-                where = f"request {request.request_id} ({request.text!r}), scale {scale.scale_index}/{scale.num_scales}"
+                shown = echo_text(request.text)
+                where = f"request {request.request_id} ({shown}), scale {scale.scale_index}/{scale.num_scales}"
                 to_controller = bool(scale.is_final) or self.config.controller_plans == "every_scale"
                 try:
                     motion = warm_start = self._retarget(joints_T223, scale, initial_q, warm_start)
