@@ -30,9 +30,9 @@ from rclpy.node import Node
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
-from moscale_ros.generation.request import echo_text
 from moscale_ros.action import GenerateMotion
 from moscale_ros.control.jtc_rules import ControllerSettings, Replay, replay
+from moscale_ros.generation.request import echo_text
 from moscale_ros.msg import MotionPlan
 from moscale_ros.node import convert
 from moscale_ros.node.parameters import DEFAULT_CONTROLLER_TOPIC
