@@ -21,6 +21,7 @@ from moscale_common.paths import resource
 from moscale_ros.generation.generator import DEFAULT_CHECKPOINT
 from moscale_ros.node.client import MoScaleClient
 from moscale_ros.node.launcher import NodeProcess
+from moscale_ros.node.ros_parameters import command_line_overrides, rcl_value
 
 NAMESPACE, NAME = "/robot1", "motion_generator"
 FULL_NAME = f"{NAMESPACE}/{NAME}"
@@ -137,3 +138,15 @@ def test_a_bad_live_change_is_refused_with_its_reason(node, name, value, reason)
     assert "\n" not in why
     after = _get(client, name)[name]
     assert after == before or (isinstance(after, float) and np.isnan(after) and np.isnan(before))
+
+
+def test_command_line_values_are_read_as_rcl_reads_them():
+    """``-p`` rules become the node's parameter_overrides (so they beat the ``/**`` file), typed as
+    rcl types them: ``1e-300`` is a float there although YAML 1.1 reads it as a string."""
+    argv = ["moscale_node", "--ros-args", "--params-file", "x.yaml", "-p", "temperature:=1e-300",
+            "-p", "controller_topic:='bad topic!'", "-p", "refine_iterations:=[1, 2]", "-p", "warmup:=false",
+            "-p", "other_node:guidance:=2.0", "-r", "__node:=n", "--", "-p", "not_ros:=1"]  # fmt: skip
+    overrides = {p.name: p.value for p in command_line_overrides(argv)}
+    assert overrides == {"temperature": 1e-300, "controller_topic": "bad topic!", "refine_iterations": [1, 2],
+                         "warmup": False}  # fmt: skip
+    assert rcl_value(".inf") == float("inf") and rcl_value("'1e-3'") == "1e-3" and rcl_value("50") == 50

@@ -277,6 +277,8 @@ class MoScaleNode(Node):
         """Stop generating and let every running goal end with its status and message (up to
         ``goals_timeout`` s) while the action server still exists, so nothing fails at teardown."""
         self._closing = True
+        for timer in list(self.timers):  # no playback or diagnostics tick may run into the teardown
+            timer.cancel()
         if self.worker is not None:
             self.worker.stop()
         deadline = time.monotonic() + goals_timeout
@@ -511,4 +513,4 @@ def spin(node: MoScaleNode, stop: threading.Event | None = None, poll_s: float =
         pass
     finally:
         node.shutdown()
-        executor.shutdown(timeout_sec=1.0)
+        executor.shutdown(timeout_sec=2.0)

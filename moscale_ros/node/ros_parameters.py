@@ -85,10 +85,31 @@ def command_line_overrides(argv: list[str]) -> list[Parameter]:
         if not separator or ":" in name:
             continue
         try:
-            overrides.append(Parameter(name, value=python_value(yaml.safe_load(text))))
+            overrides.append(Parameter(name, value=rcl_value(text)))
         except (yaml.YAMLError, TypeError, ValueError):  # rcl has refused or kept it: its value stands
             continue
     return overrides
+
+
+def rcl_value(text: str) -> Any:
+    """A ``-p`` value as rcl reads it: YAML, except that a plain scalar that C's ``strtod`` reads
+    as a number is one (``1e-300`` is a float for rcl, a string for YAML 1.1)."""
+
+    def number(item: Any, raw: str) -> Any:
+        if isinstance(item, str) and raw.strip() and raw.strip()[0] not in "'\"":
+            try:
+                return float(raw)
+            except ValueError:
+                return item
+        return item
+
+    value = yaml.safe_load(text)
+    if isinstance(value, list):
+        inner = text.strip()[1:-1].split(",") if text.strip().startswith("[") else []
+        if len(inner) == len(value):
+            return [number(item, raw) for item, raw in zip(value, inner)]
+        return value
+    return python_value(number(value, text))
 
 
 def declare_all(node: Node, defaults: dict[str, Any]) -> list[str]:
