@@ -513,4 +513,8 @@ def spin(node: MoScaleNode, stop: threading.Event | None = None, poll_s: float =
         pass
     finally:
         node.shutdown()
+        # Callbacks the executor already handed to its threads must run while its guard condition
+        # still exists: this rclpy's Executor.shutdown destroys it without waiting for them, and a
+        # late one then fails ("exception was never retrieved ... destruction was requested").
+        time.sleep(2 * poll_s)
         executor.shutdown(timeout_sec=2.0)
