@@ -191,6 +191,9 @@ class MoScaleNode(Node):
                 convert.skeleton_markers(step.human_joints_T223[0], self.now_s(), self.settings.marker_frame)
                 convert.joint_state_msg(step.trajectory.joint_names, step.trajectory.positions[0], self.now_s())
             warm = time.perf_counter() - tick
+            encoder = getattr(self.pipeline.generator, "text_encoder", None)
+            if encoder is not None and hasattr(encoder, "cache"):
+                encoder.cache.clear()  # /diagnostics counts the texts of commands only
             device = getattr(self.pipeline.generator, "device", "?")
             how = " (device auto: no CUDA here)" if self.config.device == "auto" and str(device) == "cpu" else ""
             self.get_logger().info(f"model and robot loaded in {loaded:.2f} s on {device}{how}, warm-up {warm:.2f} s")
