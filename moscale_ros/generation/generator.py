@@ -161,6 +161,7 @@ class MotionGenerator:
             config,
             device,
         )
+        generator.checkpoint_config = parts.generation  # the model's own settings, under any overrides
         if warm_up:
             generator.warm_up()
         return generator
