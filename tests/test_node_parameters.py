@@ -78,7 +78,7 @@ def test_the_parameter_file_applies_under_a_namespace_and_another_name(node):
     assert values["max_text_length"] == 123 and values["warmup"] is False and values["prefix_seconds"] == 0.0
     assert values["checkpoint"] == DEFAULT_CHECKPOINT
     outcome = client.generate("w" * 124, duration=2.0, timeout=20.0)  # the file's limit is in force
-    assert outcome.status == "aborted" and "more than max_text_length=123" in outcome.message
+    assert outcome.status == "rejected" and "more than max_text_length=123" in outcome.message
 
 
 def test_descriptors_carry_description_range_and_read_only(node):

@@ -109,7 +109,7 @@ def test_a_stay_up_node_with_a_bad_setting_refuses_goals_with_the_reason(ros, un
             outcome = client.generate("wave the right hand", duration=2.0, timeout=20.0)
         finally:
             client.close()
-        assert outcome.status == "aborted" and "playback_rate: inf is outside [1, 200] Hz" in outcome.message
+        assert outcome.status == "rejected" and "playback_rate: inf is outside [1, 200] Hz" in outcome.message
         assert node.stop() == 0 and "Traceback" not in node.log()
 
 

@@ -205,6 +205,12 @@ class MoScaleNode(Node):
             reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
             durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
         )
+        self.plan_pub = self.create_publisher(MotionPlan, "~/plan", PLAN_QOS)
+        self.marker_pub = self.create_publisher(MarkerArray, "~/skeleton", 10)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.rejection_pub = self.create_publisher(DiagnosticStatus, "~/rejections", 10)
+        self.trajectory_pubs: dict[str, Publisher] = {}  # stay empty if a topic name is invalid
+        self.joint_state_pub = None
         topics = list(s.controller_joints) or [s.controller_topic]
         for name, topic in [*(("controller_topic" if t == s.controller_topic else "controllers", t) for t in topics),
                             ("joint_state_topic", s.joint_state_topic)]:  # fmt: skip
@@ -213,12 +219,8 @@ class MoScaleNode(Node):
             except Exception as exc:  # rclpy's InvalidTopicNameException and kin
                 why = failure_reason(exc).split(", at /")[0]  # (no C source location)
                 raise ConfigError(f"{name}: {topic!r} is not a valid topic name ({why})") from None
-        self.plan_pub = self.create_publisher(MotionPlan, "~/plan", PLAN_QOS)
-        self.trajectory_pubs: dict[str, Publisher] = {t: self.create_publisher(JointTrajectory, t, qos) for t in topics}
+        self.trajectory_pubs = {t: self.create_publisher(JointTrajectory, t, qos) for t in topics}
         self.joint_state_pub = self.create_publisher(JointState, s.joint_state_topic, 10)
-        self.marker_pub = self.create_publisher(MarkerArray, "~/skeleton", 10)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.rejection_pub = self.create_publisher(DiagnosticStatus, "~/rejections", 10)
         if s.robot_description_topic:  # kept: a later message is used at the next configure
             self.create_subscription(
                 String, s.robot_description_topic, self._on_robot_description, LATCHED_QOS,
@@ -521,7 +523,7 @@ class MoScaleNode(Node):
                 values=[
                     KeyValue(key="source", value=source),
                     KeyValue(key="kind", value=kind),
-                    KeyValue(key="text", value=echo_text(text)),
+                    KeyValue(key="text", value=text[:200]),  # raw (data, not a log line): clients match it
                 ],
             )  # fmt: skip
         )
