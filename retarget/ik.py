@@ -15,7 +15,8 @@ LOCAL_WORLD_ALIGNED Jacobians. The QP is solved by DAQP (default: fastest measur
 ``moscale bench retarget``; the only solver for the constraint rows) or, for the box alone, by
 :func:`solve_box_qp`, a numpy primal active set (same optimum). The box is passed to DAQP shrunk by
 ``LIMIT_SLACK`` (below its primal tolerance), so ``q + dq`` is inside the limits without clipping.
-Self-collision candidate pairs are chosen once per keyframe (its first iteration), their rows
+Self-collision candidate pairs are chosen once per keyframe (its first iteration; every
+``CANDIDATE_REFRESH`` iterations while settling the first frame), their rows
 and the balance rows (cheap) linearised at every iteration.
 
 Limit activity: at the last iteration of a keyframe, a joint whose step ends on its bound is
@@ -38,6 +39,7 @@ from retarget.scaling import SIDES, Targets
 _LWA = pin.ReferenceFrame.LOCAL_WORLD_ALIGNED
 BIG = 1e6
 LIMIT_SLACK = 1e-7  # rad: DAQP keeps bounds to its primal tolerance; the box is passed shrunk by this
+CANDIDATE_REFRESH = 5  # iterations between self-collision candidate searches within a keyframe (settling)
 SOFT = 8  # DAQP sense flag of a soft constraint row
 
 
@@ -155,6 +157,7 @@ class TaskSpaceIK:
         self.balance: BalanceConstraint | None = None  # set per standing motion by the retargeter
         self.collision: SelfCollision | None = None
         self._collision_candidates: np.ndarray | None = None
+        self._iteration = 0
         self.limit_active_J = np.zeros(nv - 6, dtype=bool)
         self.limit_cost_J = np.zeros(nv - 6)
 
@@ -205,7 +208,7 @@ class TaskSpaceIK:
         A, b = self._linearise(q, tg, k)
         rows = None
         if self.collision is not None:
-            if self._collision_candidates is None:
+            if self._collision_candidates is None or self._iteration % CANDIDATE_REFRESH == 0:
                 self._collision_candidates = self.collision.candidates(self.data)
             rows = self.collision.rows(self.model, self.data, self._collision_candidates)
         row_w = self.w_K[k]
@@ -248,6 +251,7 @@ class TaskSpaceIK:
         """``iterations`` steps towards frame ``k``; ``max_step`` (rad) bounds each step's joint change."""
         self._collision_candidates = None
         for i in range(iterations):
+            self._iteration = i
             last = i == iterations - 1
             if max_step is None:
                 q = self.step(q, tg, k, lo, hi, last)

@@ -45,7 +45,11 @@ class QualityReport:
     standing: bool = False  # both feet pinned for the whole motion: balance constraint on
     balance_keyframes_outside: int = 0  # keyframes whose CoM ended > 5 mm outside the shrunk support polygon
     self_distance_min_cm: dict[str, dict[str, float | str]] = field(default_factory=dict)  # group: closest pair
+    self_distance_pairs_cm: dict[str, float] = field(default_factory=dict)  # every pair that came within 6 cm
     self_penetrations: int = 0  # control-rate points where some capsule pair overlaps
+    resample_correction_rad: float = (
+        0.0  # joints changed after the IK (clipping of splined coarse keyframes; 0 on the IK grid)
+    )
     warnings: list[str] = field(default_factory=list)
     scale: dict[str, float] = field(default_factory=dict)
     elapsed_s: float = 0.0
@@ -154,6 +158,12 @@ def measure_output(robot: Robot, configurations_NQ: np.ndarray, contact_N2: np.n
             closest[group] = {"pair": collision.pair_names[best], "min_cm": 100 * float(min_P[best])}
     return {
         "self_distance_min_cm": closest,
+        "self_distance_pairs_cm": {
+            collision.pair_names[p]: 100 * float(min_P[p])
+            for p in np.flatnonzero(min_P < collision.config.activation_distance)
+        }
+        if pairs
+        else {},  # fmt: skip
         "self_penetrations": int((distance_NP < 0).any(axis=1).sum()) if pairs else 0,
         "foot_slide_max_cm": 100 * max(slides, default=0.0),
         "foot_slide_mean_cm": 100 * float(np.mean(slides)) if slides else 0.0,

@@ -326,11 +326,6 @@ class Retargeter:
                 f"cm) in {balance.violations} of {K} keyframes (worst {100 * balance.worst_margin_m:.1f} cm); "
                 f"given up: {', '.join(given_up) or 'the balance constraint there'}"
             )
-        elif balance is not None:
-            given_up = [f"{name} {float(np.median(values)):.1f} cm" for name, values in err.items()
-                        if name.endswith("hand") and np.median(values) > 3.0]  # fmt: skip
-            if given_up:
-                warnings.append(f"balance held; tracking given up for it: {', '.join(given_up)} (median error)")
         if measured["self_penetrations"]:
             closest = min(measured["self_distance_min_cm"].values(), key=lambda pair: pair["min_cm"])
             warnings.append(f"self-collision: {measured['self_penetrations']} points penetrate, worst "
@@ -353,6 +348,7 @@ class Retargeter:
             warnings=warnings,
             scale={"leg": scale.leg, "arm": scale.arm, "ground_ankle_height_m": scale.human_ankle_height},
             standing=balance is not None,
+            resample_correction_rad=float(out["velocity_clamp_correction"]),
             balance_keyframes_outside=balance.violations if balance is not None else 0,
             **measured,
         )
