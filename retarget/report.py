@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pinocchio as pin
 
-from retarget.contacts import runs
 from retarget.collision import SelfCollision
+from retarget.contacts import runs
 from retarget.robot import Robot
 
 SIDES = ("left", "right")
@@ -77,7 +77,7 @@ class QualityReport:
             lines.append(f"  self-distance min (cm), {self.self_penetrations} penetrating points: " + ", ".join(
                 f"{g} {d['min_cm']:.1f} ({d['pair']})" for g, d in self.self_distance_min_cm.items()))  # fmt: skip
         if self.clamped:
-            lines.append("  limits active (keyframes at a position limit / velocity limit, tracking cost): " + ", ".join(
+            lines.append("  limits active (keyframes at position / velocity limit, tracking cost): " + ", ".join(
                 f"{j} {c['position_limit']}/{c['velocity_limit']} {c['tracking_cost']:.2g}"
                 for j, c in self.clamped.items()))  # fmt: skip
         lines += [f"  warning: {w}" for w in self.warnings]

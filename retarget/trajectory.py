@@ -6,8 +6,9 @@ their position and velocity limits, nothing is clipped. Coarser keyframes (quick
 splined: cubic splines for joints and base position, component-wise spline plus normalisation
 (sign-continuous) for the base quaternion; a spline can overshoot, so those joints are then clipped
 into their position limits and passed once forward through
-``q_n = q_{n-1} + clip(q_n - q_{n-1}, +-v dt)`` (the correction is reported). Velocities and accelerations are central differences
-of the final positions (``np.gradient``), hence bounded by the same limits and consistent with them.
+``q_n = q_{n-1} + clip(q_n - q_{n-1}, +-v dt)`` (the correction is reported). Velocities and
+accelerations are central differences of the final positions (``np.gradient``), hence bounded by
+the same limits and consistent with them.
 """
 
 from __future__ import annotations
