@@ -186,16 +186,17 @@ class SelfCollision:
         near = np.flatnonzero(distance < self.config.activation_distance)
         if len(near) == 0:
             return np.zeros((0, model.nv)), np.zeros(0), np.zeros(0)
-        jacobians = {}
+        used = np.unique(np.concatenate([i[near], j[near]]))
+        J_U6V = np.array([pin.getFrameJacobian(model, data, self.frame_ids[links[u]], _LWA) for u in used])
+        slot = np.searchsorted(used, np.stack([i[near], j[near]]))  # (2, R) rows of J_U6V
+        normal_R3 = (p[near] - q[near]) / np.maximum(centre[near], 1e-9)[:, None]
         A = np.zeros((len(near), model.nv))
-        for row, n in enumerate(near):
-            normal = (p[n] - q[n]) / max(centre[n], 1e-9)
-            for link, point, sign in ((i[n], p[n], 1.0), (j[n], q[n], -1.0)):
-                if link not in jacobians:
-                    jacobians[link] = pin.getFrameJacobian(model, data, self.frame_ids[links[link]], _LWA)
-                J = jacobians[link]
-                J_point = J[:3] - np.cross(point - o_L3[link], J[3:].T).T  # v_p = v_o + w x r
-                A[row] += sign * normal @ J_point
+        for side, points_R3, sign in ((0, p[near], 1.0), (1, q[near], -1.0)):
+            J_R6V = J_U6V[slot[side]]
+            lever_R3 = points_R3 - o_L3[inverse.reshape(-1, 2)[near, side]]
+            # n . (v_o + w x r) = n . v_o + (r x n) . w
+            A += sign * (np.einsum("ri,riv->rv", normal_R3, J_R6V[:, :3])
+                         + np.einsum("ri,riv->rv", np.cross(lever_R3, normal_R3), J_R6V[:, 3:]))  # fmt: skip
         gap = distance[near] - floor_P[near]  # < 0: closer than the floor, pushed out at PUSH_OUT per step
         lower = np.where(gap >= 0, -gap, -PUSH_OUT * gap)
         return A, lower, np.full(len(near), np.inf)

@@ -15,8 +15,8 @@ LOCAL_WORLD_ALIGNED Jacobians. The QP is solved by DAQP (default: fastest measur
 ``moscale bench retarget``; the only solver for the constraint rows) or, for the box alone, by
 :func:`solve_box_qp`, a numpy primal active set (same optimum). The box is passed to DAQP shrunk by
 ``LIMIT_SLACK`` (below its primal tolerance), so ``q + dq`` is inside the limits without clipping.
-Self-collision candidate pairs are chosen once per keyframe (its first iteration; every
-``CANDIDATE_REFRESH`` iterations while settling the first frame), their rows
+Self-collision candidate pairs (within reach) are searched every ``CANDIDATE_REFRESH`` steps
+(a few keyframes; every 2 steps while settling the first frame), their rows
 and the balance rows (cheap) linearised at every iteration.
 
 Limit activity: at the last iteration of a keyframe, a joint whose step ends on its bound is
@@ -39,7 +39,7 @@ from retarget.scaling import SIDES, Targets
 _LWA = pin.ReferenceFrame.LOCAL_WORLD_ALIGNED
 BIG = 1e6
 LIMIT_SLACK = 1e-7  # rad: DAQP keeps bounds to its primal tolerance; the box is passed shrunk by this
-CANDIDATE_REFRESH = 5  # iterations between self-collision candidate searches within a keyframe (settling)
+CANDIDATE_REFRESH = 8  # IK steps between self-collision candidate searches (2 while settling: larger steps)
 SOFT = 8  # DAQP sense flag of a soft constraint row
 
 
@@ -157,7 +157,8 @@ class TaskSpaceIK:
         self.balance: BalanceConstraint | None = None  # set per standing motion by the retargeter
         self.collision: SelfCollision | None = None
         self._collision_candidates: np.ndarray | None = None
-        self._iteration = 0
+        self._steps_since_search = 0
+        self._refresh = CANDIDATE_REFRESH
         self.limit_active_J = np.zeros(nv - 6, dtype=bool)
         self.limit_cost_J = np.zeros(nv - 6)
 
@@ -179,6 +180,7 @@ class TaskSpaceIK:
             weights[np.ix_(tg.contact_T2[:, s], self.contact_gain_rows[s])] *= np.sqrt(self.weights.contact_gain)
         self.w_K = weights
         self._prepared_for = tg
+        self._collision_candidates = None  # a new motion: search again
 
     def _linearise(self, q: np.ndarray, tg: Targets, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Task Jacobian ``A`` and error ``b`` (unweighted) at ``q`` for frame ``k``."""
@@ -208,9 +210,12 @@ class TaskSpaceIK:
         A, b = self._linearise(q, tg, k)
         rows = None
         if self.collision is not None:
-            if self._collision_candidates is None or self._iteration % CANDIDATE_REFRESH == 0:
+            if self._collision_candidates is None or self._steps_since_search >= self._refresh:
                 self._collision_candidates = self.collision.candidates(self.data)
-            rows = self.collision.rows(self.model, self.data, self._collision_candidates)
+                self._steps_since_search = 0
+            self._steps_since_search += 1
+            if len(self._collision_candidates):
+                rows = self.collision.rows(self.model, self.data, self._collision_candidates)
         row_w = self.w_K[k]
         Aw = A * row_w[:, None]
         H = Aw.T @ Aw
@@ -249,9 +254,8 @@ class TaskSpaceIK:
     def solve_frame(self, q: np.ndarray, tg: Targets, k: int, lo: np.ndarray, hi: np.ndarray, iterations: int,
                     max_step: float | None = None) -> np.ndarray:  # fmt: skip
         """``iterations`` steps towards frame ``k``; ``max_step`` (rad) bounds each step's joint change."""
-        self._collision_candidates = None
+        self._refresh = CANDIDATE_REFRESH if max_step is None else 2
         for i in range(iterations):
-            self._iteration = i
             last = i == iterations - 1
             if max_step is None:
                 q = self.step(q, tg, k, lo, hi, last)
