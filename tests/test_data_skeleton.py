@@ -191,7 +191,7 @@ def test_up_axis_mismatch_is_implausible_and_detected_when_left_out(real_bvh_dir
     spec = yaml.safe_load(map_path.read_text())
     wrong = tmp_path / "says_y.yaml"
     wrong.write_text(yaml.safe_dump(dict(spec, up_axis="y")))
-    with pytest.raises(DataError, match=r"says_y.*lying down.*the up axis looks like z, not y"):
+    with pytest.raises(DataError, match=r"user_rig.*lying down.*the up axis looks like z, not y"):
         bvh_to_canonical(bvh_path, wrong)
     detected = tmp_path / "no_up_axis.yaml"
     detected.write_text(yaml.safe_dump({k: v for k, v in spec.items() if k != "up_axis"}))
