@@ -1,8 +1,9 @@
 """Balance of standing motions: centre of mass and zero-moment point inside the support polygon.
 
-A motion *stands* when neither foot travels (each scaled ankle stays within ``travel_m`` of its
-median, horizontally): both feet are then pinned flat for the whole motion (contacts.py) and the
-IK holds, as linear inequality rows of its QP (linearised once per iteration)::
+A motion *stands* when it does not travel and keeps its feet down: the hip midpoint stays within
+``travel_m`` of its median (horizontally) and no scaled ankle rises more than ``lift_m`` above its
+standing height. Both feet are then pinned flat for the whole motion (contacts.py; a generated
+gesture's shuffling feet stay put) and the IK holds, as linear inequality rows of its QP (linearised once per iteration)::
 
     N (c + J_c dq)_xy <= d - margin - z_c a_max / g                  (CoM inside the shrunk polygon)
     |c''_x|, |c''_y| <= a_max,   c'' = (c + J_c dq - 2 c_{k-1} + c_{k-2}) / dt^2   (CoM acceleration)
@@ -34,15 +35,19 @@ class BalanceConfig:
     """Options of the standing-balance constraint (see the module docstring)."""
 
     enabled: bool = True
-    support_margin: float = 0.02  # m, the ZMP stays this far inside every edge of the support polygon
+    support_margin: float = 0.04  # m, the ZMP stays this far inside every edge of the support polygon
     com_acceleration_limit: float = 0.5  # m/s^2, horizontal CoM acceleration (|c''_x|, |c''_y|)
-    travel_m: float = 0.12  # a foot farther than this from its median position (xy) makes the motion travel
+    travel_m: float = 0.5  # m: the hip midpoint farther than this from its median position (xy): travelling
+    centring_weight: float = 200.0  # IK weight of a task pulling the CoM (xy) to the middle of the feet
+    lift_m: float = 0.1  # m: an ankle this much above its standing height: a step or a kick, not standing
 
 
-def is_standing(ankle_T23: np.ndarray, travel_m: float) -> bool:
-    """True when neither ankle leaves a disc of radius ``travel_m`` around its median (xy)."""
-    offsets_T22 = ankle_T23[..., :2] - np.median(ankle_T23[..., :2], axis=0)
-    return bool(np.linalg.norm(offsets_T22, axis=-1).max() <= travel_m)
+def is_standing(root_T3: np.ndarray, ankle_T23: np.ndarray, ankle_height: float, config: BalanceConfig) -> bool:
+    """True when the hip midpoint stays within ``travel_m`` of its median (xy) and both ankles
+    within ``lift_m`` of their standing height ``ankle_height`` (module docstring)."""
+    offsets_T2 = root_T3[:, :2] - np.median(root_T3[:, :2], axis=0)
+    stays = np.linalg.norm(offsets_T2, axis=-1).max() <= config.travel_m
+    return bool(stays and (ankle_T23[..., 2] - ankle_height).max() <= config.lift_m)
 
 
 def support_halfplanes(corners_P2: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
@@ -100,6 +105,12 @@ class BalanceConstraint:
             upper.append(predicted - com[:2] + a_dt2)
             lower.append(predicted - com[:2] - a_dt2)
         return np.concatenate(A), np.concatenate(lower), np.concatenate(upper)
+
+    def centring(self, model: pin.Model, data: pin.Data, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """CoM centring task ``(J_c_xy, centre_xy - c_xy)`` (call after :meth:`rows`: uses its CoM)."""
+        corners = [self.ankle_K23[k, s] + self.corners_C3[s] @ self.foot_R_K233[k, s].T for s in range(2)]
+        centre = np.concatenate(corners)[:, :2].mean(axis=0)
+        return data.Jcom[:2], centre - data.com[0][:2]
 
     def record(self, model: pin.Model, data: pin.Data, q: np.ndarray, k: int) -> None:
         """Store keyframe ``k``'s solved CoM and count a constraint the solution could not keep."""

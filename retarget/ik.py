@@ -5,6 +5,7 @@ the base frame, then joint increments)::
 
     min_dq  sum_i w_i |J_i dq - e_i|^2  +  w_p |q_ref - (q_j + dq_j)|^2  +  lambda |dq|^2
     s.t.    lb <= dq_j <= ub        (joint position limits intersected with the velocity window)
+            |dq_base| <= BASE_STEP  (per IK step)
             l_c <= C dq <= u_c      (soft rows: balance, balance.py, and self-collision, collision.py)
 
 Tasks: hip-midpoint position, pelvis and chest orientation, knee and ankle positions, foot
@@ -39,6 +40,8 @@ from retarget.scaling import SIDES, Targets
 _LWA = pin.ReferenceFrame.LOCAL_WORLD_ALIGNED
 BIG = 1e6
 LIMIT_SLACK = 1e-7  # rad: DAQP keeps bounds to its primal tolerance; the box is passed shrunk by this
+BASE_STEP_M = 0.05  # largest base translation per IK step (m): a conflicting constraint cannot throw the body
+BASE_STEP_RAD = 0.1  # largest base rotation per IK step (rad)
 CANDIDATE_REFRESH = 8  # IK steps between self-collision candidate searches (2 while settling: larger steps)
 SOFT = 8  # DAQP sense flag of a soft constraint row
 
@@ -151,8 +154,9 @@ class TaskSpaceIK:
         self.reg = np.full(nv, w.damping)
         self.reg[6:] += w.posture
         self.q_ref = robot.q_initial[7:].copy()
-        self.lb = np.full(nv, -np.inf)
-        self.ub = np.full(nv, np.inf)
+        base_step = np.array([BASE_STEP_M] * 3 + [BASE_STEP_RAD] * 3)
+        self.lb = np.concatenate([-base_step, np.full(nv - 6, -np.inf)])
+        self.ub = np.concatenate([base_step, np.full(nv - 6, np.inf)])
         self._prepared_for: Targets | None = None
         self.balance: BalanceConstraint | None = None  # set per standing motion by the retargeter
         self.collision: SelfCollision | None = None
@@ -229,6 +233,11 @@ class TaskSpaceIK:
         constraint_rows = [r for r in (rows,) if r is not None and len(r[0])]
         if self.balance is not None:
             constraint_rows.append(self.balance.rows(self.model, self.data, k))
+            weight = self.balance.config.centring_weight
+            if weight > 0:
+                J_c, error = self.balance.centring(self.model, self.data, k)
+                H += weight * J_c.T @ J_c
+                g += weight * J_c.T @ error
         if constraint_rows:
             C, c_lower, c_upper = (np.concatenate(parts) for parts in zip(*constraint_rows))
             dq = _solve_daqp(H, g, lb, ub, C, c_lower, c_upper)

@@ -13,7 +13,8 @@ Pipeline of :meth:`Retargeter.retarget`::
 
 Streaming: a coarse plan can run with a low ``ik_fps`` (few keyframes, a quick plan); a refinement
 passes the coarse trajectory as ``warm_start``: every keyframe starts from it and needs fewer
-iterations, and frame 0 skips the long settling.
+iterations, and frame 0 skips the long settling. A standing motion (balance constraint) uses it
+for frame 0 only: its CoM acceleration rows need each keyframe to start from the previous one.
 """
 
 from __future__ import annotations
@@ -120,7 +121,8 @@ class Retargeter:
         scale = body_scale(world, self.proportions)
         tg = build_targets(world, scale, self.proportions)
         contact = detect_contacts(tg.ankle_T23, fps, scale.robot_ankle_height, self.config.contacts)
-        if self.config.balance.enabled and is_standing(tg.ankle_T23, self.config.balance.travel_m):
+        balance = self.config.balance
+        if balance.enabled and is_standing(tg.root_T3, tg.ankle_T23, scale.robot_ankle_height, balance):
             contact[:] = True  # a standing motion: both feet pinned flat for its whole length
         neutral_feet = [self.proportions.neutral_R[f"{s}_foot"] for s in SIDES]
         pin_feet(tg, contact, scale.robot_ankle_height, neutral_feet, fps, self.config.contacts)
@@ -210,7 +212,7 @@ class Retargeter:
             qj = q[7:]
             lo = np.maximum(lower, qj - vmax * dt)
             hi = np.minimum(upper, qj + vmax * dt)
-            if warm_start is not None:
+            if warm_start is not None and balance is None:  # balance needs the frame-to-frame path (CoM'')
                 guess = self._check_q(warm_start.configuration_at(times_K[k]), "warm_start")
                 guess[7:] = np.clip(guess[7:], lo, hi)
                 q = ik.solve_frame(guess, tg, k, lo, hi, cfg.warm_iterations)

@@ -128,3 +128,12 @@ def test_limits_hold_inside_the_qp_without_clipping(g1) -> None:
     active = {name: c for name, c in rep.clamped.items() if c["position_limit"] + c["velocity_limit"] > 0}
     assert active and any(c["tracking_cost"] > 0 for c in active.values()), rep.format()
     assert "tracking cost" in rep.format()
+
+
+def test_walking_is_not_a_standing_motion(g1) -> None:
+    if not shared_data_archive().is_file():
+        pytest.skip(f"Bandai-Namco archive absent: {shared_data_archive()}")
+    joints, fps = real_clips(("walk",))["walk"]
+    report = Retargeter(g1).retarget(joints, fps).report
+    assert not report.standing and report.balance_keyframes_outside == 0
+    assert report.contact_fraction["left"] < 0.9  # feet lift: contacts detected, not pinned for the whole clip
