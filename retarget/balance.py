@@ -3,13 +3,16 @@
 A motion *stands* when it does not travel and keeps its feet down: the hip midpoint stays within
 ``travel_m`` of its median (horizontally) and no scaled ankle rises more than ``lift_m`` above its
 standing height. Both feet are then pinned flat for the whole motion (contacts.py; a generated
-gesture's shuffling feet stay put) and the IK holds, as linear inequality rows of its QP (linearised once per iteration)::
+gesture's shuffling feet stay put, a lunge is given up) and the IK holds, as linear inequality
+rows of its QP (linearised at every iteration)::
 
     N (c + J_c dq)_xy <= d - margin - z_c a_max / g                  (CoM inside the shrunk polygon)
     |c''_x|, |c''_y| <= a_max,   c'' = (c + J_c dq - 2 c_{k-1} + c_{k-2}) / dt^2   (CoM acceleration)
 
 so the zero-moment point of the CoM's motion, ``p_zmp = c - (z_c / g) c''``, is within ``z_c a_max / g``
-of the CoM and hence inside the polygon shrunk by ``margin`` as well.
+of the CoM and hence inside the polygon shrunk by ``margin`` as well. A task of weight
+``centring_weight`` pulls the CoM towards the middle of the soles (a robot on stiff position control
+rocks less there); weight shifts stay allowed within the constraint.
 
 ``N``, ``d`` are the outward edge normals and offsets of the convex hull of both soles (the sole
 corners of the robot YAML, placed at the pinned foot targets); ``c`` and ``J_c`` come from
