@@ -40,8 +40,8 @@ from retarget.scaling import SIDES, Targets
 _LWA = pin.ReferenceFrame.LOCAL_WORLD_ALIGNED
 BIG = 1e6
 LIMIT_SLACK = 1e-7  # rad: DAQP keeps bounds to its primal tolerance; the box is passed shrunk by this
-BASE_STEP_M = 0.05  # largest base translation per IK step (m): a conflicting constraint cannot throw the body
-BASE_STEP_RAD = 0.1  # largest base rotation per IK step (rad)
+BASE_STEP_M = 0.2  # largest base translation per IK step (m): a conflicting constraint cannot throw the body
+BASE_STEP_RAD = 0.5  # largest base rotation per IK step (rad)
 CANDIDATE_REFRESH = 8  # IK steps between self-collision candidate searches (2 while settling: larger steps)
 SOFT = 8  # DAQP sense flag of a soft constraint row
 
