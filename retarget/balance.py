@@ -6,7 +6,8 @@ standing height. Both feet are then pinned flat for the whole motion (contacts.p
 gesture's shuffling feet stay put, a lunge is given up) and the IK holds, as linear inequality
 rows of its QP (linearised at every iteration)::
 
-    N (c + J_c dq)_xy <= d - margin - z_c a_max / g                  (CoM inside the shrunk polygon)
+    N (c + J_c dq)_xy <= d - margin - z_c a_max / g                  (CoM inside the shrunk polygon;
+                                                                      outside: PULL_BACK of the way per step)
     |c''_x|, |c''_y| <= a_max,   c'' = (c + J_c dq - 2 c_{k-1} + c_{k-2}) / dt^2   (CoM acceleration)
 
 so the zero-moment point of the CoM's motion, ``p_zmp = c - (z_c / g) c''``, is within ``z_c a_max / g``
@@ -31,6 +32,7 @@ from retarget.report import convex_hull
 from retarget.scaling import Targets
 
 GRAVITY = 9.81
+PULL_BACK = 0.3  # fraction of a CoM excursion outside the shrunk polygon undone per IK step (all at once overshoots)
 
 
 @dataclass
@@ -98,7 +100,8 @@ class BalanceConstraint:
         normals_E2, offsets_E = self.polygon_for(k)
         zmp_shift = max(com[2], 0.0) / GRAVITY * self.config.com_acceleration_limit  # |p_zmp - c| at most this
         A = [normals_E2 @ J_c]
-        upper = [offsets_E - zmp_shift - normals_E2 @ com[:2]]
+        slack_E = offsets_E - zmp_shift - normals_E2 @ com[:2]  # < 0: outside, brought back PULL_BACK per step
+        upper = [np.where(slack_E >= 0, slack_E, PULL_BACK * slack_E)]
         lower = [np.full(len(offsets_E), -np.inf)]
         if k >= 2 and np.all(np.isfinite(self.com_K3[k - 2 : k])):
             dt = self.times_K[k] - self.times_K[k - 1]
