@@ -144,6 +144,8 @@ class SelfCollision:
         self.group_P = [g for g, k in zip(names, keep) if k]
         self.floor_P = np.minimum(config.min_distance, 0.5 * rest_P[keep])
         self.pair_names = [f"{links[a]} / {links[b]}" for a, b in self.pair_P2]
+        self._layout_key: bytes | None = None
+        self._layout: tuple | None = None
 
     def world_segments(
         self, data: pin.Data, links: np.ndarray | None = None
@@ -174,13 +176,17 @@ class SelfCollision:
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
         """``(A, lower, upper)`` on ``dq`` for the pairs (of ``candidates``, default all) within the
         activation distance; joint Jacobians and frame placements of ``data`` up to date."""
-        pair_P2 = self.pair_P2 if candidates is None else self.pair_P2[candidates]
-        floor_P = self.floor_P if candidates is None else self.floor_P[candidates]
+        key = None if candidates is None else candidates.tobytes()
+        if self._layout_key != key or self._layout is None:  # links of these pairs, computed once per set
+            pair_P2 = self.pair_P2 if candidates is None else self.pair_P2[candidates]
+            floor_P = self.floor_P if candidates is None else self.floor_P[candidates]
+            links, inverse = np.unique(pair_P2, return_inverse=True)
+            self._layout, self._layout_key = (pair_P2, floor_P, links, inverse.reshape(-1, 2)), key
+        pair_P2, floor_P, links, inverse_P2 = self._layout
         if len(pair_P2) == 0:
             return np.zeros((0, model.nv)), np.zeros(0), np.zeros(0)
-        links, inverse = np.unique(pair_P2, return_inverse=True)
         a, b, o_L3 = self.world_segments(data, links)
-        i, j = inverse.reshape(-1, 2).T
+        i, j = inverse_P2.T
         p, q, centre = segment_distances(a[i], b[i], a[j], b[j])
         distance = centre - self.radius_L[links[i]] - self.radius_L[links[j]]
         near = np.flatnonzero(distance < self.config.activation_distance)
@@ -193,10 +199,13 @@ class SelfCollision:
         A = np.zeros((len(near), model.nv))
         for side, points_R3, sign in ((0, p[near], 1.0), (1, q[near], -1.0)):
             J_R6V = J_U6V[slot[side]]
-            lever_R3 = points_R3 - o_L3[inverse.reshape(-1, 2)[near, side]]
+            r, n = (points_R3 - o_L3[inverse_P2[near, side]]).T, normal_R3.T
+            lever_x_normal_R3 = np.stack(
+                [r[1] * n[2] - r[2] * n[1], r[2] * n[0] - r[0] * n[2], r[0] * n[1] - r[1] * n[0]], 1
+            )
             # n . (v_o + w x r) = n . v_o + (r x n) . w
             A += sign * (np.einsum("ri,riv->rv", normal_R3, J_R6V[:, :3])
-                         + np.einsum("ri,riv->rv", np.cross(lever_R3, normal_R3), J_R6V[:, 3:]))  # fmt: skip
+                         + np.einsum("ri,riv->rv", lever_x_normal_R3, J_R6V[:, 3:]))  # fmt: skip
         gap = distance[near] - floor_P[near]  # < 0: closer than the floor, pushed out at PUSH_OUT per step
         lower = np.where(gap >= 0, -gap, -PUSH_OUT * gap)
         return A, lower, np.full(len(near), np.inf)
