@@ -2,7 +2,7 @@
 
 Each link named in the robot YAML's ``collision.groups`` gets one capsule (segment ``a``-``b`` in the
 link frame, radius ``r``) fitted to its collision meshes (loaded by Pinocchio with coal): the axis is
-the vertices' principal direction, ``r`` the ``radius_quantile`` of their distances to it, the
+the vertices' principal direction through their bounding box's centre, ``r`` the ``radius_quantile`` of their distances to it, the
 segment spans their extent along it less ``r`` at each end. Pairs are the groups' cross products
 (arm-torso, arm-arm, arm-leg, leg-leg); a pair closer than ``min_distance`` in the start pose keeps
 half its start distance as its floor, a pair touching at rest is dropped (as the simulator does).
@@ -74,8 +74,9 @@ def _vertices_in_frame(model: pin.Model, geometry: pin.GeometryModel, frame_id: 
 
 
 def fit_capsule(points_V3: np.ndarray, radius_quantile: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """Capsule ``(a, b, r)`` around points: principal axis, quantile radius, extent less ``r`` per end."""
-    centre = points_V3.mean(axis=0)
+    """Capsule ``(a, b, r)`` around points: principal axis through the bounding box's centre (a mesh's
+    vertex density is uneven, its mean is not), quantile radius, extent less ``r`` per end."""
+    centre = 0.5 * (points_V3.min(axis=0) + points_V3.max(axis=0))
     _, _, vt = np.linalg.svd(points_V3 - centre, full_matrices=False)
     axis = vt[0]
     along_V = (points_V3 - centre) @ axis
