@@ -2,9 +2,9 @@
 
 Each link named in the robot YAML's ``collision.groups`` gets one capsule (segment ``a``-``b`` in the
 link frame, radius ``r``) fitted to its collision meshes (loaded by Pinocchio with coal): the axis is
-the vertices' principal direction through their bounding box's centre, ``r`` the ``radius_quantile`` of their distances to it, the
-segment spans their extent along it less ``r`` at each end. Pairs are the groups' cross products
-(arm-torso, arm-arm, arm-leg, leg-leg); a pair closer than ``min_distance`` in the start pose keeps
+the vertices' principal direction through their bounding box's centre, ``r`` the ``radius_quantile``
+of their distances to it, the segment spans their extent along it less ``r`` at each end. Pairs
+are the groups' cross products (arm-torso, arm-arm, arm-leg, leg-leg); a pair closer than ``min_distance`` in the start pose keeps
 half its start distance as its floor, a pair touching at rest is dropped (as the simulator does).
 
 At a keyframe's first IK iteration the distances of all pairs are computed at once (segment-segment

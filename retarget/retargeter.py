@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pinocchio as pin
@@ -86,10 +87,16 @@ class Retargeter:
             raise InputError(f"control_rate must be > 0, got {self.config.control_rate}")
         self.proportions = robot_proportions(robot)
         self.ik = TaskSpaceIK(robot, solver=self.config.solver)
-        groups = robot.config.collision.groups
-        self.collision = (
-            SelfCollision(robot, self.config.self_collision) if self.config.self_collision.enabled and groups else None
-        )
+        self.collision: SelfCollision | None = None
+        self.collision_off = ""  # why self-collision is off although configured (warned in every report)
+        if self.config.self_collision.enabled and robot.config.collision.groups:
+            if Path(robot.source).is_file():
+                self.collision = SelfCollision(robot, self.config.self_collision)
+            else:  # a robot_description string: its meshes cannot be located
+                self.collision_off = (
+                    f"self-collision off: the collision meshes of {robot.source!r} are not files here "
+                    "(load the robot from its URDF file to keep arms out of the body)"
+                )
         self.ik.collision = self.collision
         data = robot.model.createData()
         q0 = robot.q_initial.copy()
@@ -319,6 +326,8 @@ class Retargeter:
                 warnings.append(f"{name} held at a position limit in {c['position_limit']} of {K} keyframes")
             if c["velocity_limit"] > 0.1 * K:
                 warnings.append(f"{name} slowed to its velocity limit in {c['velocity_limit']} of {K} keyframes")
+        if self.collision_off:
+            warnings.append(self.collision_off)
         balance = keys.balance
         if balance is not None and balance.violations:
             given_up = [f"{name} {float(np.median(values)):.1f} cm" for name, values in err.items()
