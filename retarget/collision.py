@@ -4,8 +4,9 @@ Each link named in the robot YAML's ``collision.groups`` gets one capsule (segme
 link frame, radius ``r``) fitted to its collision meshes (loaded by Pinocchio with coal): the axis is
 the vertices' principal direction through their bounding box's centre, ``r`` the ``radius_quantile``
 of their distances to it, the segment spans their extent along it less ``r`` at each end. Pairs
-are the groups' cross products (arm-torso, arm-arm, arm-leg, leg-leg); a pair closer than ``min_distance`` in the start pose keeps
-half its start distance as its floor, a pair touching at rest is dropped (as the simulator does).
+are the groups' cross products (arm-torso, arm-arm, arm-leg, leg-leg); a pair closer than
+``min_distance`` in the start pose keeps half its start distance as its floor, a pair touching at
+rest is dropped (as the simulator does).
 
 At a keyframe's first IK iteration the distances of all pairs are computed at once (segment-segment
 closest points, vectorised) and the pairs within reach kept as candidates; at every iteration a
