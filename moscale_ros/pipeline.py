@@ -277,6 +277,7 @@ class PlanStep:
     motion_start: float = 0.0  # absolute time t_0 of the motion's start, shared by every plan of a command
     switch_step: float = 0.0  # rad: largest joint move in the first control cycle after the switch (predicted)
     switch_step_ratio: float = 0.0  # that move over what the velocity limit allows in one cycle (<= 1: smooth)
+    retarget_report: Any = None  # the retargeter's QualityReport of this scale (before shaping)
 
 
 # ---------------------------------------------------------------------------------------- pipeline
@@ -448,6 +449,7 @@ class MotionPipeline:
                     motion_start=start,
                     switch_step=step,
                     switch_step_ratio=step_ratio,
+                    retarget_report=motion.report,
                 )
                 if should_stop():  # before the next scale is generated
                     return

@@ -1,18 +1,29 @@
-"""Task-space IK on Pinocchio: one box-constrained weighted least-squares step per iteration.
+"""Task-space IK on Pinocchio: one weighted least-squares QP per iteration, limits and constraints inside it.
 
 Each iteration linearises every task at ``q`` and solves for a tangent step ``dq`` (base twist in
 the base frame, then joint increments)::
 
     min_dq  sum_i w_i |J_i dq - e_i|^2  +  w_p |q_ref - (q_j + dq_j)|^2  +  lambda |dq|^2
     s.t.    lb <= dq_j <= ub        (joint position limits intersected with the velocity window)
+            |dq_base| <= BASE_STEP  (per IK step)
+            l_c <= C dq <= u_c      (soft rows: balance, balance.py, and self-collision, collision.py)
 
 Tasks: hip-midpoint position, pelvis and chest orientation, knee and ankle positions, foot
 orientations (foot weights times ``contact_gain`` while that foot is in contact), elbow and wrist
 positions relative to the shoulder (J = J_wrist - J_shoulder).
 Position errors are world vectors, orientation errors ``log3(R_target R^T)`` with
-LOCAL_WORLD_ALIGNED Jacobians. The box QP is solved by DAQP (default: fastest measured, see
-``moscale bench retarget``) or by :func:`solve_box_qp`, a numpy primal active set (same optimum).
-After ``q <- integrate(q, dq)`` joints are clipped into the box, so limits hold exactly.
+LOCAL_WORLD_ALIGNED Jacobians. The QP is solved by DAQP (default: fastest measured, see
+``moscale bench retarget``; the only solver for the constraint rows) or, for the box alone, by
+:func:`solve_box_qp`, a numpy primal active set (same optimum). The box is passed to DAQP shrunk by
+``LIMIT_SLACK`` (below its primal tolerance), so ``q + dq`` is inside the limits without clipping.
+Self-collision candidate pairs (within reach) are searched every ``CANDIDATE_REFRESH`` steps
+(a few keyframes; every 2 steps while settling the first frame), their rows
+and the balance rows (cheap) linearised at every iteration.
+
+Limit activity: at the last iteration of a keyframe, a joint whose step ends on its bound is
+counted, and the tracking cost of that bound is estimated to first order as
+``0.5 |mu_j| |dq_free_j - bound_j|`` (QP objective units: weighted squared task error), ``mu_j``
+the bound's multiplier (the gradient ``H dq - g`` at the solution), ``dq_free`` the step without limits.
 """
 
 from __future__ import annotations
@@ -21,11 +32,18 @@ import daqp
 import numpy as np
 import pinocchio as pin
 
+from retarget.balance import BalanceConstraint
+from retarget.collision import SelfCollision
 from retarget.robot import Robot, TaskWeights
 from retarget.scaling import SIDES, Targets
 
 _LWA = pin.ReferenceFrame.LOCAL_WORLD_ALIGNED
 BIG = 1e6
+LIMIT_SLACK = 1e-7  # rad: DAQP keeps bounds to its primal tolerance; the box is passed shrunk by this
+BASE_STEP_M = 0.2  # largest base translation per IK step (m): a conflicting constraint cannot throw the body
+BASE_STEP_RAD = 0.5  # largest base rotation per IK step (rad)
+CANDIDATE_REFRESH = 8  # IK steps between self-collision candidate searches (2 while settling: larger steps)
+SOFT = 8  # DAQP sense flag of a soft constraint row
 
 
 def solve_box_qp(H: np.ndarray, g: np.ndarray, lb: np.ndarray, ub: np.ndarray, max_passes: int = 20) -> np.ndarray:
@@ -66,11 +84,22 @@ def solve_box_qp(H: np.ndarray, g: np.ndarray, lb: np.ndarray, ub: np.ndarray, m
     return np.clip(x, lb, ub)
 
 
-def _solve_daqp(H: np.ndarray, g: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
-    x, _, flag, _ = daqp.solve(H, -g, np.zeros((0, len(g))), np.minimum(ub, BIG), np.maximum(lb, -BIG))
-    if flag < 1:
-        x = solve_box_qp(H, g, lb, ub)
-    return np.clip(x, lb, ub)
+def _solve_daqp(H: np.ndarray, g: np.ndarray, lb: np.ndarray, ub: np.ndarray, C: np.ndarray | None = None,
+                c_lower: np.ndarray | None = None, c_upper: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """DAQP on the box ``[lb, ub]`` (shrunk by LIMIT_SLACK) and optional soft rows ``c_lower <= C x <= c_upper``."""
+    n = len(g)
+    mid = 0.5 * (np.maximum(lb, -BIG) + np.minimum(ub, BIG))
+    upper = np.maximum(np.minimum(ub, BIG) - LIMIT_SLACK, mid)
+    lower = np.minimum(np.maximum(lb, -BIG) + LIMIT_SLACK, mid)
+    if C is None or len(C) == 0:
+        x, _, flag, _ = daqp.solve(H, -g, np.zeros((0, n)), upper, lower)
+        return x if flag >= 1 else solve_box_qp(H, g, lb, ub)
+    sense = np.zeros(n + len(C), dtype=np.int32)
+    sense[n:] = SOFT
+    bu = np.concatenate([upper, np.minimum(c_upper, BIG)])
+    bl = np.concatenate([lower, np.maximum(c_lower, -BIG)])
+    x, _, flag, _ = daqp.solve(H, -g, C, bu, bl, sense)
+    return x if flag >= 1 else solve_box_qp(H, g, lb, ub)  # a failed solve keeps the limits, drops the rows
 
 
 class TaskSpaceIK:
@@ -125,9 +154,17 @@ class TaskSpaceIK:
         self.reg = np.full(nv, w.damping)
         self.reg[6:] += w.posture
         self.q_ref = robot.q_initial[7:].copy()
-        self.lb = np.full(nv, -np.inf)
-        self.ub = np.full(nv, np.inf)
+        base_step = np.array([BASE_STEP_M] * 3 + [BASE_STEP_RAD] * 3)
+        self.lb = np.concatenate([-base_step, np.full(nv - 6, -np.inf)])
+        self.ub = np.concatenate([base_step, np.full(nv - 6, np.inf)])
         self._prepared_for: Targets | None = None
+        self.balance: BalanceConstraint | None = None  # set per standing motion by the retargeter
+        self.collision: SelfCollision | None = None
+        self._collision_candidates: np.ndarray | None = None
+        self._steps_since_search = 0
+        self._refresh = CANDIDATE_REFRESH
+        self.limit_active_J = np.zeros(nv - 6, dtype=bool)
+        self.limit_cost_J = np.zeros(nv - 6)
 
     def _prepare(self, tg: Targets) -> None:
         """Per-frame position targets ``t_k`` (m rows), orientation targets and row weights."""
@@ -147,6 +184,7 @@ class TaskSpaceIK:
             weights[np.ix_(tg.contact_T2[:, s], self.contact_gain_rows[s])] *= np.sqrt(self.weights.contact_gain)
         self.w_K = weights
         self._prepared_for = tg
+        self._collision_candidates = None  # a new motion: search again
 
     def _linearise(self, q: np.ndarray, tg: Targets, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Task Jacobian ``A`` and error ``b`` (unweighted) at ``q`` for frame ``k``."""
@@ -165,9 +203,23 @@ class TaskSpaceIK:
             b[row : row + 3] = pin.log3(R_K[k] @ oMf[self.unique_ids[u]].rotation.T)
         return A, b
 
-    def step(self, q: np.ndarray, tg: Targets, k: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        """One IK iteration from ``q`` towards frame ``k``'s targets; joints stay in ``[lo, hi]``."""
+    def step(
+        self, q: np.ndarray, tg: Targets, k: int, lo: np.ndarray, hi: np.ndarray, last: bool = False
+    ) -> np.ndarray:
+        """One IK iteration from ``q`` towards frame ``k``'s targets; joints stay in ``[lo, hi]``.
+
+        Self-collision candidates are chosen at the frame's first iteration, their rows linearised
+        at every iteration (collision.py). ``last`` records limit
+        activity and its cost (module docstring) in ``limit_active_J`` / ``limit_cost_J``."""
         A, b = self._linearise(q, tg, k)
+        rows = None
+        if self.collision is not None:
+            if self._collision_candidates is None or self._steps_since_search >= self._refresh:
+                self._collision_candidates = self.collision.candidates(self.data)
+                self._steps_since_search = 0
+            self._steps_since_search += 1
+            if len(self._collision_candidates):
+                rows = self.collision.rows(self.model, self.data, self._collision_candidates)
         row_w = self.w_K[k]
         Aw = A * row_w[:, None]
         H = Aw.T @ Aw
@@ -178,20 +230,47 @@ class TaskSpaceIK:
         lb, ub = self.lb, self.ub
         np.subtract(lo, qj, out=lb[6:])
         np.subtract(hi, qj, out=ub[6:])
-        dq = self.solve_qp(H, g, lb, ub)
-        q_new = pin.integrate(self.model, q, dq)
-        np.clip(q_new[7:], lo, hi, out=q_new[7:])
-        return q_new
+        constraint_rows = [r for r in (rows,) if r is not None and len(r[0])]
+        if self.balance is not None:
+            constraint_rows.append(self.balance.rows(self.model, self.data, k))
+            weight = self.balance.config.centring_weight
+            if weight > 0:
+                J_c, error = self.balance.centring(self.model, self.data, k)
+                H += weight * J_c.T @ J_c
+                g += weight * J_c.T @ error
+        if constraint_rows:
+            C, c_lower, c_upper = (np.concatenate(parts) for parts in zip(*constraint_rows))
+            dq = _solve_daqp(H, g, lb, ub, C, c_lower, c_upper)
+        else:
+            dq = self.solve_qp(H, g, lb, ub)
+        if last:
+            self._record_limits(H, g, dq, lb[6:], ub[6:])
+        return pin.integrate(self.model, q, dq)
+
+    def _record_limits(self, H: np.ndarray, g: np.ndarray, dq: np.ndarray, lb_J: np.ndarray, ub_J: np.ndarray) -> None:
+        """Joints whose step ends on a bound, and the first-order tracking cost of each such bound."""
+        dq_J = dq[6:]
+        active_J = (dq_J <= lb_J + 10 * LIMIT_SLACK) | (dq_J >= ub_J - 10 * LIMIT_SLACK)
+        self.limit_active_J = active_J
+        if not active_J.any():
+            self.limit_cost_J = np.zeros_like(dq_J)
+            return
+        multiplier_J = (H @ dq - g)[6:]
+        free_J = np.linalg.solve(H, g)[6:]
+        bound_J = np.where(dq_J <= lb_J + 10 * LIMIT_SLACK, lb_J, ub_J)
+        self.limit_cost_J = np.where(active_J, 0.5 * np.abs(multiplier_J) * np.abs(free_J - bound_J), 0.0)
 
     def solve_frame(self, q: np.ndarray, tg: Targets, k: int, lo: np.ndarray, hi: np.ndarray, iterations: int,
                     max_step: float | None = None) -> np.ndarray:  # fmt: skip
         """``iterations`` steps towards frame ``k``; ``max_step`` (rad) bounds each step's joint change."""
-        for _ in range(iterations):
+        self._refresh = CANDIDATE_REFRESH if max_step is None else 2
+        for i in range(iterations):
+            last = i == iterations - 1
             if max_step is None:
-                q = self.step(q, tg, k, lo, hi)
+                q = self.step(q, tg, k, lo, hi, last)
             else:
                 qj = q[7:]
-                q = self.step(q, tg, k, np.maximum(lo, qj - max_step), np.minimum(hi, qj + max_step))
+                q = self.step(q, tg, k, np.maximum(lo, qj - max_step), np.minimum(hi, qj + max_step), last)
         return q
 
     def current_targets(self, q: np.ndarray) -> dict[str, np.ndarray]:

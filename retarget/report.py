@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pinocchio as pin
 
+from retarget.collision import SelfCollision
 from retarget.contacts import runs
 from retarget.robot import Robot
 
@@ -40,7 +41,15 @@ class QualityReport:
     com_over_support_fraction: float
     com_support_margin_min_cm: float
     contact_fraction: dict[str, float]
-    clamped: dict[str, dict[str, int]] = field(default_factory=dict)
+    clamped: dict[str, dict[str, float]] = field(default_factory=dict)
+    standing: bool = False  # both feet pinned for the whole motion: balance constraint on
+    balance_keyframes_outside: int = 0  # keyframes whose CoM ended > 5 mm outside the shrunk support polygon
+    self_distance_min_cm: dict[str, dict[str, float | str]] = field(default_factory=dict)  # group: closest pair
+    self_distance_pairs_cm: dict[str, float] = field(default_factory=dict)  # every pair that came within 6 cm
+    self_penetrations: int = 0  # control-rate points where some capsule pair overlaps
+    resample_correction_rad: float = (
+        0.0  # joints changed after the IK (clipping of splined coarse keyframes; 0 on the IK grid)
+    )
     warnings: list[str] = field(default_factory=list)
     scale: dict[str, float] = field(default_factory=dict)
     elapsed_s: float = 0.0
@@ -61,14 +70,21 @@ class QualityReport:
             f"  CoM over support polygon    {100 * self.com_over_support_fraction:.0f}% of contact points, "
             f"min margin {self.com_support_margin_min_cm:.1f} cm",
         ]
+        if self.standing:
+            lines.append(f"  standing: balance constraint on, CoM outside the shrunk support in "
+                         f"{self.balance_keyframes_outside} keyframes")  # fmt: skip
+        if self.self_distance_min_cm:
+            lines.append(f"  self-distance min (cm), {self.self_penetrations} penetrating points: " + ", ".join(
+                f"{g} {d['min_cm']:.1f} ({d['pair']})" for g, d in self.self_distance_min_cm.items()))  # fmt: skip
         if self.clamped:
-            lines.append("  clamped (frames at a position limit / velocity-limited): " + ", ".join(
-                f"{j} {c['position_limit']}/{c['velocity_limit']}" for j, c in self.clamped.items()))  # fmt: skip
+            lines.append("  limits active (keyframes at position / velocity limit, tracking cost): " + ", ".join(
+                f"{j} {c['position_limit']}/{c['velocity_limit']} {c['tracking_cost']:.2g}"
+                for j, c in self.clamped.items()))  # fmt: skip
         lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
 
-def _hull(points_P2: np.ndarray) -> np.ndarray:
+def convex_hull(points_P2: np.ndarray) -> np.ndarray:
     """Convex hull (counter-clockwise) of 2-D points, monotone chain."""
     pts = sorted(map(tuple, np.round(points_P2, 9)))
     if len(pts) < 3:
@@ -102,15 +118,21 @@ def support_margin(point_2: np.ndarray, polygon_P2: np.ndarray) -> float:
     return -float(np.linalg.norm(rel - s[:, None] * edges, axis=1).min())
 
 
-def measure_output(robot: Robot, configurations_NQ: np.ndarray, contact_N2: np.ndarray) -> dict:
-    """Foot slide, penetration and balance of control-rate configurations with contact flags."""
+def measure_output(robot: Robot, configurations_NQ: np.ndarray, contact_N2: np.ndarray,
+                   collision: SelfCollision | None = None) -> dict:  # fmt: skip
+    """Foot slide, penetration and balance of control-rate configurations with contact flags; with
+    ``collision``, the smallest capsule distance per pair group (and its pair) and penetrating points."""
     model = robot.model
     data = model.createData()
     sole_N2C3 = np.zeros((len(configurations_NQ), 2, len(robot.sole_corners["left"]), 3))
     com_N3 = np.zeros((len(configurations_NQ), 3))
+    pairs = len(collision.pair_P2) if collision is not None else 0
+    distance_NP = np.zeros((len(configurations_NQ), pairs))
     for n, q in enumerate(configurations_NQ):
         com_N3[n] = pin.centerOfMass(model, data, q)
         pin.updateFramePlacements(model, data)
+        if collision is not None:
+            distance_NP[n] = collision.distances(data)[2]
         for s, side in enumerate(SIDES):
             M = data.oMf[robot.foot_frame_ids[side]]
             sole_N2C3[n, s] = robot.sole_corners[side] @ M.rotation.T + M.translation
@@ -124,10 +146,25 @@ def measure_output(robot: Robot, configurations_NQ: np.ndarray, contact_N2: np.n
     margins, inside = [], []
     for n in np.flatnonzero(contact_N2.any(axis=1)):
         corners = sole_N2C3[n, contact_N2[n]].reshape(-1, 3)[:, :2]
-        margin = support_margin(com_N3[n, :2], _hull(corners))
+        margin = support_margin(com_N3[n, :2], convex_hull(corners))
         margins.append(margin)
         inside.append(margin >= 0)
+    closest = {}
+    if pairs:
+        min_P = distance_NP.min(axis=0)
+        for group in dict.fromkeys(collision.group_P):
+            members = [p for p, g in enumerate(collision.group_P) if g == group]
+            best = min(members, key=lambda p: min_P[p])
+            closest[group] = {"pair": collision.pair_names[best], "min_cm": 100 * float(min_P[best])}
     return {
+        "self_distance_min_cm": closest,
+        "self_distance_pairs_cm": {
+            collision.pair_names[p]: 100 * float(min_P[p])
+            for p in np.flatnonzero(min_P < collision.config.activation_distance)
+        }
+        if pairs
+        else {},  # fmt: skip
+        "self_penetrations": int((distance_NP < 0).any(axis=1).sum()) if pairs else 0,
         "foot_slide_max_cm": 100 * max(slides, default=0.0),
         "foot_slide_mean_cm": 100 * float(np.mean(slides)) if slides else 0.0,
         "ground_penetration_max_cm": 100 * max(0.0, -float(sole_N2C3[..., 2].min())),

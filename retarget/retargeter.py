@@ -13,13 +13,15 @@ Pipeline of :meth:`Retargeter.retarget`::
 
 Streaming: a coarse plan can run with a low ``ik_fps`` (few keyframes, a quick plan); a refinement
 passes the coarse trajectory as ``warm_start``: every keyframe starts from it and needs fewer
-iterations, and frame 0 skips the long settling.
+iterations, and frame 0 skips the long settling. A standing motion (balance constraint) uses it
+for frame 0 only: its CoM acceleration rows need each keyframe to start from the previous one.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pinocchio as pin
@@ -28,9 +30,11 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation
 
 from moscale_common.errors import InputError
+from retarget.balance import BalanceConfig, BalanceConstraint, is_standing
+from retarget.collision import CollisionConfig, SelfCollision
 from retarget.contacts import ContactConfig, detect_contacts, keep_soles_above_ground, pin_feet
 from retarget.human import check_joints, to_robot_world
-from retarget.ik import TaskSpaceIK
+from retarget.ik import LIMIT_SLACK, TaskSpaceIK
 from retarget.report import QualityReport, measure_output
 from retarget.robot import Robot
 from retarget.scaling import SIDES, BodyScale, Targets, body_scale, build_targets, robot_proportions, rot_z
@@ -55,6 +59,8 @@ class RetargetConfig:
     transition_s: float = 0.5  # with initial_q: targets blend from the robot's pose over this time
     solver: str = "daqp"  # daqp (measured fastest, see moscale bench retarget) | active_set (own, numpy only)
     contacts: ContactConfig = field(default_factory=ContactConfig)
+    balance: BalanceConfig = field(default_factory=BalanceConfig)  # standing motions: CoM/ZMP in the support
+    self_collision: CollisionConfig = field(default_factory=CollisionConfig)  # capsule pairs kept apart
 
 
 @dataclass
@@ -63,6 +69,8 @@ class _Keyframes:
     q: np.ndarray
     at_position_limit: np.ndarray
     at_velocity_limit: np.ndarray
+    limit_cost: np.ndarray  # (K, J) first-order tracking cost of each active bound (ik.py)
+    balance: BalanceConstraint | None = None
 
 
 def _heading(R_33: np.ndarray) -> float:
@@ -79,6 +87,17 @@ class Retargeter:
             raise InputError(f"control_rate must be > 0, got {self.config.control_rate}")
         self.proportions = robot_proportions(robot)
         self.ik = TaskSpaceIK(robot, solver=self.config.solver)
+        self.collision: SelfCollision | None = None
+        self.collision_off = ""  # why self-collision is off although configured (warned in every report)
+        if self.config.self_collision.enabled and robot.config.collision.groups:
+            if Path(robot.source).is_file():
+                self.collision = SelfCollision(robot, self.config.self_collision)
+            else:  # a robot_description string: its meshes cannot be located
+                self.collision_off = (
+                    f"self-collision off: the collision meshes of {robot.source!r} are not files here "
+                    "(load the robot from its URDF file to keep arms out of the body)"
+                )
+        self.ik.collision = self.collision
         data = robot.model.createData()
         q0 = robot.q_initial.copy()
         q0[:7] = [0, 0, 0, 0, 0, 0, 1]
@@ -109,6 +128,9 @@ class Retargeter:
         scale = body_scale(world, self.proportions)
         tg = build_targets(world, scale, self.proportions)
         contact = detect_contacts(tg.ankle_T23, fps, scale.robot_ankle_height, self.config.contacts)
+        balance = self.config.balance
+        if balance.enabled and is_standing(tg.root_T3, tg.ankle_T23, scale.robot_ankle_height, balance):
+            contact[:] = True  # a standing motion: both feet pinned flat for its whole length
         neutral_feet = [self.proportions.neutral_R[f"{s}_foot"] for s in SIDES]
         pin_feet(tg, contact, scale.robot_ankle_height, neutral_feet, fps, self.config.contacts)
         keep_soles_above_ground(tg, self.proportions.sole_from_ankle)
@@ -175,6 +197,10 @@ class Retargeter:
         q_K = np.zeros((K, robot.model.nq))
         pos_lim = np.zeros((K, robot.num_joints), dtype=bool)
         vel_lim = np.zeros((K, robot.num_joints), dtype=bool)
+        cost = np.zeros((K, robot.num_joints))
+        standing = cfg.balance.enabled and bool(tg.contact_T2.all())
+        balance = BalanceConstraint(cfg.balance, self.proportions.sole_from_ankle, tg, times_K) if standing else None
+        ik.balance = balance
         if initial_q is not None:  # the trajectory starts exactly where the robot is
             q = initial_q.copy()
         elif warm_start is not None:
@@ -185,23 +211,30 @@ class Retargeter:
             lo, hi = lower, upper
             q = ik.solve_frame(self._start_pose(tg), tg, 0, lo, hi, cfg.settle_iterations, cfg.settle_step)
         q_K[0] = q
+        if balance is not None:
+            balance.record(robot.model, ik.data, q, 0)
+        tol = 10 * LIMIT_SLACK
         for k in range(1, K):
             dt = times_K[k] - times_K[k - 1]
             qj = q[7:]
             lo = np.maximum(lower, qj - vmax * dt)
             hi = np.minimum(upper, qj + vmax * dt)
-            if warm_start is not None:
+            if warm_start is not None and balance is None:  # balance needs the frame-to-frame path (CoM'')
                 guess = self._check_q(warm_start.configuration_at(times_K[k]), "warm_start")
                 guess[7:] = np.clip(guess[7:], lo, hi)
                 q = ik.solve_frame(guess, tg, k, lo, hi, cfg.warm_iterations)
             else:
                 q = ik.solve_frame(q, tg, k, lo, hi, cfg.iterations)
             q_K[k] = q
+            if balance is not None:
+                balance.record(robot.model, ik.data, q, k)
             qj = q[7:]
-            pos_lim[k] = (qj <= lower + 1e-9) | (qj >= upper - 1e-9)
-            vel_lim[k] = ~pos_lim[k] & ((qj <= lo + 1e-9) | (qj >= hi - 1e-9))
-        pos_lim[0] = (q_K[0, 7:] <= lower + 1e-9) | (q_K[0, 7:] >= upper - 1e-9)
-        return _Keyframes(times_K, q_K, pos_lim, vel_lim)
+            pos_lim[k] = ik.limit_active_J & ((qj <= lower + tol) | (qj >= upper - tol))
+            vel_lim[k] = ik.limit_active_J & ~pos_lim[k]
+            cost[k] = ik.limit_cost_J
+        pos_lim[0] = (q_K[0, 7:] <= lower + tol) | (q_K[0, 7:] >= upper - tol)
+        ik.balance = None
+        return _Keyframes(times_K, q_K, pos_lim, vel_lim, cost, balance)
 
     # -- public API --------------------------------------------------------------------------------
     def retarget(
@@ -272,12 +305,13 @@ class Retargeter:
         ratio = np.abs(vel) / robot.velocity_limits
         worst = np.unravel_index(np.argmax(ratio), ratio.shape) if ratio.size else (0, 0)
         configs = np.concatenate([out["base_poses"], pos], axis=1)
-        measured = measure_output(robot, configs, contact_N2)
+        measured = measure_output(robot, configs, contact_N2, self.collision)
         clamped = {}
         for j, name in enumerate(robot.joint_names):
             p, v = int(keys.at_position_limit[:, j].sum()), int(keys.at_velocity_limit[:, j].sum())
             if p or v:
-                clamped[name] = {"position_limit": p, "velocity_limit": v}
+                clamped[name] = {"position_limit": p, "velocity_limit": v,
+                                 "tracking_cost": float(keys.limit_cost[:, j].sum())}  # fmt: skip
         warnings = []
         for name, values in err.items():
             far = int((values > 100 * REACH_WARNING_M).sum())
@@ -292,6 +326,21 @@ class Retargeter:
                 warnings.append(f"{name} held at a position limit in {c['position_limit']} of {K} keyframes")
             if c["velocity_limit"] > 0.1 * K:
                 warnings.append(f"{name} slowed to its velocity limit in {c['velocity_limit']} of {K} keyframes")
+        if self.collision_off:
+            warnings.append(self.collision_off)
+        balance = keys.balance
+        if balance is not None and balance.violations:
+            given_up = [f"{name} {float(np.median(values)):.1f} cm" for name, values in err.items()
+                        if name.endswith(("hand", "elbow")) and np.median(values) > 3.0]  # fmt: skip
+            warnings.append(
+                f"balance: the CoM left the support polygon (shrunk by {100 * self.config.balance.support_margin:.0f} "
+                f"cm) in {balance.violations} of {K} keyframes (worst {100 * balance.worst_margin_m:.1f} cm); "
+                f"given up: {', '.join(given_up) or 'the balance constraint there'}"
+            )
+        if measured["self_penetrations"]:
+            closest = min(measured["self_distance_min_cm"].values(), key=lambda pair: pair["min_cm"])
+            warnings.append(f"self-collision: {measured['self_penetrations']} points penetrate, worst "
+                            f"{closest['pair']} ({closest['min_cm']:.1f} cm)")  # fmt: skip
         if out["velocity_clamp_correction"] > 1e-3:
             correction = out["velocity_clamp_correction"]
             warnings.append(f"resampling clamped joint speeds (largest correction {correction:.3f} rad)")
@@ -309,6 +358,9 @@ class Retargeter:
             clamped=clamped,
             warnings=warnings,
             scale={"leg": scale.leg, "arm": scale.arm, "ground_ankle_height_m": scale.human_ankle_height},
+            standing=balance is not None,
+            resample_correction_rad=float(out["velocity_clamp_correction"]),
+            balance_keyframes_outside=balance.violations if balance is not None else 0,
             **measured,
         )
         return report

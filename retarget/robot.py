@@ -20,6 +20,7 @@ import pinocchio as pin
 from moscale_common.config import from_dict, load_yaml
 from moscale_common.errors import ConfigError
 from moscale_common.paths import resource
+from retarget.collision import CollisionGroups
 
 ROBOTS_DIR = "config/robots"
 
@@ -76,6 +77,7 @@ class RobotConfig:
     initial_joint_positions: dict[str, float] = field(default_factory=dict)
     velocity_limits: dict[str, float] = field(default_factory=lambda: {"default": 6.0})
     weights: TaskWeights = field(default_factory=TaskWeights)
+    collision: CollisionGroups = field(default_factory=CollisionGroups)  # link pairs kept apart (collision.py)
     sim: dict[str, Any] = field(default_factory=dict)  # physics settings, schema: moscale_ros.sim.config.SimConfig
 
 

@@ -1,11 +1,14 @@
 """Robot trajectories at the control rate: resampling, limits, velocities, accelerations, files.
 
-IK runs at the motion's frame rate (or a coarser one); :func:`resample` turns its keyframes into a
-uniform grid ``t_n = n / rate``: cubic splines for joints and base position, component-wise spline
-plus normalisation (sign-continuous) for the base quaternion. Joints are then clipped into their
-position limits and passed once forward through ``q_n = q_{n-1} + clip(q_n - q_{n-1}, +-v dt)``,
-so every step respects the velocity limits. Velocities and accelerations are central differences
-of the final positions (``np.gradient``), hence bounded by the same limits and consistent with them.
+IK runs at the control rate (or at coarser keyframes); :func:`resample` turns its keyframes into a
+uniform grid ``t_n = n / rate``. Keyframes already on the grid are used as they are: the IK QP held
+their position and velocity limits, nothing is clipped. Coarser keyframes (quick coarse plans) are
+splined: cubic splines for joints and base position, component-wise spline plus normalisation
+(sign-continuous) for the base quaternion; a spline can overshoot, so those joints are then clipped
+into their position limits and passed once forward through
+``q_n = q_{n-1} + clip(q_n - q_{n-1}, +-v dt)`` (the correction is reported). Velocities and
+accelerations are central differences of the final positions (``np.gradient``), hence bounded by
+the same limits and consistent with them.
 """
 
 from __future__ import annotations
@@ -123,12 +126,17 @@ def resample(times_K: np.ndarray, q_KQ: np.ndarray, rate: float, lower: np.ndarr
             quat_K4[k] = -quat_K4[k]
     quat = _spline(times_K, quat_K4, times_N)
     quat /= np.linalg.norm(quat, axis=1, keepdims=True)
-    spline = np.clip(_spline(times_K, q_KQ[:, 7:], times_N), lower, upper)
-    joints = spline.copy()
-    max_step = velocity_limits * dt
-    for n in range(1, len(joints)):
-        joints[n] = joints[n - 1] + np.clip(joints[n] - joints[n - 1], -max_step, max_step)
-    np.clip(joints, lower, upper, out=joints)
+    on_grid = len(times_K) == len(times_N) and np.allclose(times_K, times_N, atol=1e-9)
+    if on_grid:  # the IK's own joints: limits held inside its QP
+        base_pos, quat = q_KQ[:, :3].copy(), quat_K4 / np.linalg.norm(quat_K4, axis=1, keepdims=True)
+        spline = joints = q_KQ[:, 7:].copy()
+    else:
+        spline = np.clip(_spline(times_K, q_KQ[:, 7:], times_N), lower, upper)
+        joints = spline.copy()
+        max_step = velocity_limits * dt
+        for n in range(1, len(joints)):
+            joints[n] = joints[n - 1] + np.clip(joints[n] - joints[n - 1], -max_step, max_step)
+        np.clip(joints, lower, upper, out=joints)
     if len(joints) > 1:
         vel = np.gradient(joints, dt, axis=0)
         acc = np.gradient(vel, dt, axis=0)

@@ -182,3 +182,38 @@ def test_single_frame_clip_is_too_short(real_bvh_dir: Path, tmp_path: Path):
     path.write_text(header.replace(header.split("Frames:")[1], " 1\n") + "Frame Time: 0.0333333\n" + first_row + "\n")
     with pytest.raises(DataError, match=r"one_frame.bvh: clip too short \(1 frame"):
         bvh_to_canonical(path)
+
+
+def test_up_axis_mismatch_is_implausible_and_detected_when_left_out(real_bvh_dir: Path, tmp_path: Path):
+    clip = real_bvh(real_bvh_dir, "dataset-2", "walk-turn-left")
+    joints, _ = bvh_to_canonical(clip)
+    bvh_path, map_path = _user_rig_file(joints, tmp_path)  # a z-up rig
+    spec = yaml.safe_load(map_path.read_text())
+    wrong = tmp_path / "says_y.yaml"
+    wrong.write_text(yaml.safe_dump(dict(spec, up_axis="y")))
+    with pytest.raises(DataError, match=r"user_rig.*lying down.*the up axis looks like z, not y"):
+        bvh_to_canonical(bvh_path, wrong)
+    detected = tmp_path / "no_up_axis.yaml"
+    detected.write_text(yaml.safe_dump({k: v for k, v in spec.items() if k != "up_axis"}))
+    imported, _ = bvh_to_canonical(bvh_path, detected)
+    assert np.linalg.norm(imported - joints, axis=-1).max() < 1e-4  # the z-up rig detected as z-up
+    # a y-up world (offsets and root rotation already y-up) declared z-up, as some exports are
+    bandai = yaml.safe_load(Path(load_skeleton_map("bandai_namco").path).read_text())
+    says_z = tmp_path / "says_z.yaml"
+    says_z.write_text(yaml.safe_dump(dict(bandai, up_axis="z")))
+    with pytest.raises(DataError, match="the up axis looks like y, not z"):
+        bvh_to_canonical(clip, says_z)
+
+
+def test_implausible_units_and_legs_name_the_cause(real_bvh_dir: Path, tmp_path: Path):
+    clip = real_bvh(real_bvh_dir, "dataset-2", "walk")
+    bandai = yaml.safe_load(Path(load_skeleton_map("bandai_namco").path).read_text())
+    metres = tmp_path / "metres.yaml"
+    metres.write_text(yaml.safe_dump(dict(bandai, unit_to_metres=1.0)))  # the file is in cm
+    with pytest.raises(DataError, match="implausible bone lengths.*unit_to_metres looks wrong"):
+        bvh_to_canonical(clip, metres)
+    swapped = dict(bandai["joints"], left_knee="Foot_L", left_ankle="LowerLeg_L")
+    legs = tmp_path / "legs.yaml"
+    legs.write_text(yaml.safe_dump(dict(bandai, joints=swapped)))
+    with pytest.raises(DataError, match="left foot is above its knee"):
+        bvh_to_canonical(clip, legs)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
 from moscale_common.paths import shared_data_archive
 from moscale_ros.bench.retarget import real_clips
 from moscale_ros.cli import main
+from moscale_ros.data.skeleton import load_skeleton_map
 
 
 @pytest.fixture(scope="module")
@@ -44,3 +48,20 @@ def test_retarget_command_errors(wave_npz, tmp_path, capsys) -> None:
     np.savez(bad, poses=np.zeros((3, 22, 3)))
     assert main(["retarget", str(bad)]) == 2
     assert "no 'joints' array" in capsys.readouterr().err
+
+
+def test_retarget_command_takes_a_skeleton_map(real_bvh_dir, tmp_path, capsys) -> None:
+    clip = sorted(real_bvh_dir.glob("dataset-2_wave*.bvh"))[0]
+    bandai = yaml.safe_load(Path(load_skeleton_map("bandai_namco").path).read_text())
+    renamed = tmp_path / "renamed.bvh"
+    renamed.write_text(clip.read_text().replace("Hips", "cc_Hips"))  # a rig no shipped map fits
+    assert main(["retarget", str(renamed)]) == 2
+    assert "--skeleton-map" in capsys.readouterr().err
+    spec = dict(bandai, name="cc", joints=dict(bandai["joints"], pelvis="cc_Hips"))
+    spec.pop("up_axis")  # detected
+    map_path = tmp_path / "cc.yaml"
+    map_path.write_text(yaml.safe_dump(spec))
+    assert main(["retarget", str(renamed), "--skeleton-map", str(map_path), "--report"]) == 0
+    assert "joint-limit violation max" in capsys.readouterr().out
+    assert main(["retarget", str(renamed), "--skeleton-map", "bandai_namco"]) == 2
+    assert "needs joint(s) Hips" in capsys.readouterr().err

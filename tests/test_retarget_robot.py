@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from moscale_common.errors import ConfigError
-from retarget import available_robots, load_robot
+from retarget import Retargeter, available_robots, load_robot
 from retarget.ik import _solve_daqp, solve_box_qp
 from retarget.robot import REQUIRED_FRAMES
 
@@ -41,6 +41,8 @@ def test_robot_description_string_replaces_the_urdf_source() -> None:
     urdf = Path(load_robot("g1").source).read_text()
     robot = load_robot("g1", urdf_string=urdf)
     assert robot.source == "robot_description" and robot.num_joints == 29
+    retargeter = Retargeter(robot)  # its meshes are not files: self-collision off, said in every report
+    assert retargeter.collision is None and "self-collision off" in retargeter.collision_off
 
 
 def test_urdf_missing_a_mapped_frame_is_named() -> None:

@@ -2,6 +2,7 @@
 
     moscale retarget walk.bvh --robot g1 --out walk.npz --gif walk.gif
     moscale retarget a.bvh b.bvh c.bvh --robot g1 --report        # quality figures per clip
+    moscale retarget cc_export.bvh --skeleton-map my_rig.yaml     # a rig no shipped map fits
 
 Inputs: ``.bvh`` (any rig with a skeleton map), ``.npz`` with ``joints`` (T, 22, 3) and optional
 ``fps``, or ``.npy`` (T, 22, 3) at ``--fps``; joints are canonical (y-up, metres).
@@ -25,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--urdf", default=None, help="URDF file to use instead of the YAML's (like robot_description)")
     p.add_argument("--out", default=None, help="trajectory file, .npz or .csv (one input only)")
     p.add_argument("--gif", default=None, help="GIF of the human and the robot side by side (one input only)")
+    p.add_argument("--skeleton-map", default=None, metavar="MAP",
+                   help="skeleton map of .bvh inputs: a shipped name (config/skeletons/) or a YAML file "
+                   "(default: the shipped map that fits the rig)")  # fmt: skip
     p.add_argument("--fps", type=float, default=20.0, help="frame rate of .npy inputs (default: 20)")
     p.add_argument("--control-rate", type=float, default=50.0, help="output rate in Hz (default: 50)")
     p.add_argument("--ik-fps", type=float, default=None, help="IK keyframe rate (default: the control rate)")
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     retargeter = Retargeter(robot, RetargetConfig(control_rate=args.control_rate, ik_fps=args.ik_fps))
     reports = {}
     for item in args.inputs:
-        joints, fps = load_motion(item, args.fps)
+        joints, fps = load_motion(item, args.fps, args.skeleton_map)
         trajectory = retargeter.retarget(joints, fps)
         report = trajectory.report
         reports[item] = report.as_dict()

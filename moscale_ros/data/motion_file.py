@@ -12,13 +12,19 @@ from moscale_common.skeleton import CANONICAL_FPS
 from moscale_ros.data.skeleton import bvh_to_canonical, resample
 
 
-def load_motion(path: str | Path, fps: float = CANONICAL_FPS) -> tuple[np.ndarray, float]:
-    """Canonical joints ``(T, 22, 3)`` and their frame rate (``fps`` for a .npy or an .npz without one)."""
+def load_motion(path: str | Path, fps: float = CANONICAL_FPS, skeleton_map: str | Path | None = None,
+                ) -> tuple[np.ndarray, float]:  # fmt: skip
+    """Canonical joints ``(T, 22, 3)`` and their frame rate (``fps`` for a .npy or an .npz without one).
+
+    ``skeleton_map`` (a shipped map's name or a YAML path) maps a .bvh rig; ``None`` picks the shipped
+    map that fits. Other formats are canonical already and take none (InputError)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     if path.suffix.lower() == ".bvh":
-        return bvh_to_canonical(path)
+        return bvh_to_canonical(path, skeleton_map)
+    if skeleton_map is not None:
+        raise InputError(f"{path}: --skeleton-map applies to .bvh files; .npz/.npy hold canonical joints already")
     try:
         if path.suffix.lower() == ".npz":
             with np.load(path) as data:

@@ -9,7 +9,7 @@ of the source rig or a point interpolated between two of them::
 
     name: my_rig
     unit_to_metres: 0.01        # source units -> metres (cm: 0.01, m: 1, inches: 0.0254)
-    up_axis: y                  # y or z
+    up_axis: y                  # y or z; left out: detected from the motion (plausibility.py)
     joints:
       pelvis: Hips
       spine2: {lerp: [Spine, Chest], t: 0.5}   # (1 - t) * Spine + t * Chest
@@ -29,6 +29,7 @@ from moscale_common.errors import ConfigError, DataError
 from moscale_common.paths import resource
 from moscale_common.skeleton import CANONICAL_FPS, CANONICAL_JOINTS, NUM_JOINTS
 from moscale_ros.data.bvh import read_bvh, resampled_forward_kinematics
+from moscale_ros.data.plausibility import check_plausible, detect_up_axis
 
 # Kinematic chains (HumanML3D t2m layout): right leg, left leg, spine to head, right arm, left arm.
 KINEMATIC_CHAINS: tuple[tuple[int, ...], ...] = (
@@ -149,7 +150,8 @@ class SkeletonMap:
             s = self.joints[name]
             out[:, k] = (1.0 - s.t) * world_FJ3[:, index[s.a]] + s.t * world_FJ3[:, index[s.b]]
         out *= self.unit_to_metres
-        if self.up_axis == "z":  # rotate -90 deg about x: z-up -> y-up
+        up = self.up_axis if self.up_axis != "auto" else detect_up_axis(out, source)
+        if up == "z":  # rotate -90 deg about x: z-up -> y-up
             out = np.stack([out[..., 0], out[..., 2], -out[..., 1]], axis=-1)
         return out
 
@@ -164,9 +166,9 @@ def parse_skeleton_map(data: dict, where: str = "<memory>") -> SkeletonMap:
     scale = data.get("unit_to_metres")
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
         raise ConfigError(f"{where}: unit_to_metres must be a positive number, got {scale!r}")
-    up = data.get("up_axis", "y")
-    if up not in ("y", "z"):
-        raise ConfigError(f"{where}: up_axis must be 'y' or 'z', got {up!r}")
+    up = data.get("up_axis", "auto")
+    if up not in ("y", "z", "auto"):
+        raise ConfigError(f"{where}: up_axis must be 'y', 'z' or 'auto' (detected; the default), got {up!r}")
     joints = data.get("joints")
     if not isinstance(joints, dict):
         raise ConfigError(f"{where}: 'joints' must map each canonical joint to a source joint")
@@ -245,11 +247,13 @@ def bvh_motion_to_canonical(motion, skeleton_map: SkeletonMap | str | Path | Non
         skeleton_map = find_skeleton_map(motion.names, motion.source)
     elif not isinstance(skeleton_map, SkeletonMap):
         skeleton_map = load_skeleton_map(skeleton_map)
-    skeleton_map.apply(np.zeros((1, motion.num_joints, 3)), motion.names, motion.source)  # check the rig first
+    if not skeleton_map.matches(motion.names):  # check the rig first
+        skeleton_map.apply(np.zeros((1, motion.num_joints, 3)), motion.names, motion.source)
     world = resampled_forward_kinematics(motion, CANONICAL_FPS)
     joints = skeleton_map.apply(world, motion.names, motion.source)
     if joints.shape[0] < 2:
         raise DataError(f"{motion.source}: clip too short ({motion.num_frames} frame(s) at {motion.fps:.1f} fps)")
+    check_plausible(joints, f"{motion.source} (skeleton map {skeleton_map.name!r})", skeleton_map.up_axis)
     joints = canonicalize(joints)
     if not np.isfinite(joints).all():
         raise DataError(f"{motion.source}: conversion produced non-finite joint positions")

@@ -11,6 +11,8 @@ then the simulated robot on a floating base, once per seed. Per command the tabl
   (a run stops 0.5 s after it);
 * ``effort``: median over runs of the peak actuator torque over its limit;
 * ``self-coll``: self-collision onsets, summed over runs;
+* ``hand cm``: median over runs of the retargeter's median hand tracking error (the worse hand, cm,
+  from its quality report: the robot's hands against the scaled human targets);
 * ``R3``: runs whose trajectory the controller would reject by default (last point still moving);
   they are simulated with that rule relaxed, so the physics is measured anyway.
 """
@@ -53,6 +55,7 @@ def summarise(text: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "median_tracking_rms_deg": float(np.degrees(statistics.median(r["tracking_rms_rad"] for r in runs))),
         "median_peak_effort_fraction": statistics.median(r["peak_effort_fraction"] for r in runs),
         "self_collisions": sum(r["self_collisions"] for r in runs),
+        "median_hand_tracking_cm": statistics.median(r["hand_tracking_median_cm"] for r in runs),
         "rejected_by_default_rules": sum(r["rejected_by_default_rules"] for r in runs),
         "median_real_time_factor": statistics.median(r["real_time_factor"] for r in runs),
     }
@@ -61,20 +64,21 @@ def summarise(text: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
 def format_table(rows: list[dict[str, Any]]) -> str:
     """Markdown table of :func:`summarise` rows, with a total row."""
     lines = [
-        "| command | runs | up | fell at (s) | track RMS (deg) | peak effort | self-coll | R3 |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| command | runs | up | fell at (s) | track RMS (deg) | peak effort | self-coll | hand cm | R3 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         fell = f"{r['median_fall_s']:.1f}" if r["median_fall_s"] is not None else "-"
         lines.append(
             f"| {r['command']} | {r['runs']} | {r['stay_up_fraction']:.2f} | {fell} | "
             f"{r['median_tracking_rms_deg']:.1f} | {r['median_peak_effort_fraction']:.2f} | {r['self_collisions']} | "
-            f"{r['rejected_by_default_rules']} |"
+            f"{r['median_hand_tracking_cm']:.1f} | {r['rejected_by_default_rules']} |"
         )
     total_runs = sum(r["runs"] for r in rows)
     up = sum(r["stay_up_fraction"] * r["runs"] for r in rows) / max(total_runs, 1)
+    hands = statistics.median(r["median_hand_tracking_cm"] for r in rows) if rows else 0.0
     lines.append(f"| **all** | {total_runs} | {up:.2f} | | | | {sum(r['self_collisions'] for r in rows)} | "
-                 f"{sum(r['rejected_by_default_rules'] for r in rows)} |")  # fmt: skip
+                 f"{hands:.1f} | {sum(r['rejected_by_default_rules'] for r in rows)} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -103,7 +107,9 @@ def evaluate(config: PhysicsEvalConfig, checkpoint: str = "", device: str = "cpu
                 sim, trajectory, allow_nonzero_end_velocity=True, settle_s=config.settle, stop_on_fall=True
             )
             figures = report.as_dict()
-            figures.update(seed=seed, rejected_by_default_rules=rejected)
+            hands = final.retarget_report.tracking_median_cm
+            figures.update(seed=seed, rejected_by_default_rules=rejected,
+                           hand_tracking_median_cm=max(hands["left_hand"], hands["right_hand"]))  # fmt: skip
             runs.append(figures)
             log(f"  {text!r} seed {seed}: {report.verdict()}")
         rows.append(summarise(text, runs))

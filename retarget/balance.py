@@ -1,0 +1,130 @@
+"""Balance of standing motions: centre of mass and zero-moment point inside the support polygon.
+
+A motion *stands* when it does not travel and keeps its feet down: the hip midpoint stays within
+``travel_m`` of its median (horizontally) and no scaled ankle rises more than ``lift_m`` above its
+standing height. Both feet are then pinned flat for the whole motion (contacts.py; a generated
+gesture's shuffling feet stay put, a lunge is given up) and the IK holds, as linear inequality
+rows of its QP (linearised at every iteration)::
+
+    N (c + J_c dq)_xy <= d - margin - z_c a_max / g                  (CoM inside the shrunk polygon;
+                                                                      outside: PULL_BACK of the way per step)
+    |c''_x|, |c''_y| <= a_max,   c'' = (c + J_c dq - 2 c_{k-1} + c_{k-2}) / dt^2   (CoM acceleration)
+
+so the zero-moment point of the CoM's motion, ``p_zmp = c - (z_c / g) c''``, is within ``z_c a_max / g``
+of the CoM and hence inside the polygon shrunk by ``margin`` as well. A task of weight
+``centring_weight`` pulls the CoM towards the middle of the soles (a robot on stiff position control
+rocks less there); weight shifts stay allowed within the constraint.
+
+``N``, ``d`` are the outward edge normals and offsets of the convex hull of both soles (the sole
+corners of the robot YAML, placed at the pinned foot targets); ``c`` and ``J_c`` come from
+``pinocchio.jacobianCenterOfMass``. The rows are soft in DAQP (a slack with a large weight), so a
+motion that cannot satisfy them still gets the closest solution and a warning instead of a failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pinocchio as pin
+
+from retarget.report import convex_hull
+from retarget.scaling import Targets
+
+GRAVITY = 9.81
+PULL_BACK = 0.3  # fraction of a CoM excursion outside the shrunk polygon undone per IK step (all at once overshoots)
+
+
+@dataclass
+class BalanceConfig:
+    """Options of the standing-balance constraint (see the module docstring)."""
+
+    enabled: bool = True
+    support_margin: float = 0.05  # m, the ZMP stays this far inside every edge of the support polygon
+    com_acceleration_limit: float = 0.5  # m/s^2, horizontal CoM acceleration (|c''_x|, |c''_y|)
+    travel_m: float = 0.8  # m: the hip midpoint farther than this from its median position (xy): travelling
+    centring_weight: float = 1000.0  # IK weight of a task pulling the CoM (xy) to the middle of the feet
+    lift_m: float = 0.1  # m: an ankle this much above its standing height: a step or a kick, not standing
+
+
+def is_standing(root_T3: np.ndarray, ankle_T23: np.ndarray, ankle_height: float, config: BalanceConfig) -> bool:
+    """True when the hip midpoint stays within ``travel_m`` of its median (xy) and both ankles
+    within ``lift_m`` of their standing height ``ankle_height`` (module docstring)."""
+    offsets_T2 = root_T3[:, :2] - np.median(root_T3[:, :2], axis=0)
+    stays = np.linalg.norm(offsets_T2, axis=-1).max() <= config.travel_m
+    return bool(stays and (ankle_T23[..., 2] - ankle_height).max() <= config.lift_m)
+
+
+def support_halfplanes(corners_P2: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """Outward unit normals ``N (E, 2)`` and offsets ``d (E,)`` of the convex hull of ``corners_P2``
+    shrunk by ``margin``: a point ``x`` is inside when ``N x <= d``."""
+    hull_E2 = convex_hull(corners_P2)
+    edges_E2 = np.roll(hull_E2, -1, axis=0) - hull_E2
+    normals_E2 = np.stack([edges_E2[:, 1], -edges_E2[:, 0]], axis=1)  # CCW hull: (dy, -dx) points out
+    normals_E2 /= np.linalg.norm(normals_E2, axis=1, keepdims=True)
+    return normals_E2, (normals_E2 * hull_E2).sum(axis=1) - margin
+
+
+class BalanceConstraint:
+    """CoM/ZMP rows of one standing motion for :class:`~retarget.ik.TaskSpaceIK` (module docstring).
+
+    ``polygon_for(k)`` gives the half-planes of keyframe ``k`` (cached while the foot targets do not
+    move); the CoM of the two previous keyframes, recorded with :meth:`record`, defines ``c''``.
+    """
+
+    def __init__(self, config: BalanceConfig, sole_from_ankle: list[np.ndarray], targets: Targets,
+                 times_K: np.ndarray) -> None:  # fmt: skip
+        self.config = config
+        self.times_K = times_K
+        self.corners_C3 = [np.asarray(corners, dtype=float) for corners in sole_from_ankle]
+        self.ankle_K23 = targets.ankle_T23
+        self.foot_R_K233 = targets.foot_R_T233
+        self.com_K3 = np.full((len(times_K), 3), np.nan)
+        self._cache_key: np.ndarray | None = None
+        self._cache: tuple[np.ndarray, np.ndarray] | None = None
+        self.violations = 0  # keyframes whose CoM ended outside the shrunk polygon (> 5 mm)
+        self.worst_margin_m = np.inf
+
+    def polygon_for(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        key = np.concatenate([self.ankle_K23[k].ravel(), self.foot_R_K233[k].ravel()])
+        if self._cache is None or np.abs(key - self._cache_key).max() > 1e-3:
+            corners = [self.ankle_K23[k, s] + self.corners_C3[s] @ self.foot_R_K233[k, s].T for s in range(2)]
+            self._cache = support_halfplanes(np.concatenate(corners)[:, :2], self.config.support_margin)
+            self._cache_key = key
+        return self._cache
+
+    def rows(self, model: pin.Model, data: pin.Data, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(A, lower, upper)`` on ``dq`` at the kinematics in ``data`` (joint Jacobians computed)."""
+        J_c = pin.jacobianCenterOfMass(model, data, False)[:2]
+        com = data.com[0]
+        normals_E2, offsets_E = self.polygon_for(k)
+        zmp_shift = max(com[2], 0.0) / GRAVITY * self.config.com_acceleration_limit  # |p_zmp - c| at most this
+        A = [normals_E2 @ J_c]
+        slack_E = offsets_E - zmp_shift - normals_E2 @ com[:2]  # < 0: outside, brought back PULL_BACK per step
+        upper = [np.where(slack_E >= 0, slack_E, PULL_BACK * slack_E)]
+        lower = [np.full(len(offsets_E), -np.inf)]
+        if k >= 2 and np.all(np.isfinite(self.com_K3[k - 2 : k])):
+            dt = self.times_K[k] - self.times_K[k - 1]
+            predicted = 2 * self.com_K3[k - 1, :2] - self.com_K3[k - 2, :2]  # c_k with c'' = 0
+            a_dt2 = self.config.com_acceleration_limit * dt**2
+            A.append(J_c)
+            upper.append(predicted - com[:2] + a_dt2)
+            lower.append(predicted - com[:2] - a_dt2)
+        return np.concatenate(A), np.concatenate(lower), np.concatenate(upper)
+
+    def centring(self, model: pin.Model, data: pin.Data, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """CoM centring task ``(J_c_xy, centre_xy - c_xy)`` (call after :meth:`rows`: uses its CoM)."""
+        corners = [self.ankle_K23[k, s] + self.corners_C3[s] @ self.foot_R_K233[k, s].T for s in range(2)]
+        centre = np.concatenate(corners)[:, :2].mean(axis=0)
+        return data.Jcom[:2], centre - data.com[0][:2]
+
+    def record(self, model: pin.Model, data: pin.Data, q: np.ndarray, k: int) -> None:
+        """Store keyframe ``k``'s solved CoM and count a constraint the solution could not keep."""
+        com = pin.centerOfMass(model, data, q, False)
+        self.com_K3[k] = com
+        normals_E2, offsets_E = self.polygon_for(k)
+        zmp_shift = max(com[2], 0.0) / GRAVITY * self.config.com_acceleration_limit
+        margin = float((offsets_E - zmp_shift - normals_E2 @ com[:2]).min())  # >= 0 inside the shrunk polygon
+        self.worst_margin_m = min(self.worst_margin_m, margin)
+        if margin < -5e-3:
+            self.violations += 1

@@ -1,0 +1,139 @@
+"""Balance, self-collision and joint limits held inside the retargeting QP, on real clips and the G1.
+
+Clips come from the shared Bandai-Namco archive; these tests skip only when that archive is absent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pinocchio as pin
+import pytest
+from scipy.spatial.transform import Rotation
+
+from moscale_common.paths import shared_data_archive
+from moscale_ros.bench.retarget import real_clips
+from retarget import RetargetConfig, Retargeter, load_robot
+from retarget.balance import BalanceConfig, support_halfplanes
+from retarget.collision import CollisionConfig, SelfCollision, segment_distances
+from retarget.human import JOINT
+
+UPPER_BODY = ("spine1", "spine2", "spine3", "neck", "head", "left_collar", "right_collar", "left_shoulder",
+              "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def wave() -> tuple[np.ndarray, float]:
+    if not shared_data_archive().is_file():
+        pytest.skip(f"Bandai-Namco archive absent: {shared_data_archive()}")
+    return real_clips(("wave",))["wave"]
+
+
+@pytest.fixture(scope="module")
+def g1():
+    return load_robot("g1")
+
+
+def _lean_forward(joints_T223: np.ndarray, degrees: float) -> np.ndarray:
+    """The upper body rotated forward about the pelvis (y-up canonical joints), ramped in over 1 s."""
+    out = joints_T223.copy()
+    pelvis_T3 = out[:, JOINT["pelvis"]]
+    hips = out[0, JOINT["left_hip"]] - out[0, JOINT["right_hip"]]
+    lateral = np.array([hips[0], 0.0, hips[2]]) / np.linalg.norm([hips[0], hips[2]])
+    ramp_T = np.clip(np.arange(len(out)) / 20.0, 0.0, 1.0)
+    for t in range(len(out)):
+        R = Rotation.from_rotvec(np.radians(degrees) * ramp_T[t] * lateral).as_matrix()
+        for name in UPPER_BODY:
+            out[t, JOINT[name]] = pelvis_T3[t] + (out[t, JOINT[name]] - pelvis_T3[t]) @ R.T
+    return out
+
+
+def _com_margins(trajectory, robot) -> np.ndarray:
+    """Signed distance (m) of the CoM inside the support polygon of both soles, per point."""
+    data = robot.model.createData()
+    margins = []
+    for q in trajectory.configurations():
+        com = pin.centerOfMass(robot.model, data, q)
+        pin.updateFramePlacements(robot.model, data)
+        corners = [robot.sole_corners[s] @ data.oMf[robot.foot_frame_ids[s]].rotation.T
+                   + data.oMf[robot.foot_frame_ids[s]].translation for s in ("left", "right")]  # fmt: skip
+        normals, offsets = support_halfplanes(np.concatenate(corners)[:, :2], 0.0)
+        margins.append(float((offsets - normals @ com[:2]).min()))
+    return np.asarray(margins)
+
+
+def test_leaning_standing_motion_keeps_the_com_inside_the_support(wave, g1) -> None:
+    joints, fps = wave
+    leaning = _lean_forward(joints, 60.0)
+    free = Retargeter(g1, RetargetConfig(balance=BalanceConfig(enabled=False))).retarget(leaning, fps)
+    margin = 0.02
+    held = Retargeter(g1, RetargetConfig(balance=BalanceConfig(support_margin=margin))).retarget(leaning, fps)
+    assert _com_margins(free, g1).min() < 0.0  # without the constraint the CoM leaves the feet
+    assert held.report.standing
+    margins = _com_margins(held, g1)
+    assert margins.min() > margin - 0.005, held.report.format()  # inside, by the margin (5 mm of linearisation)
+    assert held.report.foot_slide_max_cm < 0.5 and held.report.com_over_support_fraction == 1.0
+    assert max(held.report.tracking_median_cm[h] for h in ("left_hand", "right_hand")) < 3.0, held.report.format()
+
+
+def test_hand_through_the_torso_is_kept_out_and_the_pair_is_named(wave, g1) -> None:
+    joints, fps = wave
+    through = joints.copy()
+    chest_T3 = joints[:, JOINT["spine3"]]
+    left_side_T3 = joints[:, JOINT["left_shoulder"]] - chest_T3
+    sweep_T = np.clip(np.arange(len(joints)) / 40.0, 0.0, 1.0)[:, None]
+    inside_T3 = chest_T3 + 0.3 * left_side_T3  # inside the chest, left of its centre
+    through[:, JOINT["right_wrist"]] = (1 - sweep_T) * joints[:, JOINT["right_wrist"]] + sweep_T * inside_T3
+    unguarded = Retargeter(g1, RetargetConfig(self_collision=CollisionConfig(enabled=False))).retarget(through, fps)
+    guarded = Retargeter(g1).retarget(through, fps)
+    capsules = SelfCollision(g1, CollisionConfig())
+    data = g1.model.createData()
+    before = []
+    for q in unguarded.configurations():
+        pin.framesForwardKinematics(g1.model, data, q)
+        before.append(capsules.distances(data)[2].min())
+    assert min(before) < 0.0  # tracking alone drives the arm into the body
+    rep = guarded.report
+    assert rep.self_penetrations == 0, rep.format()
+    assert rep.self_distance_min_cm["arm_torso"]["min_cm"] >= 0.0
+    held = {pair: cm for pair, cm in rep.self_distance_pairs_cm.items() if pair.startswith("right_w")}
+    assert any(pair.endswith("torso_link") and cm >= 0.0 for pair, cm in held.items()), rep.self_distance_pairs_cm
+    assert set(rep.self_distance_min_cm) == {"arm_torso", "arm_arm", "arm_leg", "leg_leg"}
+
+
+def test_segment_distances_match_brute_force() -> None:
+    rng = np.random.default_rng(3)
+    a, b, c, d = (rng.normal(size=(50, 3)) for _ in range(4))
+    p, q, dist = segment_distances(a, b, c, d)
+    s = np.linspace(0, 1, 401)
+    for n in range(50):
+        pts1 = a[n] + s[:, None] * (b[n] - a[n])
+        pts2 = c[n] + s[:, None] * (d[n] - c[n])
+        brute = np.linalg.norm(pts1[:, None] - pts2[None], axis=2).min()
+        assert dist[n] <= brute + 1e-9 and dist[n] > brute - 5e-3
+        assert np.isclose(np.linalg.norm(p[n] - q[n]), dist[n])
+
+
+def test_limits_hold_inside_the_qp_without_clipping(g1) -> None:
+    if not shared_data_archive().is_file():
+        pytest.skip(f"Bandai-Namco archive absent: {shared_data_archive()}")
+    joints, fps = real_clips(("kick",))["kick"]
+    fast = joints[::2]  # twice as fast: speed limits bind
+    rep_traj = Retargeter(g1).retarget(fast, fps)
+    rep = rep_traj.report
+    pos = rep_traj.positions
+    assert np.all(pos >= g1.lower) and np.all(pos <= g1.upper)  # exactly, no tolerance
+    steps = np.abs(np.diff(pos, axis=0)) * rep_traj.control_rate
+    assert np.all(steps <= g1.velocity_limits * (1 + 1e-6))
+    assert rep.resample_correction_rad == 0.0  # nothing changed after the QP
+    active = {name: c for name, c in rep.clamped.items() if c["position_limit"] + c["velocity_limit"] > 0}
+    assert active and any(c["tracking_cost"] > 0 for c in active.values()), rep.format()
+    assert "tracking cost" in rep.format()
+
+
+def test_walking_is_not_a_standing_motion(g1) -> None:
+    if not shared_data_archive().is_file():
+        pytest.skip(f"Bandai-Namco archive absent: {shared_data_archive()}")
+    joints, fps = real_clips(("walk",))["walk"]
+    report = Retargeter(g1).retarget(joints, fps).report
+    assert not report.standing and report.balance_keyframes_outside == 0
+    assert report.contact_fraction["left"] < 0.9  # feet lift: contacts detected, not pinned for the whole clip
