@@ -236,7 +236,9 @@ class MoScaleNode(Node):
         if not self.ready:
             raise NotReadyError(f"the node is not ready: {self.startup_error}")
         self.rate_limiter.admit(f"{source} command")
-        request = self.pipeline.request(text, duration, seed, request_id)
+        request = self.pipeline.request(text, duration, seed, request_id)  # UnknownCommandError: refused
+        for warning in request.warnings:  # unknown_command: warn
+            self.get_logger().warning(f"{source} command {text[:60]!r} accepted (unknown_command: warn): {warning}")
         return Job(request, source)
 
     def _submit(self, job: Job) -> None:
@@ -283,6 +285,7 @@ class MoScaleNode(Node):
         result = GenerateMotion.Result(success=job.status == "succeeded", message=job.message)
         if job.final_plan is not None:
             result.final_plan = job.final_plan
+            result.segments = convert.segment_lines(job.final_plan)
         if job.status == "succeeded":
             status, end = "succeeded", goal_handle.succeed
         elif job.status == "canceled" and goal_handle.is_cancel_requested:
