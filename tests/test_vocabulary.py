@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from fixtures_ros import write_untrained_generator
+
 from moscale_common.errors import CheckpointError
 from moscale_common.paths import resource
 from moscale_ros.checkpoint import load_checkpoint
