@@ -86,37 +86,16 @@ def run_check(args: argparse.Namespace) -> int:
     from moscale_ros.generation.command_text import parse_command
     from moscale_ros.generation.generator import MotionGenerator
     from moscale_ros.generation.request import validate_text
+    from moscale_ros.generation.vocabulary import command_summary, summary_lines
 
     generator = MotionGenerator.from_checkpoint(_model_path(args.checkpoint), device="cpu", warm_up=False)
     text = validate_text(args.text, generator.limits)
     parts = parse_command(text)
-    matches = generator.match_skills([p.text for p in parts], args.rare_clips)
-    overall = min(matches, key=lambda m: (m.known, m.status == "known", m.confidence))
-    summary = {
-        "text": text,
-        "known": all(m.known for m in matches),
-        "confidence": round(overall.confidence, 4),
-        "skill": overall.skill if len(matches) == 1 else " -> ".join(m.skill for m in matches),
-        "nearest": [name for name, _ in overall.nearest],
-        "status": overall.status,
-        "parts": [
-            {**m.to_dict(), "seconds": p.seconds, "repeats": p.repeats, "original": p.original}
-            for p, m in zip(parts, matches)
-        ],
-    }
+    summary = command_summary(text, parts, generator.match_skills([p.text for p in parts], args.rare_clips))
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
-        print(f"known: {str(summary['known']).lower()}")
-        print(f"confidence: {summary['confidence']:.3f}")
-        print(f"skill: {summary['skill']}")
-        print(f"nearest: {', '.join(f'{n} {s:.2f}' for n, s in overall.nearest)}")
-        if len(parts) > 1 or parts[0].seconds is not None or parts[0].repeats > 1:
-            for p, m in zip(parts, matches):
-                said = (f", {p.seconds:g} s" if p.seconds is not None else "") + (
-                    f", x{p.repeats}" if p.repeats > 1 else ""
-                )
-                print(f"  part {p.text!r}{said}: {m.describe()}")
+        print("\n".join(summary_lines(summary)))
     return 0 if summary["known"] else 1
 
 

@@ -191,6 +191,43 @@ class Vocabulary:
             ) from None
 
 
+def command_summary(text: str, parts: list[Any], matches: list[SkillMatch]) -> dict[str, Any]:
+    """What ``moscale vocab check`` and ``moscale generate`` print about a command: ``known`` (every
+    part known, weak ones included), ``status``, ``confidence`` and ``nearest`` of the weakest part,
+    ``skill`` (the parts' skills joined by " -> "), and every part with its duration and repeats."""
+    weakest = min(matches, key=lambda m: (m.status != "unknown", m.status != "weak", m.confidence))
+    return {
+        "text": text,
+        "known": all(m.known for m in matches),
+        "status": weakest.status,
+        "confidence": round(weakest.confidence, 4),
+        "skill": " -> ".join(m.skill for m in matches),
+        "nearest": [name for name, _ in weakest.nearest],
+        "parts": [
+            {**m.to_dict(), "seconds": p.seconds, "repeats": p.repeats, "original": p.original}
+            for p, m in zip(parts, matches)
+        ],
+    }
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The summary as ``known: ...``, ``confidence: ...``, ``skill: ...``, ``nearest: ...`` lines,
+    then one line per part when there are several."""
+    lines = [
+        f"known: {str(summary['known']).lower()} ({summary['status']})",
+        f"confidence: {summary['confidence']:.3f}",
+        f"skill: {summary['skill']}",
+        f"nearest: {', '.join(summary['nearest'])}",
+    ]
+    if len(summary["parts"]) > 1:
+        for part in summary["parts"]:
+            said = (f", {part['seconds']:g} s" if part["seconds"] is not None else "") + (
+                f", x{part['repeats']}" if part["repeats"] > 1 else ""
+            )
+            lines.append(f"  part {part['text']!r}{said}: {part['status']} {part['skill']} {part['confidence']:.3f}")
+    return lines
+
+
 def kmeans_unit(unit_ND: np.ndarray, k: int, iterations: int = 25, seed: int = 0) -> np.ndarray:
     """``min(k, N)`` unit-length centres of the unit rows ``unit_ND`` (spherical k-means, k-means++
     initialisation with a fixed seed: deterministic)."""
