@@ -50,14 +50,18 @@ def load_eval_phrases(path: str | Path = EVAL_PHRASES) -> tuple[dict[str, list[s
     return known, unknown
 
 
-def encode_pooled(encoder: TextEncoder, texts: list[str], batch: int = 64) -> np.ndarray:
-    """``(N, D)`` pooled vectors, one text at a time through the encoder's cache path (the same
-    numbers the generator gets for a single command)."""
+def encode_pooled(encoder: TextEncoder, texts: list[str], batch: int = 64, one_by_one: bool = True) -> np.ndarray:
+    """``(N, D)`` pooled vectors. ``one_by_one``: each text alone, the exact numbers the generator gets
+    for a single command (calibration, evaluation); else ``batch`` texts at a time, padded (the
+    training descriptions: equal up to float rounding, several times faster)."""
     rows = []
     with torch.inference_mode():
         for start in range(0, len(texts), batch):
-            for text in texts[start : start + batch]:
-                rows.append(encoder.encode([text]).pooled_BD[0].float().cpu().numpy())
+            chunk = texts[start : start + batch]
+            if one_by_one:
+                rows.extend(encoder.encode([text]).pooled_BD[0].float().cpu().numpy() for text in chunk)
+            else:
+                rows.extend(encoder.encode(chunk).pooled_BD.float().cpu().numpy())
             encoder.clear_cache()
     return np.stack(rows) if rows else np.zeros((0, encoder.dim), np.float32)
 
@@ -95,7 +99,7 @@ def build_vocabulary(
         descriptions[clip.content].extend(clip.texts)
         lengths[clip.content].append((clip.num_frames + 1) / data.fps)  # features have T-1 frames
     unique = {skill: sorted(set(texts)) for skill, texts in sorted(descriptions.items())}
-    pooled = {skill: encode_pooled(encoder, texts) for skill, texts in unique.items()}
+    pooled = {skill: encode_pooled(encoder, texts, one_by_one=False) for skill, texts in unique.items()}
     skills, prototypes_PD, owner_P, center_D = build_prototypes(unique, pooled, per_skill)
     vocabulary = Vocabulary(
         skills=skills,
