@@ -3,16 +3,20 @@ the model file, and the shipped model's verdicts with the real MiniLM text encod
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
 import pytest
 import torch
+from fixtures_data import archive_or_skip
 from fixtures_ros import write_untrained_generator
 
 from moscale_common.errors import CheckpointError
 from moscale_common.paths import resource
 from moscale_ros.checkpoint import load_checkpoint
+from moscale_ros.cli import main
+from moscale_ros.data.prepare import default_cache_dir, prepare
 from moscale_ros.generation.bundle import load_generator_parts
 from moscale_ros.generation.generator import MotionGenerator
 from moscale_ros.generation.vocabulary import (
@@ -135,3 +139,37 @@ def test_the_check_costs_well_under_5_ms_on_top_of_the_encoding_generation_does(
         shipped.match_skills([text])
     per_check_ms = (time.perf_counter() - tick) / 20 * 1e3
     assert per_check_ms < 5.0, per_check_ms
+
+
+# ---- the commands ----------------------------------------------------------------------------
+
+
+def test_vocab_check_and_list_print_the_verdict_and_the_clip_counts(shipped, capsys):
+    assert main(["vocab", "check", "do a backflip", "--json"]) == 1  # unknown: exit code 1
+    unknown = json.loads(capsys.readouterr().out)
+    assert unknown["known"] is False and unknown["status"] == "unknown" and len(unknown["nearest"]) == 3
+    assert main(["vocab", "check", "walk forward, then wave for three seconds"]) == 0
+    out = capsys.readouterr().out
+    assert "known: true" in out and "skill: walk -> " in out and "confidence: " in out and "nearest: " in out
+    assert "part 'wave', 3 s" in out
+    assert main(["vocab", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    clips = {row["skill"]: row["clips"] for row in listing["skills"]}
+    assert clips["walk"] > 100 and clips["kick"] == 1
+    assert {row["skill"] for row in listing["skills"] if row["weak"]} >= {"kick", "punch"}
+    assert sum(listing["styles"].values()) == sum(clips.values())
+
+
+def test_eval_vocab_reports_auroc_error_rates_and_per_skill_accuracy(shipped, capsys):
+    archive = archive_or_skip()
+    if not (default_cache_dir() / "meta.json").is_file():  # the real data, as `moscale data prepare` writes it
+        prepare(archive, default_cache_dir(), progress=False, log=lambda _line: None)
+    assert main(["eval", "vocab", "--json", "--seeds", "1", "--phrasings-per-skill", "1"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    confidence = report["confidence"]
+    assert 0.5 < confidence["auroc"] <= 1.0 and confidence["unknown_commands"] >= 40
+    assert 0 <= confidence["false_accept_rate"] <= 1 and 0 <= confidence["false_reject_rate"] <= 1
+    per_skill = report["content"]["per_skill"]
+    assert {"kick", "punch", "walk"} <= set(per_skill) and per_skill["kick"]["weak"] is True
+    assert per_skill["walk"]["seconds"] == pytest.approx(shipped.vocabulary.typical_seconds["walk"], abs=0.01)
+    assert 0 <= report["content_judge"]["accuracy_on_real_test_clips"]["all"] <= 1

@@ -84,8 +84,8 @@ def _vocab_arguments(parser: argparse.ArgumentParser) -> None:
         "--evaluator", default=None, help="content judge (default: cache/runs/evaluator/evaluator.safetensors if there)"
     )
     parser.add_argument("--data", default=None, help="prepared data folder (default: cache/data/bandai)")
-    parser.add_argument("--seeds", type=int, default=2, help="seeds per phrasing (default: %(default)s)")
-    parser.add_argument("--phrasings-per-skill", type=int, default=2, help="(default: %(default)s)")
+    parser.add_argument("--seeds", type=int, default=4, help="seeds per phrasing (default: %(default)s)")
+    parser.add_argument("--phrasings-per-skill", type=int, default=3, help="(default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
