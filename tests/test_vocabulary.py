@@ -17,6 +17,7 @@ from moscale_common.paths import resource
 from moscale_ros.checkpoint import load_checkpoint
 from moscale_ros.cli import main
 from moscale_ros.data.prepare import default_cache_dir, prepare
+from moscale_ros.evaluation.vocabulary import cross_validated_rates
 from moscale_ros.generation.bundle import load_generator_parts
 from moscale_ros.generation.generator import MotionGenerator
 from moscale_ros.generation.vocabulary import (
@@ -78,6 +79,13 @@ def test_threshold_calibration_and_auroc():
     threshold = calibrate_threshold(known, unknown)
     assert threshold == pytest.approx(0.6)  # 3/4 known accepted, no unknown accepted
     assert auroc(np.array([0.5]), np.array([0.5])) == 0.5
+
+
+def test_cross_validated_rates_calibrate_on_one_half_and_measure_on_the_other():
+    known, unknown = np.array([0.9, 0.8, 0.85, 0.3]), np.array([0.1, 0.2, 0.15, 0.7])
+    rates = cross_validated_rates(known, unknown)
+    # fold 0 calibrates on (0.9, 0.85) vs (0.1, 0.15): threshold 0.5, then 0.3 is rejected, 0.7 accepted
+    assert rates == {"false_accept_rate": 0.25, "false_reject_rate": 0.25}
 
 
 def test_the_vocabulary_is_stored_in_the_model_file_without_changing_the_rest(tmp_path):
@@ -169,6 +177,7 @@ def test_eval_vocab_reports_auroc_error_rates_and_per_skill_accuracy(shipped, ca
     confidence = report["confidence"]
     assert 0.5 < confidence["auroc"] <= 1.0 and confidence["unknown_commands"] >= 40
     assert 0 <= confidence["false_accept_rate"] <= 1 and 0 <= confidence["false_reject_rate"] <= 1
+    assert set(confidence["cross_validated"]) == {"false_accept_rate", "false_reject_rate"}
     per_skill = report["content"]["per_skill"]
     assert {"kick", "punch", "walk"} <= set(per_skill) and per_skill["kick"]["weak"] is True
     assert per_skill["walk"]["seconds"] == pytest.approx(shipped.vocabulary.typical_seconds["walk"], abs=0.01)
