@@ -10,7 +10,9 @@ import time
 import pytest
 from std_msgs.msg import String
 
+from moscale_common.errors import UnknownCommandError
 from moscale_common.paths import resource
+from moscale_ros.node.health import refusal_kind
 from moscale_ros.node.launcher import NodeProcess
 
 NODE = "moscale_vocabulary_node"
@@ -70,6 +72,7 @@ def test_a_weak_skill_is_refused_as_known_but_weak(client):
     if outcome.status == "aborted":
         assert "known but weak skill punch" in outcome.message and "barely seen" in outcome.message
     assert outcome.plans == []
+    assert refusal_kind(UnknownCommandError("kick")) == "unknown_command"  # its /diagnostics counter
 
 
 def test_a_known_paraphrase_is_accepted_and_carries_its_skill_and_confidence(client):
