@@ -166,6 +166,10 @@ def test_vocab_check_and_list_print_the_verdict_and_the_clip_counts(shipped, cap
     assert clips["walk"] > 100 and clips["kick"] == 1
     assert {row["skill"] for row in listing["skills"] if row["weak"]} >= {"kick", "punch"}
     assert sum(listing["styles"].values()) == sum(clips.values())
+    assert main(["generate", "kick something in front of you", "--seconds", "1", "--seed", "0", "--json"]) == 0
+    generated = json.loads(capsys.readouterr().out)  # moscale generate prints the same verdict
+    assert (generated["known"], generated["status"], generated["skill"]) == (True, "weak", "kick")
+    assert generated["nearest"][0] == "kick" and 0 < generated["confidence"] <= 1
 
 
 def test_eval_vocab_reports_auroc_error_rates_and_per_skill_accuracy(shipped, capsys):
