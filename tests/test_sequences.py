@@ -4,6 +4,8 @@ content_judge.py; its part of a test skips only when ../shared/data is absent)."
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from fixtures_data import archive_or_skip
@@ -82,5 +84,36 @@ def test_a_three_part_sequence_is_one_continuous_motion_whose_parts_match(pipeli
     boundaries = [b - 1 for b in starts[1:-1]]
     inside = np.delete(step_T, boundaries)
     assert step_T[boundaries].max() <= inside.max(), (step_T[boundaries], inside.max())
-    times = final.trajectory.times
-    assert np.all(np.diff(times) > 0) and final.trajectory.duration >= expected / 20
+    # one trajectory for the robot, to the end of the whole sequence (from its switch time on)
+    assert np.all(np.diff(final.trajectory.times) > 0)
+    assert final.start_time + final.trajectory.duration >= final.motion_start + (expected - 1) / 20
+
+
+def test_durations_are_clamped_to_the_limits_and_an_explicit_one_applies_to_every_part(pipeline):
+    (long,) = pipeline.request("wave for thirty seconds").parts
+    assert long.seconds == pytest.approx(9.8)  # max_duration
+    (brief,) = pipeline.request("bow briefly").parts
+    assert brief.seconds == 2.0
+    parts = pipeline.request("bow, then wave for three seconds", 4.0).parts
+    assert [p.seconds for p in parts] == [4.0, 4.0]  # the goal's duration wins over the text
+    typical = pipeline.generator.vocabulary.typical_seconds
+    bow, wave = pipeline.request("bow, then wave for three seconds").parts
+    assert (bow.seconds, wave.seconds) == (typical["bow"], 3.0)  # a part without one: its skill's typical clip
+    twice = pipeline.request("wave your left hand twice").parts
+    assert [p.text for p in twice] == ["wave your left hand"] * 2
+
+
+def test_warn_and_accept_let_unknown_commands_through(pipeline):
+    config = pipeline.config
+    try:
+        pipeline.config = dataclasses.replace(config, unknown_command="warn")
+        warned = pipeline.request("do a backflip, then bow")
+        assert len(warned.warnings) == 1 and "'do a backflip': not a known skill" in warned.warnings[0]
+        assert warned.weakest.status == "unknown"
+        pipeline.config = dataclasses.replace(config, unknown_command="accept")
+        accepted = pipeline.request("do a backflip")
+        assert accepted.warnings == () and accepted.parts[0].match.status == "unknown"
+        pipeline.config = dataclasses.replace(config, rare_clips=1)
+        assert pipeline.request("throw a punch").parts[0].match.status == "known"  # one clip is enough now
+    finally:
+        pipeline.config = config
