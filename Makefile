@@ -3,10 +3,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test lint demo bench data model clean
+.PHONY: install test lint demo bench data model clean text-encoders
 
 install:  ## create .venv and install everything (idempotent)
 	bash scripts/setup.sh
+
+text-encoders: install  ## the evaluator's offline all-mpnet-base-v2 into cache/text_encoders (405 MB, once)
+	bash scripts/get_text_encoders.sh
 
 test: install  ## set up if needed, then run the test suite
 	bash scripts/test.sh $(PYTEST_ARGS)

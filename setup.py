@@ -33,6 +33,7 @@ setup(
         "console_scripts": [
             "moscale = moscale_ros.cli:main",
             "moscale_node = moscale_ros.node.main:main",
+            "moscale_lifecycle_node = moscale_ros.node.main:main_managed",
             "moscale_sim_node = moscale_ros.node.sim_node:main",
         ],
     },

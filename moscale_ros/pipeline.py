@@ -381,6 +381,9 @@ class MotionPipeline:
         self.last_commanded: CommandedMotion | None = None
         self.timeline = self._new_timeline()
         self._first_plan_s = 0.1  # running estimate of the first plan's latency (anchors the continuation)
+        # The robot's measured joint positions (robot order), or None when unknown; when set, a command
+        # with nothing running starts from them (the node sets it from joint_state_topic_in).
+        self.measured_pose: Callable[[], np.ndarray | None] | None = None
 
     def request(self, text: str, duration: float = 0.0, seed: int | None = None, request_id: str = "") -> MotionRequest:
         """A validated request received now (InputError on bad text or a duration outside what both
@@ -426,6 +429,19 @@ class MotionPipeline:
             )
         return reason
 
+    def idle(self, t: float) -> bool:
+        """Nothing is commanded to move at or after ``t`` (true before anything was sent)."""
+        end = self.timeline.end_time
+        return end is None or (end <= t and self.timeline.at_rest(t))
+
+    def start_from(self, positions_J: np.ndarray, now: float) -> None:
+        """Start the next command from the joint positions ``positions_J`` (robot order, clipped to the
+        position limits) held at rest from ``now``: no continuation of the previous human motion; the
+        plan is blended out of this pose, its first point is this pose."""
+        self.last_commanded = None
+        self.timeline = self._new_timeline()
+        self.timeline.hold(np.clip(np.asarray(positions_J, dtype=np.float64), self.robot.lower, self.robot.upper), now)
+
     def forget_continuation(self) -> None:
         """Start the next command afresh, as if the controller had just started (nothing sent yet)."""
         self.last_commanded = None
@@ -464,6 +480,10 @@ class MotionPipeline:
         Raises InputError (from the generator) or TrajectoryError (a scale that cannot be retargeted
         or fails validation: it and the rest of the command are not yielded).
         """
+        if self.measured_pose is not None and self.idle(self.clock()):
+            measured_J = self.measured_pose()
+            if measured_J is not None:
+                self.start_from(measured_J, self.clock())
         previous = self.last_commanded
         prefix = initial_q = None
         if previous is not None:

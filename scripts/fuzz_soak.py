@@ -105,7 +105,7 @@ class SoakClient:
     It does not subscribe to the controller topic: the node runs with no controller listening."""
 
     def __init__(self, node_name: str, window: int, cancel_fraction: float = 0.0, seed: int = 0) -> None:
-        from diagnostic_msgs.msg import DiagnosticArray
+        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
         from moscale_ros.action import GenerateMotion
         from rclpy.action import ActionClient
         from rclpy.executors import MultiThreadedExecutor
@@ -118,6 +118,9 @@ class SoakClient:
         self.command_pub = self.node.create_publisher(String, f"{node_name}/command", 10)
         self.action = ActionClient(self.node, GenerateMotion, f"{node_name}/generate")
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        # a rejected goal's reason comes on ~/rejections (the action answer carries none)
+        self.node.create_subscription(DiagnosticStatus, f"{node_name}/rejections", self._on_rejection, 100)
+        self.rejections: list[tuple[str, str]] = []  # (text, reason) not yet matched to a rejected goal
         self.window = threading.BoundedSemaphore(window)
         self.cancel_fraction = cancel_fraction
         self.cancel_rng = random.Random(seed + 1)
@@ -146,6 +149,22 @@ class SoakClient:
                 with self.lock:
                     self.diagnostics.append(values)
 
+    def _on_rejection(self, msg) -> None:
+        text = next((kv.value for kv in msg.values if kv.key == "text"), "")
+        with self.lock:
+            self.rejections.append((text, msg.message))
+            self._match_rejections()
+
+    def _match_rejections(self) -> None:
+        """Give each rejected goal without a reason the first unmatched reason for its text (holding the lock)."""
+        for goal in sorted((g for g in self.goals.values() if g["status"] == "rejected" and not g["message"]),
+                           key=lambda g: g.get("sent_at", 0.0)):  # fmt: skip
+            for i, (text, reason) in enumerate(self.rejections):
+                if text == goal.get("text", "")[:200]:
+                    goal["message"] = reason
+                    del self.rejections[i]
+                    break
+
     def latest_diagnostics(self) -> dict[str, str]:
         with self.lock:
             return dict(self.diagnostics[-1]) if self.diagnostics else {}
@@ -170,7 +189,7 @@ class SoakClient:
                 self.goals[index] = {"kind": kind, "status": "no accept response", "message": ""}
             return False
         with self.lock:
-            self.goals[index] = {"kind": kind, "status": "", "message": "", "sent_at": time.time()}
+            self.goals[index] = {"kind": kind, "status": "", "message": "", "sent_at": time.time(), "text": text}
         goal = self.GenerateMotion.Goal(text=text, duration=duration, seed=seed)
         future = self.action.send_goal_async(goal)
         future.add_done_callback(lambda f: self._accepted(index, f))
@@ -185,6 +204,8 @@ class SoakClient:
             return
         if not handle.accepted:
             self._record(index, "rejected", "")
+            with self.lock:
+                self._match_rejections()
             return
         with self.lock:
             self.handles[index] = (handle, time.monotonic())
@@ -210,7 +231,10 @@ class SoakClient:
 
     def unfinished(self) -> int:
         with self.lock:
-            return sum(1 for g in self.goals.values() if not g["status"])
+            # a rejected goal is finished once its reason has come on ~/rejections
+            return sum(
+                1 for g in self.goals.values() if not g["status"] or (g["status"] == "rejected" and not g["message"])
+            )
 
     def rerequest_results(self, after_s: float = 3.0) -> int:
         """Ask again for the result of every accepted goal still without one ``after_s`` seconds after
@@ -372,7 +396,7 @@ def run_soak(args: argparse.Namespace) -> dict:
     rss = sampler.samples
     goals = {i: g for i, g in client.goals.items() if i >= 0}
     statuses = Counter(g["status"] or "no result" for g in goals.values())
-    terminal = {"succeeded", "aborted", "canceled"}
+    terminal = {"succeeded", "aborted", "canceled", "rejected"}
     without_message = sum(1 for g in goals.values() if g["status"] in terminal and not g["message"].strip())
     peak = {key: max((int(d.get(key, 0)) for d in client.diagnostics), default=0)
             for key in ("worker_pending", "goals_active", "goal_handles_kept")}  # fmt: skip

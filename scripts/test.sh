@@ -6,6 +6,7 @@ export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( (RANDOM % 200) + 10 ))}
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export ROS_LOG_DIR=${ROS_LOG_DIR:-$(mktemp -d /tmp/moscale-roslog.XXXXXX)}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+bash scripts/get_text_encoders.sh  # the evaluator's MPNet (its tests read text with it)
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

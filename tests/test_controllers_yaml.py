@@ -1,5 +1,7 @@
 """config/controllers/g1_gazebo_controllers.yaml, the worked ros2_control setup of docs/ROS.md: it
-parses, names exactly the G1's joints, and has the settings the node's output is shaped for.
+parses, names exactly the G1's joints, and has the settings the node's output is shaped for; the
+split setup (g1_gazebo_split_controllers.yaml, legs + waist and arms) and the node's side of it
+(moscale_g1_split.yaml, the ``controllers`` parameter) agree.
 
 ros2_control is C++ and not installable here, so the file is checked as data, and through the
 model of the joint_trajectory_controller's acceptance rules (:mod:`moscale_ros.control.jtc_rules`).
@@ -13,7 +15,9 @@ import numpy as np
 import pytest
 import yaml
 
+from moscale_common.errors import ConfigError
 from moscale_ros.control.jtc_rules import ControllerSettings, TrajectoryMessage, rejection_reason
+from moscale_ros.node.controllers import assign_joints, parse_controllers
 from moscale_ros.node.parameters import DEFAULT_CONTROLLER_TOPIC
 from moscale_ros.pipeline import PipelineConfig
 from retarget.robot import load_robot
@@ -87,3 +91,69 @@ def test_the_controller_accepts_a_trajectory_at_rest_and_refuses_one_still_movin
 def test_the_ros_guide_points_to_it():
     guide = (ROOT / "docs" / "ROS.md").read_text()
     assert "config/controllers/g1_gazebo_controllers.yaml" in guide
+
+
+# --------------------------------------------------------------- the split: legs + waist, and arms
+
+SPLIT_FILE = ROOT / "config" / "controllers" / "g1_gazebo_split_controllers.yaml"
+NODE_SPLIT_FILE = ROOT / "config" / "controllers" / "moscale_g1_split.yaml"
+
+
+def test_the_split_setup_covers_every_g1_joint_once_and_the_node_file_matches_it():
+    """Two controllers, legs + waist and arms: every G1 joint in exactly one; the node's
+    ``controllers`` names the same joints, in the same order, on each controller's topic."""
+    document = yaml.safe_load(SPLIT_FILE.read_text())
+    manager = document["controller_manager"]["ros__parameters"]
+    trajectory_controllers = [
+        name for name, value in manager.items() if isinstance(value, dict) and value["type"] == JTC_TYPE
+    ]
+    assert trajectory_controllers == ["legs_waist_controller", "arms_controller"]
+    joints = {name: document[name]["ros__parameters"]["joints"] for name in trajectory_controllers}
+    robot = load_robot("g1")
+    assert sorted(joints["legs_waist_controller"] + joints["arms_controller"]) == sorted(robot.joint_names)
+    assert all(("hip" in j or "knee" in j or "ankle" in j or "waist" in j) for j in joints["legs_waist_controller"])
+    assert all(("shoulder" in j or "elbow" in j or "wrist" in j) for j in joints["arms_controller"])
+    node_parameters = yaml.safe_load(NODE_SPLIT_FILE.read_text())["/**"]["ros__parameters"]
+    assert parse_controllers(node_parameters["controllers"]) == {
+        f"/{name}/joint_trajectory": joints[name] for name in trajectory_controllers
+    }
+    for name in trajectory_controllers:  # the same strict settings as the whole-body file
+        settings = document[name]["ros__parameters"]
+        assert settings["allow_partial_joints_goal"] is False
+        assert settings["allow_nonzero_velocity_at_trajectory_end"] is False
+        assert settings["interpolation_method"] == "splines"
+
+
+def test_a_split_message_is_accepted_by_its_controller_and_refused_by_the_other():
+    """Through the controller model: each controller accepts the message carrying exactly its joints
+    and refuses the other one's (and the whole-body message)."""
+    document = yaml.safe_load(SPLIT_FILE.read_text())
+    names = ["legs_waist_controller", "arms_controller"]
+    settings = {n: ControllerSettings(list(document[n]["ros__parameters"]["joints"])) for n in names}
+    times_N = np.arange(3) * 0.02
+
+    def message(joints: list[str]) -> TrajectoryMessage:
+        zeros_NJ = np.zeros((3, len(joints)))
+        return TrajectoryMessage(joints, 0.0, times_N, zeros_NJ, zeros_NJ, zeros_NJ)
+
+    for own, other in (names, names[::-1]):
+        assert rejection_reason(message(settings[own].joints), settings[own], now=0.0) is None
+        assert "(R2)" in rejection_reason(message(settings[other].joints), settings[own], now=0.0)
+        assert "(R2)" in rejection_reason(message(load_robot("g1").joint_names), settings[own], now=0.0)
+
+
+def test_controllers_parameter_errors_name_the_problem():
+    assert parse_controllers("") == {}
+    with pytest.raises(ConfigError, match="listed under both /a and /b"):
+        parse_controllers("{/a: [x, y], /b: [y]}")
+    with pytest.raises(ConfigError, match="expected a non-empty list of joint names"):
+        parse_controllers("{/a: []}")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        parse_controllers("[a, b]")
+    with pytest.raises(ConfigError, match=r"not joints of the robot"):
+        assign_joints({"/a": ["left_knee_joint", "tail_joint"]}, "/default", load_robot("g1").joint_names)
+    assignment = assign_joints(
+        {"/legs": ["left_knee_joint", "right_knee_joint"]}, "/default", load_robot("g1").joint_names
+    )
+    assert assignment.columns == {"/legs": [3, 9]} and len(assignment.unlisted) == 27 and not assignment.whole_body
+    assert assign_joints({}, "/default", load_robot("g1").joint_names).whole_body

@@ -55,6 +55,20 @@ def test_training_items_are_random_normalised_crops(prepared):
         assert length % 4 == 0 and 24 <= length <= 40
 
 
+def test_crop_prob_serves_windows_of_many_lengths(prepared):
+    torch.manual_seed(0)
+    cropped = MotionTextDataset(prepared, "train", max_frames=120, min_frames=24, crop_prob=0.5)
+    index = next(i for i, c in enumerate(cropped.clips) if c.num_frames > 120)
+    lengths = [cropped[index]["length"] for _ in range(200)]
+    assert all(length % 4 == 0 and 24 <= length <= 120 for length in lengths)
+    full = sum(length == 120 for length in lengths) / len(lengths)
+    assert 0.4 < full < 0.65  # half uncut, plus the cut ones that drew the full length
+    assert len(set(lengths)) > 15
+    assert (
+        MotionTextDataset(prepared, "train", max_frames=120, crop_prob=1.0, deterministic=True)[index]["length"] == 120
+    )
+
+
 def test_deterministic_and_heldout_items(prepared):
     ds = MotionTextDataset(prepared, "test", deterministic=True)
     first = [ds[i] for i in range(len(ds))]

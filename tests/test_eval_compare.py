@@ -82,10 +82,14 @@ def test_compare_trains_every_stage_and_writes_the_tables(compared):
     for reference in (r["metrics"] for r in rows if r["name"] == "real motion (reference)"):
         assert "multimodality" not in reference and reference["r1"]["runs"] == 2
         assert 0.0 <= reference["r1"]["mean"] <= reference["r2"]["mean"] <= reference["r3"]["mean"] <= 1.0
-        assert reference["fid"]["mean"] > 0.0  # real val windows vs real test windows
+        assert reference["fid"]["mean"] > 0.0  # matched real windows of other clips vs the test windows
     for row in (r for r in rows if r["name"] != "real motion (reference)"):
         m = row["metrics"]
-        assert set(m) == {"r1", "r2", "r3", "fid", "mm_dist", "diversity", "multimodality", "content_acc", "style_acc"}
+        assert set(m) == {"r1", "r2", "r3", "r1_label", "fid", "mm_dist", "diversity"} | {
+            "multimodality",
+            "content_acc",
+            "style_acc",
+        }
         assert m["fid"]["mean"] >= 0.0 and m["diversity"]["mean"] > 0.0
         assert row["timing"]["generation_ms_per_motion"] > 0.0
         assert row["timing"]["latency_first_plan_s"] <= row["timing"]["latency_final_s"]
@@ -146,6 +150,18 @@ def test_eval_generator_json_for_both_orders(compared, prepared_small, capsys):
         names = [r["name"] for r in report["rows"]]
         assert names == ["real motion (reference)", f"{variant}/model.safetensors ({order})"]
         assert report["rows"][1]["metrics"]["r1"]["runs"] == 1
+        # Label-level retrieval beside clip-level (same groups): the label is easier to hit than the clip.
+        for row in report["rows"]:
+            assert row["metrics"]["r1_label"]["mean"] >= row["metrics"]["r1"]["mean"]
+        # Per-content accuracy of every row, over the same contents; contents with no test clip named.
+        reference, generated = report["rows"]
+        assert set(reference["per_content"]) == set(generated["per_content"]) and reference["per_content"]
+        assert sum(c["clips"] for c in reference["per_content"].values()) == report["info"]["clips"]
+        assert all(0.0 <= c["accuracy"] <= 1.0 for c in generated["per_content"].values())
+        assert not set(report["info"]["untestable_contents"]) & set(reference["per_content"])
+        robust = report["info"]["length_robustness"]
+        assert robust["share"] == 0.5 and 0.0 <= robust["content_acc_cropped"] <= 1.0
+        assert sum(report["info"]["fid_reference_windows"].values()) == report["info"]["clips"]
 
 
 def test_eval_generator_errors_name_the_file(compared, prepared_small, capsys):

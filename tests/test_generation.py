@@ -252,6 +252,18 @@ def test_checkpoint_round_trip_and_overrides(generator, tmp_path):
     )
     assert one_shot.config.refine_iterations == [1] and one_shot.config.guidance == 1.0
     assert one_shot.generate(TEXT, 2.0, seed=5).joints.shape == (40, 22, 3)
+    v2_sampling = MotionGenerator.from_checkpoint(
+        path,
+        text_encoder=generator.text_encoder,
+        warm_up=False,
+        overrides=SamplingOverrides(refine_iterations=[1, 2, 5, 10], refine_schedule="linspace_cosine"),
+    )
+    assert v2_sampling.config.refine_schedule == "linspace_cosine" and loaded.config.refine_schedule == "cosine"
+    v2_joints = v2_sampling.generate(TEXT, 2.0, seed=5).joints
+    assert v2_joints.shape == (40, 22, 3) and np.isfinite(v2_joints).all()
+    assert not np.allclose(v2_joints, loaded.generate(TEXT, 2.0, seed=5).joints)  # the schedule is used
+    with pytest.raises(ConfigError, match="refine_schedule"):
+        SamplingOverrides(refine_schedule="linear").apply(generator.config)
     with pytest.raises(ConfigError, match="top_p"):
         MotionGenerator.from_checkpoint(
             path, text_encoder=generator.text_encoder, warm_up=False, overrides=SamplingOverrides(top_p=0.0)

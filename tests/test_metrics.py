@@ -79,13 +79,41 @@ def test_mm_dist_diversity_multimodality_known_values():
     assert metrics.multimodality(samples, pairs=10) == pytest.approx(d.mean())
 
 
+def test_label_level_r_precision_counts_only_other_labels():
+    # Two clips of label 0 whose embeddings are swapped (each text nearest the other's motion), one of label 1.
+    motions = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    texts = np.array([[0.9, 0.1], [1.0, 0.0], [0.0, 1.0]])
+    labels = np.array([0, 0, 1])
+    clip_level = metrics.r_precision(texts, motions, 2, group_size=3)
+    label_level = metrics.label_r_precision(texts, motions, labels, 2, group_size=3)
+    assert clip_level.tolist() == pytest.approx([1 / 3, 1.0])  # the swapped pair misses at top-1
+    assert label_level.tolist() == pytest.approx([1.0, 1.0])  # ... but its label is the nearest
+    wrong_labels = metrics.label_r_precision(texts, motions, np.array([0, 1, 2]), 1, group_size=3)
+    assert wrong_labels.tolist() == pytest.approx([1 / 3])
+    with pytest.raises(InputError, match="labels"):
+        metrics.label_r_precision(texts, motions, labels[:2])
+    tally = metrics.accuracy_by_label(np.array([1, 2, 2]), np.array([1, 2, 0]), ["walk", "bow", "bow"])
+    assert tally == {"walk": (1, 1), "bow": (1, 2)}
+
+
+def many_std(n: int) -> float:
+    return float(np.random.default_rng(0).normal(size=n).std(ddof=1))
+
+
 def test_accuracy_and_confidence_interval():
     assert metrics.accuracy(np.array([1, 2, 3, 4]), np.array([1, 0, 3, 0])) == 0.5
     interval = metrics.confidence_interval([1.0, 2.0, 3.0])
     assert interval.mean == pytest.approx(2.0)
-    assert interval.half_width == pytest.approx(1.96 * np.sqrt(2 / 3) / np.sqrt(3))
-    assert metrics.confidence_interval([0.4]).half_width == 0.0
-    assert interval.format(2) == "2.00 ± 0.92"
+    # Student-t with 2 degrees of freedom (t = 4.303), sample std 1.0: 4.303 / sqrt(3) = 2.484.
+    assert interval.half_width == pytest.approx(4.302653 / np.sqrt(3), rel=1e-5)
+    assert interval.format(2) == "2.00 ± 2.48" and interval.runs == 3
+    single = metrics.confidence_interval([0.4])
+    assert np.isnan(single.half_width) and single.format(2) == "0.40 (1 run)"
+    # Large R approaches the normal 1.96 s / sqrt(R).
+    many = metrics.confidence_interval(np.random.default_rng(0).normal(size=2000))
+    assert many.half_width == pytest.approx(1.96 * many_std(2000) / np.sqrt(2000), rel=0.01)
+    assert interval.overlaps(metrics.Interval(4.0, 0.1, 5)) and not interval.overlaps(metrics.Interval(5.0, 0.1, 5))
+    assert single.overlaps(interval)
 
 
 def test_bad_inputs_raise_clear_errors():

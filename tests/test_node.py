@@ -106,18 +106,22 @@ def test_topic_command_continues_from_the_last_commanded_pose(client):
 
 
 def test_cancel_mid_generation(client):
+    # Canceled as soon as it is accepted: waiting for its first plan raced with the rest of an untrained
+    # generation (a loaded machine delivered all four plans before the cancel). It is canceled while
+    # waiting for the worker or generating, and either way no final plan may go out.
     handle = client.send_goal("run in a circle", duration=9.0, seed=11)
-    assert handle.wait_for_plans(1, timeout=30.0)
     handle.cancel()
     outcome = handle.wait(timeout=30.0)
     assert outcome.status == "canceled", outcome.message
     assert "canceled" in outcome.message
-    num_scales = handle.feedback[0].msg.num_scales
-    assert 1 <= len(outcome.plans) < num_scales
     assert not any(r.msg.is_final for r in outcome.plans)
+    assert not any(r.msg.is_final for r in handle.feedback)
     time.sleep(0.5)
     client.collect(outcome, handle.goal_id)
     assert not any(r.msg.is_final for r in outcome.plans), "a canceled goal kept publishing"
+    # The node is free again: the next command runs to its final plan.
+    again = client.generate("bow", duration=2.0, seed=12)
+    assert again.status == "succeeded" and again.final_plan is not None, again.message
 
 
 def test_new_command_preempts_the_one_before_it(client):
@@ -147,9 +151,9 @@ def test_new_command_preempts_the_one_before_it(client):
         ("wave", 600.0, "outside the supported range"),
     ],
 )
-def test_bad_goals_abort_with_a_clear_message(client, text, duration, needle):
+def test_bad_goals_are_rejected_with_a_clear_message(client, text, duration, needle):
     outcome = client.generate(text, duration=duration, timeout=20.0)
-    assert outcome.status == "aborted"
+    assert outcome.status == "rejected"  # at the goal callback; the reason comes on ~/rejections
     assert needle in outcome.message
     assert outcome.plans == []
 

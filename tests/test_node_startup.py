@@ -1,6 +1,7 @@
 """With ``on_startup_error: stay_up`` start-up failures leave the node up and explaining itself: a
-missing checkpoint, an unknown robot and an invalid parameter value. Each goal aborts with the
-start-up error; a topic command is logged and nothing is published; the process never crashes.
+missing checkpoint, an unknown robot and an invalid parameter value. Each goal is rejected with the
+start-up error (its reason on ``~/rejections``); a topic command is logged and nothing is published;
+the process never crashes.
 (The default, ``exit``, ends the process with code 2: tests/test_faults_startup.py.)
 """
 
@@ -55,7 +56,7 @@ def test_start_up_error_is_reported_and_the_node_stays_up(nodes, case):
     assert expected in node.log()
     assert client.wait_ready(30.0), node.log()[-3000:]
     outcome = client.generate("wave the right hand", duration=3.0, timeout=20.0)
-    assert outcome.status == "aborted"
+    assert outcome.status == "rejected"
     assert "the node is not ready" in outcome.message and expected in outcome.message
     client.command_pub.publish(String(data="wave the right hand"))
     assert node.wait_for_log("command 'wave the right hand' refused: the node is not ready", 10.0)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from moscale_common.config import load_config
 from moscale_common.errors import ConfigError, InputError
 from moscale_ros.models.text_encoder import TextEncoder, TextEncoderConfig, resolve_model_path
+from moscale_ros.training.evaluator import EvaluatorTrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +101,18 @@ def test_t5_and_clip_text_models_load_from_a_local_folder(tmp_path, kind):
         assert encoder.model_type == "clip_text_model"
         for b in range(2):
             torch.testing.assert_close(feats.pooled_BD[b], feats.tokens_BND[b, lengths[b] - 1])
+
+
+def test_the_evaluators_mpnet_loads_offline_and_reads_meaning():
+    """The evaluator reads text with all-mpnet-base-v2 (scripts/get_text_encoders.sh, run by the test
+    command), not with the generators' MiniLM."""
+    config = load_config(EvaluatorTrainConfig, "config/train/evaluator.yaml", []).text_encoder
+    assert config.name == "all-mpnet-base-v2"
+    assert resolve_model_path(config.name).endswith("text_encoders/all-mpnet-base-v2")
+    encoder = TextEncoder(config)
+    assert encoder.dim == 768
+    pooled = encoder.encode(["a person waves the right hand", "someone waves with the right hand",
+                             "a person walks backward"]).pooled_BD  # fmt: skip
+    unit = torch.nn.functional.normalize(pooled, dim=-1)
+    same, other = float(unit[0] @ unit[1]), float(unit[0] @ unit[2])
+    assert same > other + 0.2, (same, other)

@@ -157,6 +157,11 @@ def test_sampling_helpers():
     greedy, _ = sampling.sample_tokens(logits[None], 0.0, 0.9, None)
     assert greedy.item() == 0
     assert [sampling.num_masked_after(i, 4, 10) for i in range(4)] == [9, 7, 3, 0]
+    # MoMask's linspace schedule: ratios cos(pi/2 t) at t = 1/3, 2/3, then 1 (at least one token while
+    # passes remain); at n = 2 it re-masks one token where the cosine schedule re-masks 7 of 10.
+    assert [sampling.num_masked_after(i, 4, 10, "linspace_cosine") for i in range(4)] == [9, 5, 1, 0]
+    assert sampling.num_masked_after(0, 2, 10) == 7 and sampling.num_masked_after(0, 2, 10, "linspace_cosine") == 1
+    assert sampling.num_masked_after(0, 1, 10, "linspace_cosine") == 0
     confidence = torch.tensor([[0.9, 0.1, 0.5, 0.2]])
     candidates = torch.tensor([[True, True, True, False]])
     assert sampling.remask_least_confident(confidence, candidates, 2).tolist() == [[False, True, True, False]]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from moscale_common.errors import CheckpointError, ConfigError
-from moscale_ros.training.transformer import corrupt_codes, mask_tokens
+from moscale_ros.training.transformer import MaskingConfig, corrupt_codes, mask_tokens, noisy_tokens
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +51,72 @@ def test_corruption_replaces_at_most_the_configured_share():
     assert torch.equal(corrupt_codes(idx, valid, 1000, 0.0, 1.0), idx)
 
 
-def test_a_few_steps_fit_a_batch_of_real_clips(tiny_tokenizer, prepared_small):
+def test_distinct_corruption_never_keeps_the_true_code():
+    torch.manual_seed(0)
+    idx = torch.randint(0, 4, (4000, 20))
+    valid = torch.ones_like(idx, dtype=torch.bool)
+    plain = (corrupt_codes(idx, valid, 4, 0.6, 1.0) != idx).float().mean().item()
+    torch.manual_seed(0)
+    distinct = (corrupt_codes(idx, valid, 4, 0.6, 1.0, distinct=True) != idx).float().mean().item()
+    # Same draws of which codes to replace: with 4 codes, a uniform replacement keeps the true one 1/4 of the time.
+    assert distinct == pytest.approx(0.3, abs=0.02)  # E[rho] = 0.3, every sample corrupted
+    assert plain == pytest.approx(0.75 * distinct, abs=0.02)
+
+
+def test_noisy_tokens_with_the_v1_defaults_are_mask_tokens():
+    idx = torch.randint(0, 50, (64, 12))
+    valid = torch.arange(12)[None] < torch.randint(1, 13, (64, 1))
+    torch.manual_seed(3)
+    expected = mask_tokens(idx, valid, 50, 0.1)
+    torch.manual_seed(3)
+    tokens, loss = noisy_tokens(idx, idx, valid, 50, 50, MaskingConfig())
+    assert torch.equal(tokens, expected[0]) and torch.equal(loss, expected[1])
+
+
+def test_noisy_tokens_80_10_10_and_visible_noise():
+    torch.manual_seed(0)
+    V, mask_id = 500, 500
+    target = torch.randint(0, V, (3000, 16))
+    valid = torch.ones_like(target, dtype=torch.bool)
+    valid[:, 14:] = False
+    # 80/10/10 alone: of the selected tokens (the loss positions) ~80 % masked, ~10 % random, ~10 % unchanged.
+    masking = MaskingConfig(full_mask_prob=0.0, mask_fraction=0.8, random_fraction=0.1)
+    tokens, loss = noisy_tokens(target, target, valid, mask_id, V, masking)
+    assert torch.equal(tokens[~valid], target[~valid]) and not loss[~valid].any()
+    assert torch.equal(tokens[~loss], target[~loss])  # unselected visible tokens untouched
+    shown, truth = tokens[loss], target[loss]
+    assert (shown == mask_id).float().mean().item() == pytest.approx(0.8, abs=0.02)
+    assert (shown == truth).float().mean().item() == pytest.approx(0.1, abs=0.02)
+    # Visible noise alone: a few percent of the unselected tokens become other codes, each in the loss.
+    torch.manual_seed(1)
+    tokens, loss = noisy_tokens(
+        target, target, valid, mask_id, V, MaskingConfig(full_mask_prob=0.0, visible_noise=0.03)
+    )
+    selected = tokens == mask_id
+    noised = (tokens != target) & ~selected & valid
+    assert (noised.sum() / (valid & ~selected).sum()).item() == pytest.approx(0.03 * (1 - 1 / V), abs=0.005)
+    assert torch.equal(loss, selected | noised)
+    # A corrupted context (visible codes that differ from the targets) is shown as is and is in the loss.
+    visible = (target + 1) % V
+    tokens, loss = noisy_tokens(visible, target, valid, mask_id, V, MaskingConfig(context="corrupted"))
+    shown_context = (tokens != mask_id) & valid
+    assert torch.equal(tokens[shown_context], visible[shown_context]) and loss[valid].all()
+    with pytest.raises(ConfigError, match="mask_fraction"):
+        MaskingConfig(mask_fraction=0.95, random_fraction=0.1)
+    with pytest.raises(ConfigError, match="visible_noise"):
+        MaskingConfig(visible_noise=0.7)
+
+
+@pytest.mark.parametrize("recipe", ["config/train/transformer.yaml", "config/train/transformer_v2.yaml"])
+def test_a_few_steps_fit_a_batch_of_real_clips(tiny_tokenizer, prepared_small, recipe):
     from test_generation import shared_text_encoder, tiny_train_config
 
+    from moscale_common.config import load_config
     from moscale_ros.data.dataset import load_prepared
-    from moscale_ros.training.transformer import build_models, clip_batches, token_loss
+    from moscale_ros.training.transformer import TransformerTrainConfig, build_models, clip_batches, token_loss
 
     cfg = tiny_train_config(tiny_tokenizer, prepared_small)
+    cfg.masking = load_config(TransformerTrainConfig, recipe, [f"tokenizer={tiny_tokenizer}"]).masking
     torch.manual_seed(0)
     models, mean_D, std_D = build_models(cfg, torch.device("cpu"), shared_text_encoder())
     data = clip_batches(load_prepared(prepared_small, load_joints=False), "train", cfg.data, 4, mean_D, std_D)
@@ -158,3 +217,22 @@ def test_train_command_errors_name_the_problem(tmp_path, prepared_small):
         from_dict(TransformerTrainConfig, {"masking": {"corrupt_max": 1.5}})
     with pytest.raises(ConfigError, match="model: unknown key"):
         from_dict(TransformerTrainConfig, {"model": {"widht": 64}})
+
+
+def test_a_generator_file_lends_its_tokenizer(tmp_path):
+    """v2 trains on v1's codes: ``tokenizer:`` may name the shipped generator file."""
+    from moscale_common.paths import resource
+    from moscale_ros.generation.bundle import load_any_tokenizer, load_generator_parts
+
+    shipped = resource("models/moscale-bandai.safetensors")
+    tokenizer, mean_D, std_D = load_any_tokenizer(shipped)
+    parts = load_generator_parts(shipped)
+    assert all(p.dtype == torch.float32 for p in tokenizer.parameters()) and not tokenizer.training
+    assert tokenizer.num_scales == parts.tokenizer.num_scales and torch.equal(mean_D, parts.mean_D)
+    feats = torch.randn(2, 40, mean_D.shape[0])
+    f_BNC, N_B = tokenizer.encode_latents(feats, torch.tensor([40, 32]))
+    assert f_BNC.shape[0] == 2 and torch.isfinite(f_BNC).all()
+    other = tmp_path / "not-a-model.safetensors"
+    other.write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="not-a-model"):
+        load_any_tokenizer(other)

@@ -1,4 +1,4 @@
-"""``moscale eval {tokenizer,generator,compare,physics,vocab}``: evaluations that print tables of measured figures.
+"""``moscale eval {tokenizer,generator,compare,physics,behaviours,vocab}``: evaluations printing measured figures.
 
 Each evaluation is a module exposing ``run(args) -> int`` (imported only when it runs, so ``--help``
 stays fast) and an argument function here; add one with a line in :data:`EVALUATIONS`.
@@ -39,6 +39,9 @@ def _generator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=None, help="repeated runs (default: the protocol's)")
     parser.add_argument("--max-clips", type=int, default=None, help="evaluate a fixed random subset of the split")
     parser.add_argument("--refine-iterations", type=int, nargs="+", default=None, help="generation override")
+    parser.add_argument(
+        "--refine-schedule", choices=["cosine", "linspace_cosine"], default=None, help="generation override"
+    )
     parser.add_argument("--guidance", type=float, default=None, help="generation override")
     parser.add_argument("--guidance-end", type=float, default=None, help="generation override")
     parser.add_argument("--top-p", type=float, default=None, help="generation override")
@@ -71,6 +74,16 @@ def _physics_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None, help="generator file (default: the shipped model)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 per command (default: the protocol's)")
     parser.add_argument("--commands", nargs="+", default=None, help="commands to run instead of the protocol's")
+    parser.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+
+
+def _behaviours_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="config/eval/behaviours.yaml", help="protocol YAML (default: %(default)s)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a protocol value")
+    parser.add_argument("--checkpoint", default=None, help="generator file (default: the shipped model)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 per command (default: the protocol's)")
+    parser.add_argument("--commands", nargs="+", default=None, help="only these commands (new ones get no checks)")
     parser.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
@@ -111,6 +124,11 @@ EVALUATIONS = {
         _physics_arguments,
         "moscale_ros.sim.evaluate",
         "fraction of generated motions the simulated robot survives (MuJoCo), tracking, effort, self-collision",
+    ),
+    "behaviours": (
+        _behaviours_arguments,
+        "moscale_ros.evaluation.behaviours",
+        "what a person checks by eye (distance and direction walked, turn, raised hands, waves, bow, foot lift)",
     ),
     "vocab": (
         _vocab_arguments,

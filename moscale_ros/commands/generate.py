@@ -44,6 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(  # the flag's former name, kept working
         "--iterations", dest="refine_iterations", type=int, nargs="+", default=None, help=argparse.SUPPRESS
     )
+    p.add_argument(
+        "--refine-schedule",
+        choices=["cosine", "linspace_cosine"],
+        default=None,
+        help="tokens re-masked between refinement passes (default: the model's)",
+    )
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance at scale 1")
     p.add_argument("--guidance-end", type=float, default=None, help="classifier-free guidance at the last scale")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (0, 1]")

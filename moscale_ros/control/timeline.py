@@ -170,6 +170,12 @@ class ControllerTimeline:
         step_J = np.abs(after.positions_J - before.positions_J)
         return float(step_J.max()), float(np.max(step_J * self.control_rate / self.velocity_limits_J))
 
+    def hold(self, positions_J: np.ndarray, now: float) -> None:
+        """Forget what was sent: from ``now`` the controller holds ``positions_J`` at rest (the robot's
+        measured pose), so the next plan is blended out of that pose and its first point is that pose."""
+        self.model = JointTrajectoryControllerModel(self.settings, np.asarray(positions_J, dtype=np.float64), now)
+        self._base = None
+
     def record(self, trajectory: RobotTrajectory, switch: float, now: float) -> str | None:
         """``trajectory`` (stamped ``switch``) was sent at ``now``: the controller model receives it.
         Returns the controller's rejection reason, if any (nothing is recorded then)."""

@@ -146,6 +146,8 @@ class MotionTextDataset(torch.utils.data.Dataset):
     ``heldout_text=True`` draws from the held-out descriptions instead (clips without any are dropped).
     Clips shorter than ``min_frames`` are left out. ``mirror_prob`` > 0 mirrors a training item left/right
     with that probability (features, description words and content label, see :mod:`.augment`).
+    ``crop_prob`` > 0 cuts a training window, with that probability, to a length drawn uniformly from
+    ``min_frames`` to its full length (a length-robust evaluator sees every skill at many durations).
 
     Items: ``{"feats": (L, 263) float32 tensor, "length": L, "text": str, "content": int, "style": int,
     "name": str}``; features are normalised with the prepared mean/std when ``normalize``.
@@ -162,6 +164,7 @@ class MotionTextDataset(torch.utils.data.Dataset):
         deterministic: bool = False,
         length_multiple: int = 4,
         mirror_prob: float = 0.0,
+        crop_prob: float = 0.0,
     ) -> None:
         if max_frames < min_frames or min_frames < length_multiple:
             raise DataError(
@@ -177,6 +180,7 @@ class MotionTextDataset(torch.utils.data.Dataset):
         self.deterministic = deterministic
         self.length_multiple = length_multiple
         self.mirror_prob = 0.0 if deterministic else float(mirror_prob)
+        self.crop_prob = 0.0 if deterministic else float(crop_prob)
         self.clips = [
             c for c in prepared.clips(split)
             if c.num_frames >= min_frames and (c.heldout_texts if heldout_text else c.texts)
@@ -192,6 +196,8 @@ class MotionTextDataset(torch.utils.data.Dataset):
     def window(self, clip: Clip) -> tuple[int, int]:
         """(start, length) of the window served for ``clip`` (random unless deterministic)."""
         length = min(clip.num_frames, self.max_frames)
+        if self.crop_prob > 0.0 and length > self.min_frames and float(torch.rand(())) < self.crop_prob:
+            length = int(torch.randint(self.min_frames, length + 1, ()).item())
         length -= length % self.length_multiple
         slack = clip.num_frames - length
         if self.deterministic:

@@ -49,6 +49,8 @@ from moscale_ros.evaluation.evaluate import (
     evaluate_source,
     load_test_set,
     markdown_table,
+    matched_reference,
+    matching_encoder,
     measure_latency,
     real_statistics,
 )
@@ -231,14 +233,15 @@ def run_compare(cfg: CompareConfig, options: CompareOptions, log=print) -> dict:
     real = real_statistics(evaluator, test)
     fid_reference = None
     if protocol.reference_fid_split:
-        fid_reference = load_test_set(prepared, protocol.reference_fid_split, protocol, protocol.max_clips).features
+        fid_reference, _ = matched_reference(prepared, test, protocol, [protocol.reference_fid_split, "train"])
     rows: list[RowResult] = []
     for text_set in protocol.text_sets:
         rows.append(evaluate_reference(evaluator, test, real, protocol, text_set, fid_reference))
     setup = []
+    loaded_encoders: list = []  # the generators' text encoders, loaded once for all variants
     for variant in cfg.variants:
         path = stages[variant.name].path
-        te = evaluator.text_encoder
+        te = matching_encoder(path, [evaluator.text_encoder, *loaded_encoders])
         if variant.order == "next_token":
             generator = NextTokenGenerator.from_checkpoint(path, device, te, num_threads=options.threads)
             source, transformer, tokenizer = NextTokenSource(generator), generator.transformer, generator.tokenizer
@@ -249,6 +252,7 @@ def run_compare(cfg: CompareConfig, options: CompareOptions, log=print) -> dict:
             )
             source, transformer, tokenizer = NextScaleSource(generator), generator.transformer, generator.tokenizer
             iterations = "passes per scale " + str(generator.config.iterations_for(tokenizer.num_scales))
+        loaded_encoders.append(generator.text_encoder)
         latency = measure_latency(source, protocol)
         for text_set in protocol.text_sets:
             row = evaluate_source(source, variant.label, evaluator, test, real, protocol, text_set, log)
@@ -394,10 +398,10 @@ def results_markdown(results: dict, rows: list[RowResult]) -> str:
         f"motion); diversity over {protocol['diversity_pairs']} random pairs; multimodality over "
         f"{protocol['mm_texts']} descriptions x {protocol['mm_samples']} motions ({protocol['mm_pairs']} pairs each); "
         "content and style accuracy of the evaluator's classifiers against the clip's labels (styles as the "
-        "description's style concept). Mean ± 1.96 std / sqrt(runs).",
+        "description's style concept). Mean ± Student-t 95 % interval over the runs (n stated in each table).",
         "- Reference row: the real test windows in place of generated motions, with the same descriptions; its "
-        f"FID compares the real `{protocol['reference_fid_split']}` windows with the test windows (two independent "
-        "samples of real motion), the floor a generator can reach.",
+        f"FID compares the test windows with real windows of other clips (from `{protocol['reference_fid_split']}`, "
+        "else train) with the same content label and length, the floor a generator can reach.",
         "- Evaluator: a motion encoder (strided convolutions + transformer) and a head on the frozen MiniLM sentence "
         "embedding, trained contrastively (InfoNCE, TMR-style) on the training split, with content and style "
         "classifiers on the motion embedding (`moscale train evaluator`).",

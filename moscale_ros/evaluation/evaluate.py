@@ -9,12 +9,15 @@ templates (text set ``train``) or its held-out paraphrases (``heldout``); the ge
 motion per clip with that description and the window's length; then R-precision (groups of 32),
 FID against the real windows, MM-Dist, diversity and the classifiers' content/style accuracy against
 the clip's labels (see :mod:`.metrics`). Multimodality: ``mm_texts`` clips, ``mm_samples`` motions
-each from the same description. Each figure is reported as mean ± 95 % interval over the runs.
+each from the same description. Each figure is reported as mean ± Student-t 95 % interval over the runs (n stated).
 
 Reference row: the real windows themselves in place of generated motions (same descriptions), so
 R-precision, MM-Dist, diversity and accuracies show the evaluator's ceiling on real data; its FID
-compares the real windows of another split (``reference_fid_split``, default ``val``) with the test
-windows: the FID two independent samples of real motion reach.
+compares the test windows with an independent real sample matched to them as the generated motions
+are (:func:`matched_reference`): for each test window, a window of another clip with the same
+content label and the same length, from ``reference_fid_split`` (default ``val``) or else from
+``train``. That is the FID two independent samples of real motion with the same labels and lengths
+reach; the info block counts the windows that could not be matched exactly.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from moscale_ros.generation.next_token import NextTokenGenerator
 from moscale_ros.runtime import select_device, torch_threads
 
 TextSet = Literal["train", "heldout"]
-METRIC_KEYS = ("r1", "r2", "r3", "fid", "mm_dist", "diversity", "multimodality", "content_acc", "style_acc")
+METRIC_KEYS = ("r1", "r2", "r3", "r1_label", "fid", "mm_dist", "diversity", "multimodality", "content_acc", "style_acc")
 TEXT_SET_TITLES = {"train": "training-template descriptions", "heldout": "held-out paraphrases"}
 
 
@@ -137,6 +140,36 @@ def load_test_set(prepared, split: str, cfg: ProtocolConfig, max_clips: int | No
     )
 
 
+def matched_reference(
+    prepared, test: TestSet, cfg: ProtocolConfig, splits: Sequence[str]
+) -> tuple[list[np.ndarray], dict[str, int]]:
+    """For each test window, a real window of the same length from another clip with the same content
+    label (searched in ``splits`` in order; a random start, seeded by ``cfg.seed``). Where no such
+    clip is long enough, the longest same-content clip whole (``shorter``); with no same-content clip
+    at all, any clip long enough (``other_content``). Returns the windows and those counts."""
+    rng = np.random.default_rng(cfg.seed + 7919)
+    pool = [c for split in splits for c in prepared.clips(split) if c.name not in set(test.names)]
+    by_content: dict[str, list] = {}
+    for clip in pool:
+        by_content.setdefault(clip.content, []).append(clip)
+    windows, counts = [], {"matched": 0, "shorter": 0, "other_content": 0}
+    for content, frames in zip(test.contents, test.frames):
+        same = by_content.get(content, [])
+        long_enough = [c for c in same if c.num_frames >= frames]
+        if long_enough:
+            kind, clip = "matched", long_enough[int(rng.integers(len(long_enough)))]
+        elif same:
+            kind, clip = "shorter", max(same, key=lambda c: c.num_frames)
+        else:
+            others = [c for c in pool if c.num_frames >= frames] or pool
+            kind, clip = "other_content", others[int(rng.integers(len(others)))]
+        length = min(frames, clip.num_frames)
+        start = int(rng.integers(clip.num_frames - length + 1))
+        windows.append(np.asarray(clip.features[start : start + length], dtype=np.float32))
+        counts[kind] += 1
+    return windows, counts
+
+
 # ---- motion sources ----------------------------------------------------------------------------------
 
 
@@ -197,6 +230,13 @@ class NextTokenSource:
         return {"first_plan_s": seconds, "final_s": seconds}
 
 
+def matching_encoder(path: str | Path, encoders: Sequence) -> object | None:
+    """The first of ``encoders`` (TextEncoder or None) that the generator file at ``path`` was trained
+    with, to share one loaded encoder; None when none matches (the generator then loads its own)."""
+    name = load_checkpoint(path).configs.get("text_encoder", {}).get("name")
+    return next((e for e in encoders if e is not None and e.name == name), None)
+
+
 def load_source(
     path: str | Path,
     device: str | torch.device = "cpu",
@@ -208,8 +248,7 @@ def load_source(
     and its order name; ``overrides`` replace its sampling settings, ``num_threads`` its CPU threads."""
     ckpt = load_checkpoint(path)
     kind = ckpt.kind
-    if text_encoder is not None and text_encoder.name != ckpt.configs.get("text_encoder", {}).get("name"):
-        text_encoder = None  # the generator was trained with another text encoder: load its own
+    text_encoder = matching_encoder(path, [text_encoder])
     if kind == GENERATOR_KIND:
         generator = MotionGenerator.from_checkpoint(
             path, device=device, text_encoder=text_encoder, warm_up=True, overrides=overrides, num_threads=num_threads
@@ -235,6 +274,7 @@ class RowResult:
     text_set: str
     metrics: dict[str, metrics.Interval]
     timing: dict[str, float] = field(default_factory=dict)
+    per_content: dict[str, dict[str, float]] = field(default_factory=dict)  # {content: {clips, accuracy}}
 
     def to_dict(self) -> dict:
         return {
@@ -242,6 +282,29 @@ class RowResult:
             "text_set": self.text_set,
             "metrics": {k: v.to_dict() for k, v in self.metrics.items()},
             "timing": self.timing,
+            "per_content": self.per_content,
+        }
+
+
+class ContentTally:
+    """Content-classifier hits per content label, pooled over runs."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, list[int]] = {}
+
+    def add(self, motions: EmbeddedMotions, real: RealStatistics, test: TestSet) -> None:
+        for name, (correct, total) in metrics.accuracy_by_label(
+            motions.content_N, real.content_N, test.contents
+        ).items():
+            tally = self.counts.setdefault(name, [0, 0])
+            tally[0] += correct
+            tally[1] += total
+
+    def rows(self, runs: int) -> dict[str, dict[str, float]]:
+        """``{content: {"clips": clips per run, "accuracy": hits / trials}}``, sorted by content."""
+        return {
+            name: {"clips": total // max(runs, 1), "accuracy": correct / total}
+            for name, (correct, total) in sorted(self.counts.items())
         }
 
 
@@ -286,12 +349,19 @@ def score_run(
     """Metrics of one run: ``motions[i]`` was made from ``texts[i]`` for test clip ``i``; FID against
     ``fid_against`` (embeddings) instead of the real test windows when given."""
     text_NE = evaluator.embed_texts(texts)
-    top_K = metrics.r_precision(text_NE, motions.embedding_NE, 3, cfg.r_precision_group, rng)
+    groups_seed = int(rng.integers(2**32))  # the same groups for clip- and label-level R-precision
+    group = cfg.r_precision_group
+    top_K = metrics.r_precision(text_NE, motions.embedding_NE, 3, group, np.random.default_rng(groups_seed))
+    labels_N = real.content_N * 1000 + real.style_N
+    label_K = metrics.label_r_precision(
+        text_NE, motions.embedding_NE, labels_N, 1, group, np.random.default_rng(groups_seed)
+    )
     reference_NE = real.embedded.embedding_NE if fid_against is None else fid_against
     return {
         "r1": float(top_K[0]),
         "r2": float(top_K[1]),
         "r3": float(top_K[2]),
+        "r1_label": float(label_K[0]),
         "fid": metrics.fid(motions.embedding_NE, reference_NE),
         "mm_dist": metrics.mm_dist(text_NE, motions.embedding_NE),
         "diversity": metrics.diversity(motions.embedding_NE, cfg.diversity_pairs, rng),
@@ -320,7 +390,11 @@ def evaluate_reference(
         rng = np.random.default_rng(cfg.seed + r)
         texts = draw_texts(test, text_set, rng)
         per_run.append(score_run(evaluator, real, texts, real.embedded, cfg, rng, fid_against=fid_NE))
-    return _summarise("real motion (reference)", text_set, per_run, {})
+    row = _summarise("real motion (reference)", text_set, per_run, {})
+    tally = ContentTally()
+    tally.add(real.embedded, real, test)
+    row.per_content = tally.rows(1)
+    return row
 
 
 def evaluate_source(
@@ -337,6 +411,7 @@ def evaluate_source(
     per_run = []
     generation_s = 0.0
     generated = 0
+    tally = ContentTally()
     mm_rows = np.random.default_rng(cfg.seed).permutation(len(test))[: min(cfg.mm_texts, len(test))]
     for r in range(cfg.runs):
         seed = cfg.seed + r
@@ -346,7 +421,9 @@ def evaluate_source(
         features = source.generate_features(texts, test.frames, seed)
         generation_s += time.perf_counter() - start
         generated += len(features)
-        scores = score_run(evaluator, real, texts, evaluator.embed_motions(features), cfg, rng)
+        embedded = evaluator.embed_motions(features)
+        tally.add(embedded, real, test)
+        scores = score_run(evaluator, real, texts, embedded, cfg, rng)
         if len(mm_rows):
             mm_texts = [texts[i] for i in mm_rows for _ in range(cfg.mm_samples)]
             mm_frames = [test.frames[i] for i in mm_rows for _ in range(cfg.mm_samples)]
@@ -357,7 +434,25 @@ def evaluate_source(
             )
         per_run.append(scores)
         log(f"[{name} | {text_set}] run {r + 1}/{cfg.runs}: " + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()))
-    return _summarise(name, text_set, per_run, {"generation_ms_per_motion": 1000.0 * generation_s / generated})
+    row = _summarise(name, text_set, per_run, {"generation_ms_per_motion": 1000.0 * generation_s / generated})
+    row.per_content = tally.rows(cfg.runs)
+    return row
+
+
+def length_robustness(evaluator: Evaluator, test: TestSet, real: RealStatistics, share: float = 0.5) -> dict:
+    """Content accuracy of the real test windows whole and cut to their centred ``share`` (at least 24
+    frames): an evaluator that classifies by duration loses accuracy on the shorter copies."""
+    cropped = []
+    for features in test.features:
+        length = max(24, int(len(features) * share) // 4 * 4)
+        start = (len(features) - min(length, len(features))) // 2
+        cropped.append(features[start : start + length])
+    short = evaluator.embed_motions(cropped)
+    return {
+        "share": share,
+        "content_acc_whole": metrics.accuracy(real.embedded.content_N, real.content_N),
+        "content_acc_cropped": metrics.accuracy(short.content_N, real.content_N),
+    }
 
 
 def measure_latency(source: MotionSource, cfg: ProtocolConfig, text: str = "a person walks forward") -> dict:
@@ -373,6 +468,7 @@ COLUMNS = (
     ("r1", "R@1 ↑"),
     ("r2", "R@2 ↑"),
     ("r3", "R@3 ↑"),
+    ("r1_label", "R@1 label ↑"),
     ("fid", "FID ↓"),
     ("mm_dist", "MM-Dist ↓"),
     ("diversity", "Diversity →"),
@@ -392,6 +488,20 @@ def markdown_table(rows: list[RowResult], extra_columns: Sequence[tuple[str, Cal
             cells.append(row.metrics[key].format(3) if key in row.metrics else "–")
         cells += [fn(row) for _, fn in extra_columns]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def per_content_table(rows: list[RowResult], untestable: Sequence[str]) -> str:
+    """Content accuracy per content label (rows as columns), and the contents with no test clip."""
+    contents = sorted({c for r in rows for c in r.per_content})
+    header = ["Content", "clips", *(f"{r.name} [{r.text_set}]" for r in rows)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for content in contents:
+        clips = next(r.per_content[content]["clips"] for r in rows if content in r.per_content)
+        cells = [f"{r.per_content[content]['accuracy']:.2f}" if content in r.per_content else "–" for r in rows]
+        lines.append(f"| {content} | {clips} | " + " | ".join(cells) + " |")
+    for content in untestable:
+        lines.append(f"| {content} | 0 | " + " | ".join("untestable (no clip in this split)" for _ in rows) + " |")
     return "\n".join(lines)
 
 
@@ -431,9 +541,10 @@ def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
     prepared = load_prepared(args.data, load_joints=False)
     test = load_test_set(prepared, cfg.split, cfg, cfg.max_clips)
     real = real_statistics(evaluator, test)
-    fid_reference = None
+    fid_reference, reference_counts = None, {}
     if cfg.reference_fid_split and not args.no_reference:
-        fid_reference = load_test_set(prepared, cfg.reference_fid_split, cfg, cfg.max_clips).features
+        fid_reference, reference_counts = matched_reference(prepared, test, cfg, [cfg.reference_fid_split, "train"])
+    untestable = sorted(set(prepared.contents) - set(test.contents))  # contents with no clip in the split
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     name = f"{checkpoint.parent.name}/{checkpoint.name} ({order})"
     rows: list[RowResult] = []
@@ -450,7 +561,10 @@ def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
         "order": order,
         "evaluator": str(evaluator_path),
         "split": cfg.split,
+        "fid_reference_windows": reference_counts,
         "clips": len(test),
+        "untestable_contents": untestable,
+        "length_robustness": length_robustness(evaluator, test, real),
         "runs": cfg.runs,
         "generation_overrides": {**overrides.changes(), "num_threads": args.threads},
     }
@@ -459,7 +573,7 @@ def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
         return 0
     print(
         f"generator {checkpoint} ({order}); evaluator {evaluator_path}; {cfg.split} split, {len(test)} clips, "
-        f"{cfg.runs} runs (mean ± 95 % interval)"
+        f"n = {cfg.runs} runs (mean ± Student-t 95 % interval)"
     )
     for text_set in cfg.text_sets:
         print(f"\n{TEXT_SET_TITLES[text_set]}:")
@@ -472,6 +586,12 @@ def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
     print(
         f"\nlatency of one {cfg.latency_frames}-frame motion: first plan {latency['latency_first_plan_s']:.3f} s, "
         f"final {latency['latency_final_s']:.3f} s"
+    )
+    print("\n" + per_content_table(rows, untestable))
+    robust = info["length_robustness"]
+    print(
+        f"\nevaluator length check: content accuracy of the real {cfg.split} windows {robust['content_acc_whole']:.3f} "
+        f"whole, {robust['content_acc_cropped']:.3f} cut to their centred {robust['share']:.0%}"
     )
     sys.stdout.flush()
     return 0

@@ -23,7 +23,7 @@ from moscale_ros.generation.config import GenerationConfig
 from moscale_ros.generation.vocabulary import VOCABULARY_PART, Vocabulary
 from moscale_ros.models.length import LengthEstimator, LengthEstimatorConfig
 from moscale_ros.models.text_encoder import TextEncoderConfig
-from moscale_ros.models.tokenizer import MotionTokenizer, TokenizerConfig
+from moscale_ros.models.tokenizer import MotionTokenizer, TokenizerConfig, load_tokenizer
 from moscale_ros.models.transformer import NextScaleTransformer, TransformerConfig
 
 GENERATOR_KIND = "generator"
@@ -151,6 +151,19 @@ def load_generator_parts(
         extra=dict(ckpt.extra),
         vocabulary=_vocabulary(ckpt.states, ckpt.configs, path),
     )
+
+
+def load_any_tokenizer(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[MotionTokenizer, torch.Tensor, torch.Tensor]:
+    """``(tokenizer, mean_D, std_D)`` from a tokenizer checkpoint or from the tokenizer part of a
+    generator file (e.g. the shipped model, so a new transformer can be trained on its codes without
+    retraining the tokenizer); weights as float32 in eval mode."""
+    if load_checkpoint(path).kind == GENERATOR_KIND:
+        parts = load_generator_parts(path, device)
+        return parts.tokenizer.float(), parts.mean_D, parts.std_D
+    tokenizer, mean_D, std_D = load_tokenizer(path, device)
+    return tokenizer.float(), mean_D, std_D
 
 
 def _vocabulary(states: dict, configs: dict, path: Path) -> Vocabulary | None:

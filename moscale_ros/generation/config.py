@@ -6,10 +6,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from moscale_common.config import from_dict, to_dict
 from moscale_common.errors import ConfigError
+
+RefineSchedule = Literal["cosine", "linspace_cosine"]  # tokens re-masked between passes (generation.sampling)
 
 
 @dataclass
@@ -17,7 +19,8 @@ class GenerationConfig:
     """How :class:`~moscale_ros.generation.generator.MotionGenerator` samples.
 
     ``refine_iterations[k]``: in-scale refinement passes of scale k+1 (the last entry repeats for
-    further scales; all 1 = plain one-shot next-scale prediction). Guidance decays linearly from
+    further scales; all 1 = plain one-shot next-scale prediction); ``refine_schedule`` how many tokens
+    each pass re-masks (:mod:`~moscale_ros.generation.sampling`). Guidance decays linearly from
     ``guidance`` at scale 1 to ``guidance_end`` at scale K; a scale of exactly 1 skips the
     unconditional pass. ``temperature`` 0 is greedy. ``default_seconds`` is used when a request
     gives no duration and the model has no length estimator. ``blend_frames``: frames over which
@@ -28,6 +31,7 @@ class GenerationConfig:
     """
 
     refine_iterations: list[int] = field(default_factory=lambda: [1, 1, 2, 2])
+    refine_schedule: RefineSchedule = "cosine"
     guidance: float = 4.0
     guidance_end: float = 3.0
     top_p: float = 0.9
@@ -78,6 +82,7 @@ class SamplingOverrides:
     (flags named as the fields, :meth:`from_args`)."""
 
     refine_iterations: list[int] | None = None
+    refine_schedule: RefineSchedule | None = None
     guidance: float | None = None
     guidance_end: float | None = None
     top_p: float | None = None

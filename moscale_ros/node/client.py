@@ -24,9 +24,11 @@ from typing import Any
 
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.action import ActionClient
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
@@ -47,6 +49,23 @@ class Received:
     clock: float = 0.0
 
 
+def _part_of(msg: JointTrajectory, whole: JointTrajectory) -> bool:
+    """``msg`` is ``whole``, or its columns for a controller with some of its joints (``controllers``):
+    the same stamp and point times, joints of ``whole`` with their positions."""
+    if msg == whole:
+        return True
+    names = list(whole.joint_names)
+    if msg.header.stamp != whole.header.stamp or len(msg.points) != len(whole.points):
+        return False
+    if not msg.points or not set(msg.joint_names) <= set(names):
+        return False
+    columns = [names.index(n) for n in msg.joint_names]
+    part_end, whole_end = msg.points[-1], whole.points[-1]
+    return part_end.time_from_start == whole_end.time_from_start and list(part_end.positions) == [
+        whole_end.positions[i] for i in columns
+    ]
+
+
 @dataclass
 class CommandOutcome:
     """What one command produced, as seen by the client."""
@@ -55,7 +74,7 @@ class CommandOutcome:
     sent_at: float
     plans: list[Received] = field(default_factory=list)  # MotionPlans of this command, in arrival order
     trajectories: list[Received] = field(default_factory=list)  # controller trajectories with its start time
-    status: str = ""  # succeeded | aborted | canceled | timeout (action), or succeeded | timeout (topic)
+    status: str = ""  # succeeded | aborted | canceled | rejected | timeout (action), or succeeded | timeout (topic)
     message: str = ""
     result: Any = None  # GenerateMotion.Result (action)
 
@@ -70,7 +89,7 @@ class CommandOutcome:
         final = self.final_plan
         if final is None:
             return None
-        return next((r for r in self.trajectories if r.msg == final.trajectory), None)
+        return next((r for r in self.trajectories if _part_of(r.msg, final.trajectory)), None)
 
     @property
     def final_trajectory(self) -> JointTrajectory | None:
@@ -98,14 +117,23 @@ class CommandOutcome:
 class MoScaleClient:
     """Talks to one ``moscale_node`` (``node_name``) from its own node, spun on a background thread."""
 
-    def __init__(self, node_name: str = "/moscale_node", controller_topic: str = DEFAULT_CONTROLLER_TOPIC) -> None:
-        self.node = Node(f"moscale_client_{uuid.uuid4().hex[:8]}")
+    def __init__(
+        self,
+        node_name: str = "/moscale_node",
+        controller_topic: str = DEFAULT_CONTROLLER_TOPIC,
+        use_sim_time: bool = False,
+    ) -> None:
+        # use_sim_time: receipt clocks (Received.clock) on /clock, as a node on a simulator's time sees them
+        overrides = [Parameter("use_sim_time", Parameter.Type.BOOL, True)] if use_sim_time else []
+        self.node = Node(f"moscale_client_{uuid.uuid4().hex[:8]}", parameter_overrides=overrides)
         self._lock = threading.Condition()  # guards plans/trajectories; notified on every arrival
         self._plan_topic = f"{node_name}/plan"
         self.plans: list[Received] = []
         self.trajectories: list[Received] = []
         self._plan_sub = self.node.create_subscription(MotionPlan, self._plan_topic, self._on_plan, 50)
         self._trajectory_sub = self.node.create_subscription(JointTrajectory, controller_topic, self._on_trajectory, 50)
+        self.rejections: list[Received] = []  # DiagnosticStatus of every refused command (~/rejections)
+        self.node.create_subscription(DiagnosticStatus, f"{node_name}/rejections", self._on_rejection, 50)
         self.command_pub = self.node.create_publisher(String, f"{node_name}/command", 10)
         self.action = ActionClient(self.node, GenerateMotion, f"{node_name}/generate")
         self._executor = SingleThreadedExecutor()
@@ -131,6 +159,26 @@ class MoScaleClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _on_rejection(self, msg: DiagnosticStatus) -> None:
+        with self._lock:
+            self.rejections.append(Received(msg, time.monotonic()))
+            self._lock.notify_all()
+
+    def rejection_reason(self, text: str, since: float, timeout: float = 2.0) -> str | None:
+        """The reason the node gave on ``~/rejections`` for refusing ``text`` (sent at monotonic
+        ``since``), waiting up to ``timeout`` s for it: the rejection and the action's answer travel separately."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                for received in reversed(self.rejections):
+                    values = {kv.key: kv.value for kv in received.msg.values}
+                    if received.at >= since and values.get("text") == text[:200]:
+                        return received.msg.message
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._lock.wait(left)
 
     def _on_plan(self, msg: MotionPlan) -> None:
         at, clock = time.monotonic(), self.node.get_clock().now().nanoseconds * 1e-9
@@ -293,6 +341,10 @@ class GoalHandle:
         (topics and the action result travel separately), else ``settle`` s for stray plans."""
         if not self._done.wait(timeout):
             self.outcome.status = "timeout"
+            return self.outcome
+        if self.outcome.status == "rejected":
+            reason = self.client.rejection_reason(self.outcome.text, self.outcome.sent_at)
+            self.outcome.message = f"goal rejected: {reason}" if reason else "goal rejected (no reason on ~/rejections)"
             return self.outcome
         if self.outcome.status == "succeeded":
             self.client.wait_complete(self.outcome, self.goal_id, timeout=10.0)

@@ -57,16 +57,20 @@ def _rows_as_arrays(values_NJ: np.ndarray, typecode: str = "d") -> list[array.ar
     return rows
 
 
-def joint_trajectory_msg(trajectory: RobotTrajectory, start_time: float) -> JointTrajectory:
-    """``trajectory_msgs/JointTrajectory`` starting at absolute ``start_time`` (``header.stamp``)."""
+def joint_trajectory_msg(
+    trajectory: RobotTrajectory, start_time: float, columns: Sequence[int] | None = None
+) -> JointTrajectory:
+    """``trajectory_msgs/JointTrajectory`` starting at absolute ``start_time`` (``header.stamp``);
+    with ``columns``, only those joints (indices into ``trajectory.joint_names``), in that order."""
+    picked = list(range(len(trajectory.joint_names))) if columns is None else list(columns)
     msg = JointTrajectory()
     msg.header.stamp = time_msg(start_time)
-    msg.joint_names = list(trajectory.joint_names)
+    msg.joint_names = [trajectory.joint_names[i] for i in picked]
     ns_N = np.round(np.asarray(trajectory.times, dtype=np.float64) * 1e9).astype(np.int64)
     secs, nsecs = (ns_N // 1_000_000_000).tolist(), (ns_N % 1_000_000_000).tolist()
-    positions = _rows_as_arrays(np.asarray(trajectory.positions))
-    velocities = _rows_as_arrays(np.asarray(trajectory.velocities))
-    accelerations = _rows_as_arrays(np.asarray(trajectory.accelerations))
+    positions = _rows_as_arrays(np.asarray(trajectory.positions)[:, picked])
+    velocities = _rows_as_arrays(np.asarray(trajectory.velocities)[:, picked])
+    accelerations = _rows_as_arrays(np.asarray(trajectory.accelerations)[:, picked])
     points = []
     for i in range(len(ns_N)):
         point = JointTrajectoryPoint()

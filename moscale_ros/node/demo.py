@@ -1,42 +1,145 @@
-"""The main job end to end: start ``moscale_node``, send one text command from a client process over
-DDS, print each plan's latency as it arrives, save the trajectory, then simulate what was sent and
-save a video of it.
+"""The main job end to end, on a simulated robot: start ``moscale_sim_node`` (the G1 in MuJoCo on a
+floating base, behind a joint_trajectory_controller's rules) and ``moscale_node`` on its clock, send
+one text command from a client process over DDS, print each plan's latency as it arrives, save the
+trajectory, and report what the simulated robot did with the controller messages as they arrived.
 
-Simulation: every controller message the client received (the coarse plan's trajectory first, then
-each finer one replacing it) is replayed at its receipt time through the simulated robot's control
-loop, the same as ``moscale_sim_node`` and ``moscale simulate`` run (:func:`moscale_ros.sim.run.simulate_received`):
-the G1 in MuJoCo on a floating base behind the joint_trajectory_controller's rules. The demo prints
-its verdict: stayed up or fell (and when), tracking error.
+Processes: ``moscale_sim_node`` publishes ``/clock``, ``/joint_states``, ``/odom`` and
+``/diagnostics`` and executes the controller topic; ``moscale_node`` runs with ``use_sim_time`` and
+``joint_state_topic_in: /joint_states``, so its first motion starts from the simulated robot's
+measured pose. This client (on ``/clock`` too) records the robot's joint states and base pose until
+the last trajectory has ended plus ``SETTLE_S``; the verdict is the simulator's own last
+``/diagnostics`` status: stayed up or fell (and when, from the motion's start), tracking error.
 
 Video (``demo.gif``): the human motion of the plan being executed (matplotlib stick figure) beside
-the simulated robot, its meshes rendered by MuJoCo offscreen (EGL). Without an offscreen GL context
-the simulated robot is drawn as lines (Pinocchio) instead, after one line saying why.
+the simulated robot as it was recorded, its meshes rendered by MuJoCo offscreen (EGL). Without an
+offscreen GL context the robot is drawn as lines (Pinocchio) instead, after one line saying why.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry
+from sensor_msgs.msg import JointState
 
 from moscale_common.errors import MoScaleError
 from moscale_ros.cli import main as cli_main
 from moscale_ros.node import convert
 from moscale_ros.node.client import MoScaleClient, save_outcome
-from moscale_ros.node.launcher import NodeProcess
-from moscale_ros.sim.model import build_model, from_mujoco_pose
+from moscale_ros.node.launcher import NodeProcess, ros_value
+from moscale_ros.node.sim_node import DIAGNOSTIC_NAME
+from moscale_ros.sim.model import build_model, to_mujoco_pose
 from moscale_ros.sim.render import gl_unavailable_reason, render_frames
-from moscale_ros.sim.run import simulate_received
 from moscale_ros.visualize import configuration_segments, render_beside_gif
 from retarget import load_robot
 
-SETTLE_S = 1.0  # simulated after the last message's end: a motion ending off balance falls then
+SETTLE_S = 1.0  # recorded after the last trajectory's end: a motion ending off balance falls then
 VIDEO_FPS = 20.0
 MAX_VIDEO_FRAMES = 120
+
+
+class SimNodeProcess:
+    """``moscale_sim_node`` in a subprocess (its console script, else ``python -m``), output in ``log_path``."""
+
+    def __init__(self, params: dict, log_path: Path) -> None:
+        console = Path(sys.executable).parent / "moscale_sim_node"
+        head = [str(console)] if console.is_file() else [sys.executable, "-m", "moscale_ros.node.sim_node"]
+        self.argv = [*head, "--ros-args", *(a for k, v in params.items() for a in ("-p", f"{k}:={ros_value(v)}"))]
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> SimNodeProcess:
+        with self.log_path.open("wb") as log:
+            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+class SimObserver:
+    """What ``moscale_sim_node`` publishes, recorded on ``node`` (the client's): joint positions in
+    ``joint_names`` order and base poses ``[x y z qx qy qz qw]`` by simulation time, and its last
+    ``/diagnostics`` status (``{"level", "message", **values}``)."""
+
+    def __init__(self, node, joint_names: list[str]) -> None:
+        self.joint_names = list(joint_names)
+        self._lock = threading.Lock()
+        self.joint_times: list[float] = []
+        self.joint_positions: list[np.ndarray] = []
+        self.pose_times: list[float] = []
+        self.poses: list[np.ndarray] = []
+        self.status: dict | None = None
+        node.create_subscription(JointState, "/joint_states", self._on_joint_state, 50)
+        node.create_subscription(Odometry, "/odom", self._on_odom, 50)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        by_name = dict(zip(msg.name, msg.position))
+        if not all(name in by_name for name in self.joint_names):
+            return
+        with self._lock:
+            self.joint_times.append(convert.time_to_seconds(msg.header.stamp))
+            self.joint_positions.append(np.array([by_name[n] for n in self.joint_names]))
+
+    def _on_odom(self, msg: Odometry) -> None:
+        p, o = msg.pose.pose.position, msg.pose.pose.orientation
+        with self._lock:
+            self.pose_times.append(convert.time_to_seconds(msg.header.stamp))
+            self.poses.append(np.array([p.x, p.y, p.z, o.x, o.y, o.z, o.w]))
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name == DIAGNOSTIC_NAME:
+                values = {kv.key: kv.value for kv in status.values}
+                with self._lock:
+                    self.status = {"level": int.from_bytes(status.level, "little") if isinstance(status.level, bytes)
+                                   else int(status.level), "message": status.message, **values}  # fmt: skip
+
+    def sim_time(self) -> float:
+        """The latest simulation time seen in the diagnostics (s); -inf before the first."""
+        with self._lock:
+            return float(self.status["sim_time_s"]) if self.status else -math.inf
+
+    def configurations(self, times: np.ndarray) -> list[np.ndarray]:
+        """Pinocchio configurations ``[base pose 7, joints]`` recorded nearest to each time of ``times``."""
+        with self._lock:
+            joint_t, joints = np.asarray(self.joint_times), list(self.joint_positions)
+            pose_t, poses = np.asarray(self.pose_times), list(self.poses)
+        if not joints or not poses:
+            raise MoScaleError("moscale_sim_node published no /joint_states or /odom: nothing to show")
+        out = []
+        for t in times:
+            j = int(np.clip(np.searchsorted(joint_t, t), 0, len(joints) - 1))
+            b = int(np.clip(np.searchsorted(pose_t, t), 0, len(poses) - 1))
+            out.append(np.concatenate([poses[b], joints[j]]))
+        return out
 
 
 def run_demo(
@@ -51,19 +154,26 @@ def run_demo(
     """Run the demo; returns a summary (latencies, trajectory path, physics figures, video path). Raises on failure."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    node = NodeProcess(params=params or {}, log_path=out_dir / "node.log")
-    print(f"demo: starting moscale_node (log: {node.log_path})", flush=True)
+    params = {**(params or {}), "use_sim_time": True, "joint_state_topic_in": "/joint_states"}
+    robot = load_robot(str(params.get("robot", "g1")))
+    sim_node = SimNodeProcess({"robot": robot.name}, out_dir / "sim_node.log")
+    node = NodeProcess(params=params, log_path=out_dir / "node.log")
+    print(f"demo: starting moscale_sim_node ({robot.name} in MuJoCo; log: {sim_node.log_path})", flush=True)
+    sim_node.start()
+    print(f"demo: starting moscale_node on the simulation's clock (log: {node.log_path})", flush=True)
     node.start()
     rclpy.init()
     try:
-        with MoScaleClient() as client:
+        with MoScaleClient(use_sim_time=True) as client:
+            observer = SimObserver(client.node, robot.joint_names)
             started = time.monotonic()
-            while not client.wait_ready(timeout=1.0):
-                if not node.alive():
-                    raise MoScaleError(f"moscale_node exited during start-up:\n{node.log()[-2000:]}")
+            while not client.wait_ready(timeout=1.0) or observer.status is None:
+                for process, name in ((node, "moscale_node"), (sim_node, "moscale_sim_node")):
+                    if not process.alive():
+                        raise MoScaleError(f"{name} exited during start-up:\n{process.log()[-2000:]}")
                 if time.monotonic() - started > timeout:
-                    raise MoScaleError(f"moscale_node was not ready after {timeout:.0f} s (log: {node.log_path})")
-            print(f"demo: node ready after {time.monotonic() - started:.1f} s; sending {text!r}", flush=True)
+                    raise MoScaleError(f"the nodes were not ready after {timeout:.0f} s (logs in {out_dir})")
+            print(f"demo: nodes ready after {time.monotonic() - started:.1f} s; sending {text!r}", flush=True)
             handle = client.send_goal(text, duration, seed)
             shown = 0
             deadline = time.monotonic() + timeout
@@ -75,11 +185,17 @@ def run_demo(
             outcome = handle.wait(timeout=max(1.0, deadline - time.monotonic()))
             client.wait_complete(outcome, handle.goal_id, timeout=5.0)
             _print_new(outcome.plans, outcome.sent_at, shown)
+            if outcome.status != "succeeded" or outcome.final_plan is None:
+                raise MoScaleError(f"command {text!r} ended {outcome.status}: {outcome.message}")
+            end = max(_end_time(r.msg) for r in outcome.trajectories) + SETTLE_S
+            while observer.sim_time() < end and time.monotonic() < deadline:
+                if not sim_node.alive():
+                    raise MoScaleError(f"moscale_sim_node exited:\n{sim_node.log()[-2000:]}")
+                time.sleep(0.05)
     finally:
         rclpy.try_shutdown()
         node.stop()
-    if outcome.status != "succeeded" or outcome.final_plan is None:
-        raise MoScaleError(f"command {text!r} ended {outcome.status}: {outcome.message}")
+        sim_node.stop()
     latencies = outcome.latencies_ms()
     print(
         "demo: first plan {:.0f} ms, final plan {:.0f} ms after sending (client receipt times)".format(
@@ -89,57 +205,78 @@ def run_demo(
     trajectory_path = save_outcome(outcome, out_dir / "trajectory.npz")
     print(f"demo: trajectory -> {trajectory_path}")
     result = {"text": text, "latencies_ms": latencies, "trajectory": str(trajectory_path)}
-    physics = simulate_outcome(outcome, out_dir / "demo.gif" if gif else None, text)
-    result.update(physics)
+    result.update(report_physics(outcome, observer, robot, end, out_dir / "demo.gif" if gif else None, text))
     result["num_plans"] = len(outcome.plans)
     return result
 
 
-def simulate_outcome(outcome, video_path: str | Path | None, title: str = "") -> dict:
-    """Simulate the controller messages of ``outcome`` as they arrived (module docstring), print the
-    verdict and, with ``video_path``, write the video. Returns ``{"physics": {...}, "video": ...}``."""
-    received = sorted(outcome.trajectories, key=lambda r: r.clock)
-    if not received:
-        raise MoScaleError("the client received no controller trajectory: nothing to simulate")
-    plans = [r.msg for r in outcome.plans]
-    robot = load_robot(plans[-1].robot_name)
-    messages = [(r.clock, convert.controller_message(r.msg)) for r in received]
-    first_stamp = convert.time_to_seconds(received[0].msg.header.stamp)
-    first_plan = next((p for p in plans if convert.time_to_seconds(p.trajectory.header.stamp) == first_stamp), plans[0])
-    sim = build_model(robot)
-    span = max(m.end_time for _, m in messages) - messages[0][0] + SETTLE_S
-    fps = min(VIDEO_FPS, MAX_VIDEO_FRAMES / max(span, 1e-3)) if video_path is not None else 0.0
-    report = simulate_received(
-        sim, messages, messages[0][1].positions_NJ[0], convert.base_poses(first_plan)[0], SETTLE_S, record_fps=fps
-    )
-    rejected = f", {len(report.rejected_messages)} rejected" if report.rejected_messages else ""
+def _end_time(trajectory) -> float:
+    """Simulation time at which a JointTrajectory's last point is due."""
+    last = trajectory.points[-1].time_from_start
+    return convert.time_to_seconds(trajectory.header.stamp) + last.sec + last.nanosec * 1e-9
+
+
+def report_physics(outcome, observer: SimObserver, robot, end: float, video_path: Path | None, title: str) -> dict:
+    """Print the simulator's verdict on the motion (times from its start, the first trajectory's stamp)
+    and, with ``video_path``, write the video. Returns ``{"physics": {...}, "video": ...}``."""
+    status = observer.status or {}
+    if not status:
+        raise MoScaleError("moscale_sim_node published no diagnostics: no verdict")
+    start = min(convert.time_to_seconds(r.msg.header.stamp) for r in outcome.trajectories)
+    fell_at = None
+    if status.get("upright") == "false":
+        fell_at = float(status["message"].split("t=")[1].split(" ")[0]) - start
+    rms_deg = float(status["tracking_rms_deg"])
+    accepted, rejected = int(status["trajectories_accepted"]), int(status["trajectories_rejected"])
+    verdict = "stayed up" if fell_at is None else f"FELL at {fell_at:.2f} s"
     print(
-        f"demo: physics ({robot.name} in MuJoCo, floating base, {len(messages)} controller messages replayed "
-        f"as received{rejected}, t = 0 at the first): {report.verdict()}",
+        f"demo: physics (moscale_sim_node: {robot.name} in MuJoCo, floating base, {accepted} controller messages "
+        f"executed as they arrived, {rejected} rejected; t = 0 at the motion's start): "
+        f"{verdict}; tracking error RMS {rms_deg:.2f} deg",
         flush=True,
     )
-    out = {"physics": {**report.as_dict(), "controller_messages": len(messages)}}
-    if video_path is None or not report.executed or report.frames_qpos is None:
+    physics = {
+        "source": "moscale_sim_node",
+        "executed": accepted > 0,
+        "controller_messages": accepted + rejected,
+        "rejected_messages": rejected,
+        "stayed_up": fell_at is None,
+        "fell_at_s": fell_at,
+        "tracking_rms_rad": math.radians(rms_deg),
+        "simulated_s": float(status["sim_time_s"]) - start,
+        "self_collisions": int(status["self_collisions"]),
+    }
+    out: dict = {"physics": physics}
+    if video_path is None:
         return out
-    t0 = messages[0][0]
-    times = np.arange(len(report.frames_qpos)) / report.frames_fps
-    human, labels = _human_frames(outcome, times + t0)
-    fell = report.fell_at_s if report.fell_at_s is not None else math.inf
+    span = end - start
+    fps = min(VIDEO_FPS, MAX_VIDEO_FRAMES / max(span, 1e-3))
+    times = start + np.arange(int(span * fps) + 1) / fps
+    configurations = observer.configurations(times)
+    human, labels = _human_frames(outcome, times)
+    fell = start + fell_at if fell_at is not None else math.inf
+    sim = build_model(robot)
     kind = "MuJoCo" if (reason := gl_unavailable_reason(sim)) is None else "lines"
-    robot_labels = [f"{robot.name} simulated ({kind}), t = {t:.1f} s" + (" FALLEN" if t >= fell else "") for t in times]
+    robot_labels = [
+        f"{robot.name} simulated ({kind}), t = {t - start:.1f} s" + (" FALLEN" if t >= fell else "") for t in times
+    ]
     if reason is None:
-        images = render_frames(sim, report.frames_qpos)
+        frames_qpos = []
+        for q in configurations:
+            qpos = sim.model.qpos0.copy()
+            qpos[:7] = to_mujoco_pose(q[:7])
+            qpos[sim.qpos_J] = q[7:]
+            frames_qpos.append(qpos)
+        images = render_frames(sim, np.asarray(frames_qpos))
         path = render_beside_gif(
-            video_path, human, report.frames_fps, robot_images=images, human_labels=labels,
-            robot_labels=robot_labels, title=title,
-        )  # fmt: skip
+            video_path, human, fps, robot_images=images, human_labels=labels, robot_labels=robot_labels, title=title
+        )
         print(f"demo: video -> {path} (MuJoCo render of the simulated {robot.name} beside the human motion)")
         out.update(video=str(path), video_renderer="mujoco")
     else:
         print(f"demo: video: {reason}; drawing the simulated robot as lines instead")
-        configurations = [np.concatenate([from_mujoco_pose(q[:7]), q[sim.qpos_J]]) for q in report.frames_qpos]
         path = render_beside_gif(
-            video_path, human, report.frames_fps, robot_segments_N=configuration_segments(robot, configurations),
+            video_path, human, fps, robot_segments_N=configuration_segments(robot, configurations),
             human_labels=labels, robot_labels=robot_labels, title=title,
         )  # fmt: skip
         print(f"demo: video -> {path} (line drawing of the simulated {robot.name} beside the human motion)")

@@ -6,7 +6,8 @@ Counter names (all cumulative except ``goals_active``):
 * ``commands_topic``, ``goals_received``: commands that arrived on ``~/command`` / ``~/generate``;
 * ``accepted``: handed to the generation worker;
 * ``refused_invalid``, ``refused_rate_limited``, ``refused_queue_full``, ``refused_not_ready``;
-* ``goals_succeeded``, ``goals_aborted``, ``goals_canceled``: action goals by terminal status;
+* ``goals_rejected``: goals rejected in the goal callback (also counted under ``refused_*``);
+* ``goals_succeeded``, ``goals_aborted``, ``goals_canceled``: accepted goals by terminal status;
 * ``goals_active``: goals not yet in a terminal status.
 """
 

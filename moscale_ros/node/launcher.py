@@ -5,6 +5,9 @@ points, with the shipped parameter file by default, output captured to a log:
 * ``cli``: ``moscale node --params-file config/moscale.yaml -p ...``;
 * ``module``: ``python -m moscale_ros.node.main --ros-args ...`` (no installed script needed).
 
+``managed=True`` starts the lifecycle variant instead (``moscale_lifecycle_node``, or
+``moscale_ros.node.main:main_managed`` without the installed script).
+
 Imports no ROS package itself, so core code (the bench) can start a node without rclpy.
 """
 
@@ -45,25 +48,36 @@ class NodeProcess:
         log_path: str | Path | None = None,
         env: Mapping[str, str] | None = None,
         entry: Literal["console", "cli", "module"] | None = None,
+        managed: bool = False,
+        extra_params_files: Sequence[str | Path] = (),
     ) -> None:
         self.params_file = Path(params_file) if params_file is not None else resource("config/moscale.yaml")
         self.params = dict(params or {})
+        self.extra_params_files = [Path(p) for p in extra_params_files]  # loaded after params_file (they win)
         self.remaps = list(remaps)
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="moscale-node-", suffix=".log")[1])
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen | None = None
         self._interrupted = False
-        console = Path(sys.executable).parent / "moscale_node"
+        self.managed = managed
+        console = Path(sys.executable).parent / ("moscale_lifecycle_node" if managed else "moscale_node")
         self.entry = entry or ("console" if console.is_file() else "module")
         self._console = console
 
     def argv(self) -> list[str]:
         """The command line of the chosen entry point, parameter file first, then ``-p``/``-r``."""
-        if self.entry == "cli":
+        if self.managed and self.entry != "console":
+            run = "import sys; from moscale_ros.node.main import main_managed; sys.exit(main_managed())"
+            argv = [sys.executable, "-c", run, "--ros-args", "--params-file", str(self.params_file)]
+        elif self.entry == "cli":
             argv = [sys.executable, "-m", "moscale_ros.cli", "node", "--params-file", str(self.params_file)]
         else:
             head = [str(self._console)] if self.entry == "console" else [sys.executable, "-m", "moscale_ros.node.main"]
             argv = [*head, "--ros-args", "--params-file", str(self.params_file)]
+        if self.extra_params_files and self.entry == "cli" and not self.managed:
+            argv += ["--ros-args"]
+        for path in self.extra_params_files:
+            argv += ["--params-file", str(path)]
         for name, value in self.params.items():
             argv += ["-p", f"{name}:={ros_value(value)}"]
         for source, target in self.remaps:

@@ -3,11 +3,19 @@
 Interfaces (names relative to the node; remap as usual):
 
 * ``~/command`` (std_msgs/String) and the action ``~/generate`` (moscale_ros/GenerateMotion);
-* ``~/plan`` (moscale_ros/MotionPlan): every scale of every command, coarse first, final last;
-* ``controller_topic`` (trajectory_msgs/JointTrajectory): every scale or the final one only
+* ``~/plan`` (moscale_ros/MotionPlan; reliable, transient local, depth 1: a late subscriber gets the
+  latest plan): every scale of every command, coarse first, final last;
+* ``controller_topic``, or each topic of ``controllers`` with exactly its joints
+  (trajectory_msgs/JointTrajectory; reliable, volatile by default): every scale or the final one only
   (``controller_plans``). A ROS 2 joint_trajectory_controller replaces its trajectory on receipt, so
   each one is stamped with its own switch time, starts from the state being commanded then and
   ends at rest (:mod:`moscale_ros.pipeline`);
+* ``joint_state_topic_in`` (sensor_msgs/JointState, optional): the measured joint positions; a command
+  with nothing running starts from them;
+* ``robot_description_topic`` (std_msgs/String, transient local, optional; e.g. ``/robot_description``):
+  the URDF, read when the model and robot are loaded;
+* ``~/rejections`` (diagnostic_msgs/DiagnosticStatus): every refused command or rejected goal, with
+  its reason in ``message``;
 * ``~/stop`` (std_srvs/Trigger), and cancelling a goal: generation stops and the controller gets a
   short trajectory that brings what it commands to rest within the limits;
 * ``joint_state_topic`` (sensor_msgs/JointState) and ``~/skeleton`` (visualization_msgs/MarkerArray):
@@ -17,7 +25,10 @@ Interfaces (names relative to the node; remap as usual):
 
 Callbacks only translate messages and delegate: requests go to :class:`MotionPipeline` through
 the :class:`GenerationWorker` thread, so the executor never waits on the model. Every command
-first passes the rate limit (``max_command_rate``, ``command_burst``), then request validation.
+first passes the readiness check, the rate limit (``max_command_rate``, ``command_burst``), then
+request validation; a goal that fails any of them (any :class:`MoScaleError`) is rejected in the goal
+callback. A managed variant (:mod:`moscale_ros.node.lifecycle`) loads in ``configure`` and sends only
+while active.
 A start-up failure (bad parameter, missing or corrupt checkpoint, invalid robot, absent CUDA) is
 logged and, with ``on_startup_error: exit`` (default), ends the process with exit code
 :data:`STARTUP_FAILURE_EXIT` (see main.py); with ``stay_up`` the node stays up and refuses every
@@ -26,21 +37,25 @@ command with that error.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import traceback
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.publisher import Publisher
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -51,7 +66,9 @@ from moscale_common.errors import ConfigError, MoScaleError
 from moscale_ros.action import GenerateMotion
 from moscale_ros.msg import MotionPlan
 from moscale_ros.node import convert
+from moscale_ros.node.controllers import ControllerAssignment, assign_joints
 from moscale_ros.node.health import CommandStats, NotReadyError, resident_memory_mb
+from moscale_ros.node.measured import MeasuredJointState
 from moscale_ros.node.parameters import NodeSettings, parameter_defaults, split_parameters
 from moscale_ros.node.rate_limit import CommandRateLimiter
 from moscale_ros.node.worker import GenerationWorker, Job
@@ -60,6 +77,13 @@ from moscale_ros.pipeline import MotionPipeline, PipelineConfig, PlanStep, build
 NODE_NAME = "moscale_node"
 STARTUP_FAILURE_EXIT = 2  # exit code of a start-up failure under on_startup_error: exit
 RESULT_KEEP_S = 10  # s a finished goal's result stays retrievable (bounds the retained goal handles)
+# ~/plan: reliable and transient local, so a late subscriber (RViz, a logger) gets the latest plans. Depth 8
+# (one command's scales), not 1: a KEEP_LAST 1 writer replaces a plan that a slow subscriber has not yet
+# acknowledged, and a test client on a loaded machine lost a plan that way.
+PLAN_QOS = QoSProfile(depth=8, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# LATCHED_QOS: robot_description, as robot_state_publisher publishes it
+NOT_CONFIGURED = "not configured (lifecycle state unconfigured): configure it to load the model and robot"
 PipelineFactory = Callable[[PipelineConfig, Callable[[], float]], MotionPipeline]
 
 
@@ -76,6 +100,8 @@ def _declare(node: Node, name: str, default: Any) -> Any:
 class MoScaleNode(Node):
     """ROS adapter around :class:`MotionPipeline` (see the module docstring)."""
 
+    managed = False  # the lifecycle variant loads in configure and sends only while active
+
     def __init__(self, pipeline_factory: PipelineFactory = build_pipeline, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         defaults = parameter_defaults()
@@ -90,21 +116,39 @@ class MoScaleNode(Node):
         self._controller_request = ""  # request id of the motion the controller was last sent
         self._last_switch = (0.0, 0.0)  # (rad, ratio) of the last trajectory sent, for /diagnostics
         self._max_switch_ratio = 0.0
+        self._pipeline_factory = pipeline_factory
+        self.worker: GenerationWorker | None = None
+        self.output_enabled = not self.managed  # a managed node sends nothing until activated
+        self.controllers: ControllerAssignment | None = None
+        self.measured = MeasuredJointState()
+        self.last_refusal = ""
+        # Accepted goals are submitted in the order they were accepted (their execute callbacks may
+        # start in another order on the multi-threaded executor): a ticket per accepted goal request.
+        self._goal_order = threading.Condition()
+        self._tickets: dict[int, int] = {}  # id(goal request) -> ticket
+        self._tickets_issued = self._tickets_submitted = 0
+        self._robot_description: String | None = None
+        self._robot_description_event = threading.Event()
+        self.parameter_error = ""
         try:
             self.config, self.settings = split_parameters(values)
         except ConfigError as exc:
-            self.startup_error = f"bad parameter: {exc}"
+            self.startup_error = self.parameter_error = f"bad parameter: {exc}"
             stay_up = values.get("on_startup_error") == "stay_up"  # honoured even when another value is bad
             self.config = PipelineConfig()
             self.settings = NodeSettings(on_startup_error="stay_up" if stay_up else "exit")
         s = self.settings
         self.rate_limiter = CommandRateLimiter(s.max_command_rate, s.command_burst)
         self._make_interfaces()
+        if self.managed:
+            self.startup_error = self.parameter_error or NOT_CONFIGURED
+            self._make_inputs()
+            self.get_logger().info(
+                "managed node up (unconfigured): configure loads the model and robot, activate sends"
+            )
+            return
         if not self.startup_error:
-            self._load_pipeline(pipeline_factory)
-        self.worker: GenerationWorker | None = None
-        if self.pipeline is not None:
-            self.worker = GenerationWorker(self.pipeline, self._publish_step, self._log, s.concurrency, s.max_queue)
+            self.bring_up()
         if self.pipeline is None and self.exit_on_startup_error:
             self.get_logger().fatal(
                 f"start-up failed: {self.startup_error} (exiting with code {STARTUP_FAILURE_EXIT}; "
@@ -116,7 +160,7 @@ class MoScaleNode(Node):
             self.get_logger().error(f"not ready, every command will be refused: {self.startup_error}")
         else:
             self.get_logger().info(
-                f"ready: ~/command, ~/generate -> ~/plan and {self.settings.controller_topic} "
+                f"ready: ~/command, ~/generate -> ~/plan and {', '.join(self.trajectory_pubs)} "
                 f"({self.config.controller_plans}, {self.settings.concurrency})"
             )
 
@@ -139,6 +183,8 @@ class MoScaleNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _make_interfaces(self) -> None:
+        """Publishers: ``~/plan`` latched (reliable, transient local, depth 1), the controller topics
+        with the ``qos_*`` parameters (default reliable, volatile, depth 10), and the rest."""
         s = self.settings
         reliable, latched = s.qos_reliability == "reliable", s.qos_durability == "transient_local"
         qos = QoSProfile(
@@ -146,11 +192,100 @@ class MoScaleNode(Node):
             reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
             durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
         )
-        self.plan_pub = self.create_publisher(MotionPlan, "~/plan", qos)
-        self.trajectory_pub = self.create_publisher(JointTrajectory, s.controller_topic, qos)
+        self.plan_pub = self.create_publisher(MotionPlan, "~/plan", PLAN_QOS)
+        topics = list(s.controller_joints) or [s.controller_topic]
+        self.trajectory_pubs: dict[str, Publisher] = {t: self.create_publisher(JointTrajectory, t, qos) for t in topics}
         self.joint_state_pub = self.create_publisher(JointState, s.joint_state_topic, 10)
         self.marker_pub = self.create_publisher(MarkerArray, "~/skeleton", 10)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.rejection_pub = self.create_publisher(DiagnosticStatus, "~/rejections", 10)
+        if s.robot_description_topic:  # kept: a later message is used at the next configure
+            self.create_subscription(
+                String, s.robot_description_topic, self._on_robot_description, LATCHED_QOS,
+                callback_group=MutuallyExclusiveCallbackGroup(),
+            )  # fmt: skip
+
+    # ------------------------------------------------------------------------ bring-up and lifecycle
+
+    def bring_up(self) -> bool:
+        """Load the robot (its URDF from ``robot_description_topic`` if set) and the model, assign the
+        joints to the controllers and start the generation worker. False, with ``startup_error`` set,
+        when any of it fails."""
+        if self.parameter_error:
+            self.startup_error = self.parameter_error
+            return False
+        self.startup_error = ""
+        try:
+            self._take_robot_description()
+        except MoScaleError as exc:
+            self.startup_error = str(exc)
+            return False
+        self._load_pipeline(self._pipeline_factory)
+        if self.pipeline is None:
+            return False
+        s = self.settings
+        try:
+            self.controllers = assign_joints(s.controller_joints, s.controller_topic, self.pipeline.robot.joint_names)
+        except MoScaleError as exc:
+            self.startup_error, self.pipeline = str(exc), None
+            return False
+        for topic, names in self.controllers.joint_names.items():
+            self.get_logger().info(f"controller {topic}: {len(names)} joints")
+        if self.controllers.unlisted:
+            unlisted = self.controllers.unlisted
+            self.get_logger().warning(f"{len(unlisted)} joint(s) no controller lists, never sent: {unlisted}")
+        self.pipeline.measured_pose = self._measured_pose if s.joint_state_topic_in else None
+        self.worker = GenerationWorker(self.pipeline, self._publish_step, self._log, s.concurrency, s.max_queue)
+        return True
+
+    def tear_down(self) -> None:
+        """Stop the worker and release the model and robot (lifecycle cleanup and shutdown)."""
+        self.output_enabled = False
+        if self.worker is not None:
+            self.worker.stop()
+        self.worker, self.pipeline, self.controllers = None, None, None
+        self.startup_error = self.parameter_error or NOT_CONFIGURED
+
+    def _on_robot_description(self, msg: String) -> None:
+        if self._robot_description is not None and msg.data != self._robot_description.data:
+            self.get_logger().info(
+                f"a new robot_description on {self.settings.robot_description_topic}: used from the next "
+                "configure (managed node) or restart"
+            )
+        self._robot_description = msg
+        self._robot_description_event.set()
+
+    def _take_robot_description(self) -> None:
+        """With ``robot_description_topic`` set and no ``robot_description`` parameter, wait up to
+        ``robot_description_timeout`` for the URDF on that topic and use it (ConfigError if none comes)."""
+        topic, timeout = self.settings.robot_description_topic, self.settings.robot_description_timeout
+        if not topic:
+            return
+        if self.config.robot_description:
+            self.get_logger().info(f"robot_description parameter set: {topic} is not read")
+            return
+        deadline = time.monotonic() + timeout
+        if self.managed:  # in configure: another thread of the node's executor takes the message
+            self._robot_description_event.wait(timeout)
+        else:  # still in the constructor: nothing spins the node yet
+            executor = SingleThreadedExecutor(context=self.context)
+            executor.add_node(self)
+            try:
+                while not self._robot_description_event.is_set() and time.monotonic() < deadline:
+                    executor.spin_once(timeout_sec=0.05)
+            finally:
+                executor.remove_node(self)
+                executor.shutdown(timeout_sec=0)
+        msg = self._robot_description
+        if msg is None or not msg.data.strip():
+            raise ConfigError(
+                f"no robot_description on {topic} within robot_description_timeout={timeout:g} s "
+                "(robot_state_publisher publishes it there, transient local)"
+            )
+        self.config = dataclasses.replace(self.config, robot_description=msg.data)
+        self.get_logger().info(
+            f"robot_description from {topic}: robot {_urdf_robot_name(msg.data)!r}, {len(msg.data)} characters"
+        )
 
     def _load_pipeline(self, factory: PipelineFactory) -> None:
         tick = time.perf_counter()
@@ -175,12 +310,17 @@ class MoScaleNode(Node):
     def _make_inputs(self) -> None:
         inputs = MutuallyExclusiveCallbackGroup()
         self.create_subscription(String, "~/command", self._on_command, 10, callback_group=inputs)
+        if self.settings.joint_state_topic_in:  # best effort: matches reliable and best-effort publishers
+            self.create_subscription(
+                JointState, self.settings.joint_state_topic_in, self._on_measured, qos_profile_sensor_data,
+                callback_group=MutuallyExclusiveCallbackGroup(),
+            )  # fmt: skip
         self.action_server = ActionServer(
             self,
             GenerateMotion,
             "~/generate",
             execute_callback=self._execute_goal,
-            goal_callback=lambda _goal: GoalResponse.ACCEPT,  # every goal gets a result with a message
+            goal_callback=self._on_goal,
             cancel_callback=lambda _goal: CancelResponse.ACCEPT,
             callback_group=ReentrantCallbackGroup(),
             result_timeout=RESULT_KEEP_S,
@@ -217,27 +357,92 @@ class MoScaleNode(Node):
         try:
             self._submit(self._make_job(msg.data, 0.0, self.settings.topic_seed, "", "topic"))
         except MoScaleError as exc:
-            self._log_refusal(exc, f"command {msg.data[:60]!r}")
+            self._log_refusal(exc, f"command {msg.data[:60]!r} refused", "topic", msg.data)
 
-    def _log_refusal(self, error: MoScaleError, what: str) -> None:
-        """Count a refusal and log it; rate-limit refusals at most once a second (a flood must not
-        flood the log too: /diagnostics counts every one)."""
-        if self.stats.refused(error) == "rate_limited":
+    def _on_measured(self, msg: JointState) -> None:
+        self.measured.update(list(msg.name), list(msg.position), self.now_s())
+
+    def _measured_pose(self) -> np.ndarray | None:
+        """Worker thread, a command with nothing running: the measured pose in the robot's joint order,
+        or None (with a warning naming what is missing: the motion then starts from an IK pose)."""
+        topic = self.settings.joint_state_topic_in
+        positions_J, missing = self.measured.pose(self.pipeline.robot.joint_names)
+        if positions_J is None:
+            what = "no JointState received yet" if not self.measured.stamp else f"no position for {missing}"
+            self.get_logger().warning(f"measured state on {topic}: {what}; starting from the IK pose instead")
+            return None
+        age = self.now_s() - self.measured.stamp
+        self.get_logger().info(f"starting from the measured pose on {topic} (received {age:.2f} s ago)")
+        return positions_J
+
+    def _on_goal(self, goal: GenerateMotion.Goal) -> GoalResponse:
+        """Reject a goal the node will not run: not ready or inactive, over the rate limit, or any
+        other failed request validation (any MoScaleError); the reason is logged and published on
+        ``~/rejections``. An accepted goal has used its rate-limit token."""
+        self.stats.count("goals_received")
+        try:
+            self._make_job(goal.text, goal.duration, goal.seed, "", "action")
+        except MoScaleError as exc:
+            self.stats.count("goals_rejected")
+            self._log_refusal(exc, f"goal ({goal.text[:60]!r}) rejected", "action", goal.text)
+            return GoalResponse.REJECT
+        with self._goal_order:  # rclpy hands this same goal object to the execute callback
+            self._tickets[id(goal)] = self._tickets_issued
+            self._tickets_issued += 1
+        return GoalResponse.ACCEPT
+
+    def _submit_in_order(self, goal: GenerateMotion.Goal, job: Job | None) -> None:
+        """Submit ``job`` once every goal accepted before ``goal`` was submitted (at most 1 s: a goal
+        accepted but never executed must not hold the others); ``None`` only gives the turn on."""
+        with self._goal_order:
+            ticket = self._tickets.pop(id(goal), None)
+            if ticket is not None and job is not None:
+                self._goal_order.wait_for(lambda: self._tickets_submitted >= ticket, timeout=1.0)
+            try:
+                if job is not None:
+                    self._submit(job)
+            finally:
+                if ticket is not None:
+                    self._tickets_submitted = max(self._tickets_submitted, ticket + 1)
+                self._goal_order.notify_all()
+
+    def _log_refusal(self, error: MoScaleError, what: str, source: str, text: str) -> None:
+        """Count a refusal, publish it on ``~/rejections`` and log it; rate-limit refusals at most once
+        a second (a flood must not flood the log too: /diagnostics counts every one)."""
+        kind = self.stats.refused(error)
+        self.last_refusal = f"{what}: {error}"
+        self.rejection_pub.publish(
+            DiagnosticStatus(
+                level=DiagnosticStatus.WARN,
+                name=f"{self.get_fully_qualified_name()}: {source} command refused",
+                message=str(error)[:1000],
+                hardware_id=self.config.robot,
+                values=[
+                    KeyValue(key="source", value=source),
+                    KeyValue(key="kind", value=kind),
+                    KeyValue(key="text", value=text[:200]),
+                ],
+            )  # fmt: skip
+        )
+        if kind == "rate_limited":
             self.get_logger().warning(
-                f"{what} refused: {error} (more rate-limit refusals within 1 s are counted on /diagnostics, "
-                "not logged)",
+                f"{what}: {error} (more rate-limit refusals within 1 s are counted on /diagnostics, not logged)",
                 throttle_duration_sec=1.0,
             )
         else:
-            self.get_logger().error(f"{what} refused: {error}")
+            self.get_logger().error(f"{what}: {error}")
 
-    def _make_job(self, text: str, duration: float, seed: int, request_id: str, source: str) -> Job:
-        """A validated job, or NotReadyError, RateLimitError, InputError (in that order of checks)."""
+    def _make_job(self, text: str, duration: float, seed: int, request_id: str, source: str, admit: bool = True) -> Job:
+        """A validated job, or NotReadyError, RateLimitError, InputError (in that order of checks);
+        ``admit=False`` skips the rate limit (a goal passed it in the goal callback)."""
         if not self.ready:
             raise NotReadyError(f"the node is not ready: {self.startup_error}")
-        self.rate_limiter.admit(f"{source} command")
+        if not self.output_enabled:
+            raise NotReadyError("the node is inactive (lifecycle): activate it to accept commands")
+        if admit:
+            self.rate_limiter.admit(f"{source} command")
         request = self.pipeline.request(text, duration, seed, request_id)  # UnknownCommandError: refused
-        for warning in request.warnings:  # unknown_command: warn
+        for warning in request.warnings if admit else ():  # unknown_command: warn (a goal: once, when accepted)
             self.get_logger().warning(f"{source} command {text[:60]!r} accepted (unknown_command: warn): {warning}")
         return Job(request, source)
 
@@ -247,8 +452,7 @@ class MoScaleNode(Node):
 
     def _execute_goal(self, goal_handle: ServerGoalHandle) -> GenerateMotion.Result:
         """Runs on an executor thread: waits for the worker, forwards cancel requests, reports the end.
-        Every goal ends SUCCEEDED, CANCELED or ABORTED with a message, whatever happens."""
-        self.stats.count("goals_received")
+        Every accepted goal ends SUCCEEDED, CANCELED or ABORTED with a message, whatever happens."""
         self.stats.count("goals_active")
         request_id = bytes(goal_handle.goal_id.uuid).hex()
         try:
@@ -266,11 +470,15 @@ class MoScaleNode(Node):
     def _run_goal(self, goal_handle: ServerGoalHandle, request_id: str) -> tuple[str, GenerateMotion.Result]:
         goal = goal_handle.request
         try:
-            job = self._make_job(goal.text, goal.duration, goal.seed, request_id, "action")
+            try:
+                job = self._make_job(goal.text, goal.duration, goal.seed, request_id, "action", admit=False)
+            except MoScaleError:
+                self._submit_in_order(goal, None)
+                raise
             job.on_plan = lambda plan: goal_handle.publish_feedback(GenerateMotion.Feedback(plan=plan))
-            self._submit(job)
-        except MoScaleError as exc:
-            self._log_refusal(exc, f"goal {request_id[:8]} ({goal.text[:60]!r})")
+            self._submit_in_order(goal, job)
+        except MoScaleError as exc:  # e.g. the queue is full, or the node was deactivated meanwhile
+            self._log_refusal(exc, f"goal {request_id[:8]} ({goal.text[:60]!r}) refused", "action", goal.text)
             goal_handle.abort()
             return "aborted", GenerateMotion.Result(success=False, message=str(exc))
         stopped = False
@@ -282,7 +490,9 @@ class MoScaleNode(Node):
                     self.stop_motion(f"goal {request_id[:8]} canceled")
         if goal_handle.is_cancel_requested and not stopped and self._controller_request == request_id:
             self.stop_motion(f"goal {request_id[:8]} canceled")
-        result = GenerateMotion.Result(success=job.status == "succeeded", message=job.message)
+        sent = job.trajectories_sent
+        sent_note = f"{sent} trajectories sent to the controller" if sent else "no trajectory sent to the controller"
+        result = GenerateMotion.Result(success=job.status == "succeeded", message=f"{job.message}; {sent_note}")
         if job.final_plan is not None:
             result.final_plan = job.final_plan
             result.segments = convert.segment_lines(job.final_plan)
@@ -300,12 +510,13 @@ class MoScaleNode(Node):
         """Worker thread: publish one plan (and its trajectory), log its latency, commit it."""
         tick = time.perf_counter()
         with self._controller_lock:  # a stop between the check and the send would be overridden
-            if job.should_stop():
+            if job.should_stop() or not self.output_enabled:
                 return
             plan = convert.motion_plan_msg(step)
             self.plan_pub.publish(plan)
             if step.to_controller:
                 self._send(step, plan.trajectory)
+                job.trajectories_sent += 1
         if job.on_plan is not None:
             job.on_plan(plan)
         if step.is_final:
@@ -320,8 +531,18 @@ class MoScaleNode(Node):
         )
 
     def _send(self, step: PlanStep, trajectory: JointTrajectory) -> None:
-        """Publish ``trajectory`` to the controller and record it (holding ``_controller_lock``)."""
-        self.trajectory_pub.publish(trajectory)
+        """Publish ``trajectory`` (the whole-body message of ``step``) to the controllers, each with
+        exactly its joints, and record it (holding ``_controller_lock``). The controller model sees the
+        whole body: every controller gets the same stamp and times, and a joint_trajectory_controller
+        follows each joint on its own, so the split changes nothing it predicts."""
+        if self.controllers.whole_body:
+            (publisher,) = self.trajectory_pubs.values()
+            publisher.publish(trajectory)
+        else:
+            for topic, columns in self.controllers.columns.items():
+                self.trajectory_pubs[topic].publish(
+                    convert.joint_trajectory_msg(step.trajectory, step.start_time, columns)
+                )
         reason = self.pipeline.commit(step, self.now_s())
         if reason is not None:  # a bug: every plan is shaped for the controller's rules
             self.get_logger().error(f"[{step.request.request_id[:8]}] the controller rejects this trajectory: {reason}")
@@ -363,6 +584,8 @@ class MoScaleNode(Node):
         values["last_switch_step_rad"] = f"{self._last_switch[0]:.4f}"
         values["last_switch_step_ratio"] = f"{self._last_switch[1]:.3f}"
         values["max_switch_step_ratio"] = f"{self._max_switch_ratio:.3f}"
+        values["active"] = str(self.output_enabled).lower()
+        values["last_refusal"] = self.last_refusal[:500]
         return values
 
     def _publish_diagnostics(self) -> None:
@@ -380,13 +603,21 @@ class MoScaleNode(Node):
     def _play_back(self) -> None:
         """Joint states and the human skeleton of the committed motion, at the current time."""
         motion = self.pipeline.last_commanded if self.pipeline is not None else None
-        if motion is None:
+        if motion is None or not self.output_enabled:
             return
         now = self.now_s()
         self.joint_state_pub.publish(convert.joint_state_msg(motion.trajectory.joint_names, motion.pose_at(now), now))
         frames = motion.human_joints_T223
         frame = min(max(int((now - motion.start_time) * motion.human_fps), 0), len(frames) - 1)
         self.marker_pub.publish(convert.skeleton_markers(frames[frame], now, self.settings.marker_frame))
+
+
+def _urdf_robot_name(urdf: str) -> str:
+    """The ``<robot name=...>`` of a URDF text ("?" if it does not parse)."""
+    try:
+        return ElementTree.fromstring(urdf).get("name", "?")
+    except ElementTree.ParseError:
+        return "?"
 
 
 def spin(node: MoScaleNode, stop: threading.Event | None = None, poll_s: float = 0.1) -> None:

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from moscale_common.config import from_dict
 from moscale_common.errors import ConfigError
 from moscale_ros.generation.config import SamplingOverrides
+from moscale_ros.node.controllers import parse_controllers
 from moscale_ros.pipeline import PipelineConfig
 
 DEFAULT_CONTROLLER_TOPIC = "/joint_trajectory_controller/joint_trajectory"
@@ -63,6 +64,10 @@ class NodeSettings:
     """Topics, concurrency, playback and QoS of the ROS node (everything the core does not need)."""
 
     controller_topic: str = DEFAULT_CONTROLLER_TOPIC  # JointTrajectory for the trajectory controller
+    controllers: str = ""  # YAML {controller topic: [joints]}; empty: controller_topic with every joint
+    joint_state_topic_in: str = ""  # measured JointState (e.g. /joint_states); empty: start from an IK pose
+    robot_description_topic: str = ""  # e.g. /robot_description (transient local); empty: not read
+    robot_description_timeout: float = 10.0  # s to wait at start-up for a message on robot_description_topic
     concurrency: Literal["preempt", "queue"] = "preempt"  # what a new command does to the one in progress
     max_queue: int = 4  # commands allowed to wait under "queue"
     topic_seed: int = -1  # seed of ~/command commands; -1: random
@@ -93,6 +98,19 @@ class NodeSettings:
             raise ConfigError(f"command_burst: must be >= 1, got {self.command_burst}")
         if not (math.isfinite(self.diagnostics_period) and self.diagnostics_period >= 0):
             raise ConfigError(f"diagnostics_period: must be >= 0 s, got {self.diagnostics_period}")
+        parse_controllers(self.controllers)  # ConfigError names what is wrong
+        if self.joint_state_topic_in and self.joint_state_topic_in == self.joint_state_topic:
+            raise ConfigError(
+                f"joint_state_topic_in: {self.joint_state_topic_in!r} is also joint_state_topic, the node's own "
+                "playback; the measured state must come from the robot"
+            )
+        if not (math.isfinite(self.robot_description_timeout) and self.robot_description_timeout > 0):
+            raise ConfigError(f"robot_description_timeout: must be > 0 s, got {self.robot_description_timeout}")
+
+    @property
+    def controller_joints(self) -> dict[str, list[str]]:
+        """``controllers`` parsed (``{}``: the one whole-body ``controller_topic``)."""
+        return parse_controllers(self.controllers)
 
 
 PARAMETER_GROUPS = (PipelineConfig, SamplingParameters, NodeSettings)

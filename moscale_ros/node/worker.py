@@ -38,6 +38,7 @@ class Job:
     message: str = ""
     final_plan: Any = None  # the published MotionPlan message of the final scale
     plans_published: int = 0
+    trajectories_sent: int = 0  # plans the node sent to the controller(s)
     done: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
     _stop_status: Status = "canceled"

@@ -50,6 +50,7 @@ class EvaluatorDataConfig:
     min_frames: int = 24
     max_frames: int = 196
     mirror_prob: float = 0.5
+    crop_prob: float = 0.0
     val_split: str = "val"
 
     def __post_init__(self) -> None:
@@ -59,6 +60,8 @@ class EvaluatorDataConfig:
             )
         if not 0.0 <= self.mirror_prob <= 1.0:
             raise ConfigError(f"data.mirror_prob: must be in [0, 1], got {self.mirror_prob}")
+        if not 0.0 <= self.crop_prob <= 1.0:
+            raise ConfigError(f"data.crop_prob: must be in [0, 1], got {self.crop_prob}")
 
 
 @dataclass
@@ -101,6 +104,7 @@ def evaluator_batches(
     style_map: torch.Tensor,
     deterministic: bool,
     mirror_prob: float = 0.0,
+    crop_prob: float = 0.0,
 ) -> MotionTextBatches:
     """Normalised windows of one split with their description and labels (style as concept index)."""
 
@@ -109,7 +113,13 @@ def evaluator_batches(
         return batch
 
     dataset = MotionTextDataset(
-        prepared, split, cfg.max_frames, cfg.min_frames, deterministic=deterministic, mirror_prob=mirror_prob
+        prepared,
+        split,
+        cfg.max_frames,
+        cfg.min_frames,
+        deterministic=deterministic,
+        mirror_prob=mirror_prob,
+        crop_prob=crop_prob,
     )
     return MotionTextBatches(dataset, style_concept_labels)
 
@@ -149,7 +159,9 @@ def _train(cfg: EvaluatorTrainConfig, session: TrainingSession) -> int:
     device, run_dir = session.device, session.run_dir
     prepared = load_prepared(cfg.data.cache_dir, load_joints=False)
     styles, style_map = style_concepts(prepared.styles)
-    train_data = evaluator_batches(prepared, "train", cfg.data, style_map, False, cfg.data.mirror_prob)
+    train_data = evaluator_batches(
+        prepared, "train", cfg.data, style_map, False, cfg.data.mirror_prob, cfg.data.crop_prob
+    )
     val_data = evaluator_batches(prepared, cfg.data.val_split, cfg.data, style_map, True)
     text_encoder = TextEncoder(cfg.text_encoder, device=device)
     model_cfg = replace(

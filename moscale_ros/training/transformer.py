@@ -5,12 +5,19 @@ One step, for a batch of (motion window, description):
 
 1. Cross-scale hierarchical refinement: quantise the motion with the frozen tokenizer while a
    random fraction ``rho ~ U(0, corrupt_max)`` (for a ``corrupt_prob`` share of the samples) of
-   each coarser scale's codes is replaced by random codes before the finer scales see the
-   residual. Targets of scale k are the quantiser's codes given the corrupted coarser scales,
-   i.e. finer scales learn to correct coarse mistakes (MoScale: up to 60 %).
+   each coarser scale's codes is replaced by random codes (with ``corrupt_distinct``, always a code
+   other than the true one) before the finer scales see the residual. Targets of scale k are the
+   quantiser's codes given the corrupted coarser scales, i.e. finer scales learn to correct coarse
+   mistakes (MoScale: up to 60 %).
 2. In-scale masked modelling (MaskGIT): per sample and scale, a share ``cos(pi/2 u)``,
-   ``u ~ U(0, 1)``, of the tokens (all of them with probability ``full_mask_prob``) is replaced
-   by the mask token; the loss is the cross-entropy on the masked tokens only.
+   ``u ~ U(0, 1)``, of the tokens (all of them with probability ``full_mask_prob``) is selected.
+   A selected token becomes the mask token with probability ``mask_fraction``, a random code with
+   ``random_fraction``, and stays as it is otherwise (BERT's 80/10/10 is 0.8 / 0.1). A share
+   ``visible_noise`` of the other (visible) tokens is replaced by random codes. The visible tokens
+   are the quantiser's clean codes (``context: clean``) or the codes it actually accumulated,
+   corruption included (``context: corrupted``, as generation sees its own earlier samples). The
+   loss is the cross-entropy on the selected tokens and on every visible token that differs from
+   its target.
 3. Condition dropout: the text is replaced by the learned null text with ``cond_drop_prob``.
 4. Length estimator: cross-entropy of the latent length from the pooled text (not dropped).
 
@@ -40,11 +47,11 @@ from moscale_common.errors import ConfigError
 from moscale_common.paths import local_or_resource
 from moscale_ros.data.dataset import MotionTextBatches, MotionTextDataset, load_prepared
 from moscale_ros.data.prepared import PreparedData
-from moscale_ros.generation.bundle import GENERATOR_KIND, generator_configs, save_generator
+from moscale_ros.generation.bundle import GENERATOR_KIND, generator_configs, load_any_tokenizer, save_generator
 from moscale_ros.generation.config import GenerationConfig
 from moscale_ros.models.length import LengthEstimator, LengthEstimatorConfig
 from moscale_ros.models.text_encoder import TextEncoder, TextEncoderConfig
-from moscale_ros.models.tokenizer import MotionTokenizer, load_tokenizer
+from moscale_ros.models.tokenizer import MotionTokenizer
 from moscale_ros.models.transformer import NextScaleTransformer, TransformerConfig, count_parameters
 from moscale_ros.training.common import Checkpointed, LoopConfig, TrainingSession, run_training, train_command
 
@@ -78,11 +85,23 @@ class MaskingConfig:
     corrupt_max: float = 0.6
     corrupt_prob: float = 0.5
     full_mask_prob: float = 0.1
+    corrupt_distinct: bool = False  # a corrupted code is never the true one
+    mask_fraction: float = 1.0  # of the selected tokens: share replaced by the mask token
+    random_fraction: float = 0.0  # ... by a random code (the rest stays)
+    visible_noise: float = 0.0  # share of the visible tokens replaced by random codes
+    context: Literal["clean", "corrupted"] = "clean"  # visible tokens: clean codes or the accumulated ones
 
     def __post_init__(self) -> None:
-        for name in ("corrupt_max", "corrupt_prob", "full_mask_prob"):
+        for name in ("corrupt_max", "corrupt_prob", "full_mask_prob", "mask_fraction", "random_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"masking.{name}: must be in [0, 1], got {getattr(self, name)}")
+        if self.mask_fraction + self.random_fraction > 1.0 + 1e-9:
+            raise ConfigError(
+                "masking.mask_fraction + random_fraction: must be <= 1, got "
+                f"{self.mask_fraction} + {self.random_fraction}"
+            )
+        if not 0.0 <= self.visible_noise < 0.5:
+            raise ConfigError(f"masking.visible_noise: must be in [0, 0.5), got {self.visible_noise}")
 
 
 @dataclass
@@ -116,17 +135,30 @@ class TransformerTrainConfig:
 # ---- masking ------------------------------------------------------------------------------------
 
 
+def random_codes_like(idx_BL: torch.Tensor, codebook_size: int, distinct: bool = False) -> torch.Tensor:
+    """Uniformly random codes ``(B, L)``; with ``distinct`` uniform over the codes other than ``idx_BL``'s:
+    ``(idx + U{1, V-1}) mod V``."""
+    if distinct:
+        offset_BL = torch.randint(1, codebook_size, idx_BL.shape, device=idx_BL.device)
+        return (idx_BL + offset_BL) % codebook_size
+    return torch.randint(0, codebook_size, idx_BL.shape, device=idx_BL.device)
+
+
 def corrupt_codes(
-    idx_BL: torch.Tensor, valid_BL: torch.Tensor, codebook_size: int, corrupt_max: float, corrupt_prob: float
+    idx_BL: torch.Tensor,
+    valid_BL: torch.Tensor,
+    codebook_size: int,
+    corrupt_max: float,
+    corrupt_prob: float,
+    distinct: bool = False,
 ) -> torch.Tensor:
     """Replace a share ``rho_b ~ U(0, corrupt_max)`` of sample b's valid codes (for a
-    ``corrupt_prob`` share of the samples) by uniformly random codes."""
+    ``corrupt_prob`` share of the samples) by random codes (``distinct``: never the true code)."""
     B, L = idx_BL.shape
     device = idx_BL.device
     rho_B = torch.rand(B, device=device) * corrupt_max * (torch.rand(B, device=device) < corrupt_prob)
     replace_BL = (torch.rand(B, L, device=device) < rho_B[:, None]) & valid_BL
-    random_BL = torch.randint(0, codebook_size, (B, L), device=device)
-    return torch.where(replace_BL, random_BL, idx_BL)
+    return torch.where(replace_BL, random_codes_like(idx_BL, codebook_size, distinct), idx_BL)
 
 
 def mask_tokens(
@@ -144,6 +176,43 @@ def mask_tokens(
     rank_BL = score_BL.argsort(dim=1).argsort(dim=1)
     masked_BL = (rank_BL < num_masked_B[:, None]) & valid_BL
     return idx_BL.masked_fill(masked_BL, mask_id), masked_BL
+
+
+def noisy_tokens(
+    visible_BL: torch.Tensor,
+    target_BL: torch.Tensor,
+    valid_BL: torch.Tensor,
+    mask_id: int,
+    codebook_size: int,
+    masking: MaskingConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The input tokens of one training scale and where the loss applies: ``(tokens_in_BL, loss_BL)``.
+
+    ``visible_BL`` are the codes a sample shows where nothing is selected (clean or accumulated,
+    per ``masking.context``), ``target_BL`` the codes to predict. Selection as :func:`mask_tokens`;
+    selected tokens become the mask token (``mask_fraction``), a random code (``random_fraction``)
+    or stay; ``visible_noise`` of the rest become random codes. Loss: selected tokens, and visible
+    ones that differ from their target. With the defaults (1, 0, 0, clean) this is :func:`mask_tokens`.
+    """
+    _, selected_BL = mask_tokens(target_BL, valid_BL, mask_id, masking.full_mask_prob)
+    tokens_BL = visible_BL
+    if masking.visible_noise > 0:
+        noise_BL = (torch.rand(visible_BL.shape, device=visible_BL.device) < masking.visible_noise) & valid_BL
+        tokens_BL = torch.where(noise_BL, random_codes_like(visible_BL, codebook_size), tokens_BL)
+    if masking.mask_fraction < 1.0:
+        draw_BL = torch.rand(visible_BL.shape, device=visible_BL.device)
+        to_mask_BL = selected_BL & (draw_BL < masking.mask_fraction)
+        to_random_BL = (
+            selected_BL
+            & (draw_BL >= masking.mask_fraction)
+            & (draw_BL < masking.mask_fraction + masking.random_fraction)
+        )
+        tokens_BL = torch.where(to_random_BL, random_codes_like(target_BL, codebook_size), tokens_BL)
+    else:
+        to_mask_BL = selected_BL
+    tokens_BL = tokens_BL.masked_fill(to_mask_BL, mask_id)
+    loss_BL = selected_BL | ((tokens_BL != target_BL) & valid_BL & ~to_mask_BL)
+    return tokens_BL, loss_BL
 
 
 # ---- data ---------------------------------------------------------------------------------------
@@ -205,16 +274,24 @@ def token_loss(
                 if k == last:
                     return idx_BL
                 return corrupt_codes(
-                    idx_BL, valid_BL, tokenizer.codebook_size, masking.corrupt_max, masking.corrupt_prob
+                    idx_BL,
+                    valid_BL,
+                    tokenizer.codebook_size,
+                    masking.corrupt_max,
+                    masking.corrupt_prob,
+                    masking.corrupt_distinct,
                 )
 
         quant = tokenizer.quantize(f_BNC, N_B, corrupt_fn=corrupt)
     text = models.text_encoder.encode(batch["texts"]).to(device)
     cond = model.condition(text, N_B, drop_B=None if train else torch.zeros_like(N_B, dtype=torch.bool))
     tokens_in, masked = [], []
-    for idx_BL, valid_BL in zip(quant.idx, quant.masks):
+    visible = quant.used_idx if masking.context == "corrupted" else quant.idx
+    for idx_BL, visible_BL, valid_BL in zip(quant.idx, visible, quant.masks):
         if train:
-            tok_BL, masked_BL = mask_tokens(idx_BL, valid_BL, model.mask_id, masking.full_mask_prob)
+            tok_BL, masked_BL = noisy_tokens(
+                visible_BL, idx_BL, valid_BL, model.mask_id, tokenizer.codebook_size, masking
+            )
         else:
             tok_BL, masked_BL = idx_BL.masked_fill(valid_BL, model.mask_id), valid_BL
         tokens_in.append(tok_BL)
@@ -264,7 +341,7 @@ def build_models(
     """The frozen tokenizer and text encoder (``text_encoder`` if given, else built from ``cfg``), and a
     fresh transformer (of ``transformer_cls``) and length estimator sized to them."""
     tokenizer_path = local_or_resource(cfg.tokenizer)
-    tokenizer, mean_D, std_D = load_tokenizer(tokenizer_path, device)
+    tokenizer, mean_D, std_D = load_any_tokenizer(tokenizer_path, device)
     tokenizer.requires_grad_(False)
     if text_encoder is None:
         text_encoder = TextEncoder(cfg.text_encoder, device=device)
