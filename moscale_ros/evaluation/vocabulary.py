@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     data = load_prepared(args.data, load_joints=False, mmap=True)
     evaluator_path = Path(args.evaluator) if args.evaluator else default_evaluator_path()
     if evaluator_path.is_file():
-        judge = EvaluatorJudge(load_evaluator(evaluator_path, device, text_encoder=generator.text_encoder))
+        judge = EvaluatorJudge(load_evaluator(evaluator_path, device))  # its own text encoder (may differ)
     else:
         judge = NearestClipJudge.from_clips(data.train, data)
     report["content_judge"] = {
