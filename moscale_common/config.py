@@ -4,14 +4,22 @@ Every configurable part declares a ``@dataclass`` with defaults. :func:`from_dic
 plain data and rejects unknown keys and wrong types with a message that names the offending key
 path (``model.num_layers: expected int, got str 'six'``). :func:`load_config` reads a YAML file and
 applies ``key.sub=value`` overrides from the command line.
+
+A numeric field may declare its range in the schema itself with :func:`setting` (a :class:`Range`
+in the field's metadata, with a one-line description); :func:`check_ranges`, called from the
+dataclass's ``__post_init__``, refuses a value outside it with one line naming the range. The ROS
+node builds its parameter descriptors from the same declarations, so the parameter file, ``-p``
+and live parameter changes share one set of limits.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
@@ -20,6 +28,74 @@ import yaml
 from moscale_common.errors import ConfigError
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of a numeric setting: ``low <= x <= high`` (finite), or one of ``special``
+    (``{value: meaning}``, e.g. ``{0.0: "off"}``). For a list setting, every entry is checked."""
+
+    low: float
+    high: float
+    unit: str = ""
+    special: tuple[tuple[float, str], ...] = ()
+
+    def allows(self, value: float) -> bool:
+        if any(value == special for special, _ in self.special):
+            return True
+        return math.isfinite(value) and self.low <= value <= self.high
+
+    def describe(self) -> str:
+        """``[1, 500] Hz (or 0: off)``."""
+        text = f"[{_number(self.low)}, {_number(self.high)}]" + (f" {self.unit}" if self.unit else "")
+        if self.special:
+            text += " (or " + ", ".join(f"{_number(v)}: {meaning}" for v, meaning in self.special) + ")"
+        return text
+
+    @property
+    def outer(self) -> tuple[float, float]:
+        """The smallest interval holding every allowed value (ROS descriptors hold one interval)."""
+        values = [self.low, self.high, *(v for v, _ in self.special)]
+        return min(values), max(values)
+
+
+def _number(value: float) -> str:
+    """``500``, ``0.05``, ``2147483647`` (integers in full, others as ``%g``)."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    description: str = "",
+    value_range: Range | None = None,
+    *,
+    factory: Any = dataclasses.MISSING,
+    live: bool = False,
+) -> Any:
+    """A dataclass field with its description, its :class:`Range` (numbers) and whether a running
+    node may change it (``live``); all kept in the field's metadata."""
+    metadata = {"description": description, "range": value_range, "live": live}
+    if factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def field_range(field: dataclasses.Field) -> Range | None:
+    return field.metadata.get("range") if field.metadata else None
+
+
+def check_ranges(obj: Any) -> None:
+    """ConfigError (one line: the field, the value, the range) for the first field of dataclass
+    ``obj`` outside its declared :class:`Range`."""
+    for field in dataclasses.fields(obj):
+        allowed = field_range(field)
+        if allowed is None:
+            continue
+        value = getattr(obj, field.name)
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, bool) or not isinstance(item, (int, float)) or not allowed.allows(float(item)):
+                what = f"{item!r}" if not isinstance(value, (list, tuple)) else f"entry {item!r} of {list(value)!r}"
+                raise ConfigError(f"{field.name}: {what} is outside {allowed.describe()}"[:300])
 
 
 def _type_name(value: Any) -> str:

@@ -8,9 +8,13 @@ when the package is not a checkout).
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import sys
 from pathlib import Path
+
+from moscale_common.errors import CheckpointError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 _CHECKOUT = PACKAGE_DIR.parent
@@ -61,3 +65,22 @@ def cache_root() -> Path:
 def shared_data_archive() -> Path:
     """The Bandai-Namco archive in the sibling ``shared/data`` folder, when it is there."""
     return _CHECKOUT.parent / "shared" / "data" / "bandai-namco-motion-bvh.tar.xz"
+
+
+def check_regular_file(path: Path) -> None:
+    """CheckpointError unless ``path`` is a regular file (following symlinks): "checkpoint not
+    found" when nothing is there, else "not a regular file" naming what it is."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise CheckpointError(f"{path}: not a regular file (a dangling symbolic link)") from None
+        raise CheckpointError(f"{path}: checkpoint not found") from None
+    except OSError as exc:  # ELOOP (a symlink loop), ENOTDIR, EACCES, ENAMETOOLONG ...
+        what = "a symbolic link loop" if exc.errno == errno.ELOOP else (exc.strerror or str(exc)).lower()
+        raise CheckpointError(f"{path}: not a regular file ({what})") from None
+    if not stat.S_ISREG(mode):
+        kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                 (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
+        what = next((name for test, name in kinds if test(mode)), "not a file")
+        raise CheckpointError(f"{path}: not a regular file ({what})")

@@ -18,6 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from moscale_common.errors import CheckpointError
+from moscale_common.paths import check_regular_file
 
 FORMAT = "moscale-ros-checkpoint"
 FORMAT_VERSION = 1
@@ -70,8 +71,7 @@ def save_checkpoint(
 def load_checkpoint(path: str | Path, kind: str | None = None, device: str = "cpu") -> Checkpoint:
     """Read a checkpoint; a missing, corrupt, truncated, foreign or wrong-version file raises."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+    check_regular_file(path)
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}

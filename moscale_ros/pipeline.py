@@ -25,7 +25,6 @@ yielded; :class:`TrajectoryError` names what failed.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -35,13 +34,20 @@ from typing import Any, Literal
 
 import numpy as np
 
-from moscale_common.errors import CheckpointError, ConfigError, InputError, MoScaleError, UnknownCommandError
-from moscale_common.paths import resource
+from moscale_common.config import Range, check_ranges, setting
+from moscale_common.errors import ConfigError, InputError, MoScaleError, UnknownCommandError
+from moscale_common.paths import check_regular_file, resource
 from moscale_ros.control.shaping import ease, finite_difference_speed
 from moscale_ros.control.timeline import ControllerTimeline
 from moscale_ros.generation.command_text import LONG, CommandPart, parse_command
 from moscale_ros.generation.config import SamplingOverrides
-from moscale_ros.generation.request import RequestLimits, validate_seconds, validate_seed, validate_text
+from moscale_ros.generation.request import (
+    RequestLimits,
+    echo_text,
+    validate_seconds,
+    validate_seed,
+    validate_text,
+)
 from moscale_ros.generation.sequence import PartSpec, part_seed, random_seed, stream_sequence
 from moscale_ros.generation.vocabulary import DEFAULT_RARE_CLIPS, SkillMatch
 from retarget.retargeter import RetargetConfig, Retargeter
@@ -57,59 +63,65 @@ class TrajectoryError(MoScaleError):
     """A generated trajectory is not valid for the robot (names, times, limits); it is not published."""
 
 
+SECONDS = Range(0.0, 5.0, "s")
+
+
 @dataclass
 class PipelineConfig:
-    """Everything the pipeline needs: model, robot, request limits, timeline and validation settings."""
+    """Everything the pipeline needs: model, robot, request limits, timeline and validation settings.
+    Each numeric field declares its range here (:func:`moscale_common.config.setting`); ``live``
+    fields may change while the node runs (they are read afresh for every plan)."""
 
-    checkpoint: str = ""  # empty: the shipped default model
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    robot: str = "g1"  # a robot name (config/robots/<name>.yaml) or a robot YAML path
-    robot_description: str = ""  # URDF text (e.g. the robot stack's robot_description); empty: the config's URDF
-    control_rate: float = 50.0  # Hz of the published trajectories
+    checkpoint: str = setting("", "generator checkpoint; empty: the shipped default model")
+    device: str = setting("auto", "auto | cpu | cuda | cuda:N")
+    robot: str = setting("g1", "a robot name (config/robots/<name>.yaml) or a robot YAML path")
+    robot_description: str = setting("", "URDF text to use instead of the robot YAML's URDF; empty: the YAML's")
+    control_rate: float = setting(50.0, "Hz of the published joint trajectories", Range(1.0, 500.0, "Hz"))
     sampling: SamplingOverrides = field(default_factory=SamplingOverrides)  # None: the checkpoint's setting
-    default_duration: float = 6.0  # s, used when a command gives none (0)
-    min_duration: float = 1.0
-    max_duration: float = 9.8  # 196 frames at 20 fps
-    max_text_length: int = 200  # characters
-    start_lead: float = 0.25  # s from the first plan being ready to the start of its trajectory
-    blend_duration: float = 0.5  # s of cross-fade from the last commanded pose
-    append: bool = False  # start after the previous motion ends instead of replacing its remainder
-    controller_plans: ControllerPlans = "every_scale"
-    coarse_ik_fps: float = 5.0  # IK keyframes per second of non-final scales; 0: every motion frame
-    final_ik_fps: float = 0.0  # IK keyframes per second of the final scale; 0: every motion frame
-    ease_duration: float = 0.5  # s over which a motion slows to rest at its end (and starts from rest)
-    switch_lead: float = 0.1  # s from a refinement being ready to the time it takes over
-    stop_duration: float = 0.6  # s to bring a running motion to rest (~/stop, cancel)
-    prefix_seconds: float = 1.0  # s of the previous human motion given to the generator to continue from
-    limit_tolerance: float = 1e-6  # rad (positions) and relative (velocities) slack of validation
-    unknown_command: UnknownCommandPolicy = "refuse"  # a command (part) the model was not trained for, or weak
-    rare_clips: int = DEFAULT_RARE_CLIPS  # skills with fewer training clips are "known but weak"
+    default_duration: float = setting(
+        6.0, "s, for commands without a duration (topic commands, goal duration 0)", Range(0.1, 60.0, "s"), live=True
+    )
+    min_duration: float = setting(1.0, "shortest duration a command may ask for", Range(0.1, 60.0, "s"), live=True)
+    max_duration: float = setting(9.8, "longest duration a command may ask for", Range(0.1, 60.0, "s"), live=True)
+    max_text_length: int = setting(200, "characters of a command text", Range(1, 10000, "characters"), live=True)
+    start_lead: float = setting(0.25, "s from the first plan being ready to the motion's start", SECONDS, live=True)
+    blend_duration: float = setting(0.5, "s of blend from the commanded state into a new plan", SECONDS)
+    append: bool = setting(False, "true: a new motion starts when the previous one ends", live=True)
+    controller_plans: ControllerPlans = setting(
+        "every_scale", "every_scale | final_only: which plans go to the controller", live=True
+    )
+    coarse_ik_fps: float = setting(
+        5.0, "IK keyframes per second of coarse plans; 0: every frame", Range(0.0, 100.0, "1/s"), live=True
+    )
+    final_ik_fps: float = setting(
+        0.0, "IK keyframes per second of the final plan; 0: every frame", Range(0.0, 100.0, "1/s"), live=True
+    )
+    ease_duration: float = setting(0.5, "s over which every plan slows to rest at its end", SECONDS, live=True)
+    switch_lead: float = setting(0.1, "s from a later plan being ready to its switch time", SECONDS)
+    stop_duration: float = setting(
+        0.6, "s in which ~/stop or a goal cancel brings the motion to rest", Range(0.05, 5.0, "s"), live=True
+    )
+    prefix_seconds: float = setting(
+        1.0, "s of the previous motion the generator continues from", Range(0.0, 10.0, "s"), live=True
+    )
+    limit_tolerance: float = setting(
+        1e-6, "slack of the joint-limit check before publishing (rad, relative)", Range(0.0, 0.01, "rad"), live=True
+    )
+    unknown_command: UnknownCommandPolicy = setting(
+        "refuse", "refuse | warn | accept a command (part) the model was not trained for or has barely seen", live=True
+    )
+    rare_clips: int = setting(
+        DEFAULT_RARE_CLIPS, "skills with fewer training clips are known but weak", Range(0, 1000, "clips"), live=True
+    )
 
     def __post_init__(self) -> None:
-        positive = ("control_rate", "default_duration", "min_duration", "max_duration")
-        for name in positive:
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"{name}: must be a positive number, got {value!r}")
-        for name in (
-            "start_lead", "blend_duration", "coarse_ik_fps", "final_ik_fps", "prefix_seconds", "ease_duration",
-            "switch_lead", "stop_duration",
-        ):  # fmt: skip
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ConfigError(f"{name}: must be >= 0, got {value!r}")
-        if not (math.isfinite(self.limit_tolerance) and self.limit_tolerance >= 0):
-            raise ConfigError(f"limit_tolerance: must be >= 0, got {self.limit_tolerance!r}")
+        check_ranges(self)
         if self.min_duration > self.max_duration:
             raise ConfigError(f"min_duration {self.min_duration} is above max_duration {self.max_duration}")
         if not self.min_duration <= self.default_duration <= self.max_duration:
             raise ConfigError(
                 f"default_duration {self.default_duration} is outside [{self.min_duration}, {self.max_duration}]"
             )
-        if self.rare_clips < 0:
-            raise ConfigError(f"rare_clips: must be >= 0, got {self.rare_clips}")
-        if self.max_text_length < 1:
-            raise ConfigError(f"max_text_length: must be >= 1, got {self.max_text_length}")
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
             raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -506,7 +518,8 @@ class MotionPipeline:
                 kept_from = max(getattr(scale, "prefix_frames", 0) - 1, 0)
                 joints_T223 = np.asarray(scale.joints[kept_from:], np.float32)
                 starts, lengths = segment_timing(scale, kept_from, len(joints_T223))
-                where = f"request {request.request_id} ({request.text!r}), scale {scale.scale_index}/{scale.num_scales}"
+                shown = echo_text(request.text)
+                where = f"request {request.request_id} ({shown}), scale {scale.scale_index}/{scale.num_scales}"
                 to_controller = bool(scale.is_final) or self.config.controller_plans == "every_scale"
                 try:
                     motion = warm_start = self._retarget(joints_T223, scale, initial_q, warm_start)
@@ -639,8 +652,8 @@ def build_pipeline(config: PipelineConfig, clock: Callable[[], float] = time.tim
     slower = dataclasses.replace(robot, velocity_limits=(1.0 - BLEND_HEADROOM) * robot.velocity_limits)
     retargeter = Retargeter(slower, RetargetConfig(control_rate=config.control_rate))
     checkpoint = resolve_checkpoint(config.checkpoint)
-    if checkpoint is not None and not checkpoint.is_file():  # before the seconds of importing torch
-        raise CheckpointError(f"{checkpoint}: checkpoint not found")
+    if checkpoint is not None:  # before the seconds of importing torch
+        check_regular_file(checkpoint)
 
     # torch (seconds): imported once the robot and the file are known good, so those errors come fast
     from moscale_ros.generation.generator import MotionGenerator

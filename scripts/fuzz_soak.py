@@ -301,7 +301,7 @@ def _max_waiting(concurrency: str) -> int:
 
     from moscale_common.paths import resource
 
-    params = yaml.safe_load(resource("config/moscale.yaml").read_text())["moscale_node"]["ros__parameters"]
+    params = yaml.safe_load(resource("config/moscale.yaml").read_text())["/**"]["ros__parameters"]
     return 1 if concurrency == "preempt" else int(params["max_queue"])
 
 
@@ -316,8 +316,6 @@ def _wait_until(condition, timeout: float, alive) -> bool:
 
 def run_soak(args: argparse.Namespace) -> dict:
     """Start the node, fuzz it, check it, stop it; the figures as a dict (see the module docstring)."""
-    import rclpy
-
     from moscale_common.paths import cache_root
     from moscale_ros.node.launcher import NodeProcess
     from moscale_ros.node.node import RESULT_KEEP_S
@@ -336,7 +334,6 @@ def run_soak(args: argparse.Namespace) -> dict:
         params["max_command_rate"] = args.max_command_rate
     wall_start = time.perf_counter()
     node = NodeProcess(params, log_path=log_path).start()
-    rclpy.init()
     client = SoakClient("/moscale_node", args.window, args.cancel_fraction, args.seed)
     sent: Counter[str] = Counter()
     sampler: MemorySampler | None = None
@@ -390,7 +387,6 @@ def run_soak(args: argparse.Namespace) -> dict:
             sampler.stopped.set()
             sampler.join()
         client.close()
-        rclpy.try_shutdown()
         exit_code = node.stop(timeout=30.0)
     log = node.log()
     rss = sampler.samples
@@ -459,6 +455,262 @@ def run_soak(args: argparse.Namespace) -> dict:
     return report
 
 
+# -------------------------------------------------------------------------- round two: more phases
+
+WORDS = (
+    "walk", "run", "jump", "wave", "bow", "kick", "turn", "left", "right", "hand", "leg", "slowly", "quickly",
+    "forward", "backward", "twice", "then", "and", "sit", "stand", "dance", "happily", "arms", "head", "circle",
+)  # fmt: skip
+
+
+def distinct_text(index: int, rng: random.Random) -> str:
+    """A command text no other index produces: 3 to 20 random words and the index."""
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 20))) + f" number {index}"
+
+
+def _node_process(args: argparse.Namespace, name: str, params: dict, env: dict | None = None):
+    """``moscale_node`` named ``name`` with ``params`` on the shipped parameter file; its log under the soak folder."""
+    from moscale_common.paths import cache_root
+    from moscale_ros.node.launcher import NodeProcess
+
+    folder = Path(args.node_log).parent if args.node_log else cache_root() / "soak"
+    folder.mkdir(parents=True, exist_ok=True)
+    checkpoint, _ = _checkpoint(args)
+    settings = {"checkpoint": checkpoint, "device": args.device, "playback_rate": 0.0, **params}
+    return NodeProcess(settings, remaps=[("__node", name)], log_path=folder / f"{name}.log", env=env)
+
+
+def run_memory(args: argparse.Namespace) -> dict:
+    """``--memory-texts`` distinct texts on ``~/command`` at ``--memory-rate``/s, with the rate limit off
+    and ``min_run_time`` 0 so that each text starts (and is encoded) before the next preempts it.
+    The node's RSS after every tenth of the texts is the curve; growth per 1,000 texts is given over
+    the whole run and over its second half (levelling off: the second is much smaller)."""
+    rng = random.Random(args.seed + 11)
+    params = {"max_command_rate": 0.0, "min_run_time": 0.0, "diagnostics_period": 0.5}
+    if args.text_cache_mb is not None:
+        params["text_cache_mb"] = args.text_cache_mb
+    node = _node_process(args, "moscale_memory", params).start()
+    client = SoakClient("/moscale_memory", window=1)
+    sampler = MemorySampler(node.process.pid)
+    curve: list[tuple[int, float]] = []
+    try:
+        if not client.wait_ready(args.start_timeout):
+            raise SystemExit(f"fuzz_soak: the memory node did not come up:\n{node.log()[-3000:]}")
+        sampler.start()
+        _wait_until(lambda: len(sampler.samples) > 0, 5.0, node.alive)
+        curve.append((0, sampler.samples[-1]))
+        step = max(1, args.memory_texts // 10)
+        tick = time.perf_counter()
+        for index in range(args.memory_texts):
+            client.publish(distinct_text(index, rng))
+            tick += 1.0 / args.memory_rate
+            time.sleep(max(0.0, tick - time.perf_counter()))
+            if (index + 1) % step == 0 or index + 1 == args.memory_texts:
+                curve.append((index + 1, sampler.samples[-1]))
+            if not node.alive():
+                break
+        time.sleep(2.0)
+        diag = client.latest_diagnostics()
+        alive = node.alive()
+    finally:
+        sampler.stopped.set()
+        if sampler.is_alive():
+            sampler.join()
+        client.close()
+        code = node.stop(timeout=30.0)
+    texts = curve[-1][0]
+    half = min(range(len(curve)), key=lambda i: abs(curve[i][0] - texts / 2))
+
+    def per_1000(a: int, b: int) -> float:
+        return round((curve[b][1] - curve[a][1]) / max(curve[b][0] - curve[a][0], 1) * 1000, 1)
+
+    report = {
+        "texts_sent": texts,
+        "texts_encoded": int(diag.get("text_cache_misses", -1)),
+        "text_cache_entries": int(diag.get("text_cache_entries", -1)),
+        "text_cache_mb": float(diag.get("text_cache_mb", -1)),
+        "rss_mb_by_texts": [[n, round(mb, 1)] for n, mb in curve],
+        "rss_growth_mb": round(curve[-1][1] - curve[0][1], 1),
+        "rss_growth_mb_per_1000_texts": per_1000(0, len(curve) - 1),
+        "rss_growth_mb_per_1000_texts_second_half": per_1000(half, len(curve) - 1),
+        "node_exit_code": code,
+        "tracebacks_in_node_log": node.log().count("Traceback"),
+    }
+    failures = []
+    if not alive or code != 0 or report["tracebacks_in_node_log"]:
+        failures.append(f"memory node died or did not exit cleanly (exit {code})")
+    if report["rss_growth_mb"] >= MEMORY_LIMIT_MB:
+        failures.append(f"memory grew {report['rss_growth_mb']} MB over {texts} distinct texts")
+    report["failures"] = failures
+    return report
+
+
+def run_stream(args: argparse.Namespace) -> dict:
+    """Ordinary commands on ``~/command`` at ``--stream-rate``/s for ``--stream-seconds`` s, the node
+    with its shipped settings (rate limit, ``min_run_time``): plans published per command and final
+    plans per second (at least one per second passes)."""
+    from std_msgs.msg import String
+
+    from moscale_ros.node.client import MoScaleClient
+
+    node = _node_process(args, "moscale_stream", {}).start()
+    client = MoScaleClient("/moscale_stream")
+    try:
+        if not client.wait_ready(args.start_timeout):
+            raise SystemExit(f"fuzz_soak: the stream node did not come up:\n{node.log()[-3000:]}")
+        client.clear()
+        count = int(args.stream_seconds * args.stream_rate)
+        start = time.monotonic()
+        for index in range(count):
+            time.sleep(max(0.0, start + index / args.stream_rate - time.monotonic()))
+            client.command_pub.publish(String(data=ORDINARY[index % len(ORDINARY)]))
+        end = time.monotonic()
+        time.sleep(3.0)  # the last command's plans
+        plans = [r for r in list(client.plans) if r.at >= start]
+        alive = node.alive()
+    finally:
+        client.close()
+        code = node.stop(timeout=30.0)
+    finals_in_window = sum(1 for r in plans if r.msg.is_final and r.at <= end)
+    report = {
+        "commands_sent": count,
+        "seconds": round(end - start, 1),
+        "plans_published": len(plans),
+        "final_plans_published": sum(1 for r in plans if r.msg.is_final),
+        "plans_per_command": round(len(plans) / max(count, 1), 3),
+        "final_plans_per_second": round(finals_in_window / max(end - start, 1e-9), 2),
+        "node_exit_code": code,
+    }
+    failures = []
+    if not alive or code != 0:
+        failures.append(f"stream node died or did not exit cleanly (exit {code})")
+    if report["final_plans_per_second"] < 1.0:
+        failures.append(f"only {report['final_plans_per_second']} final plans/s under a {args.stream_rate}/s stream")
+    report["failures"] = failures
+    return report
+
+
+HOSTILE_AT_START = {
+    "controller_topic": "bad topic!", "joint_state_topic": "/a//b", "temperature": 1e-300, "guidance": 1e308,
+    "control_rate": 1e6, "refine_iterations": [100000], "playback_rate": float("inf"), "diagnostics_period": 1e-9,
+    "limit_tolerance": 1e300, "max_queue": 10**9,
+}  # fmt: skip
+HOSTILE_LIVE = {
+    "control_rate": -1.0, "guidance": float("nan"), "robot": 42, "temperature": 1e-300, "top_p": 0.0,
+    "refine_iterations": [3000], "use_sim_time": True, "max_duration": 1e9, "diagnostics_period": 1e-9,
+}  # fmt: skip
+
+
+def run_settings(args: argparse.Namespace) -> dict:
+    """Each hostile setting at start-up (its own node process, under ``exit`` and ``stay_up``), then
+    each live on a running node (``set_parameters``): what happened, in one line each."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+
+    processes = {}
+    for name, value in HOSTILE_AT_START.items():
+        for policy in ("exit", "stay_up"):
+            params = {name: value, "on_startup_error": policy, "warmup": False}
+            processes[(name, policy)] = _node_process(args, f"hostile_{name}_{policy}", params).start()
+    at_start = {}
+    for (name, policy), process in processes.items():
+        if policy == "exit":
+            code = process.process.wait(timeout=120)
+        else:
+            up = process.wait_for_log("every command will be refused", 120.0) and time.sleep(1.0) is None
+            code = "stayed up" if up and process.alive() else process.process.poll()
+            process.stop(timeout=10.0)
+        log = process.log()
+        lines = [line.split("start-up failed: ", 1)[1] for line in log.splitlines() if "start-up failed: " in line]
+        at_start[f"{name}/{policy}"] = {"exit": code, "tracebacks": log.count("Traceback"),
+                                        "line": lines[0][:160] if lines else ""}  # fmt: skip
+    node = _node_process(args, "hostile_live", {"warmup": False}).start()
+    helper = Node(f"moscale_soak_settings_{os.getpid()}")
+    live = {}
+    try:
+        service = helper.create_client(SetParameters, "/hostile_live/set_parameters")
+        if not service.wait_for_service(timeout_sec=args.start_timeout):
+            raise SystemExit(f"fuzz_soak: the settings node did not come up:\n{node.log()[-3000:]}")
+        import rclpy  # (already initialised by main)
+
+        for name, value in HOSTILE_LIVE.items():
+            request = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+            future = service.call_async(request)
+            rclpy.spin_until_future_complete(helper, future, timeout_sec=10.0)
+            result = future.result().results[0] if future.done() else None
+            live[name] = {"value": repr(value), "accepted": bool(result and result.successful),
+                          "reason": result.reason[:160] if result else "no answer"}  # fmt: skip
+        alive = node.alive()
+    finally:
+        helper.destroy_node()
+        code = node.stop(timeout=30.0)
+    failures = [
+        f"{case}: {r}"
+        for case, r in at_start.items()
+        if r["tracebacks"] or not r["line"] or r["exit"] != (2 if case.endswith("/exit") else "stayed up")
+    ]
+    failures += [f"live {name} accepted" for name, r in live.items() if r["accepted"]]
+    if not alive or code != 0:
+        failures.append(f"the live-settings node died or did not exit cleanly (exit {code})")
+    return {"at_start_up": at_start, "live": live, "failures": failures}  # fmt: skip
+
+
+def run_signals(args: argparse.Namespace) -> dict:
+    """SIGTERM 1 s into start-up (warm-up on), SIGTERM in the middle of a goal, SIGINT when idle:
+    exit code, seconds to exit, ERROR lines and rosout failures in the log."""
+    import signal
+
+    from moscale_ros.node.client import MoScaleClient
+
+    cases = {}
+
+    def ended(process, tick: float) -> dict:
+        code = process.process.wait(timeout=30)
+        log = process.log()
+        return {"exit": code, "seconds_to_exit": round(time.monotonic() - tick, 2), "error_lines": log.count("[ERROR]"),
+                "rosout_failures": log.count("Failed to publish log message to rosout"),
+                "tracebacks": log.count("Traceback")}  # fmt: skip
+
+    starting = _node_process(args, "signal_start", {}).start()
+    time.sleep(1.0)
+    tick = time.monotonic()
+    starting.signal(signal.SIGTERM)
+    cases["sigterm_1s_into_start_up"] = ended(starting, tick)
+    goal_node = _node_process(args, "signal_goal", {"warmup": False, "min_run_time": 0.0}).start()
+    client = MoScaleClient("/signal_goal")
+    try:
+        if client.wait_ready(args.start_timeout):
+            goal = client.send_goal("walk forward slowly", duration=9.0, seed=1)
+            deadline = time.monotonic() + 60.0
+            while not goal.feedback and time.monotonic() < deadline:
+                time.sleep(0.01)
+        tick = time.monotonic()
+        goal_node.signal(signal.SIGTERM)
+        cases["sigterm_during_a_goal"] = ended(goal_node, tick)
+    finally:
+        client.close()
+        goal_node.stop(timeout=5.0)
+    idle = _node_process(args, "signal_idle", {"warmup": False}).start()
+    idle.wait_for_log("ready:", args.start_timeout)
+    tick = time.monotonic()
+    idle.signal(signal.SIGINT)
+    cases["sigint_idle"] = ended(idle, tick)
+    failures = [f"{case}: {r}" for case, r in cases.items()
+                if r["exit"] != 0 or r["error_lines"] or r["rosout_failures"] or r["tracebacks"]]  # fmt: skip
+    if cases["sigterm_1s_into_start_up"]["seconds_to_exit"] >= 2.0:
+        failures.append(f"SIGTERM 1 s into start-up took {cases['sigterm_1s_into_start_up']['seconds_to_exit']} s")
+    return {**cases, "failures": failures}
+
+
+def _print_phase(title: str, report: dict) -> None:
+    print(f"\n== {title} ==")
+    for key, value in report.items():
+        if key != "failures":
+            print(f"{key:<44}  {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+    print(f"{'passed':<44}  " + ("yes" if not report["failures"] else "NO: " + "; ".join(report["failures"])))
+
+
 def _print_table(report: dict) -> None:
     rows = [
         ("commands sent", f"{report['commands_sent']} in {report['send_seconds']} s ({report['send_rate_per_s']}/s)"),
@@ -486,6 +738,10 @@ def _print_table(report: dict) -> None:
         print(f"{name:<{width}}  {value}")
 
 
+PHASES = {"fuzz": run_soak, "memory": run_memory, "stream": run_stream, "settings": run_settings,
+          "signals": run_signals}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--commands", type=int, default=5000, help="commands to send (topic and action together)")
@@ -506,7 +762,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-timeout", type=float, default=300.0, help="s to wait for the last goals to end")
     parser.add_argument("--node-log", default="", help="node log file (default: cache/soak/moscale_node.log)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"comma-separated phases to run, of {', '.join(PHASES)} (default: all)",
+    )
+    parser.add_argument("--memory-texts", type=int, default=5000, help="distinct texts of the memory phase")
+    parser.add_argument("--memory-rate", type=float, default=10.0, help="texts/s of the memory phase")
+    parser.add_argument(
+        "--text-cache-mb", type=float, default=None, help="the memory node's text_cache_mb (default: the file's)"
+    )
+    parser.add_argument("--stream-seconds", type=float, default=60.0, help="length of the fast stream")
+    parser.add_argument("--stream-rate", type=float, default=14.0, help="commands/s of the fast stream")
     args = parser.parse_args(argv)
+    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    if not phases or set(phases) - set(PHASES):
+        parser.error(f"--phases: choose from {', '.join(PHASES)}")
     if args.commands < 1 or not args.rate > 0 or args.window < 1:
         parser.error("--commands, --rate and --window must be positive")
 
@@ -516,11 +787,31 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="moscale-soak-roslog-"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    report = run_soak(args)
+    import rclpy  # (lazy: after the ROS environment above is set)
+
+    rclpy.init()
+    report: dict = {"phases": phases}
+    failures: list[str] = []
+    try:
+        if "fuzz" in phases:
+            report.update(run_soak(args))
+            failures += report.pop("failures")
+        for phase in phases:
+            if phase != "fuzz":
+                report[phase] = PHASES[phase](args)
+                failures += [f"{phase}: {f}" for f in report[phase]["failures"]]
+    finally:
+        rclpy.try_shutdown()
+    report["failures"], report["passed"] = failures, not failures
     if args.json:
         print(json.dumps(report))
     else:
-        _print_table(report)
+        if "fuzz" in phases:
+            _print_table(report)
+        for phase in phases:
+            if phase != "fuzz":
+                _print_phase(phase, report[phase])
+        print("\npassed: " + ("yes" if report["passed"] else "NO: " + "; ".join(failures)))
     return 0 if report["passed"] else 1
 
 

@@ -10,6 +10,8 @@ import time
 
 import numpy as np
 import pytest
+from rcl_interfaces.srv import SetParameters
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
@@ -124,14 +126,30 @@ def test_cancel_mid_generation(client):
     assert again.status == "succeeded" and again.final_plan is not None, again.message
 
 
+def _set_parameter(client, name: str, value) -> None:
+    """Set one parameter of the node live (its on-set callback applies it)."""
+    service = client.node.create_client(SetParameters, "/moscale_node/set_parameters")
+    assert service.wait_for_service(timeout_sec=30.0)
+    future = service.call_async(SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()]))
+    deadline = time.monotonic() + 10.0
+    while not future.done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert future.done() and future.result().results[0].successful, future.result()
+
+
 def test_new_command_preempts_the_one_before_it(client):
     # The second goal is sent at once: waiting for the first one's first plan raced with the rest of
     # its generation (an untrained 9 s motion can finish before a loaded machine delivers the second
     # goal). Sent back to back, the first is waiting or running when the second arrives, and the
-    # worker preempts both alike (node/worker.py).
-    first = client.send_goal("dance energetically", duration=9.0, seed=1)
-    second = client.send_goal("bow", duration=2.0, seed=2)
-    first_outcome, second_outcome = first.wait(30.0), second.wait(30.0)
+    # worker preempts both alike (node/worker.py). min_run_time 0: no protected run time (the
+    # policy against starvation is tested in tests/test_reliability_limits.py).
+    _set_parameter(client, "min_run_time", 0.0)
+    try:
+        first = client.send_goal("dance energetically", duration=9.0, seed=1)
+        second = client.send_goal("bow", duration=2.0, seed=2)
+        first_outcome, second_outcome = first.wait(30.0), second.wait(30.0)
+    finally:
+        _set_parameter(client, "min_run_time", 1.0)
     assert first_outcome.status == "aborted" and "preempted by request" in first_outcome.message
     assert "'bow'" in first_outcome.message
     assert not any(r.msg.is_final for r in first_outcome.plans)

@@ -1,7 +1,8 @@
 """scripts/fuzz_soak.py end to end with a small count: the real node process, 150 fuzzed commands on
 the topic and the action as fast as the client goes, with the rate limit off so every command
 reaches validation and the worker. The script's own pass criteria must hold, and its figures must
-add up. (The full 5,000-command soak is run by hand: see docs/SECURITY.md.)
+add up. The round-two phases (distinct texts for memory, a fast stream, hostile settings at start-up
+and live, signals) run small too. (The full runs are by hand: see docs/SECURITY.md.)
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = 150
 
 
 def test_small_fuzz_soak_passes_and_its_figures_add_up(untrained_generator, tmp_path):
     argv = [
-        sys.executable, str(ROOT / "scripts" / "fuzz_soak.py"), "--commands", str(COMMANDS), "--rate", "400",
+        sys.executable, str(ROOT / "scripts" / "fuzz_soak.py"), "--phases", "fuzz", "--commands", str(COMMANDS),
+        "--rate", "400",
         "--max-command-rate", "0", "--checkpoint", untrained_generator, "--seed", "3",
         "--node-log", str(tmp_path / "node.log"), "--json",
     ]  # fmt: skip
@@ -48,3 +52,33 @@ def test_small_fuzz_soak_passes_and_its_figures_add_up(untrained_generator, tmp_
     assert report["node_rss_growth_mb"]["peak"] < 100
     assert report["crashes"] == 0 and report["node_exit_code"] == 0 and report["tracebacks_in_node_log"] == 0
     assert report["check_goal_after_soak"]["status"] == "succeeded"
+
+
+def test_the_round_two_phases_run_and_report_their_figures(untrained_generator, tmp_path):
+    argv = [
+        sys.executable, str(ROOT / "scripts" / "fuzz_soak.py"), "--phases", "memory,stream,settings,signals",
+        "--memory-texts", "60", "--memory-rate", "20", "--stream-seconds", "6", "--checkpoint", untrained_generator,
+        "--node-log", str(tmp_path / "node.log"), "--json",
+    ]  # fmt: skip
+    env = {**os.environ, "ROS_DOMAIN_ID": str((int(os.environ.get("ROS_DOMAIN_ID", "0")) + 29) % 200 + 10)}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
+    assert done.stdout.strip(), done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    memory, stream, settings, signals = (report[p] for p in ("memory", "stream", "settings", "signals"))
+
+    assert memory["texts_sent"] == 60 and 0 < memory["texts_encoded"] <= 60
+    assert memory["text_cache_entries"] == memory["texts_encoded"]  # 60 small texts fit the 16 MB budget
+    curve = memory["rss_mb_by_texts"]
+    assert curve[0][0] == 0 and curve[-1][0] == 60 and len(curve) == 11
+    assert memory["rss_growth_mb"] == pytest.approx(curve[-1][1] - curve[0][1], abs=0.11)
+    assert memory["rss_growth_mb"] < 100
+    assert memory["node_exit_code"] == 0 and memory["tracebacks_in_node_log"] == 0
+
+    assert stream["commands_sent"] == 84 and stream["final_plans_published"] > 0
+    assert stream["plans_per_command"] == round(stream["plans_published"] / 84, 3)
+    assert stream["node_exit_code"] == 0
+
+    assert not settings["failures"], settings["failures"]
+    assert len(settings["at_start_up"]) == 20 and not any(r["accepted"] for r in settings["live"].values())
+    assert not signals["failures"], signals["failures"]
+    assert signals["sigterm_1s_into_start_up"]["seconds_to_exit"] < 2.0

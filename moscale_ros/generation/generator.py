@@ -163,6 +163,7 @@ class MotionGenerator:
             config,
             device,
         )
+        generator.checkpoint_config = parts.generation  # the model's own settings, under any overrides
         if parts.vocabulary is not None and parts.vocabulary.text_encoder != text_encoder.name:
             raise CheckpointError(
                 f"{path}: its vocabulary was built with text encoder {parts.vocabulary.text_encoder!r}, the "

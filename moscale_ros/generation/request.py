@@ -16,6 +16,11 @@ from dataclasses import dataclass
 from moscale_common.errors import InputError
 
 TOLERANCE = 1e-6
+ECHO_CHARS = 40  # characters of a text that any message echoes
+# Bidirectional embeddings, overrides and isolates (they reorder how text is shown, "Trojan source")
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+TAG_CHARACTERS = range(0xE0000, 0xE0080)  # invisible ASCII look-alikes (U+E0000..U+E007F)
+INVISIBLE_LETTERS = frozenset("\u3164\uffa0\u115f\u1160\u2800")  # blank, though categorised Lo / So
 
 
 @dataclass(frozen=True)
@@ -47,30 +52,64 @@ def _unprintable(text: str) -> tuple[int, str] | None:
     return None
 
 
+def echo_text(text: str, limit: int = ECHO_CHARS) -> str:
+    """``text`` as every message shows it: quoted, capped at ``limit`` characters (then ``...`` and
+    the full length), with control, format, private-use, unassigned and separator characters other
+    than a plain space escaped as ``\\uXXXX`` (so nothing invisible or reordering reaches a log)."""
+    shown = []
+    for char in text[:limit]:
+        category = unicodedata.category(char)
+        if char != " " and (category[0] in "CZ" or char in BIDI_CONTROLS or char in INVISIBLE_LETTERS):
+            shown.append(f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}")
+        elif char in "'\\":
+            shown.append("\\" + char)
+        else:
+            shown.append(char)
+    tail = f"...' ({len(text)} characters)" if len(text) > limit else "'"
+    return "'" + "".join(shown) + tail
+
+
+def check_visible(text: str) -> None:
+    """InputError unless ``text`` has a visible letter or digit (Unicode categories L*, N*; the
+    Hangul fillers U+3164, U+FFA0, U+115F, U+1160 and the Braille blank U+2800 do not count), or if
+    it holds a bidirectional override/isolate or a tag character (which hide what a log shows)."""
+    for index, char in enumerate(text):
+        if char in BIDI_CONTROLS or ord(char) in TAG_CHARACTERS:
+            raise InputError(
+                f"command text has a bidirectional-override or tag character U+{ord(char):04X} at index {index} "
+                f"({echo_text(text)})"
+            )
+    if not any(unicodedata.category(c)[0] in "LN" and c not in INVISIBLE_LETTERS for c in text):
+        raise InputError(f"command text has no visible letter or digit ({echo_text(text)})")
+
+
 def validate_text(text: object, limits: RequestLimits) -> str:
     """``text`` without leading and trailing whitespace. InputError unless it is a string, not empty
     after stripping, at most ``limits.max_text_chars`` characters, without control characters (tab
-    and newlines aside), surrogates or unassigned code points."""
+    and newlines aside), surrogates or unassigned code points, and passes :func:`check_visible`."""
     if not isinstance(text, str):
         raise InputError(f"command text must be a string, got {type(text).__name__}")
     limit = limits.max_text_chars
     if len(text) > 4 * limit + 1024:  # far too long: refuse before scanning it
         raise InputError(
-            f"command text is {len(text)} characters long, more than max_text_length={limit} ({text[:40]!r}...)"
+            f"command text is {len(text)} characters long, more than max_text_length={limit} ({echo_text(text)})"
         )
     stripped = text.strip()
     if not stripped:
-        raise InputError(f"command text is empty or only whitespace ({text[:40]!r})")
+        raise InputError(f"command text is empty or only whitespace ({echo_text(text)})")
     if len(stripped) > limit:
         raise InputError(
-            f"command text is {len(stripped)} characters long, more than max_text_length={limit} ({stripped[:40]!r}...)"
+            f"command text is {len(stripped)} characters long, more than max_text_length={limit} "
+            f"({echo_text(stripped)})"
         )
     bad = _unprintable(stripped)
     if bad is not None:
         index, char = bad
         raise InputError(
-            f"command text has a control or unassigned character U+{ord(char):04X} at index {index} ({stripped[:40]!r})"
+            f"command text has a control or unassigned character U+{ord(char):04X} at index {index} "
+            f"({echo_text(stripped)})"
         )
+    check_visible(stripped)
     return stripped
 
 

@@ -19,6 +19,8 @@ import torch
 
 from moscale_ros.generation.config import RefineSchedule
 
+MIN_TEMPERATURE = 1e-3  # below: greedy (the limit of sampling as τ -> 0)
+
 
 def guidance_schedule(start: float, end: float, num_scales: int) -> list[float]:
     """Guidance scale per scale, linear from ``start`` to ``end``."""
@@ -47,10 +49,11 @@ def top_p_filter(logits_NV: torch.Tensor, top_p: float) -> torch.Tensor:
 def sample_tokens(
     logits_BLV: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sampled codes ``(B, L)`` and their log-probabilities under the (filtered) distribution."""
+    """Sampled codes ``(B, L)`` and their log-probabilities under the (filtered) distribution.
+    A temperature below :data:`MIN_TEMPERATURE` is greedy (its limit), so ``logits / τ`` never overflows."""
     B, L, V = logits_BLV.shape
     logits_NV = logits_BLV.reshape(B * L, V).float()
-    if temperature <= 0:
+    if temperature < MIN_TEMPERATURE:
         idx_N = logits_NV.argmax(-1)
         log_probs_NV = logits_NV.log_softmax(-1)
     else:

@@ -8,15 +8,15 @@ reached when ``HF_HUB_OFFLINE`` is unset).
 
 Pooling (``pooled_BD``): masked mean of the token features, ``sum_n m_n h_n / sum_n m_n``
 (sentence-transformers' pooling), or the model's own ``pooler_output`` for CLIP (EOS token).
-Features of repeated commands come from an LRU cache, so a robot that hears "wave" twice
-encodes it once.
+Features of repeated commands come from a bounded LRU cache
+(:class:`~moscale_ros.generation.text_cache.TextFeatureCache`: at most ``cache_size`` texts and,
+when set, ``cache_mb`` MB, whichever is reached first; the node sets its ``text_cache_mb`` budget),
+so a robot that hears "wave" twice encodes it once.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,6 +24,7 @@ import torch
 
 from moscale_common.errors import ConfigError, InputError
 from moscale_common.paths import cache_root
+from moscale_ros.generation.text_cache import TextFeatureCache
 
 DEFAULT_TEXT_ENCODER = "all-MiniLM-L6-v2"
 _MINILM_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm"}
@@ -38,13 +39,16 @@ class TextEncoderConfig:
     name: str = DEFAULT_TEXT_ENCODER
     max_tokens: int = 32
     pooling: Literal["auto", "mean", "pooler"] = "auto"
-    cache_size: int = 1024
+    cache_size: int = 1024  # texts at most
+    cache_mb: float | None = None  # MB at most; None: no byte bound (the node sets text_cache_mb here)
 
     def __post_init__(self) -> None:
         if self.max_tokens < 2:
             raise ConfigError(f"text_encoder.max_tokens: must be >= 2, got {self.max_tokens}")
         if self.cache_size < 0:
             raise ConfigError(f"text_encoder.cache_size: must be >= 0, got {self.cache_size}")
+        if self.cache_mb is not None and not 0 <= self.cache_mb <= 1e6:
+            raise ConfigError(f"text_encoder.cache_mb: must be in [0, 1e6] or null, got {self.cache_mb}")
 
 
 @dataclass
@@ -131,10 +135,8 @@ class TextEncoder:
         self.dim = int(getattr(self.model.config, "hidden_size", None) or self.model.config.d_model)
         pooling = self.config.pooling
         self._use_pooler = pooling == "pooler" or (pooling == "auto" and self.model_type == "clip_text_model")
-        self._cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
+        budget = None if self.config.cache_mb is None else int(self.config.cache_mb * 2**20)
+        self.cache = TextFeatureCache(budget, self.config.cache_size)
 
     @property
     def name(self) -> str:
@@ -144,14 +146,19 @@ class TextEncoder:
         """Move the model (and the cache) to ``device``."""
         self.device = torch.device(device)
         self.model.to(self.device)
-        with self._lock:
-            self._cache = OrderedDict((k, (t.to(self.device), p.to(self.device))) for k, (t, p) in self._cache.items())
+        self.cache.map_values(lambda value: (value[0].to(self.device), value[1].to(self.device)))
         return self
 
+    @property
+    def hits(self) -> int:
+        return self.cache.hits
+
+    @property
+    def misses(self) -> int:
+        return self.cache.misses
+
     def clear_cache(self) -> None:
-        with self._lock:
-            self._cache.clear()
-            self.hits = self.misses = 0
+        self.cache.clear()
 
     @torch.inference_mode()
     def _encode_uncached(self, texts: list[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -179,24 +186,15 @@ class TextEncoder:
                 raise InputError(f"text encoder: empty text {text!r}")
         keys = [" ".join(t.split()) for t in texts]
         found: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        with self._lock:
-            for key in keys:
-                if key in self._cache:
-                    self._cache.move_to_end(key)
-                    found[key] = self._cache[key]
-                    self.hits += 1
-        missing = list(dict.fromkeys(k for k in keys if k not in found))
+        for key in dict.fromkeys(keys):
+            cached = self.cache.get(key)
+            if cached is not None:
+                found[key] = cached
+        missing = [k for k in dict.fromkeys(keys) if k not in found]
         if missing:
             for key, value in zip(missing, self._encode_uncached(missing)):
                 found[key] = value
-            with self._lock:
-                self.misses += len(missing)
-                if self.config.cache_size > 0:
-                    for key in missing:
-                        self._cache[key] = found[key]
-                        self._cache.move_to_end(key)
-                    while len(self._cache) > self.config.cache_size:
-                        self._cache.popitem(last=False)
+                self.cache.put(key, value)
         return [found[k] for k in keys]
 
     def encode(self, texts: list[str] | str) -> TextFeatures:

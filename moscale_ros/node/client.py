@@ -34,6 +34,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from moscale_ros.action import GenerateMotion
 from moscale_ros.control.jtc_rules import ControllerSettings, Replay, replay
+from moscale_ros.generation.request import echo_text
 from moscale_ros.msg import MotionPlan
 from moscale_ros.node import convert
 from moscale_ros.node.parameters import DEFAULT_CONTROLLER_TOPIC
@@ -358,7 +359,7 @@ def save_outcome(outcome: CommandOutcome, path: str | Path) -> Path:
     """Save the final plan as ``.npz``: joint names, times, positions, velocities, start time, human joints."""
     plan = outcome.final_plan
     if plan is None:
-        raise ValueError(f"command {outcome.text!r} has no final plan ({outcome.status}: {outcome.message})")
+        raise ValueError(f"command {echo_text(outcome.text)} has no final plan ({outcome.status}: {outcome.message})")
     names, times_N, positions_NJ, velocities_NJ = convert.trajectory_arrays(plan.trajectory)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

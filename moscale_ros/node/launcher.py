@@ -13,6 +13,7 @@ Imports no ROS package itself, so core code (the bench) can start a node without
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -34,6 +35,8 @@ def ros_value(value: Any) -> str:
         return "[" + ", ".join(ros_value(v) for v in value) + "]"
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, float) and not math.isfinite(value):  # YAML spells them .inf, -.inf, .nan
+        return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
     return repr(value)
 
 
@@ -106,6 +109,12 @@ class NodeProcess:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` (e.g. SIGTERM, as a launch file does) if the process still runs."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signum)
+            self._interrupted = True
 
     def interrupt(self) -> None:
         """Send SIGINT (a clean ROS shutdown) once; a second one would be an impatient user's."""

@@ -48,12 +48,13 @@ from typing import Any
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
@@ -64,6 +65,7 @@ from visualization_msgs.msg import MarkerArray
 
 from moscale_common.errors import ConfigError, MoScaleError
 from moscale_ros.action import GenerateMotion
+from moscale_ros.generation.request import echo_text
 from moscale_ros.msg import MotionPlan
 from moscale_ros.node import convert
 from moscale_ros.node.controllers import ControllerAssignment, assign_joints
@@ -71,11 +73,12 @@ from moscale_ros.node.health import CommandStats, NotReadyError, resident_memory
 from moscale_ros.node.measured import MeasuredJointState
 from moscale_ros.node.parameters import NodeSettings, parameter_defaults, split_parameters
 from moscale_ros.node.rate_limit import CommandRateLimiter
+from moscale_ros.node.ros_parameters import declare_all, python_value, requested_values
+from moscale_ros.node.startup import STARTUP_FAILURE_EXIT, check_model_limits, failure_reason
 from moscale_ros.node.worker import GenerationWorker, Job
 from moscale_ros.pipeline import MotionPipeline, PipelineConfig, PlanStep, build_pipeline
 
 NODE_NAME = "moscale_node"
-STARTUP_FAILURE_EXIT = 2  # exit code of a start-up failure under on_startup_error: exit
 RESULT_KEEP_S = 10  # s a finished goal's result stays retrievable (bounds the retained goal handles)
 # ~/plan: reliable and transient local, so a late subscriber (RViz, a logger) gets the latest plans. Depth 8
 # (one command's scales), not 1: a KEEP_LAST 1 writer replaces a plan that a slow subscriber has not yet
@@ -87,16 +90,6 @@ NOT_CONFIGURED = "not configured (lifecycle state unconfigured): configure it to
 PipelineFactory = Callable[[PipelineConfig, Callable[[], float]], MotionPipeline]
 
 
-def _declare(node: Node, name: str, default: Any) -> Any:
-    """Declare one parameter with its default. Dynamically typed: a value of the wrong type (``50``
-    for ``50.0``, a string for a number) reaches the config schema check, which converts or names it,
-    instead of rclpy refusing it with an exception at start-up."""
-    value = node.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True)).value
-    if value is None:  # e.g. an empty list in a parameter file, which has no type
-        return default
-    return list(value) if isinstance(value, (list, tuple)) or hasattr(value, "tolist") else value
-
-
 class MoScaleNode(Node):
     """ROS adapter around :class:`MotionPipeline` (see the module docstring)."""
 
@@ -105,13 +98,15 @@ class MoScaleNode(Node):
     def __init__(self, pipeline_factory: PipelineFactory = build_pipeline, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         defaults = parameter_defaults()
-        values = {name: _declare(self, name, default) for name, default in defaults.items()}
+        values = requested_values(self, defaults)
         unknown = sorted(set(getattr(self, "_parameter_overrides", {})) - set(defaults) - {"use_sim_time"})
         if unknown:
             self.get_logger().warning(f"ignoring unknown parameter(s) {unknown}; known: {sorted(defaults)}")
         self.startup_error = ""
         self.pipeline: MotionPipeline | None = None
+        self.worker: GenerationWorker | None = None
         self.stats = CommandStats()
+        self._closing = False  # set at shutdown: late failures of goal handles are expected then
         self._controller_lock = threading.Lock()  # one sender at a time: plans (worker) and stops (services)
         self._controller_request = ""  # request id of the motion the controller was last sent
         self._last_switch = (0.0, 0.0)  # (rad, ratio) of the last trajectory sent, for /diagnostics
@@ -137,10 +132,14 @@ class MoScaleNode(Node):
             stay_up = values.get("on_startup_error") == "stay_up"  # honoured even when another value is bad
             self.config = PipelineConfig()
             self.settings = NodeSettings(on_startup_error="stay_up" if stay_up else "exit")
+        declare_all(self, defaults)
+        self._values = self._declared_values(defaults)  # what a live change is checked against
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         s = self.settings
         self.rate_limiter = CommandRateLimiter(s.max_command_rate, s.command_burst)
-        self._make_interfaces()
+        self._start_step("interfaces", self._make_interfaces)
         if self.managed:
+            self.parameter_error = self.parameter_error or self.startup_error  # configure fails with it
             self.startup_error = self.parameter_error or NOT_CONFIGURED
             self._make_inputs()
             self.get_logger().info(
@@ -148,7 +147,7 @@ class MoScaleNode(Node):
             )
             return
         if not self.startup_error:
-            self.bring_up()
+            self._start_step("model and robot", self.bring_up)
         if self.pipeline is None and self.exit_on_startup_error:
             self.get_logger().fatal(
                 f"start-up failed: {self.startup_error} (exiting with code {STARTUP_FAILURE_EXIT}; "
@@ -157,12 +156,26 @@ class MoScaleNode(Node):
             return
         self._make_inputs()
         if self.pipeline is None:
+            self.get_logger().error(f"start-up failed: {self.startup_error}")
             self.get_logger().error(f"not ready, every command will be refused: {self.startup_error}")
         else:
             self.get_logger().info(
                 f"ready: ~/command, ~/generate -> ~/plan and {', '.join(self.trajectory_pubs)} "
                 f"({self.config.controller_plans}, {self.settings.concurrency})"
             )
+
+    def _declared_values(self, defaults: dict[str, Any]) -> dict[str, Any]:
+        return {name: python_value(self.get_parameter(name).value) for name in defaults}
+
+    def _start_step(self, what: str, step: Callable[[], None]) -> None:
+        """Run one start-up step; any failure becomes :attr:`startup_error` (one line; the
+        traceback only at DEBUG), so ``on_startup_error`` covers every start-up failure."""
+        try:
+            step()
+        except Exception as exc:
+            self.get_logger().debug(f"start-up step '{what}' failed:\n{traceback.format_exc()}")
+            self.startup_error = self.startup_error or failure_reason(exc)
+            self.pipeline = None
 
     # ------------------------------------------------------------------------------------- set-up
 
@@ -192,8 +205,15 @@ class MoScaleNode(Node):
             reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
             durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
         )
-        self.plan_pub = self.create_publisher(MotionPlan, "~/plan", PLAN_QOS)
         topics = list(s.controller_joints) or [s.controller_topic]
+        for name, topic in [*(("controller_topic" if t == s.controller_topic else "controllers", t) for t in topics),
+                            ("joint_state_topic", s.joint_state_topic)]:  # fmt: skip
+            try:
+                self.resolve_topic_name(topic)
+            except Exception as exc:  # rclpy's InvalidTopicNameException and kin
+                why = failure_reason(exc).split(", at /")[0]  # (no C source location)
+                raise ConfigError(f"{name}: {topic!r} is not a valid topic name ({why})") from None
+        self.plan_pub = self.create_publisher(MotionPlan, "~/plan", PLAN_QOS)
         self.trajectory_pubs: dict[str, Publisher] = {t: self.create_publisher(JointTrajectory, t, qos) for t in topics}
         self.joint_state_pub = self.create_publisher(JointState, s.joint_state_topic, 10)
         self.marker_pub = self.create_publisher(MarkerArray, "~/skeleton", 10)
@@ -235,7 +255,9 @@ class MoScaleNode(Node):
             unlisted = self.controllers.unlisted
             self.get_logger().warning(f"{len(unlisted)} joint(s) no controller lists, never sent: {unlisted}")
         self.pipeline.measured_pose = self._measured_pose if s.joint_state_topic_in else None
-        self.worker = GenerationWorker(self.pipeline, self._publish_step, self._log, s.concurrency, s.max_queue)
+        self.worker = GenerationWorker(
+            self.pipeline, self._publish_step, self._log, s.concurrency, s.max_queue, s.min_run_time
+        )
         return True
 
     def tear_down(self) -> None:
@@ -289,23 +311,86 @@ class MoScaleNode(Node):
 
     def _load_pipeline(self, factory: PipelineFactory) -> None:
         tick = time.perf_counter()
+        self.get_logger().info("loading the model and the robot")
         try:
             self.pipeline = factory(self.config, self.now_s)
+            generator = self.pipeline.generator
+            check_model_limits(self.config.control_rate, self.config.max_duration, generator.limits.max_seconds)
+            self._resize_text_cache()
             loaded = time.perf_counter() - tick
             tick = time.perf_counter()
             if self.settings.warmup:  # model, solver and message conversions: first-call costs
+                self.get_logger().info("warming up (warmup:=false skips it)")
                 step = self.pipeline.warm_up()
                 plan = convert.motion_plan_msg(step)
                 GenerateMotion.Feedback(plan=plan)
                 convert.skeleton_markers(step.human_joints_T223[0], self.now_s(), self.settings.marker_frame)
                 convert.joint_state_msg(step.trajectory.joint_names, step.trajectory.positions[0], self.now_s())
             warm = time.perf_counter() - tick
+            encoder = getattr(self.pipeline.generator, "text_encoder", None)
+            if encoder is not None and hasattr(encoder, "cache"):
+                encoder.cache.clear()  # /diagnostics counts the texts of commands only
             device = getattr(self.pipeline.generator, "device", "?")
             how = " (device auto: no CUDA here)" if self.config.device == "auto" and str(device) == "cpu" else ""
             self.get_logger().info(f"model and robot loaded in {loaded:.2f} s on {device}{how}, warm-up {warm:.2f} s")
         except MoScaleError as exc:
             self.startup_error = str(exc)
             self.pipeline = None
+
+    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        """Live parameter changes (``ros2 param set``, ``set_parameters``): the new set is checked by
+        the config schema as a whole (one line naming the value and its range on failure, and the
+        change refused), then applied: sampling settings to the next command, the others (durations,
+        timeline, rate limit, min_run_time, text cache) from the next use on. Read-only parameters
+        never get here (rclpy refuses them by their descriptor). ``use_sim_time`` is refused: the
+        node's clock stamps every trajectory, and switching it while running (with no ``/clock``)
+        would stamp them in 1970; start the node with ``-p use_sim_time:=true`` instead."""
+        changes = {p.name: python_value(p.value) for p in parameters}
+        if "use_sim_time" in changes:
+            return SetParametersResult(
+                successful=False,
+                reason="use_sim_time cannot change while the node runs (trajectory stamps would jump); "
+                "restart it with -p use_sim_time:=true",
+            )
+        values = {**self._values, **{k: v for k, v in changes.items() if k in self._values}}
+        try:
+            config, settings = split_parameters(values)
+            if self.pipeline is not None:
+                model_max = self.pipeline.generator.limits.max_seconds
+                check_model_limits(config.control_rate, config.max_duration, model_max)
+                generator = self._sampled_generator(config)
+        except ConfigError as exc:
+            return SetParametersResult(successful=False, reason=str(exc)[:300])
+        self._values = values
+        self.config, self.settings = config, settings
+        if self.pipeline is not None:
+            self.pipeline.config = config
+            self.pipeline.generator = generator
+            self._resize_text_cache()
+        if self.worker is not None:
+            self.worker.min_run_time = settings.min_run_time
+        if {"max_command_rate", "command_burst"} & set(changes):
+            self.rate_limiter = CommandRateLimiter(settings.max_command_rate, settings.command_burst)
+        self.get_logger().info(f"parameters changed: {', '.join(f'{k}={v!r}' for k, v in changes.items())[:300]}")
+        return SetParametersResult(successful=True)
+
+    def _sampled_generator(self, config: PipelineConfig) -> Any:
+        """The generator with ``config.sampling`` over the checkpoint's own settings (ConfigError if
+        they do not fit the model); the same generator when the checkpoint's settings are unknown."""
+        generator = self.pipeline.generator
+        base = getattr(generator, "checkpoint_config", None)
+        if base is None or not hasattr(generator, "with_config"):
+            return generator
+        sampled = config.sampling.apply(base)
+        changes = {f.name: getattr(sampled, f.name) for f in dataclasses.fields(sampled)}
+        changes["num_threads"] = generator.config.num_threads
+        return generator.with_config(**changes)
+
+    def _resize_text_cache(self) -> None:
+        """The text-feature cache's budget from ``text_cache_mb``."""
+        encoder = getattr(self.pipeline.generator, "text_encoder", None) if self.pipeline is not None else None
+        if encoder is not None and hasattr(encoder, "cache"):
+            encoder.cache.resize(int(self.settings.text_cache_mb * 2**20))
 
     def _make_inputs(self) -> None:
         inputs = MutuallyExclusiveCallbackGroup()
@@ -332,9 +417,25 @@ class MoScaleNode(Node):
             period, group = self.settings.diagnostics_period, MutuallyExclusiveCallbackGroup()
             self.create_timer(period, self._publish_diagnostics, callback_group=group)
 
-    def shutdown(self) -> None:
+    def shutdown(self, goals_timeout: float = 1.0) -> None:
+        """Stop generating and let every running goal end with its status and message (up to
+        ``goals_timeout`` s) while the action server still exists, so nothing fails at teardown."""
+        self._closing = True
+        for timer in list(self.timers):  # no playback or diagnostics tick may run into the teardown
+            timer.cancel()
         if self.worker is not None:
             self.worker.stop()
+        deadline = time.monotonic() + goals_timeout
+        while self.stats.snapshot().get("goals_active", 0) > 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _feed_back(self, goal_handle: ServerGoalHandle, plan: MotionPlan) -> None:
+        """A plan as goal feedback; at shutdown the handle may already be gone (not an error)."""
+        try:
+            goal_handle.publish_feedback(GenerateMotion.Feedback(plan=plan))
+        except Exception:
+            if not self._closing:
+                raise
 
     # ---------------------------------------------------------------------------------- callbacks
 
@@ -357,7 +458,7 @@ class MoScaleNode(Node):
         try:
             self._submit(self._make_job(msg.data, 0.0, self.settings.topic_seed, "", "topic"))
         except MoScaleError as exc:
-            self._log_refusal(exc, f"command {msg.data[:60]!r} refused", "topic", msg.data)
+            self._log_refusal(exc, f"command {echo_text(msg.data)} refused", "topic", msg.data)
 
     def _on_measured(self, msg: JointState) -> None:
         self.measured.update(list(msg.name), list(msg.position), self.now_s())
@@ -384,7 +485,7 @@ class MoScaleNode(Node):
             self._make_job(goal.text, goal.duration, goal.seed, "", "action")
         except MoScaleError as exc:
             self.stats.count("goals_rejected")
-            self._log_refusal(exc, f"goal ({goal.text[:60]!r}) rejected", "action", goal.text)
+            self._log_refusal(exc, f"goal ({echo_text(goal.text)}) rejected", "action", goal.text)
             return GoalResponse.REJECT
         with self._goal_order:  # rclpy hands this same goal object to the execute callback
             self._tickets[id(goal)] = self._tickets_issued
@@ -420,7 +521,7 @@ class MoScaleNode(Node):
                 values=[
                     KeyValue(key="source", value=source),
                     KeyValue(key="kind", value=kind),
-                    KeyValue(key="text", value=text[:200]),
+                    KeyValue(key="text", value=echo_text(text)),
                 ],
             )  # fmt: skip
         )
@@ -458,10 +559,17 @@ class MoScaleNode(Node):
         try:
             status, result = self._run_goal(goal_handle, request_id)
         except Exception as exc:  # a bug must not leave a goal without a terminal status
-            self.get_logger().error(f"goal {request_id[:8]} crashed:\n{traceback.format_exc()}")
             status, result = "aborted", GenerateMotion.Result(success=False, message=f"internal error: {exc!r}")
-            if goal_handle.is_active:
-                goal_handle.abort()
+            if self._closing:  # the action server is going away with the node: expected, not a bug
+                self.get_logger().debug(f"goal {request_id[:8]} ended by the shutdown: {exc!r}")
+                result.message = "the node is shutting down"
+            else:
+                self.get_logger().error(f"goal {request_id[:8]} crashed:\n{traceback.format_exc()}")
+            try:
+                if goal_handle.is_active:
+                    goal_handle.abort()
+            except Exception:  # noqa: BLE001 - the handle is gone with the shutting-down server
+                pass
         finally:
             self.stats.count("goals_active", -1)
         self.stats.count(f"goals_{status}")
@@ -475,10 +583,10 @@ class MoScaleNode(Node):
             except MoScaleError:
                 self._submit_in_order(goal, None)
                 raise
-            job.on_plan = lambda plan: goal_handle.publish_feedback(GenerateMotion.Feedback(plan=plan))
+            job.on_plan = lambda plan: self._feed_back(goal_handle, plan)
             self._submit_in_order(goal, job)
         except MoScaleError as exc:  # e.g. the queue is full, or the node was deactivated meanwhile
-            self._log_refusal(exc, f"goal {request_id[:8]} ({goal.text[:60]!r}) refused", "action", goal.text)
+            self._log_refusal(exc, f"goal {request_id[:8]} ({echo_text(goal.text)}) refused", "action", goal.text)
             goal_handle.abort()
             return "aborted", GenerateMotion.Result(success=False, message=str(exc))
         stopped = False
@@ -581,6 +689,13 @@ class MoScaleNode(Node):
         values["worker_running"] = running.request.request_id if running is not None else ""
         values["goal_handles_kept"] = str(len(getattr(self.action_server, "_goal_handles", ())))
         values["resident_memory_mb"] = f"{resident_memory_mb():.1f}"
+        cache = getattr(getattr(self.pipeline, "generator", None), "text_encoder", None)
+        cache = getattr(cache, "cache", None)
+        if cache is not None:
+            values["text_cache_hit_rate"] = f"{cache.hit_rate:.3f}"
+            values["text_cache_misses"] = str(cache.misses)  # texts encoded
+            values["text_cache_entries"] = str(len(cache))
+            values["text_cache_mb"] = f"{cache.bytes / 2**20:.2f}"
         values["last_switch_step_rad"] = f"{self._last_switch[0]:.4f}"
         values["last_switch_step_ratio"] = f"{self._last_switch[1]:.3f}"
         values["max_switch_step_ratio"] = f"{self._max_switch_ratio:.3f}"
@@ -636,4 +751,8 @@ def spin(node: MoScaleNode, stop: threading.Event | None = None, poll_s: float =
         pass
     finally:
         node.shutdown()
-        executor.shutdown(timeout_sec=1.0)
+        # Callbacks the executor already handed to its threads must run while its guard condition
+        # still exists: this rclpy's Executor.shutdown destroys it without waiting for them, and a
+        # late one then fails ("exception was never retrieved ... destruction was requested").
+        time.sleep(2 * poll_s)
+        executor.shutdown(timeout_sec=2.0)

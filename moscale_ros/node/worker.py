@@ -1,8 +1,18 @@
 """Generation off the executor: one worker thread runs jobs one at a time, preempting or queueing.
 
-Policy ``preempt``: a new job cancels the running one (it stops at its next scale boundary and
-publishes nothing more) and ends every waiting one at once, so at most one job ever waits however
-fast commands arrive. Policy ``queue``: a new job waits behind the others, at most ``max_queue``
+Policy ``preempt``: a new job ends every waiting one at once (commands coalesce: only the newest
+waits, however fast they arrive) and preempts the running one once that has been protected for
+
+    protection = max(min_run_time, min(1.25 * expected_run_s, MAX_PROTECTION_S))
+
+seconds, ``expected_run_s`` being a running mean (weight 0.3 on the latest) of how long commands
+took from their start to their final plan: at its first scale boundary after ``started +
+protection`` it stops and publishes nothing more. A running command is therefore never starved by a
+stream of newer ones: whatever the stream rate, each command that starts gets the time it usually
+needs to publish its final plan (up to MAX_PROTECTION_S), even on a loaded machine, and the newest
+command starts as soon as it ends. ``min_run_time = 0`` preempts at once (no protection). Cancels
+and ``~/stop`` are never delayed.
+Policy ``queue``: a new job waits behind the others, at most ``max_queue``
 waiting; one more is refused with :class:`QueueFullError`.
 Every job ends with ``done`` set and ``status`` one of succeeded, canceled, preempted, failed.
 """
@@ -10,6 +20,7 @@ Every job ends with ``done`` set and ``status`` one of succeeded, canceled, pree
 from __future__ import annotations
 
 import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -17,9 +28,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from moscale_common.errors import ConfigError, InputError, MoScaleError
+from moscale_ros.generation.request import echo_text
 from moscale_ros.pipeline import MotionPipeline, MotionRequest, PlanStep
 
 Policy = Literal["preempt", "queue"]
+MAX_PROTECTION_S = 5.0  # s: the longest a running command is protected from preemption
 Status = Literal["pending", "running", "succeeded", "canceled", "preempted", "failed"]
 
 
@@ -42,6 +55,9 @@ class Job:
     done: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
     _stop_status: Status = "canceled"
+    started_at: float | None = None  # monotonic s when the worker started it
+    _preempt_at: float | None = None  # monotonic s from which it stops at its next scale boundary
+    _preempt_reason: str = ""
 
     def cancel(self, reason: str, status: Status = "canceled") -> None:
         """Ask the job to stop (first reason wins); it ends with ``status`` unless already finished."""
@@ -49,7 +65,14 @@ class Job:
             self._stop_status, self.message = status, reason
             self._stop.set()
 
+    def preempt_at(self, when: float, reason: str) -> None:
+        """Stop at the first scale boundary from monotonic time ``when`` on (the earliest request wins)."""
+        if self._preempt_at is None or when < self._preempt_at:
+            self._preempt_at, self._preempt_reason = when, reason
+
     def should_stop(self) -> bool:
+        if not self._stop.is_set() and self._preempt_at is not None and time.monotonic() >= self._preempt_at:
+            self.cancel(self._preempt_reason, "preempted")
         return self._stop.is_set()
 
     def _finish(self, status: Status, message: str) -> None:
@@ -71,6 +94,7 @@ class GenerationWorker:
         log: Callable[[str, str], None],
         policy: Policy = "preempt",
         max_queue: int = 4,
+        min_run_time: float = 0.0,
     ) -> None:
         if policy not in ("preempt", "queue"):
             raise ConfigError(f"concurrency: expected preempt or queue, got {policy!r}")
@@ -79,6 +103,8 @@ class GenerationWorker:
         self.log = log
         self.policy = policy
         self.max_queue = max_queue
+        self.min_run_time = min_run_time  # s (may change while running)
+        self.expected_run_s: float | None = None  # running mean of start -> final plan (s)
         self._pending: deque[Job] = deque()
         self._current: Job | None = None
         self._cond = threading.Condition()
@@ -100,20 +126,29 @@ class GenerationWorker:
         """Queue ``job``; under ``preempt`` first stop everything else. Raises QueueFullError."""
         with self._cond:
             if self.policy == "preempt":
-                reason = f"preempted by request {job.request.request_id} ({job.request.text!r})"
+                reason = f"preempted by request {job.request.request_id} ({echo_text(job.request.text)})"
                 for waiting in self._pending:  # never started: ends now, not when the worker reaches it
                     waiting.cancel(reason, "preempted")
                     waiting._finish(waiting._stop_status, waiting.message)
                 self._pending.clear()
-                if self._current is not None:
-                    self._current.cancel(reason, "preempted")
+                running = self._current
+                if running is not None:
+                    started = running.started_at if running.started_at is not None else time.monotonic()
+                    running.preempt_at(started + self.protection_s(), reason)
             elif len(self._pending) >= self.max_queue:
                 raise QueueFullError(
-                    f"command {job.request.text!r} refused: {len(self._pending)} commands already wait "
+                    f"command {echo_text(job.request.text)} refused: {len(self._pending)} commands already wait "
                     f"(max_queue={self.max_queue})"
                 )
             self._pending.append(job)
             self._cond.notify()
+
+    def protection_s(self) -> float:
+        """Seconds a running command runs before a newer one preempts it (module docstring)."""
+        if self.min_run_time <= 0:
+            return 0.0
+        expected = 0.0 if self.expected_run_s is None else min(1.25 * self.expected_run_s, MAX_PROTECTION_S)
+        return max(self.min_run_time, expected)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Cancel everything and end the thread."""
@@ -145,20 +180,24 @@ class GenerationWorker:
             job._finish(job._stop_status, job.message)
             return
         job.status = "running"
+        job.started_at = time.monotonic()
         try:
             for step in self.pipeline.run(job.request, should_stop=job.should_stop):
                 self.publish(job, step)
                 job.plans_published += 1
         except MoScaleError as exc:
             job._finish("failed", str(exc))
-            self.log("error", f"request {job.request.request_id} ({job.request.text!r}) failed: {exc}")
+            self.log("error", f"request {job.request.request_id} ({echo_text(job.request.text)}) failed: {exc}")
             return
         except Exception as exc:  # never let one command take the node down
             job._finish("failed", f"internal error: {exc!r}")
             self.log("error", f"request {job.request.request_id} crashed:\n{traceback.format_exc()}")
             return
         if job.final_plan is not None:  # a stop that came after the final plan is too late to matter
-            job._finish("succeeded", f"{job.plans_published} plans published for {job.request.text!r}")
+            run_s = time.monotonic() - job.started_at
+            previous = self.expected_run_s
+            self.expected_run_s = run_s if previous is None else 0.7 * previous + 0.3 * run_s
+            job._finish("succeeded", f"{job.plans_published} plans published for {echo_text(job.request.text)}")
         elif job.should_stop():
             job._finish(job._stop_status, job.message)
             self.log(
