@@ -222,7 +222,7 @@ def check_vocabulary(segments: tuple[Segment, ...], policy: UnknownCommandPolicy
     ``accept``, nothing."""
     bad = [s for s in segments if s.match is not None and s.match.status != "known"]
     bad.sort(key=lambda s: s.match.status != "unknown")
-    reasons = [f"{s.text!r}: {s.match.describe()}" for s in bad]
+    reasons = [f"{echo_text(s.text)}: {s.match.describe()}" for s in bad]
     if bad and policy == "refuse":
         first = bad[0].match
         what = "the model was not trained for it" if first.status == "unknown" else "the model has barely seen it"

@@ -544,7 +544,7 @@ class MoScaleNode(Node):
             self.rate_limiter.admit(f"{source} command")
         request = self.pipeline.request(text, duration, seed, request_id)  # UnknownCommandError: refused
         for warning in request.warnings if admit else ():  # unknown_command: warn (a goal: once, when accepted)
-            self.get_logger().warning(f"{source} command {text[:60]!r} accepted (unknown_command: warn): {warning}")
+            self.get_logger().warning(f"{source} command {echo_text(text)} accepted (unknown_command: warn): {warning}")
         return Job(request, source)
 
     def _submit(self, job: Job) -> None:
