@@ -19,3 +19,8 @@ class DataError(MoScaleError, ValueError):
 
 class InputError(MoScaleError, ValueError):
     """A request is invalid: empty or over-long text, a duration out of range, ..."""
+
+
+class UnknownCommandError(InputError):
+    """A command (or a part of one) asks for something the model was not trained to do, or has barely
+    seen; the message names the nearest known skills."""

@@ -14,7 +14,7 @@ from moscale_common.errors import MoScaleError
 from moscale_ros import __version__
 
 COMMAND_MODULES = (
-    "data", "train", "generate", "retarget", "simulate", "eval", "bench", "node", "demo", "model",
+    "data", "train", "generate", "retarget", "simulate", "eval", "bench", "node", "demo", "model", "vocab",
 )  # fmt: skip
 
 

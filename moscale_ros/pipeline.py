@@ -35,10 +35,11 @@ from typing import Any, Literal
 import numpy as np
 
 from moscale_common.config import Range, check_ranges, setting
-from moscale_common.errors import ConfigError, InputError, MoScaleError
+from moscale_common.errors import ConfigError, InputError, MoScaleError, UnknownCommandError
 from moscale_common.paths import check_regular_file, resource
 from moscale_ros.control.shaping import ease, finite_difference_speed
 from moscale_ros.control.timeline import ControllerTimeline
+from moscale_ros.generation.command_text import LONG, CommandPart, parse_command
 from moscale_ros.generation.config import SamplingOverrides
 from moscale_ros.generation.request import (
     RequestLimits,
@@ -47,11 +48,14 @@ from moscale_ros.generation.request import (
     validate_seed,
     validate_text,
 )
+from moscale_ros.generation.sequence import PartSpec, part_seed, random_seed, stream_sequence
+from moscale_ros.generation.vocabulary import DEFAULT_RARE_CLIPS, SkillMatch
 from retarget.retargeter import RetargetConfig, Retargeter
 from retarget.robot import Robot, load_robot
 from retarget.trajectory import RobotTrajectory
 
 ControllerPlans = Literal["every_scale", "final_only"]
+UnknownCommandPolicy = Literal["refuse", "warn", "accept"]
 BLEND_HEADROOM = 0.15  # fraction of each joint speed limit the retargeter leaves for blending
 
 
@@ -103,6 +107,12 @@ class PipelineConfig:
     limit_tolerance: float = setting(
         1e-6, "slack of the joint-limit check before publishing (rad, relative)", Range(0.0, 0.01, "rad"), live=True
     )
+    unknown_command: UnknownCommandPolicy = setting(
+        "refuse", "refuse | warn | accept a command (part) the model was not trained for or has barely seen", live=True
+    )
+    rare_clips: int = setting(
+        DEFAULT_RARE_CLIPS, "skills with fewer training clips are known but weak", Range(0, 1000, "clips"), live=True
+    )
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -125,14 +135,45 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """One part of a command as it is generated: the text the model gets, its duration, and the
+    vocabulary's verdict on it (None when the model file has no vocabulary)."""
+
+    text: str
+    seconds: float
+    match: SkillMatch | None = None
+
+
+@dataclass(frozen=True)
 class MotionRequest:
-    """A validated command: stripped text, duration in seconds, seed (None: random), receipt time."""
+    """A validated command: stripped text, duration in seconds, seed (None: random), receipt time,
+    and its parts (:class:`Segment`; empty: the whole text for ``duration`` s, as validated)."""
 
     text: str
     duration: float
     seed: int | None
     received_at: float
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    segments: tuple[Segment, ...] = ()
+    warnings: tuple[str, ...] = ()  # unknown or weak parts accepted under unknown_command: warn
+
+    @property
+    def parts(self) -> tuple[Segment, ...]:
+        """The segments, or the whole command as one."""
+        return self.segments or (Segment(self.text, self.duration),)
+
+    @property
+    def is_sequence(self) -> bool:
+        return len(self.segments) > 1
+
+    @property
+    def weakest(self) -> SkillMatch | None:
+        """The part's verdict the command is judged by: an unknown part first, then a weak one,
+        then the lowest confidence (None without a vocabulary)."""
+        matches = [s.match for s in self.parts if s.match is not None]
+        if not matches:
+            return None
+        return min(matches, key=lambda m: (m.status != "unknown", m.status != "weak", m.confidence))
 
 
 def validate_request(
@@ -156,6 +197,40 @@ def validate_request(
     seconds = min(config.default_duration, limits.max_seconds) if seconds == 0 else validate_seconds(seconds, limits)
     chosen_seed = None if seed is None or seed < 0 else validate_seed(seed)
     return MotionRequest(stripped, seconds, chosen_seed, received_at, request_id or uuid.uuid4().hex)
+
+
+def part_seconds(
+    part: CommandPart, match: SkillMatch | None, explicit: float | None, fallback: float, in_sequence: bool,
+    typical: dict[str, float], limits: RequestLimits,
+) -> float:  # fmt: skip
+    """Duration of one part: an explicit request duration wins; then what the text says (clamped
+    to the limits; "a long time" is the longest); then, for a part of a sequence, the typical clip
+    length of its matched skill; else ``fallback`` (the request's duration)."""
+    if explicit is not None:
+        return explicit
+    seconds = fallback
+    if part.seconds is not None:
+        seconds = limits.max_seconds if part.seconds == LONG else part.seconds
+    elif in_sequence and match is not None and match.skill in typical:
+        seconds = typical[match.skill]
+    return float(min(max(seconds, limits.min_seconds), limits.max_seconds))
+
+
+def check_vocabulary(segments: tuple[Segment, ...], policy: UnknownCommandPolicy) -> list[str]:
+    """Under ``refuse``, raise UnknownCommandError naming the first unknown (else weak) part, its
+    confidence and the nearest known skills; under ``warn``, return those reasons (to log); under
+    ``accept``, nothing."""
+    bad = [s for s in segments if s.match is not None and s.match.status != "known"]
+    bad.sort(key=lambda s: s.match.status != "unknown")
+    reasons = [f"{echo_text(s.text)}: {s.match.describe()}" for s in bad]
+    if bad and policy == "refuse":
+        first = bad[0].match
+        what = "the model was not trained for it" if first.status == "unknown" else "the model has barely seen it"
+        raise UnknownCommandError(
+            f"command refused (unknown_command: refuse): {reasons[0]}: {what}; nearest known skills: "
+            + ", ".join(name for name, _ in first.nearest)
+        )
+    return reasons if policy == "warn" else []
 
 
 # ------------------------------------------------------------------------------------- trajectories
@@ -278,6 +353,18 @@ class PlanStep:
     switch_step: float = 0.0  # rad: largest joint move in the first control cycle after the switch (predicted)
     switch_step_ratio: float = 0.0  # that move over what the velocity limit allows in one cycle (<= 1: smooth)
     retarget_report: Any = None  # the retargeter's QualityReport of this scale (before shaping)
+    segment_starts: tuple[float, ...] = ()  # s from the motion start at which each part begins
+    segment_seconds: tuple[float, ...] = ()  # s each part lasts
+
+
+def segment_timing(scale: Any, kept_from: int, kept_frames: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Start (s from the first kept frame) and length of every part of a generated scale: one part
+    unless the scale says how many new frames each part has (``part_frames``, a sequence)."""
+    lead = int(getattr(scale, "prefix_frames", 0)) - kept_from  # kept prefix frames before the new ones
+    frames = list(getattr(scale, "part_frames", None) or [kept_frames - lead])
+    starts = lead + np.concatenate([[0], np.cumsum(frames)[:-1]])
+    fps = float(scale.fps)
+    return tuple(float(f) / fps for f in starts), tuple(float(f) / fps for f in frames)
 
 
 # ---------------------------------------------------------------------------------------- pipeline
@@ -315,7 +402,34 @@ class MotionPipeline:
         """A validated request received now (InputError on bad text or a duration outside what both
         the settings and the model allow)."""
         limits = self.config.request_limits.within(self.generator.limits)
-        return validate_request(text, duration, seed, self.config, self.clock(), request_id, limits)
+        request = validate_request(text, duration, seed, self.config, self.clock(), request_id, limits)
+        return self.understand(request, explicit=float(duration) != 0, limits=limits)
+
+    def understand(self, request: MotionRequest, explicit: bool, limits: RequestLimits) -> MotionRequest:
+        """``request`` with its segments (parts, durations and counts read from the text, each
+        checked against the vocabulary); UnknownCommandError under ``unknown_command: refuse`` when a
+        part is unknown or weak. A one-part command without a duration or count in its text keeps
+        its text as is. The parts are encoded here, once: generation reuses the encoder's cache."""
+        parts = parse_command(request.text)
+        plain = len(parts) == 1 and parts[0].seconds is None and parts[0].repeats == 1
+        texts = [request.text] if plain else [p.text for p in parts]
+        vocabulary = getattr(self.generator, "vocabulary", None)
+        matches = (
+            self.generator.match_skills(texts, self.config.rare_clips)
+            if vocabulary is not None
+            else [None] * len(texts)
+        )
+        typical = vocabulary.typical_seconds if vocabulary is not None else {}
+        in_sequence = len(parts) > 1 or parts[0].repeats > 1
+        explicit_seconds = request.duration if explicit else None
+        segments: list[Segment] = []
+        for part, text, match in zip(parts, texts, matches):
+            seconds = part_seconds(part, match, explicit_seconds, request.duration, in_sequence, typical, limits)
+            segments.extend([Segment(text, seconds, match)] * part.repeats)
+        checked = tuple(segments)
+        warnings = tuple(check_vocabulary(checked, self.config.unknown_command))
+        duration = checked[0].seconds if len(checked) == 1 else sum(s.seconds for s in checked)
+        return dataclasses.replace(request, duration=duration, segments=checked, warnings=warnings)
 
     def commit(self, step: PlanStep, sent_at: float | None = None) -> str | None:
         """Record ``step`` as sent to the controller at ``sent_at`` (default now): the controller model
@@ -393,7 +507,7 @@ class MotionPipeline:
         motion_start: float | None = None
         from_rest = True
         warm_start: RobotTrajectory | None = None
-        stream = self.generator.stream(request.text, request.duration, request.seed, prefix_joints=prefix)
+        stream = self._stream(request, prefix)
         try:
             tick = time.perf_counter()
             for scale in stream:
@@ -402,7 +516,9 @@ class MotionPipeline:
                     return
                 tick = time.perf_counter()
                 # A continuation starts with the prefix: keep its last frame (the pose at the start).
-                joints_T223 = np.asarray(scale.joints[max(getattr(scale, "prefix_frames", 0) - 1, 0) :], np.float32)
+                kept_from = max(getattr(scale, "prefix_frames", 0) - 1, 0)
+                joints_T223 = np.asarray(scale.joints[kept_from:], np.float32)
+                starts, lengths = segment_timing(scale, kept_from, len(joints_T223))
                 shown = echo_text(request.text)
                 where = f"request {request.request_id} ({shown}), scale {scale.scale_index}/{scale.num_scales}"
                 to_controller = bool(scale.is_final) or self.config.controller_plans == "every_scale"
@@ -450,6 +566,8 @@ class MotionPipeline:
                     switch_step=step,
                     switch_step_ratio=step_ratio,
                     retarget_report=motion.report,
+                    segment_starts=starts,
+                    segment_seconds=lengths,
                 )
                 if should_stop():  # before the next scale is generated
                     return
@@ -458,6 +576,16 @@ class MotionPipeline:
             close = getattr(stream, "close", None)
             if close is not None:
                 close()
+
+    def _stream(self, request: MotionRequest, prefix: np.ndarray | None) -> Iterator[Any]:
+        """The generator's scales for a one-part request; for a sequence, every scale of the whole
+        chain of parts (:func:`moscale_ros.generation.sequence.stream_sequence`)."""
+        if not request.is_sequence:
+            part = request.parts[0]
+            return self.generator.stream(part.text, part.seconds, request.seed, prefix_joints=prefix)
+        seed = request.seed if request.seed is not None else random_seed()
+        specs = [PartSpec(s.text, s.seconds, part_seed(seed, i)) for i, s in enumerate(request.segments)]
+        return stream_sequence(self.generator, specs, prefix, max(self.config.prefix_seconds, 1.0 / 20.0))
 
     def stop(self) -> PlanStep | None:
         """A trajectory that brings what the controller commands to rest within ``stop_duration`` s,

@@ -102,7 +102,10 @@ def run(args: argparse.Namespace) -> dict:
         "--duration", str(SECONDS), "--seed", "0", "--timeout", "180", "--json", "--controller-robot", "g1",
         "--update-rate", str(CONTROL_RATE),
     ]  # fmt: skip
-    with NodeProcess({"checkpoint": str(checkpoint), "device": device}, log_path=log, env=env) as node:
+    # unknown_command: accept: this measures timing; COMMANDS include skills the model has barely
+    # seen (kick, punch, dance...), which the default policy refuses (moscale eval vocab measures that)
+    settings = {"checkpoint": str(checkpoint), "device": device, "unknown_command": "accept"}
+    with NodeProcess(settings, log_path=log, env=env) as node:
         client = subprocess.run(client_argv, capture_output=True, text=True, env={**os.environ, **env}, timeout=900)
         if client.returncode not in (0, 1) or not client.stdout.strip():
             raise MoScaleError(

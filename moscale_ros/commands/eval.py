@@ -1,4 +1,4 @@
-"""``moscale eval {tokenizer,generator,compare,physics,behaviours}``: evaluations that print tables of measured figures.
+"""``moscale eval {tokenizer,generator,compare,physics,behaviours,vocab}``: evaluations printing measured figures.
 
 Each evaluation is a module exposing ``run(args) -> int`` (imported only when it runs, so ``--help``
 stays fast) and an argument function here; add one with a line in :data:`EVALUATIONS`.
@@ -88,6 +88,22 @@ def _behaviours_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
+def _vocab_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", default=None, help="model file with a vocabulary (default: the shipped model)")
+    parser.add_argument(
+        "--phrases", default=None, help="known/unknown phrasings (default: config/vocabulary_eval.yaml)"
+    )
+    parser.add_argument(
+        "--evaluator", default=None, help="content judge (default: cache/runs/evaluator/evaluator.safetensors if there)"
+    )
+    parser.add_argument("--data", default=None, help="prepared data folder (default: cache/data/bandai)")
+    parser.add_argument("--seeds", type=int, default=4, help="seeds per phrasing (default: %(default)s)")
+    parser.add_argument("--phrasings-per-skill", type=int, default=3, help="(default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+
+
 EVALUATIONS = {
     "tokenizer": (
         _tokenizer_arguments,
@@ -113,6 +129,11 @@ EVALUATIONS = {
         _behaviours_arguments,
         "moscale_ros.evaluation.behaviours",
         "what a person checks by eye (distance and direction walked, turn, raised hands, waves, bow, foot lift)",
+    ),
+    "vocab": (
+        _vocab_arguments,
+        "moscale_ros.evaluation.vocabulary",
+        "known vs unknown commands (AUROC, false accept/reject at the threshold), per-skill content accuracy",
     ),
 }
 

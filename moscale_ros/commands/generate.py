@@ -86,8 +86,11 @@ def run(args: argparse.Namespace) -> int:
     # Imported when the command runs: torch and the model code take seconds (`moscale --help` does not).
     import numpy as np
 
+    from moscale_ros.generation.command_text import CommandPart
     from moscale_ros.generation.config import SamplingOverrides
     from moscale_ros.generation.generator import MotionGenerator
+    from moscale_ros.generation.request import validate_text
+    from moscale_ros.generation.vocabulary import command_summary, summary_lines
     from moscale_ros.runtime import select_device
 
     out = Path(args.out) if args.out else None
@@ -101,6 +104,11 @@ def run(args: argparse.Namespace) -> int:
     generator = MotionGenerator.from_checkpoint(
         args.checkpoint, device=device, overrides=SamplingOverrides.from_args(args)
     )
+    vocabulary = None
+    if generator.vocabulary is not None:  # what `moscale vocab check TEXT` says, for the whole text
+        text = validate_text(args.text, generator.limits)
+        vocabulary = command_summary(text, [CommandPart(text, text)], generator.match_skills([text]))
+        print("\n".join(summary_lines(vocabulary)), file=sys.stderr)
     if args.edit_range is not None:
         stream = generator.stream_edit(
             _motion_at_20fps(args.motion, "editing"), args.edit_range[0], args.edit_range[1], args.text, args.seed
@@ -159,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
         "scales_ms": [round(r.elapsed_s * 1e3, 2) for r in results],
         "written": written,
     }
+    if vocabulary is not None:
+        summary.update({k: vocabulary[k] for k in ("known", "status", "confidence", "skill", "nearest")})
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

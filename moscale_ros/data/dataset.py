@@ -246,17 +246,42 @@ def collate_motion_text(items: list[dict]) -> dict:
     }
 
 
+def content_balanced_weights(contents: list[str], power: float) -> np.ndarray:
+    """Sampling probability of each clip, ``w_i = n_c(i)^(-power) / sum_j n_c(j)^(-power)`` with
+    ``n_c`` the number of clips of content ``c``: ``power`` 0 is uniform over clips, 1 draws every
+    content equally often (a one-clip kick as often as 350 raise-hand clips together); in between
+    oversamples rare contents less aggressively."""
+    if not 0.0 <= power <= 1.0:
+        raise DataError(f"content balancing power must be in [0, 1], got {power}")
+    counts: dict[str, int] = {}
+    for content in contents:
+        counts[content] = counts.get(content, 0) + 1
+    weights = np.array([counts[c] ** (-power) for c in contents], dtype=np.float64)
+    return weights / weights.sum()
+
+
 class MotionTextBatches:
     """Collated batches (:func:`collate_motion_text`) of a :class:`MotionTextDataset`; random ones are
-    drawn with the global torch RNG (restored on resume). ``transform`` finishes each batch."""
+    drawn with the global torch RNG (restored on resume), uniformly over clips or, with
+    ``content_power`` > 0, oversampling rare contents (:func:`content_balanced_weights`).
+    ``transform`` finishes each batch."""
 
-    def __init__(self, dataset: MotionTextDataset, transform: Callable[[dict], dict] | None = None) -> None:
+    def __init__(
+        self,
+        dataset: MotionTextDataset,
+        transform: Callable[[dict], dict] | None = None,
+        content_power: float = 0.0,
+    ) -> None:
         if len(dataset) == 0:
             raise DataError(
                 f"{dataset.prepared.cache_dir}: split {dataset.split!r} has no clips of >= {dataset.min_frames} frames"
             )
         self.dataset = dataset
         self.transform = transform
+        self.weights_N: torch.Tensor | None = None  # noqa: N815 (shape suffix)
+        if content_power > 0:
+            weights = content_balanced_weights([c.content for c in dataset.clips], content_power)
+            self.weights_N = torch.from_numpy(weights)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -266,4 +291,6 @@ class MotionTextBatches:
         return batch if self.transform is None else self.transform(batch)
 
     def sample(self, batch_size: int) -> dict:
+        if self.weights_N is not None:
+            return self.batch(torch.multinomial(self.weights_N, batch_size, replacement=True).tolist())
         return self.batch(torch.randint(0, len(self.dataset), (batch_size,)).tolist())

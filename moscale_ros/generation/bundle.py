@@ -1,7 +1,8 @@
 """One file for generation: tokenizer + transformer (+ length estimator) + feature normalisation +
 the text encoder's name + default generation settings, as a ``generator`` checkpoint.
 
-Parts: ``tokenizer``, ``transformer``, ``length`` (optional), ``normalization`` (``mean``/``std``);
+Parts: ``tokenizer``, ``transformer``, ``length`` (optional), ``normalization`` (``mean``/``std``),
+``vocabulary`` (optional: skill prototypes, :mod:`moscale_ros.generation.vocabulary`);
 configs: ``tokenizer``, ``transformer``, ``length``, ``text_encoder``, ``generation``. The
 transformer trainer's ``last``/``best`` checkpoints have the same layout (plus optimiser and RNG
 states), so any of them loads with :func:`load_generator_parts`.
@@ -19,6 +20,7 @@ from moscale_common.config import from_dict, to_dict
 from moscale_common.errors import CheckpointError, ConfigError
 from moscale_ros.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
 from moscale_ros.generation.config import GenerationConfig
+from moscale_ros.generation.vocabulary import VOCABULARY_PART, Vocabulary
 from moscale_ros.models.length import LengthEstimator, LengthEstimatorConfig
 from moscale_ros.models.text_encoder import TextEncoderConfig
 from moscale_ros.models.tokenizer import MotionTokenizer, TokenizerConfig, load_tokenizer
@@ -40,6 +42,7 @@ class GeneratorParts:
     text_encoder: TextEncoderConfig
     generation: GenerationConfig
     extra: dict[str, Any] = field(default_factory=dict)
+    vocabulary: Vocabulary | None = None  # the optional ``vocabulary`` part (skill prototypes)
 
 
 def generator_states(
@@ -146,6 +149,7 @@ def load_generator_parts(
         text_encoder=_config(TextEncoderConfig, ckpt.configs, "text_encoder", path),
         generation=_config(GenerationConfig, ckpt.configs, "generation", path),
         extra=dict(ckpt.extra),
+        vocabulary=_vocabulary(ckpt.states, ckpt.configs, path),
     )
 
 
@@ -160,3 +164,10 @@ def load_any_tokenizer(
         return parts.tokenizer.float(), parts.mean_D, parts.std_D
     tokenizer, mean_D, std_D = load_tokenizer(path, device)
     return tokenizer.float(), mean_D, std_D
+
+
+def _vocabulary(states: dict, configs: dict, path: Path) -> Vocabulary | None:
+    """The ``vocabulary`` part (``moscale vocab build``), if the file has one."""
+    if VOCABULARY_PART not in states:
+        return None
+    return Vocabulary.from_parts(states[VOCABULARY_PART], configs.get(VOCABULARY_PART, {}), str(path))

@@ -34,6 +34,7 @@ from moscale_ros.generation import editing, sampling
 from moscale_ros.generation.bundle import load_generator_parts
 from moscale_ros.generation.config import GenerationConfig, SamplingOverrides
 from moscale_ros.generation.request import RequestLimits, validate_seconds, validate_seed, validate_text
+from moscale_ros.generation.vocabulary import SkillMatch, Vocabulary
 from moscale_ros.models.length import LengthEstimator
 from moscale_ros.models.text_encoder import TextEncoder, TextFeatures
 from moscale_ros.models.tokenizer import MotionTokenizer
@@ -109,6 +110,7 @@ class MotionGenerator:
         self.std_D = torch.as_tensor(np.asarray(std), dtype=torch.float32, device=self.device)
         self.config = config or GenerationConfig()
         self.fps = FPS
+        self.vocabulary: Vocabulary | None = None  # skill prototypes of the model file, if it has them
         tcfg = transformer.cfg
         mismatches = [
             f"{name}: transformer {a} vs {what} {b}"
@@ -162,9 +164,27 @@ class MotionGenerator:
             device,
         )
         generator.checkpoint_config = parts.generation  # the model's own settings, under any overrides
+        if parts.vocabulary is not None and parts.vocabulary.text_encoder != text_encoder.name:
+            raise CheckpointError(
+                f"{path}: its vocabulary was built with text encoder {parts.vocabulary.text_encoder!r}, the "
+                f"generator uses {text_encoder.name!r}; rebuild it with `moscale vocab build`"
+            )
+        generator.vocabulary = parts.vocabulary
         if warm_up:
             generator.warm_up()
         return generator
+
+    def match_skills(self, texts: list[str], rare_clips: int | None = None) -> list[SkillMatch]:
+        """The vocabulary's verdict on each text (:meth:`Vocabulary.match`), from the same pooled
+        text features generation uses (cached by the encoder, so generating these texts next does
+        not encode them again). CheckpointError when the model file has no vocabulary."""
+        if self.vocabulary is None:
+            raise CheckpointError(
+                "this model file has no vocabulary (skill prototypes); add one with `moscale vocab build`"
+            )
+        with self.inference_context():  # one text at a time: the features generation will reuse
+            pooled_BD = torch.cat([self.text_encoder.encode([text]).pooled_BD for text in texts])
+        return self.vocabulary.match(list(texts), pooled_BD, rare_clips)
 
     def with_config(self, **changes) -> MotionGenerator:
         """A generator sharing these models with some sampling settings changed."""

@@ -174,7 +174,8 @@ class MoScaleClient:
             while True:
                 for received in reversed(self.rejections):
                     values = {kv.key: kv.value for kv in received.msg.values}
-                    if received.at >= since and values.get("text") == text[:200]:
+                    # the node shows the text as echo_text does (quoted, escaped); older nodes sent it raw
+                    if received.at >= since and values.get("text") in (echo_text(text), text[:200]):
                         return received.msg.message
                 left = deadline - time.monotonic()
                 if left <= 0:

@@ -106,7 +106,40 @@ def motion_plan_msg(step: PlanStep, frame_id: str = "") -> MotionPlan:
     flat = array.array("f")
     flat.frombytes(np.ascontiguousarray(step.human_joints_T223, dtype=np.float32).tobytes())
     msg.human_positions = flat
+    _describe_segments(msg, step)
     return msg
+
+
+UNCHECKED_CONFIDENCE = -1.0  # a model file without a vocabulary (not NaN: messages stay comparable)
+
+
+def _describe_segments(msg: MotionPlan, step: PlanStep) -> None:
+    """The vocabulary's verdict and the parts of the command (see msg/MotionPlan.msg)."""
+    parts = step.request.parts
+    weakest = step.request.weakest
+    msg.skill = " -> ".join(p.match.skill if p.match is not None else "" for p in parts) if weakest else ""
+    msg.confidence = float(weakest.confidence) if weakest is not None else UNCHECKED_CONFIDENCE
+    msg.skill_status = weakest.status if weakest is not None else "unchecked"
+    msg.segment_texts = [p.text for p in parts]
+    msg.segment_skills = [p.match.skill if p.match is not None else "" for p in parts]
+    msg.segment_confidences = [
+        float(p.match.confidence) if p.match is not None else UNCHECKED_CONFIDENCE for p in parts
+    ]
+    starts = step.segment_starts if len(step.segment_starts) == len(parts) else (0.0,) * len(parts)
+    lengths = step.segment_seconds if len(step.segment_seconds) == len(parts) else [p.seconds for p in parts]
+    msg.segment_starts = [float(t) for t in starts]
+    msg.segment_durations = [float(t) for t in lengths]
+
+
+def segment_lines(plan: MotionPlan) -> list[str]:
+    """Each part of a plan as one line: ``text [skill, confidence] from-to s``."""
+    lines = []
+    for text, skill, confidence, start, length in zip(
+        plan.segment_texts, plan.segment_skills, plan.segment_confidences, plan.segment_starts,
+        plan.segment_durations,
+    ):  # fmt: skip
+        lines.append(f"{text} [{skill or 'unchecked'}, {confidence:.2f}] {start:.2f}-{start + length:.2f} s")
+    return lines
 
 
 def joint_state_msg(joint_names: Sequence[str], positions_J: np.ndarray, stamp_s: float) -> JointState:

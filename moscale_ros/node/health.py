@@ -18,7 +18,7 @@ import resource
 import threading
 from collections import Counter
 
-from moscale_common.errors import MoScaleError
+from moscale_common.errors import MoScaleError, UnknownCommandError
 from moscale_ros.node.rate_limit import RateLimitError
 from moscale_ros.node.worker import QueueFullError
 
@@ -52,7 +52,10 @@ class CommandStats:
 
 
 def refusal_kind(error: MoScaleError) -> str:
-    """``rate_limited`` | ``queue_full`` | ``not_ready`` | ``invalid`` for a refused command's error."""
+    """``rate_limited`` | ``queue_full`` | ``not_ready`` | ``unknown_command`` | ``invalid`` for a
+    refused command's error."""
+    if isinstance(error, UnknownCommandError):
+        return "unknown_command"
     if isinstance(error, RateLimitError):
         return "rate_limited"
     if isinstance(error, QueueFullError):

@@ -544,7 +544,9 @@ class MoScaleNode(Node):
             raise NotReadyError("the node is inactive (lifecycle): activate it to accept commands")
         if admit:
             self.rate_limiter.admit(f"{source} command")
-        request = self.pipeline.request(text, duration, seed, request_id)
+        request = self.pipeline.request(text, duration, seed, request_id)  # UnknownCommandError: refused
+        for warning in request.warnings if admit else ():  # unknown_command: warn (a goal: once, when accepted)
+            self.get_logger().warning(f"{source} command {echo_text(text)} accepted (unknown_command: warn): {warning}")
         return Job(request, source)
 
     def _submit(self, job: Job) -> None:
@@ -603,6 +605,7 @@ class MoScaleNode(Node):
         result = GenerateMotion.Result(success=job.status == "succeeded", message=f"{job.message}; {sent_note}")
         if job.final_plan is not None:
             result.final_plan = job.final_plan
+            result.segments = convert.segment_lines(job.final_plan)
         if job.status == "succeeded":
             status, end = "succeeded", goal_handle.succeed
         elif job.status == "canceled" and goal_handle.is_cancel_requested:

@@ -65,12 +65,17 @@ class TransformerDataConfig:
     max_frames: int = 196
     val_split: str = "val"
     val_max_clips: int | None = 256
+    mirror_prob: float = 0.0  # left-right mirrored training windows (description and content mirrored too)
+    content_power: float = 0.0  # oversample rare contents: clip weight n_content^-power (1: contents equally)
 
     def __post_init__(self) -> None:
         if not 4 <= self.min_frames <= self.max_frames:
             raise ConfigError(
                 f"data.min_frames/max_frames: need 4 <= min <= max, got {self.min_frames}/{self.max_frames}"
             )
+        for name in ("mirror_prob", "content_power"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"data.{name}: must be in [0, 1], got {getattr(self, name)}")
 
 
 @dataclass
@@ -235,9 +240,10 @@ def clip_batches(
         return batch
 
     dataset = MotionTextDataset(
-        prepared, split, cfg.max_frames, cfg.min_frames, False, deterministic=deterministic, length_multiple=multiple
-    )
-    return MotionTextBatches(dataset, normalize)
+        prepared, split, cfg.max_frames, cfg.min_frames, False, deterministic=deterministic, length_multiple=multiple,
+        mirror_prob=0.0 if deterministic else cfg.mirror_prob,
+    )  # fmt: skip
+    return MotionTextBatches(dataset, normalize, content_power=0.0 if deterministic else cfg.content_power)
 
 
 # ---- one step -----------------------------------------------------------------------------------
