@@ -2,7 +2,9 @@
 
 For a command received at time ``t_r`` the pipeline streams the generator's scales ``k = 1..K``;
 after each one it retargets the human joints onto the robot, shapes the result for a ROS 2
-joint_trajectory_controller and validates it. The first plan sent to the controller fixes the
+joint_trajectory_controller and validates it. Generation runs one scale ahead in a thread while a
+scale is retargeted; an intermediate scale that a newer one overtook is skipped (never the final,
+:mod:`moscale_ros.generation.prefetch`). The first plan sent to the controller fixes the
 motion's absolute start time
 
     t_0 = t_ready + start_lead          (or, when appending, max(that, end of the previous motion))
@@ -41,6 +43,7 @@ from moscale_ros.control.shaping import ease, finite_difference_speed
 from moscale_ros.control.timeline import ControllerTimeline
 from moscale_ros.generation.command_text import LONG, CommandPart, parse_command
 from moscale_ros.generation.config import SamplingOverrides
+from moscale_ros.generation.prefetch import LatestScales
 from moscale_ros.generation.request import (
     RequestLimits,
     echo_text,
@@ -94,7 +97,8 @@ class PipelineConfig:
         5.0, "IK keyframes per second of coarse plans; 0: every frame", Range(0.0, 100.0, "1/s"), live=True
     )
     final_ik_fps: float = setting(
-        0.0, "IK keyframes per second of the final plan; 0: every frame", Range(0.0, 100.0, "1/s"), live=True
+        25.0, "IK keyframes per second of the final plan, splined to control_rate; 0: every control step",
+        Range(0.0, 100.0, "1/s"), live=True,
     )
     ease_duration: float = setting(0.5, "s over which every plan slows to rest at its end", SECONDS, live=True)
     switch_lead: float = setting(0.1, "s from a later plan being ready to its switch time", SECONDS)
@@ -347,7 +351,7 @@ class PlanStep:
     human_fps: float
     latency_s: float  # command receipt -> this plan ready
     generate_s: float  # model time of this scale
-    retarget_s: float  # retargeting, blending and validation of this scale
+    retarget_s: float  # retargeting (IK) of this scale
     to_controller: bool  # whether the node sends it to the trajectory controller
     motion_start: float = 0.0  # absolute time t_0 of the motion's start, shared by every plan of a command
     switch_step: float = 0.0  # rad: largest joint move in the first control cycle after the switch (predicted)
@@ -355,6 +359,7 @@ class PlanStep:
     retarget_report: Any = None  # the retargeter's QualityReport of this scale (before shaping)
     segment_starts: tuple[float, ...] = ()  # s from the motion start at which each part begins
     segment_seconds: tuple[float, ...] = ()  # s each part lasts
+    shaping_s: float = 0.0  # easing, splicing into the commanded motion and validation of this scale
 
 
 def segment_timing(scale: Any, kept_from: int, kept_frames: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -507,11 +512,13 @@ class MotionPipeline:
         motion_start: float | None = None
         from_rest = True
         warm_start: RobotTrajectory | None = None
-        stream = self._stream(request, prefix)
+        # generation runs ahead in a thread (scale k+1 while k is retargeted); a stale intermediate
+        # scale is dropped when a newer one is waiting, the final one never (prefetch.py)
+        stream = LatestScales(self._stream(request, prefix))
+        generated_s = 0.0
         try:
-            tick = time.perf_counter()
             for scale in stream:
-                generate_s = time.perf_counter() - tick
+                generate_s, generated_s = scale.elapsed_s - generated_s, scale.elapsed_s
                 if should_stop():
                     return
                 tick = time.perf_counter()
@@ -524,6 +531,7 @@ class MotionPipeline:
                 to_controller = bool(scale.is_final) or self.config.controller_plans == "every_scale"
                 try:
                     motion = warm_start = self._retarget(joints_T223, scale, initial_q, warm_start)
+                    retarget_s, tick = time.perf_counter() - tick, time.perf_counter()
                     if to_controller and motion_start is None:
                         self._wait_for_append(should_stop)
                         motion_start = self._start_time(self.clock())
@@ -546,7 +554,7 @@ class MotionPipeline:
                 except ValueError as exc:  # no blend into the commanded motion keeps the limits
                     raise TrajectoryError(f"{where}: {exc}; not published") from None
                 step, step_ratio = self.timeline.predicted_step(trajectory, stamp, now)
-                retarget_s = time.perf_counter() - tick
+                shaping_s = time.perf_counter() - tick
                 if should_stop():
                     return
                 yield PlanStep(
@@ -568,14 +576,12 @@ class MotionPipeline:
                     retarget_report=motion.report,
                     segment_starts=starts,
                     segment_seconds=lengths,
+                    shaping_s=shaping_s,
                 )
-                if should_stop():  # before the next scale is generated
+                if should_stop():
                     return
-                tick = time.perf_counter()
         finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
+            stream.close()
 
     def _stream(self, request: MotionRequest, prefix: np.ndarray | None) -> Iterator[Any]:
         """The generator's scales for a one-part request; for a sequence, every scale of the whole
@@ -614,7 +620,7 @@ class MotionPipeline:
         construction) or ``final_ik_fps``, 0 meaning every frame of the motion."""
         fps = float(scale.fps)
         rate = self.config.final_ik_fps if scale.is_final else self.config.coarse_ik_fps
-        ik_fps = rate if 0 < rate < fps else None
+        ik_fps = rate if 0 < rate < self.config.control_rate else None  # keyframes on the control-rate grid
         return self.retargeter.retarget(joints_T223, fps, initial_q=initial_q, warm_start=warm_start, ik_fps=ik_fps)
 
     def warm_up(self) -> PlanStep:

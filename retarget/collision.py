@@ -162,6 +162,21 @@ class SelfCollision:
         b = np.einsum("lij,lj->li", R_L33, self.local_b_L3[links]) + o_L3
         return a, b, o_L3
 
+    def link_poses(self, data: pin.Data) -> tuple[np.ndarray, np.ndarray]:
+        """Rotations ``(L, 3, 3)`` and origins ``(L, 3)`` of every capsule link at ``data``'s frames."""
+        placements = [data.oMf[fid] for fid in self.frame_ids]
+        return np.array([M.rotation for M in placements]), np.array([M.translation for M in placements])
+
+    def distances_of_poses(self, R_NL33: np.ndarray, o_NL3: np.ndarray) -> np.ndarray:
+        """Surface distances ``(N, P)`` of every pair over N stored link poses (:meth:`link_poses`),
+        all frames in one vectorised closest-point computation."""
+        a_NL3 = np.einsum("nlij,lj->nli", R_NL33, self.local_a_L3) + o_NL3
+        b_NL3 = np.einsum("nlij,lj->nli", R_NL33, self.local_b_L3) + o_NL3
+        i, j = self.pair_P2[:, 0], self.pair_P2[:, 1]
+        N, P = len(R_NL33), len(self.pair_P2)
+        _, _, centre = segment_distances(*(x.reshape(N * P, 3) for x in (a_NL3[:, i], b_NL3[:, i], a_NL3[:, j], b_NL3[:, j])))
+        return centre.reshape(N, P) - self.radius_L[i] - self.radius_L[j]
+
     def distances(self, data: pin.Data, pair_P2: np.ndarray | None = None):
         """Closest points and surface distances (m, < 0: penetration) of the pairs at ``data``'s frames."""
         pair_P2 = self.pair_P2 if pair_P2 is None else pair_P2

@@ -127,15 +127,17 @@ def measure_output(robot: Robot, configurations_NQ: np.ndarray, contact_N2: np.n
     sole_N2C3 = np.zeros((len(configurations_NQ), 2, len(robot.sole_corners["left"]), 3))
     com_N3 = np.zeros((len(configurations_NQ), 3))
     pairs = len(collision.pair_P2) if collision is not None else 0
-    distance_NP = np.zeros((len(configurations_NQ), pairs))
+    links = len(collision.frame_ids) if collision is not None else 0
+    R_NL33, o_NL3 = np.zeros((len(configurations_NQ), links, 3, 3)), np.zeros((len(configurations_NQ), links, 3))
     for n, q in enumerate(configurations_NQ):
         com_N3[n] = pin.centerOfMass(model, data, q)
         pin.updateFramePlacements(model, data)
         if collision is not None:
-            distance_NP[n] = collision.distances(data)[2]
+            R_NL33[n], o_NL3[n] = collision.link_poses(data)
         for s, side in enumerate(SIDES):
             M = data.oMf[robot.foot_frame_ids[side]]
             sole_N2C3[n, s] = robot.sole_corners[side] @ M.rotation.T + M.translation
+    distance_NP = collision.distances_of_poses(R_NL33, o_NL3) if pairs else np.zeros((len(configurations_NQ), 0))
     centre_N23 = sole_N2C3.mean(axis=2)
     slides = []
     for s in range(2):
