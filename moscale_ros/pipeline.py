@@ -97,8 +97,10 @@ class PipelineConfig:
         5.0, "IK keyframes per second of coarse plans; 0: every frame", Range(0.0, 100.0, "1/s"), live=True
     )
     final_ik_fps: float = setting(
-        25.0, "IK keyframes per second of the final plan, splined to control_rate; 0: every control step",
-        Range(0.0, 100.0, "1/s"), live=True,
+        25.0,
+        "IK keyframes per second of the final plan, splined to control_rate; 0: every control step",
+        Range(0.0, 100.0, "1/s"),
+        live=True,
     )
     ease_duration: float = setting(0.5, "s over which every plan slows to rest at its end", SECONDS, live=True)
     switch_lead: float = setting(0.1, "s from a later plan being ready to its switch time", SECONDS)

@@ -174,7 +174,8 @@ class SelfCollision:
         b_NL3 = np.einsum("nlij,lj->nli", R_NL33, self.local_b_L3) + o_NL3
         i, j = self.pair_P2[:, 0], self.pair_P2[:, 1]
         N, P = len(R_NL33), len(self.pair_P2)
-        _, _, centre = segment_distances(*(x.reshape(N * P, 3) for x in (a_NL3[:, i], b_NL3[:, i], a_NL3[:, j], b_NL3[:, j])))
+        ends = (a_NL3[:, i], b_NL3[:, i], a_NL3[:, j], b_NL3[:, j])
+        _, _, centre = segment_distances(*(x.reshape(N * P, 3) for x in ends))
         return centre.reshape(N, P) - self.radius_L[i] - self.radius_L[j]
 
     def distances(self, data: pin.Data, pair_P2: np.ndarray | None = None):

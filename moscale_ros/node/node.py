@@ -635,7 +635,8 @@ class MoScaleNode(Node):
         self.get_logger().info(
             f"[{step.request.request_id[:8]}] scale {step.scale_index}/{step.num_scales}: "
             f"{step.latency_s * 1e3:.0f} ms since the command (generate {step.generate_s * 1e3:.0f} ms, "
-            f"retarget {step.retarget_s * 1e3:.0f} ms, publish {publish_ms:.1f} ms), "
+            f"retarget {step.retarget_s * 1e3:.0f} ms, shaping {step.shaping_s * 1e3:.1f} ms, "
+            f"publish {publish_ms:.1f} ms), "
             f"{len(step.trajectory.times)} points from {step.start_time:.3f} (motion t0={step.motion_start:.3f})"
             + (f" -> controller, switch step {step.switch_step_ratio:.2f} x limit" if step.to_controller else "")
         )
