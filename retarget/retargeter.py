@@ -6,7 +6,8 @@ Pipeline of :meth:`Retargeter.retarget`::
       -> BodyScale + Targets (scaling.py) -> contacts detected and feet pinned (contacts.py)
       -> [initial_q: targets moved onto the robot's place and heading, blended from its pose]
       (all at the control rate: the motion is interpolated onto its grid before scaling)
-      -> IK at every control step (or keyframes at a lower ik_fps), warm-started frame to frame,
+      -> IK at every control step (or keyframes at a lower ik_fps; again at every step when the
+         spline between keyframes makes a capsule pair penetrate), warm-started frame to frame,
          each frame's joints inside limits and within v_max * dt of the previous frame (ik.py)
       -> velocities/accelerations; keyframes at a lower ik_fps are splined onto the control grid
          (trajectory.py) -> QualityReport
@@ -269,11 +270,15 @@ class Retargeter:
             idx = np.arange(T)
         else:
             idx = np.unique(np.concatenate([np.round(np.arange(0, T - 1, fps / rate)).astype(int), [T - 1]]))
-        tg_K = tg.take(idx)
-        keys = self._solve(tg_K, idx / fps, initial_q, warm_start)
-        out = resample(keys.times, keys.q, cfg.control_rate, robot.lower, robot.upper, robot.velocity_limits)
-        contact_N2 = tg.contact_T2[: len(out["times"])]
-        report = self._report(keys, tg_K, out, contact_N2, scale)
+        while True:
+            tg_K = tg.take(idx)
+            keys = self._solve(tg_K, idx / fps, initial_q, warm_start)
+            out = resample(keys.times, keys.q, cfg.control_rate, robot.lower, robot.upper, robot.velocity_limits)
+            contact_N2 = tg.contact_T2[: len(out["times"])]
+            report = self._report(keys, tg_K, out, contact_N2, scale)
+            if len(idx) == T or not report.self_penetrations:
+                break
+            idx = np.arange(T)  # the spline between keyframes cut through a capsule pair: IK at every step
         configs = np.concatenate([out["base_poses"], out["positions"]], axis=1)
         traj = RobotTrajectory(
             joint_names=list(robot.joint_names),
