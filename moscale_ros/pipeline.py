@@ -623,7 +623,10 @@ class MotionPipeline:
         fps = float(scale.fps)
         rate = self.config.final_ik_fps if scale.is_final else self.config.coarse_ik_fps
         ik_fps = rate if 0 < rate < self.config.control_rate else None  # keyframes on the control-rate grid
-        return self.retargeter.retarget(joints_T223, fps, initial_q=initial_q, warm_start=warm_start, ik_fps=ik_fps)
+        # a coarse plan's report leaves out the output measurements (it is replaced; only the final's is read)
+        return self.retargeter.retarget(
+            joints_T223, fps, initial_q=initial_q, warm_start=warm_start, ik_fps=ik_fps, measure=bool(scale.is_final)
+        )
 
     def warm_up(self) -> PlanStep:
         """Run one throw-away command (first-call costs of the model and the solver), twice: alone

@@ -118,6 +118,15 @@ def support_margin(point_2: np.ndarray, polygon_P2: np.ndarray) -> float:
     return -float(np.linalg.norm(rel - s[:, None] * edges, axis=1).min())
 
 
+UNMEASURED = {  # a plan retargeted with ``measure=False`` (a coarse plan a finer one replaces)
+    "foot_slide_max_cm": float("nan"),
+    "foot_slide_mean_cm": float("nan"),
+    "ground_penetration_max_cm": float("nan"),
+    "com_over_support_fraction": float("nan"),
+    "com_support_margin_min_cm": float("nan"),
+}
+
+
 def measure_output(robot: Robot, configurations_NQ: np.ndarray, contact_N2: np.ndarray,
                    collision: SelfCollision | None = None) -> dict:  # fmt: skip
     """Foot slide, penetration and balance of control-rate configurations with contact flags; with
@@ -167,6 +176,7 @@ def measure_output(robot: Robot, configurations_NQ: np.ndarray, contact_N2: np.n
         if pairs
         else {},  # fmt: skip
         "self_penetrations": int((distance_NP < 0).any(axis=1).sum()) if pairs else 0,
+        "penetrating_N": (distance_NP < 0).any(axis=1),  # not a report field: which points (the retargeter pops it)
         "foot_slide_max_cm": 100 * max(slides, default=0.0),
         "foot_slide_mean_cm": 100 * float(np.mean(slides)) if slides else 0.0,
         "ground_penetration_max_cm": 100 * max(0.0, -float(sole_N2C3[..., 2].min())),

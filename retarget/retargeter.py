@@ -6,8 +6,8 @@ Pipeline of :meth:`Retargeter.retarget`::
       -> BodyScale + Targets (scaling.py) -> contacts detected and feet pinned (contacts.py)
       -> [initial_q: targets moved onto the robot's place and heading, blended from its pose]
       (all at the control rate: the motion is interpolated onto its grid before scaling)
-      -> IK at every control step (or keyframes at a lower ik_fps; again at every step when the
-         spline between keyframes makes a capsule pair penetrate), warm-started frame to frame,
+      -> IK at every control step (or keyframes at a lower ik_fps; where the spline between keyframes
+         makes a capsule pair penetrate, that interval is solved again at every step), warm-started frame to frame,
          each frame's joints inside limits and within v_max * dt of the previous frame (ik.py)
       -> velocities/accelerations; keyframes at a lower ik_fps are splined onto the control grid
          (trajectory.py) -> QualityReport
@@ -36,7 +36,7 @@ from retarget.collision import CollisionConfig, SelfCollision
 from retarget.contacts import ContactConfig, detect_contacts, keep_soles_above_ground, pin_feet
 from retarget.human import check_joints, to_robot_world
 from retarget.ik import LIMIT_SLACK, TaskSpaceIK
-from retarget.report import QualityReport, measure_output
+from retarget.report import UNMEASURED, QualityReport, measure_output
 from retarget.robot import Robot
 from retarget.scaling import SIDES, BodyScale, Targets, body_scale, build_targets, robot_proportions, rot_z
 from retarget.trajectory import RobotTrajectory, resample
@@ -44,6 +44,7 @@ from retarget.trajectory import RobotTrajectory, resample
 TRACKED = ("root", "left_knee", "right_knee", "left_foot", "right_foot", "left_elbow", "right_elbow",
            "left_hand", "right_hand")  # fmt: skip
 REACH_WARNING_M = 0.10
+REFILL_ROUNDS = 2  # re-solves with IK filled in where the spline between keyframes penetrates
 
 
 @dataclass
@@ -62,6 +63,15 @@ class RetargetConfig:
     contacts: ContactConfig = field(default_factory=ContactConfig)
     balance: BalanceConfig = field(default_factory=BalanceConfig)  # standing motions: CoM/ZMP in the support
     self_collision: CollisionConfig = field(default_factory=CollisionConfig)  # capsule pairs kept apart
+
+
+def refill_keyframes(idx_K: np.ndarray, penetrating_N: np.ndarray) -> np.ndarray:
+    """Keyframe indices ``idx_K`` (sorted, on the output grid) plus every step of each keyframe interval
+    that holds a penetrating output point: there the IK runs at every step, elsewhere the spline stays."""
+    points = np.flatnonzero(penetrating_N)
+    k = np.clip(np.searchsorted(idx_K, points, side="right") - 1, 0, len(idx_K) - 2)
+    spans = [np.arange(idx_K[i], idx_K[i + 1] + 1) for i in np.unique(k)]
+    return np.unique(np.concatenate([idx_K, *spans]))
 
 
 @dataclass
@@ -246,6 +256,7 @@ class Retargeter:
         warm_start: RobotTrajectory | None = None,
         *,
         ik_fps: float | None = None,
+        measure: bool = True,
     ) -> RobotTrajectory:
         """Retarget a canonical motion ``(T, 22, 3)`` (y-up, metres) sampled at ``fps``.
 
@@ -253,6 +264,9 @@ class Retargeter:
         the trajectory starts exactly at it, targets are moved onto the robot's place and heading and
         blend from its pose over ``transition_s``. ``warm_start`` (a trajectory of the same motion, e.g. a coarse plan)
         seeds every keyframe. ``ik_fps`` overrides the config's IK keyframe rate.
+        ``measure=False`` leaves out the figures measured on the output (foot slide, balance, self-distance:
+        NaN or empty in the report), and with them the keyframe refill where the spline between keyframes
+        makes a capsule pair penetrate (:func:`refill_keyframes`): for a coarse plan that a finer one replaces.
         """
         started = time.perf_counter()
         cfg, robot = self.config, self.robot
@@ -270,15 +284,15 @@ class Retargeter:
             idx = np.arange(T)
         else:
             idx = np.unique(np.concatenate([np.round(np.arange(0, T - 1, fps / rate)).astype(int), [T - 1]]))
-        while True:
+        for _ in range(REFILL_ROUNDS + 1):
             tg_K = tg.take(idx)
             keys = self._solve(tg_K, idx / fps, initial_q, warm_start)
             out = resample(keys.times, keys.q, cfg.control_rate, robot.lower, robot.upper, robot.velocity_limits)
             contact_N2 = tg.contact_T2[: len(out["times"])]
-            report = self._report(keys, tg_K, out, contact_N2, scale)
-            if len(idx) == T or not report.self_penetrations:
+            report, penetrating_N = self._report(keys, tg_K, out, contact_N2, scale, measure)
+            if len(idx) == T or not penetrating_N.any():
                 break
-            idx = np.arange(T)  # the spline between keyframes cut through a capsule pair: IK at every step
+            idx = refill_keyframes(idx, penetrating_N)
         configs = np.concatenate([out["base_poses"], out["positions"]], axis=1)
         traj = RobotTrajectory(
             joint_names=list(robot.joint_names),
@@ -297,7 +311,8 @@ class Retargeter:
         return traj
 
     def _report(self, keys: _Keyframes, tg_K: Targets, out: dict, contact_N2: np.ndarray,
-                scale: BodyScale) -> QualityReport:  # fmt: skip
+                scale: BodyScale, measure: bool = True) -> tuple[QualityReport, np.ndarray]:  # fmt: skip
+        """The report, and which output points have a capsule pair penetrating (none when not measured)."""
         robot = self.robot
         errors = {name: [] for name in TRACKED}
         for k, q in enumerate(keys.q):
@@ -310,7 +325,11 @@ class Retargeter:
         ratio = np.abs(vel) / robot.velocity_limits
         worst = np.unravel_index(np.argmax(ratio), ratio.shape) if ratio.size else (0, 0)
         configs = np.concatenate([out["base_poses"], pos], axis=1)
-        measured = measure_output(robot, configs, contact_N2, self.collision)
+        if measure:
+            measured = measure_output(robot, configs, contact_N2, self.collision)
+        else:
+            measured = dict(UNMEASURED, penetrating_N=np.zeros(len(configs), dtype=bool))
+        penetrating_N = measured.pop("penetrating_N")
         clamped = {}
         for j, name in enumerate(robot.joint_names):
             p, v = int(keys.at_position_limit[:, j].sum()), int(keys.at_velocity_limit[:, j].sum())
@@ -368,4 +387,4 @@ class Retargeter:
             balance_keyframes_outside=balance.violations if balance is not None else 0,
             **measured,
         )
-        return report
+        return report, penetrating_N
