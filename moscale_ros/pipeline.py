@@ -97,7 +97,7 @@ class PipelineConfig:
         5.0, "IK keyframes per second of coarse plans; 0: every frame", Range(0.0, 100.0, "1/s"), live=True
     )
     final_ik_fps: float = setting(
-        25.0,
+        20.0,
         "IK keyframes per second of the final plan, splined to control_rate; 0: every control step",
         Range(0.0, 100.0, "1/s"),
         live=True,

@@ -199,31 +199,33 @@ class SelfCollision:
             pair_P2 = self.pair_P2 if candidates is None else self.pair_P2[candidates]
             floor_P = self.floor_P if candidates is None else self.floor_P[candidates]
             links, inverse = np.unique(pair_P2, return_inverse=True)
-            self._layout, self._layout_key = (pair_P2, floor_P, links, inverse.reshape(-1, 2)), key
-        pair_P2, floor_P, links, inverse_P2 = self._layout
+            inverse_P2 = inverse.reshape(-1, 2)
+            local_L23 = np.stack([self.local_a_L3[links], self.local_b_L3[links]], axis=1)
+            radii_P = self.radius_L[pair_P2].sum(axis=1)
+            frames = [self.frame_ids[link] for link in links]
+            self._layout, self._layout_key = (pair_P2, floor_P, frames, inverse_P2, local_L23, radii_P), key
+        pair_P2, floor_P, frames, inverse_P2, local_L23, radii_P = self._layout
         if len(pair_P2) == 0:
             return np.zeros((0, model.nv)), np.zeros(0), np.zeros(0)
-        a, b, o_L3 = self.world_segments(data, links)
+        oMf = data.oMf
+        placements = [oMf[fid] for fid in frames]
+        o_L3 = np.array([M.translation for M in placements])
+        ends_L23 = np.einsum("lij,lkj->lki", np.array([M.rotation for M in placements]), local_L23) + o_L3[:, None]
         i, j = inverse_P2.T
-        p, q, centre = segment_distances(a[i], b[i], a[j], b[j])
-        distance = centre - self.radius_L[links[i]] - self.radius_L[links[j]]
+        p, q, centre = segment_distances(ends_L23[i, 0], ends_L23[i, 1], ends_L23[j, 0], ends_L23[j, 1])
+        distance = centre - radii_P
         near = np.flatnonzero(distance < self.config.activation_distance)
         if len(near) == 0:
             return np.zeros((0, model.nv)), np.zeros(0), np.zeros(0)
-        used = np.unique(np.concatenate([i[near], j[near]]))
-        J_U6V = np.array([pin.getFrameJacobian(model, data, self.frame_ids[links[u]], _LWA) for u in used])
-        slot = np.searchsorted(used, np.stack([i[near], j[near]]))  # (2, R) rows of J_U6V
         normal_R3 = (p[near] - q[near]) / np.maximum(centre[near], 1e-9)[:, None]
+        # n . (v_o + w x r) = n . v_o + (r x n) . w: one 6-vector (n, r x n) per row and side
         A = np.zeros((len(near), model.nv))
-        for side, points_R3, sign in ((0, p[near], 1.0), (1, q[near], -1.0)):
-            J_R6V = J_U6V[slot[side]]
-            r, n = (points_R3 - o_L3[inverse_P2[near, side]]).T, normal_R3.T
-            lever_x_normal_R3 = np.stack(
-                [r[1] * n[2] - r[2] * n[1], r[2] * n[0] - r[0] * n[2], r[0] * n[1] - r[1] * n[0]], 1
-            )
-            # n . (v_o + w x r) = n . v_o + (r x n) . w
-            A += sign * (np.einsum("ri,riv->rv", normal_R3, J_R6V[:, :3])
-                         + np.einsum("ri,riv->rv", lever_x_normal_R3, J_R6V[:, 3:]))  # fmt: skip
+        for points_R3, link_R, sign in ((p[near], i[near], 1.0), (q[near], j[near], -1.0)):
+            r, n = (points_R3 - o_L3[link_R]).T, normal_R3.T
+            weights_R6 = np.stack([n[0], n[1], n[2], r[1] * n[2] - r[2] * n[1], r[2] * n[0] - r[0] * n[2],
+                                   r[0] * n[1] - r[1] * n[0]], 1)  # fmt: skip
+            J_R6V = np.array([pin.getFrameJacobian(model, data, frames[link], _LWA) for link in link_R])
+            A += sign * np.einsum("rk,rkv->rv", weights_R6, J_R6V)
         gap = distance[near] - floor_P[near]  # < 0: closer than the floor, pushed out at PUSH_OUT per step
         lower = np.where(gap >= 0, -gap, -PUSH_OUT * gap)
         return A, lower, np.full(len(near), np.inf)

@@ -7,7 +7,8 @@ Pipeline of :meth:`Retargeter.retarget`::
       -> [initial_q: targets moved onto the robot's place and heading, blended from its pose]
       (all at the control rate: the motion is interpolated onto its grid before scaling)
       -> IK at every control step (or keyframes at a lower ik_fps; where the spline between keyframes
-         makes a capsule pair penetrate, that interval is solved again at every step), warm-started frame to frame,
+         makes a capsule pair penetrate, that interval is solved again at every step; after two such
+         rounds the whole motion), warm-started frame to frame,
          each frame's joints inside limits and within v_max * dt of the previous frame (ik.py)
       -> velocities/accelerations; keyframes at a lower ik_fps are splined onto the control grid
          (trajectory.py) -> QualityReport
@@ -44,7 +45,7 @@ from retarget.trajectory import RobotTrajectory, resample
 TRACKED = ("root", "left_knee", "right_knee", "left_foot", "right_foot", "left_elbow", "right_elbow",
            "left_hand", "right_hand")  # fmt: skip
 REACH_WARNING_M = 0.10
-REFILL_ROUNDS = 2  # re-solves with IK filled in where the spline between keyframes penetrates
+REFILL_ROUNDS = 2  # re-solves with IK filled in where the spline between keyframes penetrates; then every step
 
 
 @dataclass
@@ -284,7 +285,7 @@ class Retargeter:
             idx = np.arange(T)
         else:
             idx = np.unique(np.concatenate([np.round(np.arange(0, T - 1, fps / rate)).astype(int), [T - 1]]))
-        for _ in range(REFILL_ROUNDS + 1):
+        for round_ in range(REFILL_ROUNDS + 2):
             tg_K = tg.take(idx)
             keys = self._solve(tg_K, idx / fps, initial_q, warm_start)
             out = resample(keys.times, keys.q, cfg.control_rate, robot.lower, robot.upper, robot.velocity_limits)
@@ -292,7 +293,8 @@ class Retargeter:
             report, penetrating_N = self._report(keys, tg_K, out, contact_N2, scale, measure)
             if len(idx) == T or not penetrating_N.any():
                 break
-            idx = refill_keyframes(idx, penetrating_N)
+            # still penetrating after REFILL_ROUNDS local refills (the path changed downstream): every step
+            idx = refill_keyframes(idx, penetrating_N) if round_ < REFILL_ROUNDS else np.arange(T)
         configs = np.concatenate([out["base_poses"], out["positions"]], axis=1)
         traj = RobotTrajectory(
             joint_names=list(robot.joint_names),
@@ -361,7 +363,7 @@ class Retargeter:
                 f"cm) in {balance.violations} of {K} keyframes (worst {100 * balance.worst_margin_m:.1f} cm); "
                 f"given up: {', '.join(given_up) or 'the balance constraint there'}"
             )
-        if measured["self_penetrations"]:
+        if measured.get("self_penetrations"):
             closest = min(measured["self_distance_min_cm"].values(), key=lambda pair: pair["min_cm"])
             warnings.append(f"self-collision: {measured['self_penetrations']} points penetrate, worst "
                             f"{closest['pair']} ({closest['min_cm']:.1f} cm)")  # fmt: skip
