@@ -38,7 +38,7 @@ def _scales(count: int, seconds_each: float, fail_at: int | None = None):
 def test_latest_scales_skips_overtaken_intermediate_scales_never_the_final() -> None:
     stream = LatestScales(_scales(4, 0.02))
     seen = []
-    for k, is_final in stream:
+    for k, _ in stream:
         seen.append(k)
         time.sleep(0.09)  # a slow retarget: the next scales are ready meanwhile
     stream.close()
