@@ -7,8 +7,8 @@ Pipeline of :meth:`Retargeter.retarget`::
       -> [initial_q: targets moved onto the robot's place and heading, blended from its pose]
       (all at the control rate: the motion is interpolated onto its grid before scaling)
       -> IK at every control step (or keyframes at a lower ik_fps; where the spline between keyframes
-         makes a capsule pair penetrate, that interval is solved again at every step; after two such
-         rounds the whole motion), warm-started frame to frame,
+         makes a capsule pair penetrate, that interval is solved again at every step, twice at most),
+         warm-started frame to frame,
          each frame's joints inside limits and within v_max * dt of the previous frame (ik.py)
       -> velocities/accelerations; keyframes at a lower ik_fps are splined onto the control grid
          (trajectory.py) -> QualityReport
@@ -45,7 +45,7 @@ from retarget.trajectory import RobotTrajectory, resample
 TRACKED = ("root", "left_knee", "right_knee", "left_foot", "right_foot", "left_elbow", "right_elbow",
            "left_hand", "right_hand")  # fmt: skip
 REACH_WARNING_M = 0.10
-REFILL_ROUNDS = 2  # re-solves with IK filled in where the spline between keyframes penetrates; then every step
+REFILL_ROUNDS = 2  # re-solves with IK filled in where the spline between keyframes penetrates
 
 
 @dataclass
@@ -202,7 +202,10 @@ class Retargeter:
 
     # -- IK over keyframes -------------------------------------------------------------------------
     def _solve(self, tg: Targets, times_K: np.ndarray, initial_q: np.ndarray | None,
-               warm_start: RobotTrajectory | None) -> _Keyframes:  # fmt: skip
+               warm_start: RobotTrajectory | None, reuse: _Keyframes | None = None) -> _Keyframes:  # fmt: skip
+        """IK over the keyframes ``times_K``. ``reuse``: an earlier solve of a subset of these keyframes
+        (a refill); its keyframes before the first new one are kept: solving them again would follow the same
+        path (not for a standing motion: the balance rows' CoM history is built per solve)."""
         cfg, robot, ik = self.config, self.robot, self.ik
         K = len(times_K)
         lower, upper, vmax = robot.lower, robot.upper, robot.velocity_limits
@@ -213,7 +216,15 @@ class Retargeter:
         standing = cfg.balance.enabled and bool(tg.contact_T2.all())
         balance = BalanceConstraint(cfg.balance, self.proportions.sole_from_ankle, tg, times_K) if standing else None
         ik.balance = balance
-        if initial_q is not None:  # the trajectory starts exactly where the robot is
+        first = 1  # the first keyframe to solve after frame 0
+        if reuse is not None and balance is None:
+            n = min(len(reuse.times), K)
+            differs = np.flatnonzero(times_K[:n] != reuse.times[:n])
+            first = max(1, int(differs[0]) if len(differs) else n)
+            q_K[:first], cost[:first] = reuse.q[:first], reuse.limit_cost[:first]
+            pos_lim[:first], vel_lim[:first] = reuse.at_position_limit[:first], reuse.at_velocity_limit[:first]
+            q = q_K[first - 1].copy()
+        elif initial_q is not None:  # the trajectory starts exactly where the robot is
             q = initial_q.copy()
         elif warm_start is not None:
             q = self._check_q(warm_start.configuration_at(0.0), "warm_start")
@@ -222,11 +233,12 @@ class Retargeter:
         else:
             lo, hi = lower, upper
             q = ik.solve_frame(self._start_pose(tg), tg, 0, lo, hi, cfg.settle_iterations, cfg.settle_step)
-        q_K[0] = q
+        if first == 1:
+            q_K[0] = q
         if balance is not None:
             balance.record(robot.model, ik.data, q, 0)
         tol = 10 * LIMIT_SLACK
-        for k in range(1, K):
+        for k in range(first, K):
             dt = times_K[k] - times_K[k - 1]
             qj = q[7:]
             lo = np.maximum(lower, qj - vmax * dt)
@@ -285,16 +297,16 @@ class Retargeter:
             idx = np.arange(T)
         else:
             idx = np.unique(np.concatenate([np.round(np.arange(0, T - 1, fps / rate)).astype(int), [T - 1]]))
-        for round_ in range(REFILL_ROUNDS + 2):
+        keys = None
+        for round_ in range(REFILL_ROUNDS + 1):
             tg_K = tg.take(idx)
-            keys = self._solve(tg_K, idx / fps, initial_q, warm_start)
+            keys = self._solve(tg_K, idx / fps, initial_q, warm_start, reuse=keys)
             out = resample(keys.times, keys.q, cfg.control_rate, robot.lower, robot.upper, robot.velocity_limits)
             contact_N2 = tg.contact_T2[: len(out["times"])]
             report, penetrating_N = self._report(keys, tg_K, out, contact_N2, scale, measure)
-            if len(idx) == T or not penetrating_N.any():
-                break
-            # still penetrating after REFILL_ROUNDS local refills (the path changed downstream): every step
-            idx = refill_keyframes(idx, penetrating_N) if round_ < REFILL_ROUNDS else np.arange(T)
+            if len(idx) == T or not penetrating_N.any() or round_ == REFILL_ROUNDS:
+                break  # what still penetrates is in the report (self_penetrations, a warning)
+            idx = refill_keyframes(idx, penetrating_N)
         configs = np.concatenate([out["base_poses"], out["positions"]], axis=1)
         traj = RobotTrajectory(
             joint_names=list(robot.joint_names),

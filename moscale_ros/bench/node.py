@@ -79,18 +79,23 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 PLAN_LOG = re.compile(
-    r"scale (\d+)/(\d+): [\d.]+ ms since the command \(generate ([\d.]+) ms, retarget ([\d.]+) ms, "
+    r"\[([0-9a-f]{8})\] scale (\d+)/(\d+): [\d.]+ ms since the command \(generate ([\d.]+) ms, retarget ([\d.]+) ms, "
     r"shaping ([\d.]+) ms, publish ([\d.]+) ms\)"
 )
 
 
 def stage_breakdown(log_text: str, commands: int) -> dict:
-    """Mean ms per stage and scale over the plans the node logged (:data:`PLAN_LOG`)."""
+    """Mean ms per stage and scale over the plans the node logged (:data:`PLAN_LOG`; one per command
+    and scale, a line that another thread's output cut is left out)."""
     stages: dict[int, dict[str, list[float]]] = {}
+    seen = set()
     for match in PLAN_LOG.finditer(log_text):
-        scale = int(match.group(1))
+        request, scale = match.group(1), int(match.group(2))
+        if (request, scale) in seen:
+            continue
+        seen.add((request, scale))
         row = stages.setdefault(scale, {"generate": [], "retarget": [], "shaping": [], "publish": []})
-        for name, value in zip(row, match.groups()[2:]):
+        for name, value in zip(row, match.groups()[3:]):
             row[name].append(float(value))
     return {
         f"scale_{k}": {"published_by_commands": len(row["generate"]), "of_commands": commands}
