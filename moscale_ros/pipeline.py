@@ -94,7 +94,7 @@ class PipelineConfig:
         "every_scale", "every_scale | final_only: which plans go to the controller", live=True
     )
     coarse_ik_fps: float = setting(
-        5.0, "IK keyframes per second of coarse plans; 0: every frame", Range(0.0, 100.0, "1/s"), live=True
+        2.5, "IK keyframes per second of coarse plans; 0: every frame", Range(0.0, 100.0, "1/s"), live=True
     )
     final_ik_fps: float = setting(
         20.0,

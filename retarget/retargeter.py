@@ -204,8 +204,8 @@ class Retargeter:
     def _solve(self, tg: Targets, times_K: np.ndarray, initial_q: np.ndarray | None,
                warm_start: RobotTrajectory | None, reuse: _Keyframes | None = None) -> _Keyframes:  # fmt: skip
         """IK over the keyframes ``times_K``. ``reuse``: an earlier solve of a subset of these keyframes
-        (a refill); its keyframes before the first new one are kept: solving them again would follow the same
-        path (not for a standing motion: the balance rows' CoM history is built per solve)."""
+        (a refill); its keyframes before the first new one are kept (and their CoM recorded for the balance
+        rows): solving them again would follow the same path."""
         cfg, robot, ik = self.config, self.robot, self.ik
         K = len(times_K)
         lower, upper, vmax = robot.lower, robot.upper, robot.velocity_limits
@@ -217,7 +217,7 @@ class Retargeter:
         balance = BalanceConstraint(cfg.balance, self.proportions.sole_from_ankle, tg, times_K) if standing else None
         ik.balance = balance
         first = 1  # the first keyframe to solve after frame 0
-        if reuse is not None and balance is None:
+        if reuse is not None:
             n = min(len(reuse.times), K)
             differs = np.flatnonzero(times_K[:n] != reuse.times[:n])
             first = max(1, int(differs[0]) if len(differs) else n)
@@ -235,8 +235,8 @@ class Retargeter:
             q = ik.solve_frame(self._start_pose(tg), tg, 0, lo, hi, cfg.settle_iterations, cfg.settle_step)
         if first == 1:
             q_K[0] = q
-        if balance is not None:
-            balance.record(robot.model, ik.data, q, 0)
+        for k in range(first if balance is not None else 0):  # the CoM history of the kept keyframes
+            balance.record(robot.model, ik.data, q_K[k], k)
         tol = 10 * LIMIT_SLACK
         for k in range(first, K):
             dt = times_K[k] - times_K[k - 1]
