@@ -2,9 +2,9 @@
 
 For a command received at time ``t_r`` the pipeline streams the generator's scales ``k = 1..K``;
 after each one it retargets the human joints onto the robot, shapes the result for a ROS 2
-joint_trajectory_controller and validates it. Generation runs one scale ahead in a thread while a
-scale is retargeted; an intermediate scale that a newer one overtook is skipped (never the final,
-:mod:`moscale_ros.generation.prefetch`). The first plan sent to the controller fixes the
+joint_trajectory_controller and validates it. The generator runs ahead in a thread: scale k+1 is
+generated while scale k is retargeted (:mod:`moscale_ros.generation.prefetch`); every scale is
+retargeted, in order, each warm-started from the previous one. The first plan sent to the controller fixes the
 motion's absolute start time
 
     t_0 = t_ready + start_lead          (or, when appending, max(that, end of the previous motion))
@@ -43,7 +43,7 @@ from moscale_ros.control.shaping import ease, finite_difference_speed
 from moscale_ros.control.timeline import ControllerTimeline
 from moscale_ros.generation.command_text import LONG, CommandPart, parse_command
 from moscale_ros.generation.config import SamplingOverrides
-from moscale_ros.generation.prefetch import LatestScales
+from moscale_ros.generation.prefetch import ScalesAhead
 from moscale_ros.generation.request import (
     RequestLimits,
     echo_text,
@@ -94,10 +94,10 @@ class PipelineConfig:
         "every_scale", "every_scale | final_only: which plans go to the controller", live=True
     )
     coarse_ik_fps: float = setting(
-        2.5, "IK keyframes per second of coarse plans; 0: every frame", Range(0.0, 100.0, "1/s"), live=True
+        5.0, "IK keyframes per second of coarse plans; 0: every frame", Range(0.0, 100.0, "1/s"), live=True
     )
     final_ik_fps: float = setting(
-        20.0,
+        0.0,
         "IK keyframes per second of the final plan, splined to control_rate; 0: every control step",
         Range(0.0, 100.0, "1/s"),
         live=True,
@@ -514,9 +514,7 @@ class MotionPipeline:
         motion_start: float | None = None
         from_rest = True
         warm_start: RobotTrajectory | None = None
-        # generation runs ahead in a thread (scale k+1 while k is retargeted); a stale intermediate
-        # scale is dropped when a newer one is waiting, the final one never (prefetch.py)
-        stream = LatestScales(self._stream(request, prefix))
+        stream = ScalesAhead(self._stream(request, prefix))  # scale k+1 generated while k is retargeted
         generated_s = 0.0
         try:
             for scale in stream:

@@ -1,12 +1,12 @@
 """Generation ahead of its consumer: scale k+1 is generated while scale k is retargeted.
 
-:class:`LatestScales` runs a scale stream (``MotionGenerator.stream``) in a worker thread, so the
-model (torch releases the GIL) works on the next scale while the caller retargets the current one
-on the other core. When the caller comes back and more than one scale is waiting, it gets only the
-newest (latest wins): a stale intermediate scale would be replaced before it reached the robot. The
-final scale is always the stream's last item, so it is never dropped. Errors of the stream are
-raised to the caller at the item where they occurred; ``close()`` stops the worker after the scale
-it is generating and waits for it (the model is not shared by two threads after ``close``).
+:class:`ScalesAhead` runs a scale stream (``MotionGenerator.stream``) in a worker thread, so the
+model (torch releases the GIL inside its operations) works on the next scale while the caller
+retargets the current one on the other core. Every scale is handed over, in order: each plan's IK
+is warm-started from the previous scale's, and skipping an intermediate scale ("latest wins") would
+make the final trajectory depend on timing (measured in tests/test_speed.py). Errors of the stream
+are raised to the caller after the scales before them; ``close()`` stops the worker after the scale
+it is generating and waits for it (the model is not used by two threads after ``close``).
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from typing import Any
 _DONE = object()
 
 
-class LatestScales:
-    """Iterate ``stream`` ahead in a thread; yield the newest waiting item, dropping older ones.
+class ScalesAhead:
+    """Iterate ``stream`` in a thread, ahead of the caller; yield every item in order.
 
-    ``dropped`` counts the items skipped (intermediate scales that a newer one replaced).
+    ``waiting_max`` is the most items that were ever ready and waiting for the caller (1: generation
+    never got more than one scale ahead).
     """
 
     def __init__(self, stream: Iterator[Any]) -> None:
@@ -31,7 +32,7 @@ class LatestScales:
         self._finished = False
         self._stopping = False
         self._ready = threading.Condition()
-        self.dropped = 0
+        self.waiting_max = 0
         self._thread = threading.Thread(target=self._produce, name="moscale-generation", daemon=True)
         self._thread.start()
 
@@ -40,6 +41,7 @@ class LatestScales:
             for item in self._stream:
                 with self._ready:
                     self._items.append(item)
+                    self.waiting_max = max(self.waiting_max, len(self._items))
                     self._ready.notify()
                     if self._stopping:
                         break
@@ -62,10 +64,7 @@ class LatestScales:
             while not self._items and not self._finished:
                 self._ready.wait()
             if self._items:
-                latest = self._items[-1]
-                self.dropped += len(self._items) - 1
-                self._items.clear()
-                return latest
+                return self._items.pop(0)
             if self._error is not None:
                 error, self._error = self._error, None
                 raise error
