@@ -534,10 +534,15 @@ class MotionPipeline:
                     eased = ease(motion, ease_in, self.config.ease_duration)
                     switch = self.timeline.switch_time(start, self.clock())
                     trajectory = self.timeline.splice(eased, start, switch)
-                    if trajectory is None:  # the motion is over before this plan could take over
-                        continue
                     now = self.clock()
-                    trajectory, stamp = self.timeline.lead_in(trajectory, switch, now)
+                    if trajectory is None:  # the motion is over before this plan could take over
+                        if not scale.is_final:
+                            continue
+                        # The final plan still goes out on ~/plan (the command's full-detail result),
+                        # on the motion's own timeline; the controller has finished and does not get it.
+                        trajectory, stamp, to_controller = eased, start, False
+                    else:
+                        trajectory, stamp = self.timeline.lead_in(trajectory, switch, now)
                     validate_trajectory(trajectory, self.robot, self.config.limit_tolerance)
                 except TrajectoryError as exc:
                     raise TrajectoryError(f"{where}: {exc}; not published") from None
@@ -545,7 +550,7 @@ class MotionPipeline:
                     raise TrajectoryError(f"{where}: the generated motion cannot be retargeted: {exc}") from exc
                 except ValueError as exc:  # no blend into the commanded motion keeps the limits
                     raise TrajectoryError(f"{where}: {exc}; not published") from None
-                step, step_ratio = self.timeline.predicted_step(trajectory, stamp, now)
+                step, step_ratio = self.timeline.predicted_step(trajectory, stamp, now) if to_controller else (0.0, 0.0)
                 retarget_s = time.perf_counter() - tick
                 if should_stop():
                     return
