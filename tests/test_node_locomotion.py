@@ -41,7 +41,11 @@ def shipped_node(tmp_path_factory):
     settings = {
         "device": "cpu", "warmup": False, "controller_topic": CONTROLLER_TOPIC, "locomotion": "cmd_vel",
         "cmd_vel_topic": CMD_VEL_TOPIC, "controller_plans": "final_only", "unknown_command": "accept",
+        "prefix_seconds": 0.0,
     }  # fmt: skip
+    # final_only: one plan per command, whose root path the Twists are compared with. prefix_seconds 0:
+    # a command is generated afresh; continuing a walk, a gesture keeps some of its momentum (0.46 m
+    # with these seeds) and travels by the rule.
     # its own name and topics: other test modules' nodes may share this DDS domain
     process = NodeProcess(settings, remaps=[("__node", NODE)], log_path=log).start()
     yield process
@@ -159,3 +163,53 @@ def test_a_standing_gesture_stays_whole_body_and_sends_no_velocity(client, twist
     time.sleep(1.0)
     _, commands_M3 = twists.since(started)
     assert np.all(commands_M3 == 0.0), commands_M3[np.any(commands_M3 != 0.0, axis=1)][:5]
+
+
+def start_walking(client, twists) -> tuple[float, object]:
+    """Send a 6 s walk and return (time sent, goal handle) once its velocities are on the topic."""
+    client.clear()
+    started = time.time()
+    handle = client.send_goal("walk forward", duration=6.0, seed=7)
+    deadline = time.time() + 60.0
+    while time.time() < deadline and not np.any(twists.since(started)[1] != 0.0):
+        time.sleep(0.05)
+    assert np.any(twists.since(started)[1] != 0.0), "the walk never reached the walking controller"
+    time.sleep(0.5)  # walking
+    return started, handle
+
+
+def test_stop_sends_zero_to_the_walking_controller(client, twists, robot):
+    from std_srvs.srv import Trigger
+
+    started, handle = start_walking(client, twists)
+    stop = client.node.create_client(Trigger, f"/{NODE}/stop")
+    assert stop.wait_for_service(10.0)
+    response = stop.call(Trigger.Request())
+    assert response.success, response.message
+    stopped = time.time()
+    handle.wait(30.0)
+    time.sleep(1.0)
+    times_M, commands_M3 = twists.since(started)
+    np.testing.assert_array_equal(commands_M3[-1], 0.0)  # the explicit zero, sent before the reply
+    moving_M = np.any(commands_M3 != 0.0, axis=1)
+    assert times_M[moving_M].max() < stopped  # nothing but zero once ~/stop has answered
+    # the stop trajectory that brings the upper body to rest carries no leg joints either
+    with client._lock:
+        sent = [r.msg for r in client.trajectories]
+    assert len(sent) >= 2 and all(len(msg.joint_names) == len(robot.upper_body_columns) for msg in sent)
+
+
+def test_a_standing_command_preempting_a_walk_sends_zero_from_its_switch_time(client, twists, robot):
+    started, _ = start_walking(client, twists)
+    outcome = client.generate("wave the right hand", duration=3.0, seed=3, timeout=120.0)
+    assert outcome.status == "succeeded", outcome.message
+    wave = outcome.final_trajectory
+    assert outcome.final_plan.locomotion == "whole_body"
+    assert list(wave.joint_names) == list(robot.joint_names)  # whole-body again
+    switch = convert.time_to_seconds(wave.header.stamp)
+    time.sleep(max(switch - time.time(), 0.0) + 0.5)
+    times_M, commands_M3 = twists.since(started)
+    moving_M = np.any(commands_M3 != 0.0, axis=1)
+    assert np.any(moving_M[times_M < switch - 0.05])  # it walked until the wave took over ...
+    assert times_M[moving_M].max() < switch + 0.05  # ... and got zero from its switch time (+ delivery)
+    np.testing.assert_array_equal(commands_M3[-1], 0.0)

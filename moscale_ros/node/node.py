@@ -123,6 +123,7 @@ class MoScaleNode(Node):
         self.controllers: ControllerAssignment | None = None
         self.base_velocity = BaseVelocitySchedule()  # locomotion: cmd_vel, published by a timer
         self.cmd_vel_pub: Publisher | None = None
+        self._cmd_vel_lock = threading.Lock()  # a command is computed and published as one step (timer, stop)
         self._upper_body_only = False  # the motion last sent leaves the legs to the walking controller
         self.measured = MeasuredJointState()
         self.last_refusal = ""
@@ -269,6 +270,12 @@ class MoScaleNode(Node):
             return False
         for topic, names in self.controllers.joint_names.items():
             self.get_logger().info(f"controller {topic}: {len(names)} joints")
+        if self.config.locomotion == "cmd_vel":
+            upper = self.controllers.upper_body(self.pipeline.robot.upper_body_columns)
+            self.get_logger().info(
+                f"locomotion cmd_vel: a travelling motion goes to {s.cmd_vel_topic} (Twist) and its upper body "
+                f"to {', '.join(t for t, c in upper.items() if c) or 'no controller (each one owns a leg joint)'}"
+            )
         if self.controllers.unlisted:
             unlisted = self.controllers.unlisted
             self.get_logger().warning(f"{len(unlisted)} joint(s) no controller lists, never sent: {unlisted}")
@@ -444,6 +451,9 @@ class MoScaleNode(Node):
         self._closing = True
         for timer in list(self.timers):  # no playback or diagnostics tick may run into the teardown
             timer.cancel()
+        if self.cmd_vel_pub is not None and not self.base_velocity.empty:  # the walking controller stops
+            self.base_velocity.stop(self.now_s())
+            self.cmd_vel_pub.publish(convert.twist_msg(np.zeros(3)))
         if self.worker is not None:
             self.worker.stop()
         deadline = time.monotonic() + goals_timeout
@@ -675,16 +685,19 @@ class MoScaleNode(Node):
                 self.base_velocity.replace(plan, step.start_time)
             elif not self.base_velocity.empty:
                 self.base_velocity.stop(step.start_time)
-        upper = set(self.pipeline.robot.upper_body_columns) if self._upper_body_only else None
-        if self.controllers.whole_body and upper is None:
+        if self.controllers.whole_body and not self._upper_body_only:
             (publisher,) = self.trajectory_pubs.values()
             publisher.publish(trajectory)
         else:
-            for topic, columns in self.controllers.columns.items():
-                picked = [c for c in columns if upper is None or c in upper]
-                if picked:
+            columns_by_topic = (
+                self.controllers.upper_body(self.pipeline.robot.upper_body_columns)
+                if self._upper_body_only
+                else self.controllers.columns
+            )
+            for topic, columns in columns_by_topic.items():
+                if columns:
                     self.trajectory_pubs[topic].publish(
-                        convert.joint_trajectory_msg(step.trajectory, step.start_time, picked)
+                        convert.joint_trajectory_msg(step.trajectory, step.start_time, columns)
                     )
         reason = self.pipeline.commit(step, self.now_s())
         if reason is not None:  # a bug: every plan is shaped for the controller's rules
@@ -720,8 +733,9 @@ class MoScaleNode(Node):
         motion is commanded; once it is over, one explicit zero, then nothing."""
         if self.cmd_vel_pub is None or self.base_velocity.empty or not self.output_enabled:
             return
-        command_3, _finished = self.base_velocity.command_at(self.now_s())
-        self.cmd_vel_pub.publish(convert.twist_msg(command_3))
+        with self._cmd_vel_lock:  # a stop's zero is never overtaken by a command computed before it
+            command_3, _finished = self.base_velocity.command_at(self.now_s())
+            self.cmd_vel_pub.publish(convert.twist_msg(command_3))
 
     def _on_stop(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         response.message = self.stop_motion("~/stop")
