@@ -406,10 +406,7 @@ class MotionPipeline:
         # The robot's measured joint positions (robot order), or None when unknown; when set, a command
         # with nothing running starts from them (the node sets it from joint_state_topic_in).
         self.measured_pose: Callable[[], np.ndarray | None] | None = None
-        if config.locomotion == "cmd_vel" and not self.robot.config.max_base_velocity:
-            raise ConfigError(
-                f"locomotion: cmd_vel needs max_base_velocity [v_x, v_y, w_z] in the robot YAML of {self.robot.name}"
-            )
+        check_locomotion(config, self.robot)
 
     def request(self, text: str, duration: float = 0.0, seed: int | None = None, request_id: str = "") -> MotionRequest:
         """A validated request received now (InputError on bad text or a duration outside what both
@@ -662,6 +659,19 @@ class MotionPipeline:
         return final
 
 
+def check_locomotion(config: PipelineConfig, robot: Robot) -> None:
+    """ConfigError unless the robot can walk by velocity commands when ``locomotion`` is ``cmd_vel``:
+    its YAML gives ``max_base_velocity`` and ``leg_joints``."""
+    if config.locomotion != "cmd_vel":
+        return
+    missing = [key for key in ("max_base_velocity", "leg_joints") if not getattr(robot.config, key)]
+    if missing:
+        raise ConfigError(
+            f"locomotion: cmd_vel needs {' and '.join(missing)} in the robot YAML of {robot.name} "
+            "(the walking controller's command limits [v_x, v_y, w_z] and the joints it drives)"
+        )
+
+
 def resolve_checkpoint(checkpoint: str) -> Path | None:
     """``None`` (the shipped model) for ""; a relative path that is not in the working directory is
     looked up among the package's resources (so ``models/x.safetensors`` works from any directory)."""
@@ -681,6 +691,7 @@ def build_pipeline(config: PipelineConfig, clock: Callable[[], float] = time.tim
     CheckpointError (missing, corrupt or mismatched model file).
     """
     robot = load_robot(config.robot, urdf_string=config.robot_description or None)
+    check_locomotion(config, robot)
     # The retargeter keeps BLEND_HEADROOM of every speed limit free, so that blending a plan out of
     # the commanded motion (which adds w'(q_c - q_n), see control/shaping.py) fits inside the limits;
     # the plans are validated against the full limits.
