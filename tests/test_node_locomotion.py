@@ -194,8 +194,7 @@ def test_stop_sends_zero_to_the_walking_controller(client, twists, robot):
     moving_M = np.any(commands_M3 != 0.0, axis=1)
     assert times_M[moving_M].max() < stopped  # nothing but zero once ~/stop has answered
     # the stop trajectory that brings the upper body to rest carries no leg joints either
-    with client._lock:
-        sent = [r.msg for r in client.trajectories]
+    sent = [received.msg for received in list(client.trajectories)]
     assert len(sent) >= 2 and all(len(msg.joint_names) == len(robot.upper_body_columns) for msg in sent)
 
 
