@@ -53,12 +53,14 @@ from moscale_ros.generation.request import (
 )
 from moscale_ros.generation.sequence import PartSpec, part_seed, random_seed, stream_sequence
 from moscale_ros.generation.vocabulary import DEFAULT_RARE_CLIPS, SkillMatch
+from retarget.locomotion import base_velocity_commands, heading_from_quaternions, is_travelling
 from retarget.retargeter import RetargetConfig, Retargeter
 from retarget.robot import Robot, load_robot
 from retarget.trajectory import RobotTrajectory
 
 ControllerPlans = Literal["every_scale", "final_only"]
 UnknownCommandPolicy = Literal["refuse", "warn", "accept"]
+Locomotion = Literal["whole_body", "cmd_vel"]
 BLEND_HEADROOM = 0.15  # fraction of each joint speed limit the retargeter leaves for blending
 
 
@@ -97,10 +99,7 @@ class PipelineConfig:
         5.0, "IK keyframes per second of coarse plans; 0: every frame", Range(0.0, 100.0, "1/s"), live=True
     )
     final_ik_fps: float = setting(
-        0.0,
-        "IK keyframes per second of the final plan, splined to control_rate; 0: every control step",
-        Range(0.0, 100.0, "1/s"),
-        live=True,
+        0.0, "IK keyframes per second of the final plan; 0: every frame", Range(0.0, 100.0, "1/s"), live=True
     )
     ease_duration: float = setting(0.5, "s over which every plan slows to rest at its end", SECONDS, live=True)
     switch_lead: float = setting(0.1, "s from a later plan being ready to its switch time", SECONDS)
@@ -115,6 +114,11 @@ class PipelineConfig:
     )
     unknown_command: UnknownCommandPolicy = setting(
         "refuse", "refuse | warn | accept a command (part) the model was not trained for or has barely seen", live=True
+    )
+    locomotion: Locomotion = setting(
+        "whole_body",
+        "whole_body | cmd_vel: a travelling motion as base velocities for the robot's walking controller "
+        "(on cmd_vel_topic) and upper-body trajectories",
     )
     rare_clips: int = setting(
         DEFAULT_RARE_CLIPS, "skills with fewer training clips are known but weak", Range(0, 1000, "clips"), live=True
@@ -362,6 +366,8 @@ class PlanStep:
     segment_starts: tuple[float, ...] = ()  # s from the motion start at which each part begins
     segment_seconds: tuple[float, ...] = ()  # s each part lasts
     shaping_s: float = 0.0  # easing, splicing into the commanded motion and validation of this scale
+    locomotion: Locomotion = "whole_body"  # cmd_vel: legs to the walking controller, base_velocity_N3 to it
+    base_velocity_N3: np.ndarray | None = None  # noqa: N815 (shape suffix); cmd_vel: (v_x, v_y, w_z) per point
 
 
 def segment_timing(scale: Any, kept_from: int, kept_frames: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -404,6 +410,7 @@ class MotionPipeline:
         # The robot's measured joint positions (robot order), or None when unknown; when set, a command
         # with nothing running starts from them (the node sets it from joint_state_topic_in).
         self.measured_pose: Callable[[], np.ndarray | None] | None = None
+        check_locomotion(config, self.robot)
 
     def request(self, text: str, duration: float = 0.0, seed: int | None = None, request_id: str = "") -> MotionRequest:
         """A validated request received now (InputError on bad text or a duration outside what both
@@ -513,6 +520,7 @@ class MotionPipeline:
                 prefix = previous.human_prefix(anchor, self.config.prefix_seconds)
         motion_start: float | None = None
         from_rest = True
+        travelling, travel_fixed = False, False  # cmd_vel: fixed by the first plan sent to the controller
         warm_start: RobotTrajectory | None = None
         stream = ScalesAhead(self._stream(request, prefix))  # scale k+1 generated while k is retargeted
         generated_s = 0.0
@@ -542,18 +550,26 @@ class MotionPipeline:
                     eased = ease(motion, ease_in, self.config.ease_duration)
                     switch = self.timeline.switch_time(start, self.clock())
                     trajectory = self.timeline.splice(eased, start, switch)
-                    if trajectory is None:  # the motion is over before this plan could take over
-                        continue
                     now = self.clock()
-                    trajectory, stamp = self.timeline.lead_in(trajectory, switch, now)
+                    if trajectory is None:  # the motion is over before this plan could take over
+                        if not scale.is_final:
+                            continue
+                        # The final plan still goes out on ~/plan (the command's full-detail result),
+                        # on the motion's own timeline; the controller has finished and does not get it.
+                        trajectory, stamp, to_controller = eased, start, False
+                    else:
+                        trajectory, stamp = self.timeline.lead_in(trajectory, switch, now)
                     validate_trajectory(trajectory, self.robot, self.config.limit_tolerance)
+                    if self.config.locomotion == "cmd_vel" and not travel_fixed:
+                        travelling, travel_fixed = self.travels(motion), to_controller
+                    base_velocity_N3 = self.base_velocities(trajectory) if travelling else None
                 except TrajectoryError as exc:
                     raise TrajectoryError(f"{where}: {exc}; not published") from None
                 except MoScaleError as exc:
                     raise TrajectoryError(f"{where}: the generated motion cannot be retargeted: {exc}") from exc
                 except ValueError as exc:  # no blend into the commanded motion keeps the limits
                     raise TrajectoryError(f"{where}: {exc}; not published") from None
-                step, step_ratio = self.timeline.predicted_step(trajectory, stamp, now)
+                step, step_ratio = self.timeline.predicted_step(trajectory, stamp, now) if to_controller else (0.0, 0.0)
                 shaping_s = time.perf_counter() - tick
                 if should_stop():
                     return
@@ -577,11 +593,27 @@ class MotionPipeline:
                     segment_starts=starts,
                     segment_seconds=lengths,
                     shaping_s=shaping_s,
+                    locomotion="cmd_vel" if travelling else "whole_body",
+                    base_velocity_N3=base_velocity_N3,
                 )
                 if should_stop():
                     return
         finally:
             stream.close()
+
+    def travels(self, motion: RobotTrajectory) -> bool:
+        """Whether a retargeted motion travels (:func:`retarget.locomotion.is_travelling` on its base
+        path; a motion the retargeter balanced as standing never does)."""
+        heading_N = heading_from_quaternions(motion.base_poses[:, 3:7])
+        standing = bool(getattr(motion.report, "standing", False))
+        return is_travelling(motion.base_poses[:, :3], heading_N, standing)
+
+    def base_velocities(self, trajectory: RobotTrajectory) -> np.ndarray:
+        """Body-frame base commands ``(N, 3)`` along a plan's own base path, one per trajectory point,
+        limited to the robot's ``max_base_velocity``, the last one zero (:mod:`retarget.locomotion`)."""
+        heading_N = heading_from_quaternions(trajectory.base_poses[:, 3:7])
+        limits_3 = np.asarray(self.robot.config.max_base_velocity, dtype=np.float64)
+        return base_velocity_commands(trajectory.base_poses[:, :3], heading_N, self.config.control_rate, limits_3)
 
     def _stream(self, request: MotionRequest, prefix: np.ndarray | None) -> Iterator[Any]:
         """The generator's scales for a one-part request; for a sequence, every scale of the whole
@@ -638,6 +670,19 @@ class MotionPipeline:
         return final
 
 
+def check_locomotion(config: PipelineConfig, robot: Robot) -> None:
+    """ConfigError unless the robot can walk by velocity commands when ``locomotion`` is ``cmd_vel``:
+    its YAML gives ``max_base_velocity`` and ``leg_joints``."""
+    if config.locomotion != "cmd_vel":
+        return
+    missing = [key for key in ("max_base_velocity", "leg_joints") if not getattr(robot.config, key)]
+    if missing:
+        raise ConfigError(
+            f"locomotion: cmd_vel needs {' and '.join(missing)} in the robot YAML of {robot.name} "
+            "(the walking controller's command limits [v_x, v_y, w_z] and the joints it drives)"
+        )
+
+
 def resolve_checkpoint(checkpoint: str) -> Path | None:
     """``None`` (the shipped model) for ""; a relative path that is not in the working directory is
     looked up among the package's resources (so ``models/x.safetensors`` works from any directory)."""
@@ -657,6 +702,7 @@ def build_pipeline(config: PipelineConfig, clock: Callable[[], float] = time.tim
     CheckpointError (missing, corrupt or mismatched model file).
     """
     robot = load_robot(config.robot, urdf_string=config.robot_description or None)
+    check_locomotion(config, robot)
     # The retargeter keeps BLEND_HEADROOM of every speed limit free, so that blending a plan out of
     # the commanded motion (which adds w'(q_c - q_n), see control/shaping.py) fits inside the limits;
     # the plans are validated against the full limits.

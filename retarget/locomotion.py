@@ -9,15 +9,51 @@ smoothed with a Gaussian of ``smoothing_s``::
 
 each component clipped to the robot's ``max_base_velocity``, and the last command is zero (the robot
 stops). Integrating the commands (forward Euler, ``dt = 1 / fps``) retraces the smoothed path.
-This module is the ROS-free core only: nothing publishes the commands yet.
+
+A motion is *travelling* (walk, run, turn, sidestep: worth a walking controller) when it is not a
+standing motion (:func:`retarget.balance.is_standing`, the class that the balance constraint holds)
+and its root path either moves ``min_travel_m`` or more away from where it started (horizontally)
+or turns the heading ``min_turn_rad`` or more away from its start heading::
+
+    travelling = not standing and (max_t |p_t - p_0|_xy >= min_travel_m or max_t |psi_t - psi_0| >= min_turn_rad)
+
+The node publishes the commands (``locomotion: cmd_vel``, :mod:`moscale_ros.control.base_velocity`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from moscale_common.errors import InputError
+
+DEFAULT_SMOOTHING_S = 0.25  # s, Gaussian sigma on the root path and heading
+
+
+@dataclass(frozen=True)
+class TravelRule:
+    """Thresholds of the travelling test (module docstring)."""
+
+    min_travel_m: float = 0.3  # m of horizontal root displacement from the start
+    min_turn_rad: float = 0.5  # rad (~29 deg) of heading change from the start
+
+
+def is_travelling(root_T3: np.ndarray, heading_T: np.ndarray, standing: bool, rule: TravelRule = TravelRule()) -> bool:
+    """True for a travelling motion: not ``standing`` (the balance module's class) and the root moves
+    ``min_travel_m`` or turns ``min_turn_rad`` from its start (module docstring)."""
+    if standing or len(root_T3) < 2:
+        return False
+    moved = np.linalg.norm(root_T3[:, :2] - root_T3[0, :2], axis=1).max()
+    turned = np.abs(np.asarray(heading_T, dtype=float) - heading_T[0]).max()
+    return bool(moved >= rule.min_travel_m or turned >= rule.min_turn_rad)
+
+
+def heading_from_quaternions(quaternions_T4: np.ndarray) -> np.ndarray:
+    """Unwrapped yaw (rad) of base orientations given as ``[qx qy qz qw]`` rows (z-up world)."""
+    x, y, z, w = np.asarray(quaternions_T4, dtype=float).T
+    return np.unwrap(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
 
 
 def heading_from_rotations(pelvis_R_T33: np.ndarray, neutral_pelvis_R_33: np.ndarray) -> np.ndarray:
@@ -27,7 +63,7 @@ def heading_from_rotations(pelvis_R_T33: np.ndarray, neutral_pelvis_R_33: np.nda
 
 
 def base_velocity_commands(root_T3: np.ndarray, heading_T: np.ndarray, fps: float, max_velocity_3: np.ndarray,
-                           smoothing_s: float = 0.25) -> np.ndarray:  # fmt: skip
+                           smoothing_s: float = DEFAULT_SMOOTHING_S) -> np.ndarray:  # fmt: skip
     """Body-frame commands ``(T, 3)`` = ``(v_x, v_y, w_z)`` per frame (module docstring); the last row is 0."""
     if len(root_T3) < 2 or len(heading_T) != len(root_T3):
         raise InputError(f"root path of {len(root_T3)} frames and heading of {len(heading_T)}: need 2+ of each, equal")

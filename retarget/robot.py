@@ -79,6 +79,10 @@ class RobotConfig:
     weights: TaskWeights = field(default_factory=TaskWeights)
     collision: CollisionGroups = field(default_factory=CollisionGroups)  # link pairs kept apart (collision.py)
     sim: dict[str, Any] = field(default_factory=dict)  # physics settings, schema: moscale_ros.sim.config.SimConfig
+    # Walking controller (locomotion: cmd_vel): its command limits [v_x m/s, v_y m/s, w_z rad/s]
+    # (empty: the robot has none) and the joints it drives (globs); the rest is the upper body.
+    max_base_velocity: list[float] = field(default_factory=list)
+    leg_joints: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -108,6 +112,12 @@ class Robot:
     @property
     def num_joints(self) -> int:
         return len(self.joint_names)
+
+    @property
+    def upper_body_columns(self) -> list[int]:
+        """Indices (trajectory columns) of the joints that are not legs (``leg_joints`` of the YAML)."""
+        legs = self.config.leg_joints
+        return [j for j, name in enumerate(self.joint_names) if not any(fnmatch.fnmatchcase(name, g) for g in legs)]
 
     def configuration(self, base_pose_7: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """Full configuration ``q`` from a base pose ``[x y z qx qy qz qw]`` and joint positions."""
@@ -193,6 +203,10 @@ def load_robot(name_or_yaml_path: str | Path, urdf_string: str | None = None) ->
         if not value > 0:
             raise ConfigError(f"{path}: velocity_limits.{key} must be > 0, got {value}")
 
+    if config.max_base_velocity and (len(config.max_base_velocity) != 3 or min(config.max_base_velocity) <= 0):
+        given = config.max_base_velocity
+        raise ConfigError(f"{path}: max_base_velocity must be 3 values > 0 [v_x, v_y, w_z], got {given}")
+
     full, source = _build_model(config, path, urdf_string)
     for joint in list(config.locked_joints) + list(config.initial_joint_positions):
         if not full.existJointName(joint):
@@ -207,6 +221,10 @@ def load_robot(name_or_yaml_path: str | Path, urdf_string: str | None = None) ->
     odd = [n for j, n in zip(range(2, model.njoints), names) if model.joints[j].nq != 1 or model.joints[j].nv != 1]
     if odd:
         raise ConfigError(f"{path}: only 1-DoF joints are supported; lock or remove {', '.join(odd)}")
+
+    unmatched = [g for g in config.leg_joints if not any(fnmatch.fnmatchcase(n, g) for n in names)]
+    if unmatched:
+        raise ConfigError(f"{path}: leg_joints {unmatched} match no joint of the model")
 
     frame_names = dict(config.frames)
     frame_names.update({f"{side}_foot": foot.frame for side, foot in config.feet.items()})

@@ -157,3 +157,22 @@ def test_controllers_parameter_errors_name_the_problem():
     )
     assert assignment.columns == {"/legs": [3, 9]} and len(assignment.unlisted) == 27 and not assignment.whole_body
     assert assign_joints({}, "/default", load_robot("g1").joint_names).whole_body
+
+
+def test_under_cmd_vel_only_controllers_without_leg_joints_get_the_upper_body():
+    """locomotion: cmd_vel, a travelling motion: in the split setup the arms controller gets its joints
+    (accepted by its controller model) and legs + waist gets nothing (the walking controller owns the
+    legs, and a partial message would be refused); a single controller gets the non-leg joints."""
+    robot = load_robot("g1")
+    node_parameters = yaml.safe_load(NODE_SPLIT_FILE.read_text())["/**"]["ros__parameters"]
+    split = assign_joints(parse_controllers(node_parameters["controllers"]), "/default", robot.joint_names)
+    upper = split.upper_body(robot.upper_body_columns)
+    assert list(upper) == ["/arms_controller/joint_trajectory"]
+    arms = [robot.joint_names[c] for c in upper["/arms_controller/joint_trajectory"]]
+    assert arms == split.joint_names["/arms_controller/joint_trajectory"]
+    zeros_NJ = np.zeros((3, len(arms)))
+    message = TrajectoryMessage(arms, 0.0, np.arange(3) * 0.02, zeros_NJ, zeros_NJ, zeros_NJ)
+    assert rejection_reason(message, ControllerSettings(arms), now=0.0) is None
+    single = assign_joints({}, "/default", robot.joint_names).upper_body(robot.upper_body_columns)
+    names = [robot.joint_names[c] for c in single["/default"]]
+    assert len(names) == 17 and not [n for n in names if "hip" in n or "knee" in n or "ankle" in n]

@@ -42,7 +42,11 @@ def run_all(pipeline, text: str, seconds: float, seed: int = 0, **stop):
 def test_plans_share_one_start_time_and_are_valid(pipeline):
     pipeline.forget_continuation()
     request = pipeline.request("walk forward", 3.0, 1)
-    steps = list(pipeline.run(request))
+    steps = []
+    for step in pipeline.run(request):  # each sent as the node sends it (the timeline then knows it)
+        if step.to_controller:
+            pipeline.commit(step)
+        steps.append(step)
     num_scales = steps[0].num_scales
     assert [s.scale_index for s in steps] == list(range(1, num_scales + 1))
     assert [s.is_final for s in steps] == [False] * (num_scales - 1) + [True]
@@ -65,6 +69,27 @@ def test_plans_share_one_start_time_and_are_valid(pipeline):
         assert step.start_time + step.trajectory.duration == pytest.approx(t0 + eased_duration, abs=2 / 50)
         np.testing.assert_array_equal(step.trajectory.velocities[-1], 0.0)  # at rest: a controller accepts it
     np.testing.assert_array_equal(steps[0].trajectory.velocities[0], 0.0)  # started from rest
+
+
+def test_a_final_plan_later_than_the_motion_is_published_but_not_sent(pipeline):
+    """On a slow machine the final plan can arrive after the coarse motion has already ended: the
+    refinements in between are dropped (nothing left to take over), the final one is still yielded
+    (the command's full-detail result, on ~/plan) but not for the controller, which has finished."""
+    pipeline.forget_continuation()
+    steps = []
+    for step in pipeline.run(pipeline.request("bow", 2.0, 4)):
+        if step.to_controller:
+            pipeline.commit(step)
+        steps.append(step)
+        if step.scale_index == 1:
+            pipeline.clock.offset += 10.0  # the rest of the generation takes 10 s longer
+    first, last = steps[0], steps[-1]
+    assert first.to_controller and first.scale_index == 1
+    assert last.is_final and not last.to_controller and len(steps) == 2
+    assert last.start_time == last.motion_start == first.motion_start  # on the motion's own timeline
+    assert (last.switch_step, last.switch_step_ratio) == (0.0, 0.0)
+    validate_trajectory(last.trajectory, pipeline.robot)
+    assert pipeline.last_commanded.trajectory is first.trajectory  # the controller still has the coarse plan
 
 
 def test_next_command_continues_from_the_committed_pose(pipeline):

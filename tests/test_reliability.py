@@ -296,7 +296,7 @@ def test_node_parameters_reject_unknown_names_and_wrong_types():
 @pytest.mark.parametrize(
     ("old", "new", "needle"),
     [
-        ("name: g1\n", "name: g1\nnmae: g2\n", r"robot\.yaml: unknown key\(s\) nmae; allowed: feet, frames"),
+        ("name: g1\n", "name: g1\nnmae: g2\n", r"robot\.yaml: unknown key\(s\) nmae; allowed: collision, feet, frames"),
         ("  contact_gain: 100.0\n", "  contact_gain: 100.0\n  hand_postion: 3.0\n",
          r"robot\.yaml\.weights: unknown key\(s\) hand_postion"),
         ("  default: 6.0\n", "  default: fast\n",

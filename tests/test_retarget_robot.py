@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from moscale_common.errors import ConfigError
+from moscale_ros.pipeline import PipelineConfig, build_pipeline
 from retarget import Retargeter, available_robots, load_robot
 from retarget.ik import _solve_daqp, solve_box_qp
 from retarget.robot import REQUIRED_FRAMES
@@ -76,3 +77,22 @@ def test_box_qp_matches_daqp_on_random_problems() -> None:
         cost_own, cost_ref = (0.5 * x @ H @ x - g @ x for x in (x_own, x_ref))
         assert np.all(x_own >= lb) and np.all(x_own <= ub)
         assert cost_own <= cost_ref + 1e-6 * (1 + abs(cost_ref))
+
+
+def test_walking_controller_settings_are_checked(tmp_path: Path) -> None:
+    """max_base_velocity and leg_joints (locomotion: cmd_vel): bad values name the problem; a robot
+    YAML without them cannot run cmd_vel, and the pipeline says so before loading any model."""
+    g1, talos = load_robot("g1"), load_robot("talos")
+    assert g1.config.max_base_velocity == [2.0, 0.6, 1.5] and len(g1.upper_body_columns) == 17
+    assert talos.config.max_base_velocity == [0.5, 0.2, 0.5] and len(talos.upper_body_columns) == 16
+    text = (Path(__file__).parents[1] / "config/robots/g1.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("max_base_velocity: [2.0, 0.6, 1.5]", "max_base_velocity: [2.0, 0.0, 1.5]"))
+    with pytest.raises(ConfigError, match=r"max_base_velocity must be 3 values > 0"):
+        load_robot(bad)
+    bad.write_text(text.replace('"*_knee_joint"', '"*_kne_joint"'))
+    with pytest.raises(ConfigError, match=r"leg_joints \['\*_kne_joint'\] match no joint"):
+        load_robot(bad)
+    bad.write_text(text.replace("max_base_velocity: [2.0, 0.6, 1.5]", ""))
+    with pytest.raises(ConfigError, match="locomotion: cmd_vel needs max_base_velocity in the robot YAML of g1"):
+        build_pipeline(PipelineConfig(robot=str(bad), locomotion="cmd_vel", device="cpu"))

@@ -59,46 +59,21 @@ def r_precision(
     top_k: int = 3,
     group_size: int = R_PRECISION_GROUP,
     rng: np.random.Generator | None = None,
+    labels_N: np.ndarray | None = None,
 ) -> np.ndarray:
     """``(top_k,)`` share of texts whose own motion ranks within the ``k`` nearest of its group.
 
     Pairs are shuffled with ``rng`` (unshuffled when None) and cut into groups of ``group_size``
     (the last, incomplete group is dropped, as in the reference code; with fewer pairs than
-    ``group_size`` all of them form one group).
+    ``group_size`` all of them form one group). The rank of text i's match is the number of motions
+    of *other labels* strictly nearer than the nearest motion *with its label* (ties count in its
+    favour); without ``labels_N`` every pair is its own label, i.e. the match is its own motion.
     """
     text_NE, motion_NE = _paired(text_NE, motion_NE)
     N = text_NE.shape[0]
-    order = rng.permutation(N) if rng is not None else np.arange(N)
-    size = min(group_size, N)
-    hits_K = np.zeros(top_k)
-    groups = N // size
-    for g in range(groups):
-        rows = order[g * size : (g + 1) * size]
-        dist_GG = distance_matrix(text_NE[rows], motion_NE[rows])
-        own_G = dist_GG[np.arange(size), np.arange(size)]
-        # rank of the own motion = number of motions strictly nearer (ties count in its favour)
-        rank_G = (dist_GG < own_G[:, None]).sum(1)
-        hits_K += np.array([(rank_G < k).sum() for k in range(1, top_k + 1)])
-    return hits_K / (groups * size)
-
-
-def label_r_precision(
-    text_NE: np.ndarray,
-    motion_NE: np.ndarray,
-    labels_N: np.ndarray,
-    top_k: int = 3,
-    group_size: int = R_PRECISION_GROUP,
-    rng: np.random.Generator | None = None,
-) -> np.ndarray:
-    """``(top_k,)`` label-level R-precision: groups as :func:`r_precision`, but a text scores when the
-    nearest motion *with its label* (its own or another clip's) ranks within ``k``, counting only
-    motions of other labels ahead of it. Clip-level :func:`r_precision` also counts same-label clips
-    as competitors, so two real clips with one label cap it; this one measures the label alone."""
-    text_NE, motion_NE = _paired(text_NE, motion_NE)
-    labels_N = np.asarray(labels_N)
-    if labels_N.shape != (text_NE.shape[0],):
-        raise InputError(f"labels {labels_N.shape} do not match {text_NE.shape[0]} pairs")
-    N = text_NE.shape[0]
+    labels_N = np.arange(N) if labels_N is None else np.asarray(labels_N)
+    if labels_N.shape != (N,):
+        raise InputError(f"labels {labels_N.shape} do not match {N} pairs")
     order = rng.permutation(N) if rng is not None else np.arange(N)
     size = min(group_size, N)
     hits_K = np.zeros(top_k)
@@ -111,6 +86,20 @@ def label_r_precision(
         rank_G = ((dist_GG < best_same_G[:, None]) & ~same_GG).sum(1)
         hits_K += np.array([(rank_G < k).sum() for k in range(1, top_k + 1)])
     return hits_K / (groups * size)
+
+
+def label_r_precision(
+    text_NE: np.ndarray,
+    motion_NE: np.ndarray,
+    labels_N: np.ndarray,
+    top_k: int = 3,
+    group_size: int = R_PRECISION_GROUP,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Label-level R-precision (:func:`r_precision` with ``labels_N``): a text scores when a motion with
+    its label, its own or another clip's, ranks within ``k``. Clip-level R-precision counts same-label
+    clips as competitors, so two real clips with one label cap it; this one measures the label alone."""
+    return r_precision(text_NE, motion_NE, top_k, group_size, rng, labels_N)
 
 
 def accuracy_by_label(predicted_N: np.ndarray, true_N: np.ndarray, names_N: list[str]) -> dict[str, tuple[int, int]]:

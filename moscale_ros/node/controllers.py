@@ -10,6 +10,12 @@ Empty means one controller, ``controller_topic``, with every joint of the robot.
 (``allow_partial_joints_goal: false``), so each controller gets exactly its joints: the columns of
 the whole-body trajectory with those names, in the order listed. A joint in two controllers, or one
 the robot does not have, is a :class:`ConfigError`; joints no controller lists are reported, never sent.
+
+Under ``locomotion: cmd_vel`` a travelling motion leaves the legs to the robot's walking controller
+(:meth:`ControllerAssignment.upper_body`): with ``controllers``, only the controllers that own no leg
+joint get their trajectories (a controller refuses a message without all its joints, so one that
+mixes legs and waist gets nothing); with the single ``controller_topic``, the message carries the
+upper-body joints only (that controller must own only those, or accept partial goals).
 """
 
 from __future__ import annotations
@@ -62,6 +68,16 @@ class ControllerAssignment:
         return (
             len(self.columns) == 1 and not self.unlisted and all(cols == sorted(cols) for cols in self.columns.values())
         )
+
+    def upper_body(self, upper_columns: list[int]) -> dict[str, list[int]]:
+        """Columns each controller gets while the legs are the walking controller's (module
+        docstring): ``upper_columns`` for a single controller, else the controllers whose columns
+        are all in ``upper_columns``, with all of theirs."""
+        upper = set(upper_columns)
+        if len(self.columns) == 1:
+            ((topic, columns),) = self.columns.items()
+            return {topic: [c for c in columns if c in upper]}
+        return {topic: list(columns) for topic, columns in self.columns.items() if set(columns) <= upper}
 
 
 def assign_joints(

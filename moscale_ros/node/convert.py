@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
-from geometry_msgs.msg import Point
+from geometry_msgs.msg import Point, Twist
 from sensor_msgs.msg import JointState
 from std_msgs.msg import ColorRGBA
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -83,6 +83,13 @@ def joint_trajectory_msg(
     return msg
 
 
+def twist_msg(command_3: np.ndarray) -> Twist:
+    """``geometry_msgs/Twist`` of a body-frame base command ``(v_x, v_y, w_z)``."""
+    msg = Twist()
+    msg.linear.x, msg.linear.y, msg.angular.z = (float(v) for v in command_3)
+    return msg
+
+
 def motion_plan_msg(step: PlanStep, frame_id: str = "") -> MotionPlan:
     """The ``MotionPlan`` of one scale: header stamped with the motion's start, trajectory with its switch time."""
     msg = MotionPlan()
@@ -96,6 +103,9 @@ def motion_plan_msg(step: PlanStep, frame_id: str = "") -> MotionPlan:
     msg.latency = float(step.latency_s)
     msg.switch_step = float(step.switch_step)
     msg.switch_step_ratio = float(step.switch_step_ratio)
+    msg.locomotion = step.locomotion
+    if step.base_velocity_N3 is not None:
+        msg.base_velocities = np.asarray(step.base_velocity_N3, dtype=np.float32).ravel().tolist()
     msg.trajectory = joint_trajectory_msg(step.trajectory, step.start_time)
     msg.robot_name = step.trajectory.robot_name
     poses = array.array("d")

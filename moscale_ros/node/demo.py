@@ -18,9 +18,6 @@ offscreen GL context the robot is drawn as lines (Pinocchio) instead, after one 
 from __future__ import annotations
 
 import math
-import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -48,39 +45,14 @@ VIDEO_FPS = 20.0
 MAX_VIDEO_FRAMES = 120
 
 
-class SimNodeProcess:
-    """``moscale_sim_node`` in a subprocess (its console script, else ``python -m``), output in ``log_path``."""
+class SimNodeProcess(NodeProcess):
+    """``moscale_sim_node`` in a subprocess (its console script, else ``python -m``) with ``params`` as
+    ``-p``; start, log, signals and stop as :class:`NodeProcess`."""
 
-    def __init__(self, params: dict, log_path: Path) -> None:
+    def argv(self) -> list[str]:
         console = Path(sys.executable).parent / "moscale_sim_node"
         head = [str(console)] if console.is_file() else [sys.executable, "-m", "moscale_ros.node.sim_node"]
-        self.argv = [*head, "--ros-args", *(a for k, v in params.items() for a in ("-p", f"{k}:={ros_value(v)}"))]
-        self.log_path = log_path
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> SimNodeProcess:
-        with self.log_path.open("wb") as log:
-            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-        return self
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return [*head, "--ros-args", *(a for k, v in self.params.items() for a in ("-p", f"{k}:={ros_value(v)}"))]
 
 
 class SimObserver:
@@ -156,7 +128,7 @@ def run_demo(
     out_dir.mkdir(parents=True, exist_ok=True)
     params = {**(params or {}), "use_sim_time": True, "joint_state_topic_in": "/joint_states"}
     robot = load_robot(str(params.get("robot", "g1")))
-    sim_node = SimNodeProcess({"robot": robot.name}, out_dir / "sim_node.log")
+    sim_node = SimNodeProcess({"robot": robot.name}, log_path=out_dir / "sim_node.log")
     node = NodeProcess(params=params, log_path=out_dir / "node.log")
     print(f"demo: starting moscale_sim_node ({robot.name} in MuJoCo; log: {sim_node.log_path})", flush=True)
     sim_node.start()

@@ -10,6 +10,10 @@ Interfaces (names relative to the node; remap as usual):
   (``controller_plans``). A ROS 2 joint_trajectory_controller replaces its trajectory on receipt, so
   each one is stamped with its own switch time, starts from the state being commanded then and
   ends at rest (:mod:`moscale_ros.pipeline`);
+* ``cmd_vel_topic`` (geometry_msgs/Twist, with ``locomotion: cmd_vel``): a travelling motion's base
+  velocities for the robot's walking controller, at ``control_rate`` on the plans' timeline, ending
+  with an explicit zero (also on ``~/stop``, a cancel, or a standing motion taking over); the
+  trajectories of that motion carry the upper body only (:mod:`moscale_ros.control.base_velocity`);
 * ``joint_state_topic_in`` (sensor_msgs/JointState, optional): the measured joint positions; a command
   with nothing running starts from them;
 * ``robot_description_topic`` (std_msgs/String, transient local, optional; e.g. ``/robot_description``):
@@ -48,6 +52,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Twist
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
@@ -65,6 +70,7 @@ from visualization_msgs.msg import MarkerArray
 
 from moscale_common.errors import ConfigError, MoScaleError
 from moscale_ros.action import GenerateMotion
+from moscale_ros.control.base_velocity import BaseVelocityPlan, BaseVelocitySchedule
 from moscale_ros.generation.request import echo_text
 from moscale_ros.msg import MotionPlan
 from moscale_ros.node import convert
@@ -115,6 +121,10 @@ class MoScaleNode(Node):
         self.worker: GenerationWorker | None = None
         self.output_enabled = not self.managed  # a managed node sends nothing until activated
         self.controllers: ControllerAssignment | None = None
+        self.base_velocity = BaseVelocitySchedule()  # locomotion: cmd_vel, published by a timer
+        self.cmd_vel_pub: Publisher | None = None
+        self._cmd_vel_lock = threading.Lock()  # a command is computed and published as one step (timer, stop)
+        self._upper_body_only = False  # the motion last sent leaves the legs to the walking controller
         self.measured = MeasuredJointState()
         self.last_refusal = ""
         # Accepted goals are submitted in the order they were accepted (their execute callbacks may
@@ -221,6 +231,13 @@ class MoScaleNode(Node):
                 raise ConfigError(f"{name}: {topic!r} is not a valid topic name ({why})") from None
         self.trajectory_pubs = {t: self.create_publisher(JointTrajectory, t, qos) for t in topics}
         self.joint_state_pub = self.create_publisher(JointState, s.joint_state_topic, 10)
+        if self.config.locomotion == "cmd_vel":
+            try:
+                self.resolve_topic_name(s.cmd_vel_topic)
+            except Exception as exc:  # rclpy's InvalidTopicNameException and kin
+                why = failure_reason(exc).split(", at /")[0]
+                raise ConfigError(f"cmd_vel_topic: {s.cmd_vel_topic!r} is not a valid topic name ({why})") from None
+            self.cmd_vel_pub = self.create_publisher(Twist, s.cmd_vel_topic, 10)
         if s.robot_description_topic:  # kept: a later message is used at the next configure
             self.create_subscription(
                 String, s.robot_description_topic, self._on_robot_description, LATCHED_QOS,
@@ -253,6 +270,12 @@ class MoScaleNode(Node):
             return False
         for topic, names in self.controllers.joint_names.items():
             self.get_logger().info(f"controller {topic}: {len(names)} joints")
+        if self.config.locomotion == "cmd_vel":
+            upper = self.controllers.upper_body(self.pipeline.robot.upper_body_columns)
+            self.get_logger().info(
+                f"locomotion cmd_vel: a travelling motion goes to {s.cmd_vel_topic} (Twist) and its upper body "
+                f"to {', '.join(t for t, c in upper.items() if c) or 'no controller (each one owns a leg joint)'}"
+            )
         if self.controllers.unlisted:
             unlisted = self.controllers.unlisted
             self.get_logger().warning(f"{len(unlisted)} joint(s) no controller lists, never sent: {unlisted}")
@@ -415,6 +438,9 @@ class MoScaleNode(Node):
         self.create_service(Trigger, "~/stop", self._on_stop, callback_group=MutuallyExclusiveCallbackGroup())
         if self.settings.playback_rate > 0:
             self.create_timer(1.0 / self.settings.playback_rate, self._play_back, callback_group=inputs)
+        if self.cmd_vel_pub is not None:  # on the plans' timeline, at the control rate
+            group = MutuallyExclusiveCallbackGroup()
+            self.create_timer(1.0 / self.config.control_rate, self._publish_base_velocity, callback_group=group)
         if self.settings.diagnostics_period > 0:
             period, group = self.settings.diagnostics_period, MutuallyExclusiveCallbackGroup()
             self.create_timer(period, self._publish_diagnostics, callback_group=group)
@@ -425,6 +451,9 @@ class MoScaleNode(Node):
         self._closing = True
         for timer in list(self.timers):  # no playback or diagnostics tick may run into the teardown
             timer.cancel()
+        if self.cmd_vel_pub is not None and not self.base_velocity.empty:  # the walking controller stops
+            self.base_velocity.stop(self.now_s())
+            self.cmd_vel_pub.publish(convert.twist_msg(np.zeros(3)))
         if self.worker is not None:
             self.worker.stop()
         deadline = time.monotonic() + goals_timeout
@@ -645,15 +674,32 @@ class MoScaleNode(Node):
         """Publish ``trajectory`` (the whole-body message of ``step``) to the controllers, each with
         exactly its joints, and record it (holding ``_controller_lock``). The controller model sees the
         whole body: every controller gets the same stamp and times, and a joint_trajectory_controller
-        follows each joint on its own, so the split changes nothing it predicts."""
-        if self.controllers.whole_body:
+        follows each joint on its own, so the split changes nothing it predicts.
+
+        A travelling motion under ``locomotion: cmd_vel`` (and a stop while one runs) sends only the
+        upper-body joints (controllers with none get nothing) and hands its base velocities to the
+        schedule from the plan's switch time; any other plan commands zero from then on."""
+        if step.request.request_id != "stop":
+            self._upper_body_only = step.locomotion == "cmd_vel"
+            if step.base_velocity_N3 is not None:
+                plan = BaseVelocityPlan(step.start_time, self.config.control_rate, step.base_velocity_N3)
+                self.base_velocity.replace(plan, step.start_time)
+            elif not self.base_velocity.empty:
+                self.base_velocity.stop(step.start_time)
+        if self.controllers.whole_body and not self._upper_body_only:
             (publisher,) = self.trajectory_pubs.values()
             publisher.publish(trajectory)
         else:
-            for topic, columns in self.controllers.columns.items():
-                self.trajectory_pubs[topic].publish(
-                    convert.joint_trajectory_msg(step.trajectory, step.start_time, columns)
-                )
+            columns_by_topic = (
+                self.controllers.upper_body(self.pipeline.robot.upper_body_columns)
+                if self._upper_body_only
+                else self.controllers.columns
+            )
+            for topic, columns in columns_by_topic.items():
+                if columns:
+                    self.trajectory_pubs[topic].publish(
+                        convert.joint_trajectory_msg(step.trajectory, step.start_time, columns)
+                    )
         reason = self.pipeline.commit(step, self.now_s())
         if reason is not None:  # a bug: every plan is shaped for the controller's rules
             self.get_logger().error(f"[{step.request.request_id[:8]}] the controller rejects this trajectory: {reason}")
@@ -670,14 +716,27 @@ class MoScaleNode(Node):
             running = self.worker.current
             if running is not None:
                 running.cancel(f"stopped ({why})")
+            walking = not self.base_velocity.empty
+            if walking:  # the walking controller stops now, with an explicit zero
+                self.base_velocity.stop(self.now_s())
+                self._publish_base_velocity()
             step = self.pipeline.stop()
             if step is None:
-                return "nothing was moving"
+                return "the walking controller was sent zero" if walking else "nothing was moving"
             self._send(step, convert.joint_trajectory_msg(step.trajectory, step.start_time))
         self.stats.count("stops")
         message = f"stopping within {step.trajectory.duration:.2f} s from {step.start_time:.3f} ({why})"
         self.get_logger().info(message)
         return message
+
+    def _publish_base_velocity(self) -> None:
+        """Timer (control rate): the scheduled base velocity at the current time, while a travelling
+        motion is commanded; once it is over, one explicit zero, then nothing."""
+        if self.cmd_vel_pub is None or self.base_velocity.empty or not self.output_enabled:
+            return
+        with self._cmd_vel_lock:  # a stop's zero is never overtaken by a command computed before it
+            command_3, _finished = self.base_velocity.command_at(self.now_s())
+            self.cmd_vel_pub.publish(convert.twist_msg(command_3))
 
     def _on_stop(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         response.message = self.stop_motion("~/stop")

@@ -84,6 +84,9 @@ class NodeSettings:
     controllers: str = setting(
         "", "YAML {controller topic: [joints]}, each controller gets exactly its joints; empty: controller_topic"
     )
+    cmd_vel_topic: str = setting(
+        "/cmd_vel", "geometry_msgs/Twist topic of the robot's walking controller (locomotion: cmd_vel)"
+    )
     joint_state_topic_in: str = setting(
         "", "measured JointState (e.g. /joint_states): a command with nothing running starts there; empty: IK pose"
     )
