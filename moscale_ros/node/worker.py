@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from moscale_common.errors import ConfigError, InputError, MoScaleError
 from moscale_ros.generation.request import echo_text
+from moscale_ros.node.heap import HeapTrimmer
 from moscale_ros.pipeline import MotionPipeline, MotionRequest, PlanStep
 
 Policy = Literal["preempt", "queue"]
@@ -104,6 +105,7 @@ class GenerationWorker:
         self.policy = policy
         self.max_queue = max_queue
         self.min_run_time = min_run_time  # s (may change while running)
+        self.trim_heap = HeapTrimmer(period_s=1.0)
         self.expected_run_s: float | None = None  # running mean of start -> final plan (s)
         self._pending: deque[Job] = deque()
         self._current: Job | None = None
@@ -174,6 +176,9 @@ class GenerationWorker:
             finally:
                 with self._cond:
                     self._current = None
+                    idle = not self._pending
+                if idle:  # what the finished command freed goes back to the OS (at most 1/s, never before a job)
+                    self.trim_heap()
 
     def _run(self, job: Job) -> None:
         if job.should_stop():
