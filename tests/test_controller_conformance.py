@@ -60,6 +60,7 @@ COMMON = {
     "default_duration": 2.0,  # topic commands: 2 s motions
     "switch_lead": SWITCH_LEAD,
     "stop_duration": STOP_DURATION,
+    "min_run_time": 0.0,  # every new command preempts at once (no coalescing): the harshest case for the controller
 }
 NODES = {
     "conformance_every": {},
