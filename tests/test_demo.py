@@ -55,7 +55,10 @@ def test_demo_prints_every_plan_simulates_them_and_writes_trajectory_and_video(u
     # physics: every controller message replayed as received, the verdict printed
     verdict = physics_verdict(result.stdout)
     physics = summary["physics"]
-    assert physics["executed"] and physics["controller_messages"] >= 4
+    # Every controller message the node sent was executed (4 unless, on a loaded machine, the final plan
+    # came after the motion had ended: then it is published but not sent, docs/ROS.md).
+    assert physics["executed"] and physics["controller_messages"] == summary["controller_messages_sent"] >= 1
+    assert physics["rejected_messages"] == 0
     assert ("stayed up" in verdict) == physics["stayed_up"]
     assert 0.0 < physics["tracking_rms_rad"] < 0.5 and physics["simulated_s"] > 3.0
     # the video: MuJoCo renders the simulated robot where offscreen GL works, else lines and the reason

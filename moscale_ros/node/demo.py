@@ -179,6 +179,7 @@ def run_demo(
     result = {"text": text, "latencies_ms": latencies, "trajectory": str(trajectory_path)}
     result.update(report_physics(outcome, observer, robot, end, out_dir / "demo.gif" if gif else None, text))
     result["num_plans"] = len(outcome.plans)
+    result["controller_messages_sent"] = len(outcome.trajectories)  # as the client received them
     return result
 
 
