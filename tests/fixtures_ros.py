@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+import time
+from contextlib import contextmanager
 
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(10, 210)))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
@@ -68,26 +70,55 @@ def ros():
     rclpy.try_shutdown()
 
 
-@pytest.fixture(scope="session")
-def moscale_node(untrained_generator, tmp_path_factory):
-    """The node as users start it, ``moscale node --params-file config/moscale.yaml``, with the
-    untrained generator as its checkpoint; at the end it must exit cleanly, without a traceback."""
+def wait_until(condition, timeout: float, poll_s: float = 0.05) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout`` s pass (its last value)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(poll_s)
+    return bool(condition())
+
+
+@contextmanager
+def node_process(settings: dict, log_path, **options):
+    """A ``moscale_node`` process (``NodeProcess(settings, log_path=..., **options)``) for the block;
+    at the end it must exit with code 0 and no traceback."""
+    # Imported on use: test modules that never start a node do not load the node package
     from moscale_ros.node.launcher import NodeProcess
 
-    log = tmp_path_factory.mktemp("moscale_node") / "moscale_node.log"
-    process = NodeProcess({"checkpoint": untrained_generator}, entry="cli", log_path=log).start()
+    process = NodeProcess(settings, log_path=log_path, **options).start()
     yield process
     code = process.stop()
     assert code == 0, f"moscale_node exited with {code}:\n{process.log()[-3000:]}"
     assert "Traceback" not in process.log(), process.log()[-3000:]
 
 
+@contextmanager
+def ready_client(process, node_name: str = "/moscale_node", *args):
+    """A MoScaleClient of ``node_name`` (further arguments: its controller topic), ready for the block."""
+    # Imported on use: rclpy's message packages load only where a client is made
+    from moscale_ros.node.client import MoScaleClient
+
+    client = MoScaleClient(node_name, *args)
+    try:
+        assert client.wait_ready(120.0), f"moscale_node not ready:\n{process.log()[-3000:]}"
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def moscale_node(untrained_generator, tmp_path_factory):
+    """The node as users start it, ``moscale node --params-file config/moscale.yaml``, with the
+    untrained generator as its checkpoint; at the end it must exit cleanly, without a traceback."""
+    log = tmp_path_factory.mktemp("moscale_node") / "moscale_node.log"
+    with node_process({"checkpoint": untrained_generator}, log, entry="cli") as process:
+        yield process
+
+
 @pytest.fixture(scope="session")
 def moscale_client(ros, moscale_node):
     """A client of the shared node, ready (action server, command subscription, plan publisher)."""
-    from moscale_ros.node.client import MoScaleClient
-
-    client = MoScaleClient("/moscale_node")
-    assert client.wait_ready(120.0), f"moscale_node not ready:\n{moscale_node.log()[-3000:]}"
-    yield client
-    client.close()
+    with ready_client(moscale_node) as client:
+        yield client

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures_ros import wait_until
 from moscale_ros.msg import MotionPlan
 from trajectory_msgs.msg import JointTrajectory
 
@@ -102,15 +103,6 @@ def _counter(client, name: str) -> int:
     return int(client.latest_diagnostics().get(name, 0))
 
 
-def _wait_for(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
 def _log_time(log: str, needle: str) -> float | None:
     """The ROS timestamp (s) of the first log line containing ``needle``."""
     for line in log.splitlines():
@@ -168,7 +160,7 @@ def test_a_client_that_dies_mid_goal_leaves_the_node_serving(nodes):
     reader = threading.Thread(target=lambda: lines.extend(iter(doomed.stdout.readline, "")), daemon=True)
     reader.start()
     try:
-        assert _wait_for(lambda: any(line.startswith("FEEDBACK") for line in lines), 60.0), lines
+        assert wait_until(lambda: any(line.startswith("FEEDBACK") for line in lines), 60.0), lines
         doomed.send_signal(signal.SIGKILL)
         killed_at = time.time()
         doomed.wait(10.0)
@@ -181,8 +173,8 @@ def test_a_client_that_dies_mid_goal_leaves_the_node_serving(nodes):
     assert node.wait_for_log(ended, 60.0), node.log()[-3000:]
     final = _log_time(node.log(), f"[{request_id[:8]}] scale {num_scales}/{num_scales}")
     assert final is not None and final > killed_at, "the goal was not in progress when its client died"
-    assert _wait_for(lambda: _counter(client, "goals_received") >= received + 1, 5.0)
-    assert _wait_for(lambda: _counter(client, "goals_active") == 0, 5.0), client.latest_diagnostics()
+    assert wait_until(lambda: _counter(client, "goals_received") >= received + 1, 5.0)
+    assert wait_until(lambda: _counter(client, "goals_active") == 0, 5.0), client.latest_diagnostics()
     (record,) = _run_goals(client, [("bow politely", 2.0)])
     assert record["status"] == "succeeded", record
     assert node.alive()
@@ -203,13 +195,13 @@ def test_commands_beyond_the_rate_limit_are_refused_and_every_goal_ends(nodes):
     assert len(passed) >= BURST and len(limited) >= 3, [r["message"] for r in records]
     assert all(r["status"] == "rejected" for r in limited)  # at the goal callback, reason on ~/rejections
     assert all(r["status"] == "succeeded" or "preempted by request" in r["message"] for r in passed)
-    assert _wait_for(lambda: _counter(client, "refused_rate_limited") == before + len(limited), 5.0)
+    assert wait_until(lambda: _counter(client, "refused_rate_limited") == before + len(limited), 5.0)
 
     time.sleep(1.5)
     before = _counter(client, "refused_rate_limited")
     for i in range(10):  # the same limit holds on the topic, shared with the action
         client.publish(f"nod {i}")
-    assert _wait_for(lambda: _counter(client, "refused_rate_limited") >= before + 3, 10.0), client.latest_diagnostics()
+    assert wait_until(lambda: _counter(client, "refused_rate_limited") >= before + 3, 10.0), client.latest_diagnostics()
     assert node.wait_for_log("refused: topic command over the rate limit: more than max_command_rate=4", 5.0)
     # two bursts of refusals, logged at most once a second: one line per burst (two if one straddles a second)
     assert 2 <= node.log().count("over the rate limit") <= 4, node.log()[-3000:]
@@ -229,7 +221,7 @@ def test_an_invalid_trajectory_is_never_published_and_the_failure_is_reported(no
         client.node.create_subscription(JointTrajectory, BROKEN_CONTROLLER, trajectories.append, 10),
     ]
     try:
-        assert _wait_for(lambda: client.node.count_publishers(BROKEN_CONTROLLER) == 1, 10.0)
+        assert wait_until(lambda: client.node.count_publishers(BROKEN_CONTROLLER) == 1, 10.0)
         (record,) = _run_goals(client, [("wave the right hand", 2.0)])
         assert record["status"] == "aborted", record
         assert re.search(r"scale 1/\d+: the generated motion cannot be retargeted: .*NaN", record["message"]), record

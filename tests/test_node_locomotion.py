@@ -13,13 +13,13 @@ import time
 
 import numpy as np
 import pytest
+from fixtures_ros import node_process, ready_client
 from geometry_msgs.msg import Twist
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
 from moscale_common.paths import resource
 from moscale_ros.node import convert
-from moscale_ros.node.launcher import NodeProcess
 from retarget.locomotion import heading_from_quaternions, integrate_commands
 from retarget.robot import load_robot
 
@@ -47,21 +47,14 @@ def shipped_node(tmp_path_factory):
     # a command is generated afresh; continuing a walk, a gesture keeps some of its momentum (0.46 m
     # with these seeds) and travels by the rule.
     # its own name and topics: other test modules' nodes may share this DDS domain
-    process = NodeProcess(settings, remaps=[("__node", NODE)], log_path=log).start()
-    yield process
-    code = process.stop()
-    assert code == 0, f"moscale_node exited with {code}:\n{process.log()[-3000:]}"
-    assert "Traceback" not in process.log(), process.log()[-3000:]
+    with node_process(settings, log, remaps=[("__node", NODE)]) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")
 def client(ros, shipped_node):
-    from moscale_ros.node.client import MoScaleClient
-
-    client = MoScaleClient(f"/{NODE}", CONTROLLER_TOPIC)
-    assert client.wait_ready(120.0), f"moscale_node not ready:\n{shipped_node.log()[-3000:]}"
-    yield client
-    client.close()
+    with ready_client(shipped_node, f"/{NODE}", CONTROLLER_TOPIC) as client:
+        yield client
 
 
 class TwistRecorder:

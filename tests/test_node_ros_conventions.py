@@ -24,6 +24,7 @@ import pytest
 import rclpy
 import yaml
 from diagnostic_msgs.msg import DiagnosticStatus
+from fixtures_ros import wait_until
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -93,15 +94,6 @@ def _g1_urdf_renamed() -> str:
     return text[:start] + f'<robot name="{URDF_NAME}"' + text[end:]
 
 
-def _wait_for(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return bool(condition())
-
-
 @pytest.fixture(scope="module")
 def g1():
     return load_robot("g1")
@@ -137,7 +129,7 @@ def split(robot, untrained_generator, tmp_path_factory, g1):
     client = MoScaleClient(f"/{NODE}", controller_topic="/arms_controller/joint_trajectory")
     try:
         assert client.wait_ready(120.0), process.log()[-3000:]
-        assert _wait_for(lambda: all(robot.node.count_publishers(t) == 1 for t in controllers), 10.0)
+        assert wait_until(lambda: all(robot.node.count_publishers(t) == 1 for t in controllers), 10.0)
         yield process, client, robot, controllers
     finally:
         client.close()
@@ -151,7 +143,7 @@ def measured_motion(split, g1):
     controller messages of the goal."""
     process, client, robot, _ = split
     measured_J = np.clip(0.2 * np.sin(np.arange(g1.num_joints) + 1.0), g1.lower + 0.05, g1.upper - 0.05)
-    assert _wait_for(lambda: robot.joint_state_pub.get_subscription_count() > 0, 10.0), process.log()[-2000:]
+    assert wait_until(lambda: robot.joint_state_pub.get_subscription_count() > 0, 10.0), process.log()[-2000:]
     order = np.random.default_rng(0).permutation(g1.num_joints)  # by name: any order
     for _ in range(5):
         robot.publish_joint_state([g1.joint_names[i] for i in order], measured_J[order])
@@ -170,7 +162,7 @@ def test_two_controllers_each_receive_exactly_their_joints(split, measured_motio
     # last may still be in flight when the result arrives).
     sent = int(re.search(r"(\d+) trajectories sent", outcome.message).group(1))
     assert sent >= 2, outcome.message
-    assert _wait_for(lambda: all(len(robot.received[t]) >= sent for t in controllers), 10.0)
+    assert wait_until(lambda: all(len(robot.received[t]) >= sent for t in controllers), 10.0)
     for topic, joints in controllers.items():
         for msg in robot.received[topic]:
             assert list(msg.joint_names) == joints, topic
@@ -274,7 +266,7 @@ def _transition(client, change, transition_id: int) -> bool:
 def test_lifecycle_transitions_through_the_lifecycle_services(lifecycle):
     process, client, change, get = lifecycle
     assert _state(client, get) == "unconfigured"
-    assert _wait_for(lambda: client.action.server_is_ready(), 10.0)
+    assert wait_until(lambda: client.action.server_is_ready(), 10.0)
     outcome = client.generate("wave", duration=2.0, timeout=20.0)
     assert outcome.status == "rejected" and "not configured" in outcome.message, outcome.message
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 import time
 
 import pytest
+from fixtures_ros import node_process, ready_client
 from std_msgs.msg import String
 
 from moscale_common.errors import UnknownCommandError
 from moscale_common.paths import resource
 from moscale_ros.node.health import refusal_kind
-from moscale_ros.node.launcher import NodeProcess
 
 NODE = "moscale_vocabulary_node"
 CONTROLLER_TOPIC = "/vocabulary_controller/joint_trajectory"
@@ -26,21 +26,14 @@ def shipped_node(tmp_path_factory):
     log = tmp_path_factory.mktemp("moscale_node") / "moscale_node.log"
     settings = {"device": "cpu", "warmup": False, "controller_topic": CONTROLLER_TOPIC}
     # its own name and controller topic: other test modules' nodes may share this DDS domain
-    process = NodeProcess(settings, remaps=[("__node", NODE)], log_path=log).start()
-    yield process
-    code = process.stop()
-    assert code == 0, f"moscale_node exited with {code}:\n{process.log()[-3000:]}"
-    assert "Traceback" not in process.log(), process.log()[-3000:]
+    with node_process(settings, log, remaps=[("__node", NODE)]) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")
 def client(ros, shipped_node):
-    from moscale_ros.node.client import MoScaleClient
-
-    client = MoScaleClient(f"/{NODE}", CONTROLLER_TOPIC)
-    assert client.wait_ready(120.0), f"moscale_node not ready:\n{shipped_node.log()[-3000:]}"
-    yield client
-    client.close()
+    with ready_client(shipped_node, f"/{NODE}", CONTROLLER_TOPIC) as client:
+        yield client
 
 
 def test_an_unknown_command_is_refused_with_the_nearest_skills_and_publishes_nothing(client, shipped_node):
