@@ -246,32 +246,62 @@ def lifecycle(robot, untrained_generator, tmp_path_factory, g1):
         assert "Traceback" not in process.log(), process.log()[-3000:]
 
 
-def _call(client, service, request, timeout: float = 60.0):
-    future = service.call_async(request)
+def _call(service, request, timeout: float = 60.0, resend_after: float = 5.0):
+    """One answer from ``service``. A request sent before the server has matched this client's
+    response reader can go unanswered (``wait_for_service`` sees only the request side), so an
+    unanswered request is sent again every ``resend_after`` s; callers keep it idempotent."""
     deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        future = service.call_async(request)
+        resend_at = min(deadline, time.monotonic() + resend_after)
+        while not future.done() and time.monotonic() < resend_at:
+            time.sleep(0.01)
+        if future.done():
+            return future.result()
+        service.remove_pending_request(future)
+    raise AssertionError(f"no answer from {service.srv_name} within {timeout} s")
+
+
+def _state(get) -> str:
+    return _call(get, GetState.Request()).current_state.label
+
+
+# the primary state each transition ends in when it succeeds
+_TARGET_STATE = {
+    Transition.TRANSITION_CONFIGURE: "inactive",
+    Transition.TRANSITION_ACTIVATE: "active",
+    Transition.TRANSITION_DEACTIVATE: "inactive",
+    Transition.TRANSITION_CLEANUP: "unconfigured",
+    Transition.TRANSITION_UNCONFIGURED_SHUTDOWN: "finalized",
+}
+
+
+def _transition(change, get, transition_id: int, timeout: float = 60.0) -> bool:
+    """Request one transition; if its answer was lost, the state (asked again) tells whether it ran,
+    so a transition is never requested twice."""
+    future = change.call_async(ChangeState.Request(transition=Transition(id=transition_id)))
+    deadline = time.monotonic() + timeout
+    check_at = time.monotonic() + 10.0
     while not future.done() and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert future.done(), f"no answer from {service.srv_name} within {timeout} s"
-    return future.result()
-
-
-def _state(client, get) -> str:
-    return _call(client, get, GetState.Request()).current_state.label
-
-
-def _transition(client, change, transition_id: int) -> bool:
-    return _call(client, change, ChangeState.Request(transition=Transition(id=transition_id))).success
+        if not future.done() and time.monotonic() > check_at:
+            if _state(get) == _TARGET_STATE[transition_id]:
+                change.remove_pending_request(future)
+                return True
+            check_at = time.monotonic() + 10.0  # still transitioning: keep waiting for the answer
+    assert future.done(), f"no answer from {change.srv_name} within {timeout} s"
+    return future.result().success
 
 
 def test_lifecycle_transitions_through_the_lifecycle_services(lifecycle):
     process, client, change, get = lifecycle
-    assert _state(client, get) == "unconfigured"
+    assert _state(get) == "unconfigured"
     assert wait_until(lambda: client.action.server_is_ready(), 10.0)
     outcome = client.generate("wave", duration=2.0, timeout=20.0)
     assert outcome.status == "rejected" and "not configured" in outcome.message, outcome.message
 
-    assert _transition(client, change, Transition.TRANSITION_CONFIGURE), process.log()[-3000:]
-    assert _state(client, get) == "inactive"
+    assert _transition(change, get, Transition.TRANSITION_CONFIGURE), process.log()[-3000:]
+    assert _state(get) == "inactive"
     assert "configured: model and robot loaded" in process.log()
     assert f"robot_description from /robot_description: robot '{URDF_NAME}'" in process.log()  # read at configure
     # the joints no controller lists are named at start-up (here: legs and waist)
@@ -279,8 +309,8 @@ def test_lifecycle_transitions_through_the_lifecycle_services(lifecycle):
     outcome = client.generate("wave", duration=2.0, timeout=20.0)
     assert outcome.status == "rejected" and "inactive" in outcome.message, outcome.message
 
-    assert _transition(client, change, Transition.TRANSITION_ACTIVATE)
-    assert _state(client, get) == "active"
+    assert _transition(change, get, Transition.TRANSITION_ACTIVATE)
+    assert _state(get) == "active"
     assert client.wait_ready(30.0)
     outcome = client.generate("walk forward", duration=2.0, seed=1, timeout=60.0)
     assert outcome.status == "succeeded", outcome.message
@@ -291,19 +321,19 @@ def test_lifecycle_transitions_through_the_lifecycle_services(lifecycle):
     # deactivate stops a running motion (as ~/stop does) and refuses what comes after
     handle = client.send_goal("dance energetically", duration=9.0, seed=2)
     assert handle.wait_for_plans(1, timeout=30.0)
-    assert _transition(client, change, Transition.TRANSITION_DEACTIVATE)
-    assert _state(client, get) == "inactive"
+    assert _transition(change, get, Transition.TRANSITION_DEACTIVATE)
+    assert _state(get) == "inactive"
     assert process.wait_for_log("deactivated: stopping within", 5.0), process.log()[-2000:]
     # aborted if it was still generating ("stopped (deactivate)"), else it had already succeeded
     assert handle.wait(30.0).status in ("aborted", "succeeded")
     assert client.generate("wave", duration=2.0, timeout=20.0).status == "rejected"
 
-    assert _transition(client, change, Transition.TRANSITION_CLEANUP)
-    assert _state(client, get) == "unconfigured"
+    assert _transition(change, get, Transition.TRANSITION_CLEANUP)
+    assert _state(get) == "unconfigured"
     assert "cleaned up: model and robot released" in process.log()
-    assert _transition(client, change, Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
-    assert _state(client, get) == "finalized"
-    assert State.PRIMARY_STATE_FINALIZED == _call(client, get, GetState.Request()).current_state.id
+    assert _transition(change, get, Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
+    assert _state(get) == "finalized"
+    assert State.PRIMARY_STATE_FINALIZED == _call(get, GetState.Request()).current_state.id
 
 
 def test_the_measured_state_is_kept_by_name_and_names_what_is_missing():
