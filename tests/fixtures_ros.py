@@ -80,6 +80,25 @@ def wait_until(condition, timeout: float, poll_s: float = 0.05) -> bool:
     return bool(condition())
 
 
+def call_service(service, request, timeout: float = 60.0, resend_after: float = 5.0):
+    """The answer of ``service`` (an rclpy client whose node is spun elsewhere) to ``request``.
+
+    ``wait_for_service`` sees the request side only: a request sent before the server has matched
+    this client's response reader goes unanswered. An unanswered request is therefore sent again
+    every ``resend_after`` s, so ``request`` must be idempotent (a get, or setting a value)."""
+    deadline = time.monotonic() + timeout
+    assert service.wait_for_service(timeout_sec=timeout), f"{service.srv_name} not available"
+    while time.monotonic() < deadline:
+        future = service.call_async(request)
+        resend_at = min(deadline, time.monotonic() + resend_after)
+        while not future.done() and time.monotonic() < resend_at:
+            time.sleep(0.01)
+        if future.done():
+            return future.result()
+        service.remove_pending_request(future)
+    raise AssertionError(f"no answer from {service.srv_name} within {timeout} s")
+
+
 @contextmanager
 def node_process(settings: dict, log_path, **options):
     """A ``moscale_node`` process (``NodeProcess(settings, log_path=..., **options)``) for the block;

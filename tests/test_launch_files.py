@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fixtures_ros import call_service
 from rcl_interfaces.srv import GetParameters, ListParameters
 from rclpy.parameter import parameter_value_to_python
 
@@ -136,14 +137,7 @@ def test_console_script_reads_the_parameter_file():
 
 
 def _call(client: MoScaleClient, service_type, name: str, request):
-    service = client.node.create_client(service_type, name)
-    assert service.wait_for_service(timeout_sec=30.0), f"{name} not available"
-    future = service.call_async(request)
-    deadline = time.monotonic() + 10.0
-    while not future.done() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert future.done(), f"{name} did not answer"
-    return future.result()
+    return call_service(client.node.create_client(service_type, name), request, timeout=30.0)
 
 
 def test_moscale_node_cli_runs_the_node_with_the_parameter_file(moscale_node, moscale_client, yaml_parameters):

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from fixtures_ros import call_service
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -129,12 +130,9 @@ def test_cancel_mid_generation(client):
 def _set_parameter(client, name: str, value) -> None:
     """Set one parameter of the node live (its on-set callback applies it)."""
     service = client.node.create_client(SetParameters, "/moscale_node/set_parameters")
-    assert service.wait_for_service(timeout_sec=30.0)
-    future = service.call_async(SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()]))
-    deadline = time.monotonic() + 10.0
-    while not future.done() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert future.done() and future.result().results[0].successful, future.result()
+    request = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+    response = call_service(service, request, timeout=30.0)
+    assert response.results[0].successful, response
 
 
 def test_new_command_preempts_the_one_before_it(client):

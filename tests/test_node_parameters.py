@@ -9,11 +9,10 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import yaml
+from fixtures_ros import call_service
 from rcl_interfaces.srv import DescribeParameters, GetParameters, SetParameters
 from rclpy.parameter import Parameter, parameter_value_to_python
 
@@ -51,14 +50,7 @@ def node(ros, tmp_path_factory):
 
 
 def _call(client: MoScaleClient, service_type, name: str, request):
-    service = client.node.create_client(service_type, name)
-    assert service.wait_for_service(timeout_sec=30.0), f"{name} not available"
-    future = service.call_async(request)
-    deadline = time.monotonic() + 10.0
-    while not future.done() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert future.done(), f"{name} did not answer"
-    return future.result()
+    return call_service(client.node.create_client(service_type, name), request, timeout=30.0)
 
 
 def _get(client: MoScaleClient, *names: str) -> dict:

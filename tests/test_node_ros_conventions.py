@@ -24,7 +24,7 @@ import pytest
 import rclpy
 import yaml
 from diagnostic_msgs.msg import DiagnosticStatus
-from fixtures_ros import wait_until
+from fixtures_ros import call_service, wait_until
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -246,24 +246,8 @@ def lifecycle(robot, untrained_generator, tmp_path_factory, g1):
         assert "Traceback" not in process.log(), process.log()[-3000:]
 
 
-def _call(service, request, timeout: float = 60.0, resend_after: float = 5.0):
-    """One answer from ``service``. A request sent before the server has matched this client's
-    response reader can go unanswered (``wait_for_service`` sees only the request side), so an
-    unanswered request is sent again every ``resend_after`` s; callers keep it idempotent."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        future = service.call_async(request)
-        resend_at = min(deadline, time.monotonic() + resend_after)
-        while not future.done() and time.monotonic() < resend_at:
-            time.sleep(0.01)
-        if future.done():
-            return future.result()
-        service.remove_pending_request(future)
-    raise AssertionError(f"no answer from {service.srv_name} within {timeout} s")
-
-
 def _state(get) -> str:
-    return _call(get, GetState.Request()).current_state.label
+    return call_service(get, GetState.Request()).current_state.label
 
 
 # the primary state each transition ends in when it succeeds
@@ -333,7 +317,7 @@ def test_lifecycle_transitions_through_the_lifecycle_services(lifecycle):
     assert "cleaned up: model and robot released" in process.log()
     assert _transition(change, get, Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
     assert _state(get) == "finalized"
-    assert State.PRIMARY_STATE_FINALIZED == _call(get, GetState.Request()).current_state.id
+    assert State.PRIMARY_STATE_FINALIZED == call_service(get, GetState.Request()).current_state.id
 
 
 def test_the_measured_state_is_kept_by_name_and_names_what_is_missing():
