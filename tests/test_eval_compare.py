@@ -115,53 +115,74 @@ def test_compare_resumes_finished_stages_without_retraining(compared, prepared_s
     assert "evaluator: given" in results_md.read_text()
 
 
-def test_eval_generator_json_for_both_orders(compared, prepared_small, capsys):
+def _generator_argv(out: Path, data: Path, *extra: str) -> list[str]:
+    argv = ["eval", "generator", "--evaluator", str(out / "evaluator" / "evaluator.safetensors")]
+    argv += ["--data", str(data), "--runs", "2", "--set", "max_frames=120", "--set", "mm_texts=2"]
+    argv += ["--set", "mm_samples=2", "--set", "latency_frames=32", "--set", "latency_repeats=1"]
+    return argv + ["--set", "text_sets=[heldout]", *extra]
+
+
+def test_eval_generator_both_orders_side_by_side(compared, prepared_small, capsys, tmp_path):
     out, _, _ = compared
     capsys.readouterr()
-    for variant, order in (("next-scale-refined", "next-scale"), ("next-token", "next-token")):
-        argv = [
-            "eval",
-            "generator",
-            "--checkpoint",
-            str(out / variant / "model.safetensors"),
-            "--evaluator",
-            str(out / "evaluator" / "evaluator.safetensors"),
-            "--data",
-            str(prepared_small),
-            "--json",
-            "--runs",
-            "1",
-            "--set",
-            "max_frames=120",
-            "--set",
-            "mm_texts=2",
-            "--set",
-            "mm_samples=2",
-            "--set",
-            "latency_frames=32",
-            "--set",
-            "latency_repeats=1",
-            "--set",
-            "text_sets=[heldout]",
-        ]
-        assert main(argv) == 0
-        report = json.loads(capsys.readouterr().out)
-        assert report["info"]["order"] == order
-        names = [r["name"] for r in report["rows"]]
-        assert names == ["real motion (reference)", f"{variant}/model.safetensors ({order})"]
-        assert report["rows"][1]["metrics"]["r1"]["runs"] == 1
-        # Label-level retrieval beside clip-level (same groups): the label is easier to hit than the clip.
-        for row in report["rows"]:
-            assert row["metrics"]["r1_label"]["mean"] >= row["metrics"]["r1"]["mean"]
-        # Per-content accuracy of every row, over the same contents; contents with no test clip named.
-        reference, generated = report["rows"]
-        assert set(reference["per_content"]) == set(generated["per_content"]) and reference["per_content"]
-        assert sum(c["clips"] for c in reference["per_content"].values()) == report["info"]["clips"]
-        assert all(0.0 <= c["accuracy"] <= 1.0 for c in generated["per_content"].values())
-        assert not set(report["info"]["untestable_contents"]) & set(reference["per_content"])
-        robust = report["info"]["length_robustness"]
-        assert robust["share"] == 0.5 and 0.0 <= robust["content_acc_cropped"] <= 1.0
-        assert sum(report["info"]["fid_reference_windows"].values()) == report["info"]["clips"]
+    next_scale, next_token = out / "next-scale-refined" / "model.safetensors", out / "next-token" / "model.safetensors"
+    report_md = tmp_path / "report.md"
+    argv = _generator_argv(out, prepared_small, "--checkpoint", str(next_scale), "--checkpoint", str(next_token))
+    assert main([*argv, "--json", "--report", str(report_md)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [c["order"] for c in report["info"]["candidates"]] == ["next-scale", "next-token"]
+    names = [r["name"] for r in report["rows"]]
+    assert names == ["real motion (reference)", "next-scale-refined", "next-token (next-token)"]
+    assert report["rows"][1]["metrics"]["r1"]["runs"] == 2
+    # Label-level retrieval beside clip-level (same groups): the label is easier to hit than the clip.
+    for row in report["rows"]:
+        assert row["metrics"]["r1_label"]["mean"] >= row["metrics"]["r1"]["mean"]
+    # Per-content accuracy of every row, over the same contents; contents with no test clip named.
+    reference, generated, _ = report["rows"]
+    assert set(reference["per_content"]) == set(generated["per_content"]) and reference["per_content"]
+    assert sum(c["clips"] for c in reference["per_content"].values()) == report["info"]["clips"]
+    assert all(0.0 <= c["accuracy"] <= 1.0 for c in generated["per_content"].values())
+    assert not set(report["info"]["untestable_contents"]) & set(reference["per_content"])
+    robust = report["info"]["length_robustness"]
+    assert robust["share"] == 0.5 and 0.0 <= robust["content_acc_cropped"] <= 1.0
+    assert sum(report["info"]["fid_reference_windows"].values()) == report["info"]["clips"]
+    # Next-token order has no plan before its last token; each generated row has its own latency.
+    token_timing = report["rows"][2]["timing"]
+    assert token_timing["latency_first_plan_s"] == token_timing["latency_final_s"] > 0
+    # The report: its provenance, and the second generator against the first with its latency ratio.
+    text = report_md.read_text()
+    assert "Written by `moscale eval generator " in text and report["info"]["commit"] in text
+    ratio = token_timing["latency_final_s"] / report["rows"][1]["timing"]["latency_final_s"]
+    assert "| Against next-scale-refined |" in text
+    assert "| next-token (next-token) | " in text and f" | {ratio:.2f} |" in text
+
+
+def test_eval_generator_sweeps_generation_settings(compared, prepared_small, capsys, tmp_path):
+    out, _, _ = compared
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("grid:\n  refine_iterations: [[1, 1, 1, 1], [1, 2, 2, 3]]\nfixed:\n  guidance: 2.5\n")
+    checkpoint = str(out / "next-scale-refined" / "model.safetensors")
+    capsys.readouterr()
+    argv = _generator_argv(out, prepared_small, "--checkpoint", checkpoint, "--sweep", str(sweep))
+    assert main([*argv, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    candidates = report["info"]["candidates"]
+    assert [c["name"] for c in candidates] == [
+        "next-scale-refined, passes 1,1,1,1",
+        "next-scale-refined, passes 1,2,2,3",
+    ]
+    assert [c["overrides"] for c in candidates] == [
+        {"refine_iterations": [1, 1, 1, 1], "guidance": 2.5},
+        {"refine_iterations": [1, 2, 2, 3], "guidance": 2.5},
+    ]
+    assert [r["name"] for r in report["rows"][1:]] == [c["name"] for c in candidates]
+    # a setting generation does not have, or a bad value, is refused with its name
+    sweep.write_text("grid:\n  refine_iterations: [[1, 1, 1, 1]]\n  beam_width: [2]\n")
+    assert main(argv) == 2
+    assert "unknown generation setting(s) ['beam_width']" in capsys.readouterr().err
+    sweep.write_text("grid:\n  guidance: [fast]\n")
+    assert main(argv) == 2
+    assert "sweep variant (guidance fast)" in capsys.readouterr().err
 
 
 def test_eval_generator_errors_name_the_file(compared, prepared_small, capsys):

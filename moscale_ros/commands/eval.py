@@ -26,10 +26,20 @@ def _tokenizer_arguments(parser: argparse.ArgumentParser) -> None:
 def _generator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
+        action="append",
         default=None,
         help="generator file (default: models/moscale-bandai.safetensors, else "
-        "cache/runs/transformer/model.safetensors); next-token files work too",
+        "cache/runs/transformer/model.safetensors); next-token files work too; repeat it to evaluate "
+        "several side by side (same texts, lengths and seeds; latency interleaved)",
     )
+    parser.add_argument(
+        "--sweep",
+        default=None,
+        metavar="YAML",
+        help="evaluate every combination of the generation settings in this file (e.g. "
+        "config/eval/sweep_refine.yaml) for each checkpoint",
+    )
+    parser.add_argument("--report", default=None, metavar="FILE", help="also write the tables to this Markdown file")
     parser.add_argument(
         "--evaluator", default=None, help="evaluator file (default: cache/runs/evaluator/evaluator.safetensors)"
     )

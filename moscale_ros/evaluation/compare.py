@@ -22,17 +22,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
-
-import torch
 
 from moscale_common.config import load_config, to_dict
 from moscale_common.errors import ConfigError
@@ -55,6 +50,7 @@ from moscale_ros.evaluation.evaluate import (
     real_statistics,
 )
 from moscale_ros.evaluation.model import EVALUATOR_FILE, load_evaluator
+from moscale_ros.evaluation.provenance import git_commit, machine_info
 from moscale_ros.generation.generator import MotionGenerator
 from moscale_ros.generation.next_token import NextTokenGenerator
 from moscale_ros.models.transformer import count_parameters
@@ -304,23 +300,6 @@ def run_compare(cfg: CompareConfig, options: CompareOptions, log=print) -> dict:
     return results
 
 
-def machine_info(device: torch.device) -> str:
-    cpu = platform.processor() or platform.machine()
-    text = f"{os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}, device {device}"
-    if device.type == "cuda":
-        text += f" ({torch.cuda.get_device_name(device)})"
-    return text
-
-
-def _git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, cwd=resource(".")
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _evaluator_line(results: dict) -> str:
     evaluator = results["evaluator"]
     if "val" not in evaluator:
@@ -343,7 +322,7 @@ def results_markdown(results: dict, rows: list[RowResult]) -> str:
         "Written by `moscale eval compare` (`moscale_ros/evaluation/compare.py`); rerun it to regenerate this file.",
         "",
         f"- Command: `{results['command']}`",
-        f"- Date: {results['date']}, commit {_git_commit()}; machine: {results['machine']}",
+        f"- Date: {results['date']}, commit {git_commit()}; machine: {results['machine']}",
         f"- Wall time of the command: {results['wall_minutes']:.1f} min (training stages "
         f"{results['training_wall_minutes']:.1f} min, the rest evaluation).",
         f"- Budgets: tokenizers {results['minutes']['tokenizer']:g} min each, transformers "

@@ -23,6 +23,8 @@ reach; the info block counts the windows that could not be matched exactly.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import json
 import statistics
 import sys
@@ -30,18 +32,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
 
-from moscale_common.config import load_config
+from moscale_common.config import from_dict, load_config
 from moscale_common.errors import CheckpointError, ConfigError, DataError
 from moscale_common.paths import cache_root, local_or_resource, resource
 from moscale_ros.checkpoint import load_checkpoint
 from moscale_ros.data.dataset import MotionTextDataset, load_prepared
 from moscale_ros.evaluation import metrics
 from moscale_ros.evaluation.model import EVALUATOR_FILE, EmbeddedMotions, Evaluator, load_evaluator
+from moscale_ros.evaluation.provenance import command_line, git_commit, machine_info, utc_now
 from moscale_ros.generation.bundle import GENERATOR_KIND, NEXT_TOKEN_KIND
 from moscale_ros.generation.config import SamplingOverrides
 from moscale_ros.generation.generator import DEFAULT_CHECKPOINT, MotionGenerator
@@ -240,15 +243,16 @@ def matching_encoder(path: str | Path, encoders: Sequence) -> object | None:
 def load_source(
     path: str | Path,
     device: str | torch.device = "cpu",
-    text_encoder=None,
+    text_encoders: Sequence = (),
     overrides: SamplingOverrides | None = None,
     num_threads: int | None = None,
 ) -> tuple[MotionSource, str]:
     """A motion source for any trained generator file (next-scale ``generator`` or ``next-token-generator``)
-    and its order name; ``overrides`` replace its sampling settings, ``num_threads`` its CPU threads."""
+    and its order name; ``overrides`` replace its sampling settings, ``num_threads`` its CPU threads.
+    Of ``text_encoders`` (already loaded), the one it was trained with is shared, else it loads its own."""
     ckpt = load_checkpoint(path)
     kind = ckpt.kind
-    text_encoder = matching_encoder(path, [text_encoder])
+    text_encoder = matching_encoder(path, text_encoders)
     if kind == GENERATOR_KIND:
         generator = MotionGenerator.from_checkpoint(
             path, device=device, text_encoder=text_encoder, warm_up=True, overrides=overrides, num_threads=num_threads
@@ -457,9 +461,21 @@ def length_robustness(evaluator: Evaluator, test: TestSet, real: RealStatistics,
 
 def measure_latency(source: MotionSource, cfg: ProtocolConfig, text: str = "a person walks forward") -> dict:
     """Median over ``latency_repeats`` single requests of ``latency_frames`` frames (after one warm-up)."""
-    source.latency(text, cfg.latency_frames, seed=0)
-    runs = [source.latency(text, cfg.latency_frames, seed=i + 1) for i in range(cfg.latency_repeats)]
-    return {f"latency_{k}": statistics.median(r[k] for r in runs) for k in runs[0]}
+    return measure_latencies([source], cfg, text)[0]
+
+
+def measure_latencies(
+    sources: Sequence[MotionSource], cfg: ProtocolConfig, text: str = "a person walks forward"
+) -> list[dict]:
+    """:func:`measure_latency` of several sources side by side: the repeats are interleaved (source 1,
+    2, ..., 1, 2, ...) so that a busy spell of a shared machine touches them alike."""
+    for source in sources:
+        source.latency(text, cfg.latency_frames, seed=0)
+    runs: list[list[dict]] = [[] for _ in sources]
+    for i in range(cfg.latency_repeats):
+        for j, source in enumerate(sources):
+            runs[j].append(source.latency(text, cfg.latency_frames, seed=i + 1))
+    return [{f"latency_{k}": statistics.median(r[k] for r in rs) for k in rs[0]} for rs in runs]
 
 
 # ---- tables ---------------------------------------------------------------------------------------------
@@ -501,7 +517,7 @@ def per_content_table(rows: list[RowResult], untestable: Sequence[str]) -> str:
         cells = [f"{r.per_content[content]['accuracy']:.2f}" if content in r.per_content else "–" for r in rows]
         lines.append(f"| {content} | {clips} | " + " | ".join(cells) + " |")
     for content in untestable:
-        lines.append(f"| {content} | 0 | " + " | ".join("untestable (no clip in this split)" for _ in rows) + " |")
+        lines.append(f"| {content} | 0: untestable, no clip in this split | " + " | ".join("–" for _ in rows) + " |")
     return "\n".join(lines)
 
 
@@ -526,6 +542,99 @@ def default_evaluator_path() -> Path:
     return cache_root() / "runs" / "evaluator" / EVALUATOR_FILE
 
 
+@dataclass
+class SweepConfig:
+    """Generation settings tried side by side (``config/eval/sweep_refine.yaml``): every combination
+    of the ``grid`` values, each with ``fixed`` on top; keys are :class:`SamplingOverrides` fields."""
+
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        known = {f.name for f in dataclasses.fields(SamplingOverrides)}
+        unknown = sorted((set(self.grid) | set(self.fixed)) - known)
+        if unknown:
+            raise ConfigError(f"sweep: unknown generation setting(s) {unknown}; known: {sorted(known)}")
+        empty = [k for k, values in self.grid.items() if not isinstance(values, list) or not values]
+        if empty:
+            raise ConfigError(f"sweep.grid: {empty} need a non-empty list of values each")
+
+    def variants(self) -> list[tuple[str, SamplingOverrides]]:
+        """``(label, overrides)`` for every combination, in grid order (ConfigError names a bad value)."""
+        keys = list(self.grid)
+        out = []
+        for values in itertools.product(*(self.grid[k] for k in keys)):
+            label = ", ".join(f"{_SHORT.get(k, k)} {_value_text(v)}" for k, v in zip(keys, values))
+            settings = {**dict(zip(keys, values)), **self.fixed}
+            out.append((label, from_dict(SamplingOverrides, settings, where=f"sweep variant ({label})")))
+        return out
+
+
+_SHORT = {"refine_iterations": "passes", "refine_schedule": "schedule"}
+
+
+def _value_text(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+@dataclass
+class Candidate:
+    """One evaluated generator: a file with sampling overrides, loaded as a motion source."""
+
+    name: str
+    checkpoint: Path
+    order: str
+    overrides: SamplingOverrides
+    source: MotionSource
+
+
+def load_candidates(
+    checkpoints: Sequence[Path], sweep: SweepConfig | None, base: SamplingOverrides, device, text_encoder, threads
+) -> list[Candidate]:
+    """Every checkpoint under every sweep variant (none: the flags' overrides only). Generators trained
+    with the same text encoder share one loaded copy."""
+    variants = sweep.variants() if sweep is not None else [("", SamplingOverrides())]
+    encoders = [text_encoder]
+    out = []
+    for checkpoint in checkpoints:
+        for label, settings in variants:  # (the sweep's settings over the flags')
+            overrides = SamplingOverrides(**{**base.changes(), **settings.changes()})
+            source, order = load_source(checkpoint, device, encoders, overrides, num_threads=threads)
+            generator = getattr(source, "generator", None)
+            if getattr(generator, "text_encoder", None) is not None:
+                encoders.append(generator.text_encoder)
+            name = short_name(checkpoint, order) + (f", {label}" if label else "")
+            out.append(Candidate(name, checkpoint, order, overrides, source))
+    return out
+
+
+def short_name(checkpoint: Path, order: str) -> str:
+    """``moscale-bandai`` for models/moscale-bandai.safetensors, ``transformer_v2`` for
+    cache/runs/transformer_v2/model.safetensors; the order added when it is not next-scale."""
+    stem = checkpoint.parent.name if checkpoint.stem in ("model", "last") else checkpoint.stem
+    return stem if order == "next-scale" else f"{stem} ({order})"
+
+
+def side_by_side(rows: list[RowResult], text_set: str, keys: Sequence[str] = ("r1", "r1_label", "fid")) -> str:
+    """Each generated row against the first generated row of ``text_set``: the differences of the
+    means, whether the 95 % intervals overlap, and the final-plan latency ratio."""
+    generated = [r for r in rows if r.text_set == text_set and r.timing]
+    if len(generated) < 2:
+        return ""
+    base = generated[0]
+    header = ["Against " + base.name, *(f"{dict(COLUMNS)[k]} Δ (intervals overlap?)" for k in keys), "final latency ×"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in generated[1:]:
+        cells = [row.name]
+        for key in keys:
+            a, b = row.metrics[key], base.metrics[key]
+            cells.append(f"{a.mean - b.mean:+.3f} ({'yes' if a.overlaps(b) else 'no'})")
+        ratio = row.timing["latency_final_s"] / base.timing["latency_final_s"]
+        cells.append(f"{ratio:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     with torch_threads(args.threads):
         return _evaluate(args, select_device(args.device))
@@ -533,11 +642,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
     cfg = load_protocol(args)
-    checkpoint = Path(args.checkpoint) if args.checkpoint else default_generator_path()
+    checkpoints = [Path(c) for c in args.checkpoint] if args.checkpoint else [default_generator_path()]
+    sweep = load_config(SweepConfig, local_or_resource(args.sweep)) if args.sweep else None
     evaluator_path = Path(args.evaluator) if args.evaluator else default_evaluator_path()
     evaluator = load_evaluator(evaluator_path, device)
-    overrides = SamplingOverrides.from_args(args)
-    source, order = load_source(checkpoint, device, evaluator.text_encoder, overrides, num_threads=args.threads)
+    base = SamplingOverrides.from_args(args)
+    candidates = load_candidates(checkpoints, sweep, base, device, evaluator.text_encoder, args.threads)
     prepared = load_prepared(args.data, load_joints=False)
     test = load_test_set(prepared, cfg.split, cfg, cfg.max_clips)
     real = real_statistics(evaluator, test)
@@ -546,19 +656,25 @@ def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
         fid_reference, reference_counts = matched_reference(prepared, test, cfg, [cfg.reference_fid_split, "train"])
     untestable = sorted(set(prepared.contents) - set(test.contents))  # contents with no clip in the split
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
-    name = f"{checkpoint.parent.name}/{checkpoint.name} ({order})"
     rows: list[RowResult] = []
+    generated: dict[str, list[RowResult]] = {c.name: [] for c in candidates}
     for text_set in cfg.text_sets:
         if not args.no_reference:
             rows.append(evaluate_reference(evaluator, test, real, cfg, text_set, fid_reference))
-        rows.append(evaluate_source(source, name, evaluator, test, real, cfg, text_set, log))
-    latency = measure_latency(source, cfg)
-    for row in rows:
-        if row.timing:
+        for candidate in candidates:  # the same texts, lengths and seeds for each
+            row = evaluate_source(candidate.source, candidate.name, evaluator, test, real, cfg, text_set, log)
+            rows.append(row)
+            generated[candidate.name].append(row)
+    latencies = measure_latencies([c.source for c in candidates], cfg)
+    for candidate, latency in zip(candidates, latencies):
+        for row in generated[candidate.name]:
             row.timing.update(latency)
     info = {
-        "checkpoint": str(checkpoint),
-        "order": order,
+        "checkpoints": [str(c) for c in checkpoints],
+        "candidates": [
+            {"name": c.name, "checkpoint": str(c.checkpoint), "order": c.order, "overrides": c.overrides.changes()}
+            for c in candidates
+        ],
         "evaluator": str(evaluator_path),
         "split": cfg.split,
         "fid_reference_windows": reference_counts,
@@ -566,32 +682,73 @@ def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
         "untestable_contents": untestable,
         "length_robustness": length_robustness(evaluator, test, real),
         "runs": cfg.runs,
-        "generation_overrides": {**overrides.changes(), "num_threads": args.threads},
+        "num_threads": args.threads,
+        "command": command_line(getattr(args, "argv", [])),
+        "commit": git_commit(),
+        "date": utc_now(),
+        "machine": machine_info(device),
     }
     if args.json:
         print(json.dumps({"info": info, "rows": [r.to_dict() for r in rows]}, indent=2))
-        return 0
-    print(
-        f"generator {checkpoint} ({order}); evaluator {evaluator_path}; {cfg.split} split, {len(test)} clips, "
-        f"n = {cfg.runs} runs (mean ± Student-t 95 % interval)"
-    )
-    for text_set in cfg.text_sets:
-        print(f"\n{TEXT_SET_TITLES[text_set]}:")
-        print(
-            markdown_table(
-                [r for r in rows if r.text_set == text_set],
-                [("gen ms/motion", lambda r: f"{r.timing['generation_ms_per_motion']:.1f}" if r.timing else "–")],
-            )
-        )
-    print(
-        f"\nlatency of one {cfg.latency_frames}-frame motion: first plan {latency['latency_first_plan_s']:.3f} s, "
-        f"final {latency['latency_final_s']:.3f} s"
-    )
-    print("\n" + per_content_table(rows, untestable))
-    robust = info["length_robustness"]
-    print(
-        f"\nevaluator length check: content accuracy of the real {cfg.split} windows {robust['content_acc_whole']:.3f} "
-        f"whole, {robust['content_acc_cropped']:.3f} cut to their centred {robust['share']:.0%}"
-    )
+    else:
+        print(report_text(info, rows, cfg))
+    if args.report:
+        report = Path(args.report)
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(report_markdown(info, rows, cfg), encoding="utf-8")
+        print(f"eval generator: wrote {report}", file=sys.stderr)
     sys.stdout.flush()
     return 0
+
+
+def report_text(info: dict, rows: list[RowResult], cfg: ProtocolConfig) -> str:
+    """The tables ``moscale eval generator`` prints: one per text set (with the latency columns), the
+    comparison against the first candidate when there are several, per-content accuracy, the length check."""
+    names = ", ".join(c["name"] for c in info["candidates"])
+    lines = [
+        f"generator(s) {names}; evaluator {info['evaluator']}; {info['split']} split, {info['clips']} clips, "
+        f"n = {info['runs']} runs (mean ± Student-t 95 % interval)"
+    ]
+    frames = cfg.latency_frames
+
+    def timing(key: str, digits: int) -> Callable[[RowResult], str]:
+        return lambda r: f"{r.timing[key]:.{digits}f}" if r.timing else "–"
+
+    timing_columns = [
+        ("gen ms/motion", timing("generation_ms_per_motion", 1)),
+        (f"first plan s ({frames} frames)", timing("latency_first_plan_s", 3)),
+        (f"final s ({frames} frames)", timing("latency_final_s", 3)),
+    ]
+    for text_set in cfg.text_sets:
+        lines += [
+            "",
+            f"{TEXT_SET_TITLES[text_set]}:",
+            markdown_table([r for r in rows if r.text_set == text_set], timing_columns),
+        ]
+        comparison = side_by_side(rows, text_set)
+        if comparison:
+            lines += ["", f"against the first generator ({TEXT_SET_TITLES[text_set]}):", comparison]
+    lines += ["", per_content_table(rows, info["untestable_contents"])]
+    robust = info["length_robustness"]
+    lines.append(
+        f"\nevaluator length check: content accuracy of the real {info['split']} windows "
+        f"{robust['content_acc_whole']:.3f} whole, {robust['content_acc_cropped']:.3f} "
+        f"cut to their centred {robust['share']:.0%}"
+    )
+    return "\n".join(lines)
+
+
+def report_markdown(info: dict, rows: list[RowResult], cfg: ProtocolConfig) -> str:
+    """``--report FILE``: the printed tables with where they come from (command, commit, date, machine)."""
+    header = [
+        "# Generator evaluation",
+        "",
+        f"Written by `{info['command']}` (`moscale_ros/evaluation/evaluate.py`); rerun it to regenerate this file.",
+        "",
+        f"- Date: {info['date']}, commit {info['commit']}; machine: {info['machine']}, {info['num_threads']} thread(s)",
+        f"- Evaluator: `{info['evaluator']}`; protocol: `{info['command']}` on `config/eval/generator.yaml`",
+        "- Latency: one request at a time, median of the interleaved repeats; a shared machine's load moves",
+        "  the absolute figures, the ratios between rows are measured side by side.",
+        "",
+    ]
+    return "\n".join(header) + report_text(info, rows, cfg) + "\n"
