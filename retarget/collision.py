@@ -16,7 +16,10 @@ there (closest points jump on near-parallel links, so a row kept from the first 
     n^T (J_pa - J_pb) dq >= d_min - d   (or PUSH_OUT of it while d < d_min),
     n = (p_a - p_b) / |p_a - p_b|,   d = |p_a - p_b| - r_a - r_b
 
-where ``J_p = J_v - [p - o]_x J_w`` is the world-aligned Jacobian of the closest point ``p`` on a link.
+where ``J_p = S (J_v - [p]_x J_w)`` is the world-aligned Jacobian of the closest point ``p`` on a link:
+``J = data.J`` (WORLD, from the IK's one ``computeJointJacobians``; ``J_v`` the velocity at the world
+origin) and ``S`` the 0/1 columns of the joints supporting the link, so one matrix product gives every
+row (equal to ``getFrameJacobian`` per point to rounding; tests/test_retarget_constraints.py).
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ import pinocchio as pin
 
 from moscale_common.errors import ConfigError
 
-_LWA = pin.ReferenceFrame.LOCAL_WORLD_ALIGNED
 CANDIDATE_MARGIN = 0.05  # m: pairs this much beyond the activation distance are re-checked within a keyframe
 PUSH_OUT = 0.3  # fraction of a floor violation undone per IK step (a full push overshoots and oscillates)
 
@@ -92,18 +94,39 @@ def fit_capsule(points_V3: np.ndarray, radius_quantile: float) -> tuple[np.ndarr
 def segment_distances(a_P3: np.ndarray, b_P3: np.ndarray, c_P3: np.ndarray, d_P3: np.ndarray,
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """Closest points of segments ``a-b`` and ``c-d`` (P pairs at once): ``(p_P3, q_P3, distance_P)``."""
-    u, v, w = b_P3 - a_P3, d_P3 - c_P3, a_P3 - c_P3
-    uu, vv, uv = (u * u).sum(1), (v * v).sum(1), (u * v).sum(1)
-    uw, vw = (u * w).sum(1), (v * w).sum(1)
-    denom = uu * vv - uv * uv
-    s = np.where(denom > 1e-12, (uv * vw - vv * uw) / np.maximum(denom, 1e-12), 0.0)
-    s = np.clip(s, 0.0, 1.0)
-    t = np.where(vv > 1e-12, (uv * s + vw) / np.maximum(vv, 1e-12), 0.0)
-    t_clipped = np.clip(t, 0.0, 1.0)
-    s = np.where(t != t_clipped, np.clip(np.where(uu > 1e-12, (uv * t_clipped - uw) / np.maximum(uu, 1e-12), 0.0),
-                                          0.0, 1.0), s)  # fmt: skip
-    p, q = a_P3 + s[:, None] * u, c_P3 + t_clipped[:, None] * v
-    return p, q, np.linalg.norm(p - q, axis=1)
+    u, v = b_P3 - a_P3, d_P3 - c_P3
+    return _closest_points(a_P3, u, c_P3, v, np.einsum("pk,pk->p", u, u), np.einsum("pk,pk->p", v, v))
+
+
+def _closest_points(a_P3: np.ndarray, u_P3: np.ndarray, c_P3: np.ndarray, v_P3: np.ndarray, uu_P: np.ndarray,
+                    vv_P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """:func:`segment_distances` of ``a + s u`` and ``c + t v`` (s, t in [0, 1]) given ``|u|^2``, ``|v|^2``:
+    ``s = clip((uv vw - vv uw) / (uu vv - uv^2))``, ``t = clip((uv s + vw) / vv)``, and when ``t`` was
+    clipped ``s = clip((uv t - uw) / uu)`` (``w = a - c``; degenerate denominators give 0)."""
+    w = a_P3 - c_P3
+    uv, uw, vw = np.einsum("pk,pk->p", u_P3, v_P3), np.einsum("pk,pk->p", u_P3, w), np.einsum("pk,pk->p", v_P3, w)
+    denom = uu_P * vv_P - uv * uv
+    s = np.where(denom > 1e-12, (uv * vw - vv_P * uw) / np.maximum(denom, 1e-12), 0.0)
+    s = np.minimum(np.maximum(s, 0.0), 1.0)
+    t = np.where(vv_P > 1e-12, (uv * s + vw) / np.maximum(vv_P, 1e-12), 0.0)
+    t_clipped = np.minimum(np.maximum(t, 0.0), 1.0)
+    redo = t != t_clipped
+    if redo.any():
+        s_redo = np.where(uu_P > 1e-12, (uv * t_clipped - uw) / np.maximum(uu_P, 1e-12), 0.0)
+        s = np.where(redo, np.minimum(np.maximum(s_redo, 0.0), 1.0), s)
+    p, q = a_P3 + s[:, None] * u_P3, c_P3 + t_clipped[:, None] * v_P3
+    gap = p - q
+    return p, q, np.sqrt(np.einsum("pk,pk->p", gap, gap))
+
+
+def _support_columns(model: pin.Model, frame_id: int) -> np.ndarray:
+    """``(nv,)`` 1.0 on the velocity columns of the joints that move frame ``frame_id`` (its support), else 0."""
+    mask = np.zeros(model.nv)
+    for joint in model.supports[model.frames[frame_id].parentJoint]:
+        if joint > 0:
+            start = model.joints[joint].idx_v
+            mask[start : start + model.joints[joint].nv] = 1.0
+    return mask
 
 
 class SelfCollision:
@@ -129,6 +152,8 @@ class SelfCollision:
         self.local_a_L3 = np.array([c[0] for c in caps])
         self.local_b_L3 = np.array([c[1] for c in caps])
         self.radius_L = np.array([c[2] for c in caps])
+        self._local_h_L42 = np.stack([np.c_[self.local_a_L3, np.ones(len(links))],
+                                      np.c_[self.local_b_L3, np.ones(len(links))]], axis=2)  # fmt: skip
         index = {link: i for i, link in enumerate(links)}
         pairs, names = [], []
         for group, (side_a, side_b) in groups.items():
@@ -146,21 +171,15 @@ class SelfCollision:
         self.group_P = [g for g, k in zip(names, keep) if k]
         self.floor_P = np.minimum(config.min_distance, 0.5 * rest_P[keep])
         self.pair_names = [f"{links[a]} / {links[b]}" for a, b in self.pair_P2]
-        self._layout_key: bytes | None = None
-        self._layout: tuple | None = None
+        self.pair_i_P, self.pair_j_P = self.pair_P2[:, 0].copy(), self.pair_P2[:, 1].copy()
+        self.radii_P = self.radius_L[self.pair_i_P] + self.radius_L[self.pair_j_P]
+        self.support_LV = np.array([_support_columns(model, fid) for fid in self.frame_ids]).reshape(-1, model.nv)
 
-    def world_segments(
-        self, data: pin.Data, links: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Capsule end points and frame origins ``(L, 3)`` of ``links`` (default all) at ``data``'s frames."""
-        links = np.arange(len(self.frame_ids)) if links is None else links
+    def world_ends(self, data: pin.Data) -> np.ndarray:
+        """Capsule end points ``(L, 3, 2)`` (columns ``a``, ``b``) of every link at ``data``'s frame placements."""
         oMf = data.oMf
-        placements = [oMf[self.frame_ids[link]] for link in links]
-        R_L33 = np.array([M.rotation for M in placements])
-        o_L3 = np.array([M.translation for M in placements])
-        a = np.einsum("lij,lj->li", R_L33, self.local_a_L3[links]) + o_L3
-        b = np.einsum("lij,lj->li", R_L33, self.local_b_L3[links]) + o_L3
-        return a, b, o_L3
+        H_L44 = np.array([oMf[fid].homogeneous for fid in self.frame_ids])
+        return H_L44[:, :3] @ self._local_h_L42
 
     def link_poses(self, data: pin.Data) -> tuple[np.ndarray, np.ndarray]:
         """Rotations ``(L, 3, 3)`` and origins ``(L, 3)`` of every capsule link at ``data``'s frames."""
@@ -181,10 +200,17 @@ class SelfCollision:
     def distances(self, data: pin.Data, pair_P2: np.ndarray | None = None):
         """Closest points and surface distances (m, < 0: penetration) of the pairs at ``data``'s frames."""
         pair_P2 = self.pair_P2 if pair_P2 is None else pair_P2
-        a, b, _ = self.world_segments(data)
         i, j = pair_P2[:, 0], pair_P2[:, 1]
-        p, q, centre_distance = segment_distances(a[i], b[i], a[j], b[j])
+        p, q, centre_distance = self._closest(data, i, j)
         return p, q, centre_distance - self.radius_L[i] - self.radius_L[j]
+
+    def _closest(self, data: pin.Data, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Closest points ``p`` (on link ``i``), ``q`` (on ``j``) and axis distance of link pairs ``(i, j)``."""
+        ends_L32 = self.world_ends(data)
+        a_L3 = ends_L32[:, :, 0]
+        u_L3 = ends_L32[:, :, 1] - a_L3
+        uu_L = np.einsum("lk,lk->l", u_L3, u_L3)
+        return _closest_points(a_L3[i], u_L3[i], a_L3[j], u_L3[j], uu_L[i], uu_L[j])
 
     def candidates(self, data: pin.Data) -> np.ndarray:
         """Indices of the pairs within ``activation_distance`` plus a reach margin (``CANDIDATE_MARGIN``)."""
@@ -193,42 +219,33 @@ class SelfCollision:
     def rows(self, model: pin.Model, data: pin.Data, candidates: np.ndarray | None = None,
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
         """``(A, lower, upper)`` on ``dq`` for the pairs (of ``candidates``, default all) within the
-        activation distance; joint Jacobians and frame placements of ``data`` up to date."""
-        key = None if candidates is None else candidates.tobytes()
-        if self._layout_key != key or self._layout is None:  # links of these pairs, computed once per set
-            pair_P2 = self.pair_P2 if candidates is None else self.pair_P2[candidates]
-            floor_P = self.floor_P if candidates is None else self.floor_P[candidates]
-            links, inverse = np.unique(pair_P2, return_inverse=True)
-            inverse_P2 = inverse.reshape(-1, 2)
-            local_L23 = np.stack([self.local_a_L3[links], self.local_b_L3[links]], axis=1)
-            radii_P = self.radius_L[pair_P2].sum(axis=1)
-            frames = [self.frame_ids[link] for link in links]
-            self._layout, self._layout_key = (pair_P2, floor_P, frames, inverse_P2, local_L23, radii_P), key
-        pair_P2, floor_P, frames, inverse_P2, local_L23, radii_P = self._layout
-        if len(pair_P2) == 0:
-            return np.zeros((0, model.nv)), np.zeros(0), np.zeros(0)
-        oMf = data.oMf
-        placements = [oMf[fid] for fid in frames]
-        o_L3 = np.array([M.translation for M in placements])
-        ends_L23 = np.einsum("lij,lkj->lki", np.array([M.rotation for M in placements]), local_L23) + o_L3[:, None]
-        i, j = inverse_P2.T
-        p, q, centre = segment_distances(ends_L23[i, 0], ends_L23[i, 1], ends_L23[j, 0], ends_L23[j, 1])
+        activation distance; ``data.J`` (``computeJointJacobians``) and frame placements up to date.
+
+        One vectorised pass: every capsule's ends from one placement fetch per link, the closest points
+        of the pairs, and for the R near ones ``A = (W J) * S`` summed over both sides, ``J = data.J``
+        (WORLD: the linear part is the velocity at the world origin, so ``n . v_p = n . v_0 + (p x n) . w``),
+        ``W = [+-n, p x +-n]`` and ``S`` the 0/1 support columns of each side's link."""
+        i, j, radii_P, floor_P = self.pair_i_P, self.pair_j_P, self.radii_P, self.floor_P
+        if candidates is not None:
+            i, j, radii_P, floor_P = i[candidates], j[candidates], radii_P[candidates], floor_P[candidates]
+        p, q, centre = self._closest(data, i, j)
         distance = centre - radii_P
         near = np.flatnonzero(distance < self.config.activation_distance)
-        if len(near) == 0:
+        R = len(near)
+        if R == 0:
             return np.zeros((0, model.nv)), np.zeros(0), np.zeros(0)
         normal_R3 = (p[near] - q[near]) / np.maximum(centre[near], 1e-9)[:, None]
-        # n . (v_o + w x r) = n . v_o + (r x n) . w: one 6-vector (n, r x n) per row and side
-        A = np.zeros((len(near), model.nv))
-        for points_R3, link_R, sign in ((p[near], i[near], 1.0), (q[near], j[near], -1.0)):
-            r, n = (points_R3 - o_L3[link_R]).T, normal_R3.T
-            weights_R6 = np.stack([n[0], n[1], n[2], r[1] * n[2] - r[2] * n[1], r[2] * n[0] - r[0] * n[2],
-                                   r[0] * n[1] - r[1] * n[0]], 1)  # fmt: skip
-            J_R6V = np.array([pin.getFrameJacobian(model, data, frames[link], _LWA) for link in link_R])
-            A += sign * np.einsum("rk,rkv->rv", weights_R6, J_R6V)
+        points_S3 = np.concatenate([p[near], q[near]])  # S = 2R: side a rows, then side b rows
+        normal_S3 = np.concatenate([normal_R3, -normal_R3])
+        moment_S3 = (points_S3[:, [1, 2, 0]] * normal_S3[:, [2, 0, 1]]
+                     - points_S3[:, [2, 0, 1]] * normal_S3[:, [1, 2, 0]])  # fmt: skip
+        side_SV = (np.concatenate([normal_S3, moment_S3], axis=1) @ data.J) * self.support_LV[
+            np.concatenate([i[near], j[near]])
+        ]
+        A = side_SV[:R] + side_SV[R:]
         gap = distance[near] - floor_P[near]  # < 0: closer than the floor, pushed out at PUSH_OUT per step
         lower = np.where(gap >= 0, -gap, -PUSH_OUT * gap)
-        return A, lower, np.full(len(near), np.inf)
+        return A, lower, np.full(R, np.inf)
 
 
 def _collision_geometry(robot) -> pin.GeometryModel:
