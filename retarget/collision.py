@@ -119,7 +119,7 @@ def _closest_points(a_P3: np.ndarray, u_P3: np.ndarray, c_P3: np.ndarray, v_P3: 
     return p, q, np.sqrt(np.einsum("pk,pk->p", gap, gap))
 
 
-def _support_columns(model: pin.Model, frame_id: int) -> np.ndarray:
+def support_columns(model: pin.Model, frame_id: int) -> np.ndarray:
     """``(nv,)`` 1.0 on the velocity columns of the joints that move frame ``frame_id`` (its support), else 0."""
     mask = np.zeros(model.nv)
     for joint in model.supports[model.frames[frame_id].parentJoint]:
@@ -173,7 +173,7 @@ class SelfCollision:
         self.pair_names = [f"{links[a]} / {links[b]}" for a, b in self.pair_P2]
         self.pair_i_P, self.pair_j_P = self.pair_P2[:, 0].copy(), self.pair_P2[:, 1].copy()
         self.radii_P = self.radius_L[self.pair_i_P] + self.radius_L[self.pair_j_P]
-        self.support_LV = np.array([_support_columns(model, fid) for fid in self.frame_ids]).reshape(-1, model.nv)
+        self.support_LV = np.array([support_columns(model, fid) for fid in self.frame_ids]).reshape(-1, model.nv)
 
     def world_ends(self, data: pin.Data) -> np.ndarray:
         """Capsule end points ``(L, 3, 2)`` (columns ``a``, ``b``) of every link at ``data``'s frame placements."""
@@ -183,8 +183,9 @@ class SelfCollision:
 
     def link_poses(self, data: pin.Data) -> tuple[np.ndarray, np.ndarray]:
         """Rotations ``(L, 3, 3)`` and origins ``(L, 3)`` of every capsule link at ``data``'s frames."""
-        placements = [data.oMf[fid] for fid in self.frame_ids]
-        return np.array([M.rotation for M in placements]), np.array([M.translation for M in placements])
+        oMf = data.oMf
+        H_L44 = np.array([oMf[fid].homogeneous for fid in self.frame_ids])
+        return H_L44[:, :3, :3], H_L44[:, :3, 3]
 
     def distances_of_poses(self, R_NL33: np.ndarray, o_NL3: np.ndarray) -> np.ndarray:
         """Surface distances ``(N, P)`` of every pair over N stored link poses (:meth:`link_poses`),
