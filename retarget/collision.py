@@ -174,12 +174,16 @@ class SelfCollision:
         self.pair_i_P, self.pair_j_P = self.pair_P2[:, 0].copy(), self.pair_P2[:, 1].copy()
         self.radii_P = self.radius_L[self.pair_i_P] + self.radius_L[self.pair_j_P]
         self.support_LV = np.array([support_columns(model, fid) for fid in self.frame_ids]).reshape(-1, model.nv)
+        self._layout_cache: tuple | None = None
 
-    def world_ends(self, data: pin.Data) -> np.ndarray:
-        """Capsule end points ``(L, 3, 2)`` (columns ``a``, ``b``) of every link at ``data``'s frame placements."""
+    def world_ends(self, data: pin.Data, links: np.ndarray | None = None) -> np.ndarray:
+        """Capsule end points ``(L, 3, 2)`` (columns ``a``, ``b``) of ``links`` (default all) at ``data``'s
+        frame placements."""
         oMf = data.oMf
-        H_L44 = np.array([oMf[fid].homogeneous for fid in self.frame_ids])
-        return H_L44[:, :3] @ self._local_h_L42
+        if links is None:
+            return np.array([oMf[fid].homogeneous for fid in self.frame_ids])[:, :3] @ self._local_h_L42
+        frame_ids = self.frame_ids
+        return np.array([oMf[frame_ids[link]].homogeneous for link in links])[:, :3] @ self._local_h_L42[links]
 
     def link_poses(self, data: pin.Data) -> tuple[np.ndarray, np.ndarray]:
         """Rotations ``(L, 3, 3)`` and origins ``(L, 3)`` of every capsule link at ``data``'s frames."""
@@ -205,13 +209,31 @@ class SelfCollision:
         p, q, centre_distance = self._closest(data, i, j)
         return p, q, centre_distance - self.radius_L[i] - self.radius_L[j]
 
-    def _closest(self, data: pin.Data, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Closest points ``p`` (on link ``i``), ``q`` (on ``j``) and axis distance of link pairs ``(i, j)``."""
-        ends_L32 = self.world_ends(data)
+    def _closest(self, data: pin.Data, i: np.ndarray, j: np.ndarray, links: np.ndarray | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+        """Closest points ``p`` (on link ``i``), ``q`` (on ``j``) and axis distance of link pairs ``(i, j)``;
+        with ``links``, ``i`` and ``j`` index into ``links`` (only their placements are read)."""
+        ends_L32 = self.world_ends(data, links)
         a_L3 = ends_L32[:, :, 0]
         u_L3 = ends_L32[:, :, 1] - a_L3
         uu_L = np.einsum("lk,lk->l", u_L3, u_L3)
         return _closest_points(a_L3[i], u_L3[i], a_L3[j], u_L3[j], uu_L[i], uu_L[j])
+
+    def _layout(self, candidates: np.ndarray | None) -> tuple:
+        """``(links, i, j, radii, floors, support)`` of the pairs ``candidates`` (default all), ``i``/``j``
+        and ``support`` indexed over ``links`` (those pairs' links); the last set's is kept (a keyframe's
+        candidates are reused for several IK steps)."""
+        key = None if candidates is None else candidates.tobytes()
+        if self._layout_cache is None or self._layout_cache[0] != key:
+            if candidates is None:
+                layout = (None, self.pair_i_P, self.pair_j_P, self.radii_P, self.floor_P, self.support_LV)
+            else:
+                links, inverse = np.unique(self.pair_P2[candidates], return_inverse=True)
+                i, j = inverse.reshape(-1, 2).T
+                radii, floors = self.radii_P[candidates], self.floor_P[candidates]
+                layout = (links, i.copy(), j.copy(), radii, floors, self.support_LV[links])
+            self._layout_cache = (key, layout)
+        return self._layout_cache[1]
 
     def candidates(self, data: pin.Data) -> np.ndarray:
         """Indices of the pairs within ``activation_distance`` plus a reach margin (``CANDIDATE_MARGIN``)."""
@@ -226,10 +248,8 @@ class SelfCollision:
         of the pairs, and for the R near ones ``A = (W J) * S`` summed over both sides, ``J = data.J``
         (WORLD: the linear part is the velocity at the world origin, so ``n . v_p = n . v_0 + (p x n) . w``),
         ``W = [+-n, p x +-n]`` and ``S`` the 0/1 support columns of each side's link."""
-        i, j, radii_P, floor_P = self.pair_i_P, self.pair_j_P, self.radii_P, self.floor_P
-        if candidates is not None:
-            i, j, radii_P, floor_P = i[candidates], j[candidates], radii_P[candidates], floor_P[candidates]
-        p, q, centre = self._closest(data, i, j)
+        links, i, j, radii_P, floor_P, support_LV = self._layout(candidates)
+        p, q, centre = self._closest(data, i, j, links)
         distance = centre - radii_P
         near = np.flatnonzero(distance < self.config.activation_distance)
         R = len(near)
@@ -240,7 +260,7 @@ class SelfCollision:
         normal_S3 = np.concatenate([normal_R3, -normal_R3])
         moment_S3 = (points_S3[:, [1, 2, 0]] * normal_S3[:, [2, 0, 1]]
                      - points_S3[:, [2, 0, 1]] * normal_S3[:, [1, 2, 0]])  # fmt: skip
-        side_SV = (np.concatenate([normal_S3, moment_S3], axis=1) @ data.J) * self.support_LV[
+        side_SV = (np.concatenate([normal_S3, moment_S3], axis=1) @ data.J) * support_LV[
             np.concatenate([i[near], j[near]])
         ]
         A = side_SV[:R] + side_SV[R:]
