@@ -292,13 +292,32 @@ class TaskSpaceIK:
     def task_errors(self, q: np.ndarray, tg: Targets, k: int) -> dict[str, float]:
         """Position errors (m) at ``q`` for frame ``k``: hip midpoint, knees, feet (ankle frames),
         elbows and hands (wrist frames, both relative to the shoulder)."""
-        pin.framesForwardKinematics(self.model, self.data, q)
-        p = {key: self.data.oMf[i].translation for key, i in self.ids.items()}
-        out = {"root": float(np.linalg.norm(tg.root_T3[k] - 0.5 * (p["left_hip"] + p["right_hip"])))}
+        return {name: float(e[0]) for name, e in self.task_errors_all(q[None], tg, np.array([k])).items()}
+
+    def task_errors_all(
+        self, q_KQ: np.ndarray, tg: Targets, frames_K: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """:meth:`task_errors` of configurations ``q_KQ`` at frames ``frames_K`` (default ``0..K-1``) as
+        ``(K,)`` arrays: one forward kinematics and one placement read per configuration, norms vectorised."""
+        frames_K = np.arange(len(q_KQ)) if frames_K is None else frames_K
+        model, data, ids = self.model, self.data, self.ids
+        slot = {key: n for n, key in enumerate(ids)}
+        fids = list(ids.values())
+        p_KF3 = np.empty((len(q_KQ), len(fids), 3))
+        for n, q in enumerate(q_KQ):
+            pin.framesForwardKinematics(model, data, q)
+            oMf = data.oMf
+            p_KF3[n] = [oMf[fid].translation for fid in fids]
+        p = {key: p_KF3[:, n] for key, n in slot.items()}
+        root = 0.5 * (p["left_hip"] + p["right_hip"])
+        out = {"root": np.linalg.norm(tg.root_T3[frames_K] - root, axis=-1)}
         for s, side in enumerate(SIDES):
             shoulder = p[f"{side}_shoulder"]
-            out[f"{side}_knee"] = float(np.linalg.norm(tg.knee_T23[k, s] - p[f"{side}_knee"]))
-            out[f"{side}_foot"] = float(np.linalg.norm(tg.ankle_T23[k, s] - p[f"{side}_ankle"]))
-            out[f"{side}_elbow"] = float(np.linalg.norm(tg.elbow_rel_T23[k, s] - (p[f"{side}_elbow"] - shoulder)))
-            out[f"{side}_hand"] = float(np.linalg.norm(tg.wrist_rel_T23[k, s] - (p[f"{side}_wrist"] - shoulder)))
+            out[f"{side}_knee"] = np.linalg.norm(tg.knee_T23[frames_K, s] - p[f"{side}_knee"], axis=-1)
+            out[f"{side}_foot"] = np.linalg.norm(tg.ankle_T23[frames_K, s] - p[f"{side}_ankle"], axis=-1)
+            elbow = tg.elbow_rel_T23[frames_K, s] - (p[f"{side}_elbow"] - shoulder)
+            out[f"{side}_elbow"] = np.linalg.norm(elbow, axis=-1)
+            out[f"{side}_hand"] = np.linalg.norm(
+                tg.wrist_rel_T23[frames_K, s] - (p[f"{side}_wrist"] - shoulder), axis=-1
+            )
         return out

@@ -328,12 +328,8 @@ class Retargeter:
                 scale: BodyScale, measure: bool = True) -> tuple[QualityReport, np.ndarray]:  # fmt: skip
         """The report, and which output points have a capsule pair penetrating (none when not measured)."""
         robot = self.robot
-        errors = {name: [] for name in TRACKED}
-        for k, q in enumerate(keys.q):
-            for name, value in self.ik.task_errors(q, tg_K, k).items():
-                if name in errors:
-                    errors[name].append(value)
-        err = {name: 100 * np.asarray(v) for name, v in errors.items()}
+        errors = self.ik.task_errors_all(keys.q, tg_K)
+        err = {name: 100 * errors[name] for name in TRACKED}
         pos, vel = out["positions"], out["velocities"]
         violation = np.maximum(robot.lower - pos, pos - robot.upper).max(initial=0.0)
         ratio = np.abs(vel) / robot.velocity_limits
