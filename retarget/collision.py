@@ -244,8 +244,8 @@ class SelfCollision:
         """``(A, lower, upper)`` on ``dq`` for the pairs (of ``candidates``, default all) within the
         activation distance; ``data.J`` (``computeJointJacobians``) and frame placements up to date.
 
-        One vectorised pass: every capsule's ends from one placement fetch per link, the closest points
-        of the pairs, and for the R near ones ``A = (W J) * S`` summed over both sides, ``J = data.J``
+        One vectorised pass: the capsule ends of the pairs' links (one placement read per link), their
+        closest points, and for the R near ones ``A = (W J) * S`` summed over both sides, ``J = data.J``
         (WORLD: the linear part is the velocity at the world origin, so ``n . v_p = n . v_0 + (p x n) . w``),
         ``W = [+-n, p x +-n]`` and ``S`` the 0/1 support columns of each side's link."""
         links, i, j, radii_P, floor_P, support_LV = self._layout(candidates)
