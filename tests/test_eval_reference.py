@@ -1,5 +1,6 @@
 """The evaluation's real reference is symmetric with the generated rows: the FID reference is real
-motion of other clips with the test windows' labels and lengths (real clips: needs ../shared/data)."""
+motion of other clips with the test windows' labels (content, and style where one exists) and
+lengths, windowed as they are (real clips: needs ../shared/data)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ def test_fid_reference_matches_labels_and_lengths_from_other_clips(prepared_smal
     test = load_test_set(prepared, "test", cfg)
     windows, counts = matched_reference(prepared, test, cfg, ["val", "train"])
     assert len(windows) == len(test) and sum(counts.values()) == len(test)
-    assert counts["matched"] >= 0.8 * len(test), counts
+    assert counts["matched"] + counts["matched_content"] >= 0.8 * len(test), counts
     pool = {c.name: c for split in ("val", "train") for c in prepared.clips(split)}
-    matched_contents = 0
-    for window, content, frames, test_window in zip(windows, test.contents, test.frames, test.features):
+    matched_contents = matched_styles = 0
+    for window, content, style, frames, test_window in zip(
+        windows, test.contents, test.styles, test.frames, test.features
+    ):
         assert window.shape[1] == 263 and window.shape[0] <= frames
         assert not any(np.array_equal(window, t) for t in test.features)  # never a test window itself
         # Find the clip the window came from: it is a slice of exactly one pool clip.
@@ -30,8 +33,12 @@ def test_fid_reference_matches_labels_and_lengths_from_other_clips(prepared_smal
         ]  # fmt: skip
         assert sources, "the reference window is not a slice of a val/train clip"
         matched_contents += any(c.content == content for c in sources) and window.shape[0] == frames
+        matched_styles += any(c.content == content and c.style == style for c in sources) and len(window) == frames
+        # taken as the test windows are: centred in its clip
+        assert any(_contains(np.asarray(c.features)[(c.num_frames - frames) // 2 :], window) for c in sources)
         assert test_window.shape[0] == frames
-    assert matched_contents == counts["matched"]
+    assert matched_contents == counts["matched"] + counts["matched_content"]
+    assert matched_styles >= counts["matched"] > 0, counts
     again, _ = matched_reference(prepared, test, cfg, ["val", "train"])
     assert all(np.array_equal(a, b) for a, b in zip(windows, again))  # seeded
 

@@ -195,6 +195,18 @@ def test_train_command_checkpoints_resumes_and_exports_a_generator(tiny_tokenize
         ).num_scales
         == 4
     )
+    # Shipped with chosen sampling defaults (as a sweep picks them); a setting generation lacks is refused.
+    from moscale_ros.cli import main
+
+    shipped = tmp_path / "shipped.safetensors"
+    argv = ["model", "export", str(out / "model.safetensors"), str(shipped), "--generation", "guidance=2.5"]
+    assert main([*argv, "--generation", "refine_iterations=[1, 2, 2, 3]"]) == 0
+    defaults = load_checkpoint(shipped).configs["generation"]
+    assert defaults["guidance"] == 2.5 and defaults["refine_iterations"] == [1, 2, 2, 3]
+    assert defaults["top_p"] == load_checkpoint(out / "model.safetensors").configs["generation"]["top_p"]
+    capsys.readouterr()
+    assert main([*argv[:-1], "beam_width=2"]) == 2
+    assert "--generation: unknown key(s) beam_width" in capsys.readouterr().err
 
 
 def test_train_command_errors_name_the_problem(tmp_path, prepared_small):

@@ -1,9 +1,11 @@
 """``moscale model export|info``: ship a trained generator (fp16, provenance) and inspect model files.
 
 ``export`` reloads a generator checkpoint (e.g. ``cache/runs/transformer/model.safetensors``), writes
-it with floating tensors cast to ``--dtype`` plus ``--info key=value`` provenance in its metadata,
-and checks the shipped file: it decodes the same token codes with both files and prints the largest
-joint-position difference (mm) that the cast causes.
+it with floating tensors cast to ``--dtype`` plus ``--info key=value`` provenance in its metadata and
+``--generation key=value`` sampling defaults (e.g. the settings a ``moscale eval generator --sweep``
+chose; the names of :class:`~moscale_ros.generation.config.SamplingOverrides`), and checks the
+shipped file: it decodes the same token codes with both files and prints the largest joint-position
+difference (mm) that the cast causes.
 """
 
 from __future__ import annotations
@@ -23,6 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument("destination", help="output file (e.g. models/moscale-bandai.safetensors)")
     export.add_argument("--dtype", choices=sorted(DTYPES), default="fp16")
     export.add_argument("--info", action="append", default=[], metavar="KEY=VALUE", help="provenance to record")
+    export.add_argument(
+        "--generation",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a sampling default to store (YAML value), e.g. guidance=3.0 or refine_iterations=[1,1,2,2]",
+    )
     export.set_defaults(func=_export)
     info = what.add_parser("info", help="print what a model file holds")
     info.add_argument("path")
@@ -45,9 +54,10 @@ def _export(args: argparse.Namespace) -> int:
         extra[key.strip()] = value
     parts = load_generator_parts(args.source)
     extra = {**parts.extra, **extra}
+    generation = sampling_defaults(args.generation).apply(parts.generation)
     out = save_generator(
         args.destination, parts.tokenizer, parts.transformer, parts.length_estimator, parts.mean_D, parts.std_D,
-        parts.text_encoder, parts.generation, extra=extra, dtype=getattr(torch, DTYPES[args.dtype]),
+        parts.text_encoder, generation, extra=extra, dtype=getattr(torch, DTYPES[args.dtype]),
     )  # fmt: skip
     shipped = load_generator_parts(out)
     # Same codes through both decoders: how far the cast moves the joints.
@@ -66,6 +76,23 @@ def _export(args: argparse.Namespace) -> int:
     size_mb = Path(out).stat().st_size / 1e6
     print(f"model export: {out} ({size_mb:.1f} MB, {args.dtype}); decoding error from the cast: {error_mm:.3f} mm max")
     return 0
+
+
+def sampling_defaults(items: list[str]):
+    """``KEY=VALUE`` items (YAML values) as :class:`SamplingOverrides`; ConfigError names a bad one."""
+    import yaml
+
+    from moscale_common.config import from_dict
+    from moscale_common.errors import ConfigError
+    from moscale_ros.generation.config import SamplingOverrides
+
+    settings = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--generation {item!r}: expected KEY=VALUE")
+        settings[key.strip()] = yaml.safe_load(value)
+    return from_dict(SamplingOverrides, settings, where="--generation")
 
 
 def _info(args: argparse.Namespace) -> int:

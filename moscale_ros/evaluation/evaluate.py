@@ -14,10 +14,11 @@ each from the same description. Each figure is reported as mean ± Student-t 95 
 Reference row: the real windows themselves in place of generated motions (same descriptions), so
 R-precision, MM-Dist, diversity and accuracies show the evaluator's ceiling on real data; its FID
 compares the test windows with an independent real sample matched to them as the generated motions
-are (:func:`matched_reference`): for each test window, a window of another clip with the same
-content label and the same length, from ``reference_fid_split`` (default ``val``) or else from
-``train``. That is the FID two independent samples of real motion with the same labels and lengths
-reach; the info block counts the windows that could not be matched exactly.
+are (:func:`matched_reference`): for each test window, the centred window of the same length of
+another clip with the same content and style labels (else the same content), from
+``reference_fid_split`` (default ``val``) or else from ``train``. That is the FID two independent
+samples of real motion with the same labels and lengths reach; the info block counts the windows
+matched by content and style, by content only, shorter, or of another content.
 """
 
 from __future__ import annotations
@@ -146,28 +147,32 @@ def load_test_set(prepared, split: str, cfg: ProtocolConfig, max_clips: int | No
 def matched_reference(
     prepared, test: TestSet, cfg: ProtocolConfig, splits: Sequence[str]
 ) -> tuple[list[np.ndarray], dict[str, int]]:
-    """For each test window, a real window of the same length from another clip with the same content
-    label (searched in ``splits`` in order; a random start, seeded by ``cfg.seed``). Where no such
-    clip is long enough, the longest same-content clip whole (``shorter``); with no same-content clip
-    at all, any clip long enough (``other_content``). Returns the windows and those counts."""
+    """For each test window, a real window taken as the test windows are (centred, the same length)
+    from another clip with the same content and style labels (``matched``), else the same content
+    (``matched_content``), searched in ``splits``; the clip drawn at random, seeded by ``cfg.seed``.
+    Where no same-content clip is long enough, the longest one whole (``shorter``); with none at
+    all, any clip long enough (``other_content``). Returns the windows and those counts."""
     rng = np.random.default_rng(cfg.seed + 7919)
     pool = [c for split in splits for c in prepared.clips(split) if c.name not in set(test.names)]
     by_content: dict[str, list] = {}
     for clip in pool:
         by_content.setdefault(clip.content, []).append(clip)
-    windows, counts = [], {"matched": 0, "shorter": 0, "other_content": 0}
-    for content, frames in zip(test.contents, test.frames):
+    windows, counts = [], {"matched": 0, "matched_content": 0, "shorter": 0, "other_content": 0}
+    for content, style, frames in zip(test.contents, test.styles, test.frames):
         same = by_content.get(content, [])
         long_enough = [c for c in same if c.num_frames >= frames]
-        if long_enough:
-            kind, clip = "matched", long_enough[int(rng.integers(len(long_enough)))]
+        same_style = [c for c in long_enough if c.style == style]
+        if same_style:
+            kind, clip = "matched", same_style[int(rng.integers(len(same_style)))]
+        elif long_enough:
+            kind, clip = "matched_content", long_enough[int(rng.integers(len(long_enough)))]
         elif same:
             kind, clip = "shorter", max(same, key=lambda c: c.num_frames)
         else:
             others = [c for c in pool if c.num_frames >= frames] or pool
             kind, clip = "other_content", others[int(rng.integers(len(others)))]
         length = min(frames, clip.num_frames)
-        start = int(rng.integers(clip.num_frames - length + 1))
+        start = (clip.num_frames - length) // 2
         windows.append(np.asarray(clip.features[start : start + length], dtype=np.float32))
         counts[kind] += 1
     return windows, counts
