@@ -25,7 +25,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -42,6 +42,9 @@ class PhysicsEvalConfig:
     duration: float = 6.0
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     settle: float = 1.0
+    # warn: the weak skills in the list (one or two clips) are generated and measured, although the
+    # node refuses them by default (unknown_command: refuse); refuse would end the evaluation there
+    unknown_command: Literal["refuse", "warn", "accept"] = "warn"
 
 
 def summarise(text: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -90,7 +93,9 @@ def evaluate(config: PhysicsEvalConfig, checkpoint: str = "", device: str = "cpu
     from moscale_ros.sim.model import build_model
     from moscale_ros.sim.run import simulate_trajectory, trajectory_message
 
-    pipeline = build_pipeline(PipelineConfig(checkpoint=checkpoint, device=device, robot=config.robot))
+    pipeline = build_pipeline(
+        PipelineConfig(checkpoint=checkpoint, device=device, robot=config.robot, unknown_command=config.unknown_command)
+    )
     sim = build_model(pipeline.robot)
     default_rules = ControllerSettings(joints=list(pipeline.robot.joint_names))
     started = time.perf_counter()
