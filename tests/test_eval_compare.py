@@ -100,6 +100,9 @@ def test_compare_trains_every_stage_and_writes_the_tables(compared):
     assert "| real motion (reference) |" in text and "| (c) next-token (T2M-GPT order) |" in text
     assert text.count("| real motion (reference) |") == 2  # training templates and held-out paraphrases
     assert "moscale eval compare" in text and "Wall time of the command" in text
+    # the command as typed (the CLI's argv), not the parsed namespace written back ("--argv", "--func")
+    assert f"`moscale eval compare --out {out} --results {results_md} --device cpu --set " in text
+    assert "--argv" not in text and "--func" not in text
 
 
 def test_compare_resumes_finished_stages_without_retraining(compared, prepared_small):

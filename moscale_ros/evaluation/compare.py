@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -50,7 +49,7 @@ from moscale_ros.evaluation.evaluate import (
     real_statistics,
 )
 from moscale_ros.evaluation.model import EVALUATOR_FILE, load_evaluator
-from moscale_ros.evaluation.provenance import git_commit, machine_info
+from moscale_ros.evaluation.provenance import command_line, git_commit, machine_info
 from moscale_ros.generation.generator import MotionGenerator
 from moscale_ros.generation.next_token import NextTokenGenerator
 from moscale_ros.models.transformer import count_parameters
@@ -421,7 +420,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         evaluator=Path(args.evaluator) if args.evaluator else None,
         threads=args.threads,
-        command="moscale eval compare " + shlex.join(_flags(args)),
+        command=command_line(args, "eval compare"),
     )
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     with torch_threads(0):  # the stages set their own counts; the caller's is restored
@@ -429,20 +428,3 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     return 0
-
-
-def _flags(args: argparse.Namespace) -> list[str]:
-    """The command line of ``args`` (for the record in RESULTS.md when not started as ``moscale``)."""
-    flags = []
-    for name, value in sorted(vars(args).items()):
-        if name in ("func", "command", "what") or value in (None, False, []):
-            continue
-        flag = "--" + name.replace("_", "-")
-        if value is True:
-            flags.append(flag)
-        elif isinstance(value, list):
-            for item in value:
-                flags += [flag, str(item)]
-        else:
-            flags += [flag, str(value)]
-    return flags

@@ -688,7 +688,7 @@ def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
         "length_robustness": length_robustness(evaluator, test, real),
         "runs": cfg.runs,
         "num_threads": args.threads,
-        "command": command_line(getattr(args, "argv", [])),
+        "command": command_line(args, "eval generator"),
         "commit": git_commit(),
         "date": utc_now(),
         "machine": machine_info(device),

@@ -3,11 +3,11 @@ reports the evaluations write (``docs/RESULTS.md``, ``moscale eval generator --r
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import shlex
 import subprocess
-from collections.abc import Sequence
 from datetime import datetime, timezone
 
 import torch
@@ -38,9 +38,30 @@ def git_commit() -> str:
     return commit + ("+" if dirty else "")
 
 
-def command_line(argv: Sequence[str]) -> str:
-    """``moscale`` with its arguments ``argv``, quoted as a shell would need them."""
-    return "moscale " + shlex.join(argv)
+def command_line(args: argparse.Namespace, subcommand: str) -> str:
+    """The command that ran: ``moscale`` with the arguments as typed (``args.argv``, set by the CLI),
+    quoted as a shell needs them; when called without the CLI, ``moscale SUBCOMMAND`` with ``args``
+    written back as flags."""
+    argv = getattr(args, "argv", None)
+    if argv is not None:
+        return "moscale " + shlex.join(argv)
+    return f"moscale {subcommand} " + shlex.join(_flags(args))
+
+
+def _flags(args: argparse.Namespace) -> list[str]:
+    flags = []
+    for name, value in sorted(vars(args).items()):
+        if name in ("func", "command", "what", "argv") or value in (None, False, []):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            flags.append(flag)
+        elif isinstance(value, list):
+            for item in value:
+                flags += [flag, str(item)]
+        else:
+            flags += [flag, str(value)]
+    return flags
 
 
 def utc_now() -> str:
