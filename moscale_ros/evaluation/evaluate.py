@@ -662,17 +662,17 @@ def _evaluate(args: argparse.Namespace, device: torch.device) -> int:
     untestable = sorted(set(prepared.contents) - set(test.contents))  # contents with no clip in the split
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     rows: list[RowResult] = []
-    generated: dict[str, list[RowResult]] = {c.name: [] for c in candidates}
+    generated: list[list[RowResult]] = [[] for _ in candidates]  # each candidate's rows (names may repeat)
     for text_set in cfg.text_sets:
         if not args.no_reference:
             rows.append(evaluate_reference(evaluator, test, real, cfg, text_set, fid_reference))
-        for candidate in candidates:  # the same texts, lengths and seeds for each
+        for candidate, own_rows in zip(candidates, generated):  # the same texts, lengths and seeds for each
             row = evaluate_source(candidate.source, candidate.name, evaluator, test, real, cfg, text_set, log)
             rows.append(row)
-            generated[candidate.name].append(row)
+            own_rows.append(row)
     latencies = measure_latencies([c.source for c in candidates], cfg)
-    for candidate, latency in zip(candidates, latencies):
-        for row in generated[candidate.name]:
+    for own_rows, latency in zip(generated, latencies):
+        for row in own_rows:
             row.timing.update(latency)
     info = {
         "checkpoints": [str(c) for c in checkpoints],
@@ -751,7 +751,7 @@ def report_markdown(info: dict, rows: list[RowResult], cfg: ProtocolConfig) -> s
         f"Written by `{info['command']}` (`moscale_ros/evaluation/evaluate.py`); rerun it to regenerate this file.",
         "",
         f"- Date: {info['date']}, commit {info['commit']}; machine: {info['machine']}, {info['num_threads']} thread(s)",
-        f"- Evaluator: `{info['evaluator']}`; protocol: `{info['command']}` on `config/eval/generator.yaml`",
+        f"- Evaluator: `{info['evaluator']}`; protocol: `config/eval/generator.yaml` with the command's overrides",
         "- Latency: one request at a time, median of the interleaved repeats; a shared machine's load moves",
         "  the absolute figures, the ratios between rows are measured side by side.",
         "",
