@@ -106,8 +106,9 @@ class MotionGenerator:
         self.text_encoder = text_encoder
         if text_encoder.device != self.device:
             text_encoder.to(self.device)
-        self.mean_D = torch.as_tensor(np.asarray(mean), dtype=torch.float32, device=self.device)
-        self.std_D = torch.as_tensor(np.asarray(std), dtype=torch.float32, device=self.device)
+        # torch.as_tensor, not np.asarray: a checkpoint loaded on a GPU hands over CUDA tensors
+        self.mean_D = torch.as_tensor(mean, dtype=torch.float32, device=self.device)
+        self.std_D = torch.as_tensor(std, dtype=torch.float32, device=self.device)
         self.config = config or GenerationConfig()
         self.fps = FPS
         self.vocabulary: Vocabulary | None = None  # skill prototypes of the model file, if it has them
@@ -184,7 +185,7 @@ class MotionGenerator:
             )
         with self.inference_context():  # one text at a time: the features generation will reuse
             pooled_BD = torch.cat([self.text_encoder.encode([text]).pooled_BD for text in texts])
-        return self.vocabulary.match(list(texts), pooled_BD, rare_clips)
+        return self.vocabulary.match(list(texts), pooled_BD.float().cpu(), rare_clips)  # numpy on the host
 
     def with_config(self, **changes) -> MotionGenerator:
         """A generator sharing these models with some sampling settings changed."""
