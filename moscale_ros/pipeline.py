@@ -410,6 +410,10 @@ class MotionPipeline:
         # The robot's measured joint positions (robot order), or None when unknown; when set, a command
         # with nothing running starts from them (the node sets it from joint_state_topic_in).
         self.measured_pose: Callable[[], np.ndarray | None] | None = None
+        # Called with the scale index once a plan is retargeted, before the clock is read for its
+        # start and switch times: an evaluation replays a fixed schedule of ready times through it
+        # (moscale_ros.sim.evaluate.ScheduledClock), so its results do not depend on the machine's load.
+        self.on_retargeted: Callable[[int], None] | None = None
         check_locomotion(config, self.robot)
 
     def request(self, text: str, duration: float = 0.0, seed: int | None = None, request_id: str = "") -> MotionRequest:
@@ -539,7 +543,11 @@ class MotionPipeline:
                 to_controller = bool(scale.is_final) or self.config.controller_plans == "every_scale"
                 try:
                     motion = warm_start = self._retarget(joints_T223, scale, initial_q, warm_start)
+                    if initial_q is None:  # later scales start where the first one does, on the same stance
+                        initial_q = motion.configuration_at(0.0)
                     retarget_s, tick = time.perf_counter() - tick, time.perf_counter()
+                    if self.on_retargeted is not None:
+                        self.on_retargeted(int(scale.scale_index))
                     if to_controller and motion_start is None:
                         self._wait_for_append(should_stop)
                         motion_start = self._start_time(self.clock())

@@ -182,6 +182,16 @@ class Retargeter:
             else:
                 array += fade.reshape((-1,) + (1,) * (array.ndim - 1)) * (value - array[0])
 
+    def _keep_stance(self, tg: Targets, q: np.ndarray) -> None:
+        """Feet down for the whole motion (a standing one): pin them where they are at ``q``, position
+        and orientation, instead of at the human's median stance. The robot does not step during a
+        standing gesture, and every plan of one command (each starting at ``q``) then has the same
+        stance, so a plan replacing another never moves the feet (in physics: the robot fell at the
+        switch when the coarse and the final plan stood a few cm apart)."""
+        current = self.ik.current_targets(q)
+        tg.ankle_T23[:] = current["ankle_T23"][None]
+        tg.foot_R_T233[:] = current["foot_R_T233"][None]
+
     def _start_pose(self, tg: Targets) -> np.ndarray:
         q = self.robot.q_initial.copy()
         yaw = _heading(tg.pelvis_R_T33[0] @ self.proportions.neutral_R["pelvis"].T)
@@ -289,6 +299,8 @@ class Retargeter:
             initial_q[7:] = np.clip(initial_q[7:], robot.lower, robot.upper)
             self._align_to(tg, initial_q)
             self._blend_from(tg, initial_q, fps)
+            if tg.contact_T2.all():
+                self._keep_stance(tg, initial_q)
         T = len(tg)
         rate = ik_fps if ik_fps is not None else cfg.ik_fps
         if rate is not None and not rate > 0:

@@ -213,3 +213,28 @@ def test_retargeting_with_vectorised_rows_equals_the_per_point_computation(wave,
     assert fast.report.standing and reference.report.standing
     np.testing.assert_allclose(fast.positions, reference.positions, rtol=0, atol=1e-8)
     np.testing.assert_allclose(fast.base_poses, reference.base_poses, rtol=0, atol=1e-8)
+
+
+def test_a_standing_motion_started_from_a_pose_keeps_that_pose_s_feet(wave, g1) -> None:
+    """Every plan of a command starts at the same pose; a standing one pins the feet where that pose
+    has them, so two different motions (here the clip and its upper body leant forward) stand on the
+    same stance, and a plan replacing the other moves no foot."""
+    joints, fps = wave
+    retargeter = Retargeter(g1)
+    first = retargeter.retarget(joints, fps)
+    start_q = first.configuration_at(0.0)
+    data = g1.model.createData()
+    pin.framesForwardKinematics(g1.model, data, start_q)
+    feet = [g1.frame_ids[f"{side}_ankle"] for side in ("left", "right")]
+    stance = [data.oMf[f].copy() for f in feet]
+    moved = joints.copy()
+    moved[..., 0] += 0.06  # the human stands 6 cm to the side (its stance would be elsewhere)
+    for motion in (joints, _lean_forward(moved, 15.0)):
+        plan = retargeter.retarget(motion, fps, initial_q=start_q)
+        assert plan.report.standing
+        for q in plan.configurations()[:: max(1, len(plan.times) // 40)]:
+            pin.framesForwardKinematics(g1.model, data, q)
+            for f, placed in zip(feet, stance):
+                assert np.linalg.norm(data.oMf[f].translation - placed.translation) < 0.005  # m
+                angle = np.linalg.norm(pin.log3(placed.rotation.T @ data.oMf[f].rotation))
+                assert angle < np.radians(1.0)

@@ -2,8 +2,15 @@
 
 A fixed list of commands (``config/eval/physics.yaml``: standing gestures from the model's
 vocabulary, plus walking, running and turning) goes through the shipped model and the retargeter
-(the node's own :class:`~moscale_ros.pipeline.MotionPipeline`, final scale, no continuation) and
-then the simulated robot on a floating base, once per seed. Per command the table gives:
+(the node's own :class:`~moscale_ros.pipeline.MotionPipeline`, no continuation) and then the
+simulated robot on a floating base, once per seed. The robot gets what a robot behind the node
+gets: every plan sent to the controller (with ``controller_plans: every_scale`` the coarse plan
+first, each refinement replacing it at its switch time), received when it is ready, through the
+controller's rules (:func:`~moscale_ros.sim.run.simulate_received`). When each plan is ready is a
+fixed schedule, ``plan_ready_s`` (seconds after the command, one per scale, the last for the final
+plan; about what ``moscale bench node`` measures on the 2-core machine), replayed on a
+:class:`ScheduledClock`, so the result does not depend on the machine's load; ``plan_ready_s: []``
+uses the wall clock instead (this machine's own timing). Per command the table gives:
 
 * ``up``: fraction of runs that stay up until the trajectory's end plus ``settle`` seconds;
 * ``fell at``: median fall time of the runs that fell (s);
@@ -30,6 +37,7 @@ from typing import Any, Literal
 import numpy as np
 
 from moscale_common.config import load_config
+from moscale_common.errors import ConfigError
 from moscale_common.paths import resource
 
 
@@ -45,6 +53,37 @@ class PhysicsEvalConfig:
     # warn: the weak skills in the list (one or two clips) are generated and measured, although the
     # node refuses them by default (unknown_command: refuse); refuse would end the evaluation there
     unknown_command: Literal["refuse", "warn", "accept"] = "warn"
+    # s from the command to each scale's plan being ready (the last one: the final plan); [] = wall clock
+    plan_ready_s: list[float] = field(default_factory=lambda: [0.08, 0.2, 0.3, 0.5])
+    pipeline: dict[str, Any] = field(default_factory=dict)  # node settings to evaluate under, e.g. controller_plans
+
+    def __post_init__(self) -> None:
+        ready = self.plan_ready_s
+        if any(not 0.0 <= t <= 10.0 for t in ready) or any(b < a for a, b in zip(ready, ready[1:])):
+            raise ConfigError(f"plan_ready_s: expected non-decreasing seconds in [0, 10], got {ready}")
+
+
+class ScheduledClock:
+    """A clock that replays a fixed schedule of plan-ready times (the pipeline's ``clock`` and
+    ``on_retarget``): each command starts :attr:`GAP_S` after the previous one, and when scale ``k``
+    of ``K`` is retargeted the time becomes ``start + ready_s[k - 1]`` (``ready_s[-1]`` for the final
+    scale and for scales beyond the list)."""
+
+    GAP_S = 100.0
+
+    def __init__(self, ready_s: list[float], num_scales: int) -> None:
+        self.ready_s, self.num_scales = list(ready_s), num_scales
+        self.start = self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def new_command(self) -> None:
+        self.start = self.now = self.start + self.GAP_S
+
+    def scale_ready(self, scale_index: int) -> None:
+        k = len(self.ready_s) if scale_index >= self.num_scales else min(scale_index, len(self.ready_s))
+        self.now = max(self.now, self.start + self.ready_s[k - 1])
 
 
 def summarise(text: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -91,11 +130,20 @@ def evaluate(config: PhysicsEvalConfig, checkpoint: str = "", device: str = "cpu
     from moscale_ros.control.jtc_rules import ControllerSettings, rejection_reason
     from moscale_ros.pipeline import PipelineConfig, build_pipeline
     from moscale_ros.sim.model import build_model
-    from moscale_ros.sim.run import simulate_trajectory, trajectory_message
+    from moscale_ros.sim.run import simulate_received, trajectory_message
 
-    pipeline = build_pipeline(
-        PipelineConfig(checkpoint=checkpoint, device=device, robot=config.robot, unknown_command=config.unknown_command)
-    )
+    settings = {"unknown_command": config.unknown_command, **config.pipeline}
+    try:
+        pipeline_config = PipelineConfig(checkpoint=checkpoint, device=device, robot=config.robot, **settings)
+    except TypeError as exc:
+        raise ConfigError(f"pipeline: {exc} (the keys are the node's pipeline settings)") from None
+    clock = None
+    if config.plan_ready_s:
+        pipeline = build_pipeline(pipeline_config)
+        clock = ScheduledClock(config.plan_ready_s, pipeline.generator.num_scales)
+        pipeline.clock, pipeline.on_retargeted = clock, clock.scale_ready
+    else:
+        pipeline = build_pipeline(pipeline_config)
     sim = build_model(pipeline.robot)
     default_rules = ControllerSettings(joints=list(pipeline.robot.joint_names))
     started = time.perf_counter()
@@ -103,17 +151,28 @@ def evaluate(config: PhysicsEvalConfig, checkpoint: str = "", device: str = "cpu
     for text in config.commands:
         runs = []
         for seed in config.seeds:
+            if clock is not None:
+                clock.new_command()
             request = pipeline.request(text, config.duration, seed)
-            final = list(pipeline.run(request))[-1]
+            received, sent = [], []  # (receipt time, message) and the trajectories sent
+            for step in pipeline.run(request):
+                final = step
+                if step.to_controller:
+                    sent_at = pipeline.clock()
+                    pipeline.commit(step, sent_at)
+                    received.append((sent_at, trajectory_message(step.trajectory, stamp=step.start_time)))
+                    sent.append(step.trajectory)
             pipeline.forget_continuation()
-            trajectory = final.trajectory
-            rejected = rejection_reason(trajectory_message(trajectory), default_rules, 0.0) is not None
-            report = simulate_trajectory(
-                sim, trajectory, allow_nonzero_end_velocity=True, settle_s=config.settle, stop_on_fall=True
-            )
+            rejected = any(rejection_reason(m, default_rules, 0.0) is not None for _, m in received)
+            # the robot stands at rest in the first plan's first pose (where the node's first plan starts)
+            order = [list(sent[0].joint_names).index(name) for name in pipeline.robot.joint_names]
+            report = simulate_received(
+                sim, received, np.asarray(sent[0].positions[0])[order], np.asarray(sent[0].base_poses[0]),
+                settle_s=config.settle, stop_on_fall=True,
+            )  # fmt: skip
             figures = report.as_dict()
             hands = final.retarget_report.tracking_median_cm
-            figures.update(seed=seed, rejected_by_default_rules=rejected,
+            figures.update(seed=seed, rejected_by_default_rules=rejected, plans_received=len(received),
                            hand_tracking_median_cm=max(hands["left_hand"], hands["right_hand"]))  # fmt: skip
             runs.append(figures)
             log(f"  {text!r} seed {seed}: {report.verdict()}")
@@ -123,6 +182,7 @@ def evaluate(config: PhysicsEvalConfig, checkpoint: str = "", device: str = "cpu
         "robot": config.robot,
         "duration": config.duration,
         "seeds": config.seeds,
+        "plan_ready_s": config.plan_ready_s or "wall clock",
         "rows": rows,
         "runs": all_runs,
         "wall_s": time.perf_counter() - started,

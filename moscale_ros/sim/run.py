@@ -90,6 +90,8 @@ class SimulationReport:
             max_foot_slip_speed_mps=self.max_foot_slip_speed,
             self_collisions=self.self_collisions,
             self_collision_pairs=self.self_collision_pairs,
+            accepted_messages=self.accepted_messages,
+            rejected_messages=self.rejected_messages,
             real_time_factor=self.real_time_factor,
             wall_s=self.wall_s,
             joints={
