@@ -662,9 +662,16 @@ class MotionPipeline:
         rate = self.config.final_ik_fps if scale.is_final else self.config.coarse_ik_fps
         ik_fps = rate if 0 < rate < self.config.control_rate else None  # keyframes on the control-rate grid
         # a coarse plan's report leaves out the output measurements (it is replaced; only the final's is read)
+        # With whole-body references a coarse plan takes no step: its steps are the coarse scales' guess
+        # (a gesture's coarse scale can drift a metre that the final one takes back) and the robot runs
+        # it only until the next plan takes over; it stands in place, balanced, with the motion's upper
+        # body. With cmd_vel the legs are the walking controller's, and the first plan's base path
+        # decides whether the command travels, so it keeps its travel.
+        stand = not scale.is_final and self.config.locomotion == "whole_body"
         return self.retargeter.retarget(
-            joints_T223, fps, initial_q=initial_q, warm_start=warm_start, ik_fps=ik_fps, measure=bool(scale.is_final)
-        )
+            joints_T223, fps, initial_q=initial_q, warm_start=warm_start, ik_fps=ik_fps, measure=bool(scale.is_final),
+            stand_in_place=stand,
+        )  # fmt: skip
 
     def warm_up(self) -> PlanStep:
         """Run one throw-away command (first-call costs of the model and the solver), twice: alone

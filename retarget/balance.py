@@ -40,11 +40,12 @@ class BalanceConfig:
     """Options of the standing-balance constraint (see the module docstring)."""
 
     enabled: bool = True
-    support_margin: float = 0.05  # m, the ZMP stays this far inside every edge of the support polygon
+    support_margin: float = 0.07  # m, the ZMP stays this far inside every edge of the support polygon
     com_acceleration_limit: float = 0.5  # m/s^2, horizontal CoM acceleration (|c''_x|, |c''_y|)
     travel_m: float = 0.8  # m: the hip midpoint farther than this from its median position (xy): travelling
     centring_weight: float = 1000.0  # IK weight of a task pulling the CoM (xy) to the middle of the feet
     lift_m: float = 0.1  # m: an ankle this much above its standing height: a step or a kick, not standing
+    min_stance_width: float = 0.17  # m between the ankles of a standing motion from rest (wider: as the human)
 
 
 def is_standing(root_T3: np.ndarray, ankle_T23: np.ndarray, ankle_height: float, config: BalanceConfig) -> bool:

@@ -118,10 +118,15 @@ class Retargeter:
         self._hipmid_in_base = 0.5 * (hips[0] + hips[1])
 
     # -- targets ---------------------------------------------------------------------------------
-    def targets(self, joints_T223: np.ndarray, fps: float) -> tuple[Targets, BodyScale, float]:
+    def targets(
+        self, joints_T223: np.ndarray, fps: float, stand_in_place: bool = False
+    ) -> tuple[Targets, BodyScale, float]:
         """Scaled, contact-pinned targets in the robot world at the control rate (and that rate).
 
         The motion is smoothed at its own rate, then interpolated (cubic) onto the control-rate grid.
+        ``stand_in_place``: the motion is made a standing one whatever it does: the hips' horizontal
+        displacement from the first frame is taken out of the hip, knee and ankle targets, and both
+        feet are pinned (the arms and the pelvis height and rotation are kept).
         """
         joints = check_joints(joints_T223, fps)
         sigma = self.config.smoothing_s * fps
@@ -141,7 +146,14 @@ class Retargeter:
         tg = build_targets(world, scale, self.proportions)
         contact = detect_contacts(tg.ankle_T23, fps, scale.robot_ankle_height, self.config.contacts)
         balance = self.config.balance
-        if balance.enabled and is_standing(tg.root_T3, tg.ankle_T23, scale.robot_ankle_height, balance):
+        if stand_in_place:
+            drift_T3 = np.zeros_like(tg.root_T3)
+            drift_T3[:, :2] = tg.root_T3[:, :2] - tg.root_T3[:1, :2]  # horizontal (the robot world is z-up)
+            tg.root_T3 -= drift_T3
+            tg.knee_T23 -= drift_T3[:, None]
+            tg.ankle_T23 -= drift_T3[:, None]
+            contact[:] = True
+        elif balance.enabled and is_standing(tg.root_T3, tg.ankle_T23, scale.robot_ankle_height, balance):
             contact[:] = True  # a standing motion: both feet pinned flat for its whole length
         neutral_feet = [self.proportions.neutral_R[f"{s}_foot"] for s in SIDES]
         pin_feet(tg, contact, scale.robot_ankle_height, neutral_feet, fps, self.config.contacts)
@@ -184,13 +196,37 @@ class Retargeter:
 
     def _keep_stance(self, tg: Targets, q: np.ndarray) -> None:
         """Feet down for the whole motion (a standing one): pin them where they are at ``q``, position
-        and orientation, instead of at the human's median stance. The robot does not step during a
-        standing gesture, and every plan of one command (each starting at ``q``) then has the same
-        stance, so a plan replacing another never moves the feet (in physics: the robot fell at the
-        switch when the coarse and the final plan stood a few cm apart)."""
+        and orientation, instead of at the human's median stance. A standing gesture takes no step,
+        and every plan of one command (each starting at the first plan's pose) then has the same
+        stance, so a plan replacing another never moves the feet (in physics the robot fell at such
+        switches when two plans stood a few cm apart)."""
         current = self.ik.current_targets(q)
-        tg.ankle_T23[:] = current["ankle_T23"][None]
-        tg.foot_R_T233[:] = current["foot_R_T233"][None]
+        self._move_feet(tg, current["ankle_T23"], current["foot_R_T233"])
+
+    @staticmethod
+    def _move_feet(tg: Targets, ankle_23: np.ndarray, foot_R_233: np.ndarray) -> None:
+        """Pin both feet at ``ankle_23`` / ``foot_R_233`` for the whole motion; each knee target moves
+        with its ankle (horizontally), so the legs keep the human's shape over the new stance."""
+        shift_T23 = ankle_23[None] - tg.ankle_T23
+        shift_T23[..., 2] = 0.0
+        tg.knee_T23 += shift_T23
+        tg.ankle_T23[:] = ankle_23[None]
+        tg.foot_R_T233[:] = foot_R_233[None]
+
+    def _widen_stance(self, tg: Targets, min_width: float) -> None:
+        """Feet pinned for a standing motion from rest, at least ``min_width`` apart sideways (ankle to
+        ankle, across the body's heading at the start): each foot moves out by half the shortfall,
+        with its knee; a foot ahead of the other stays ahead.
+        A generated person often stands narrower (8-17 cm) than the robot does (the G1's own stance
+        is 24 cm), and a narrow stance tips the robot over sideways when the motion sways."""
+        ankle_23 = tg.ankle_T23[0].copy()  # pinned: the same in every frame
+        yaw = _heading(tg.pelvis_R_T33[0] @ self.proportions.neutral_R["pelvis"].T)
+        left_3 = np.array([-np.sin(yaw), np.cos(yaw), 0.0])  # the body's left at the start (z up)
+        width = float((ankle_23[0] - ankle_23[1]) @ left_3)  # lateral only: a foot ahead is no wider
+        if width >= min_width:
+            return
+        out_3 = left_3 * (0.5 * (min_width - width))
+        self._move_feet(tg, ankle_23 + np.stack([out_3, -out_3]), tg.foot_R_T233[0].copy())
 
     def _start_pose(self, tg: Targets) -> np.ndarray:
         q = self.robot.q_initial.copy()
@@ -280,6 +316,7 @@ class Retargeter:
         *,
         ik_fps: float | None = None,
         measure: bool = True,
+        stand_in_place: bool = False,
     ) -> RobotTrajectory:
         """Retarget a canonical motion ``(T, 22, 3)`` (y-up, metres) sampled at ``fps``.
 
@@ -290,10 +327,11 @@ class Retargeter:
         ``measure=False`` leaves out the figures measured on the output (foot slide, balance, self-distance:
         NaN or empty in the report), and with them the keyframe refill where the spline between keyframes
         makes a capsule pair penetrate (:func:`refill_keyframes`): for a coarse plan that a finer one replaces.
+        ``stand_in_place=True`` retargets it as a standing motion without its travel (:meth:`targets`).
         """
         started = time.perf_counter()
         cfg, robot = self.config, self.robot
-        tg, scale, fps = self.targets(joints_T223, fps)
+        tg, scale, fps = self.targets(joints_T223, fps, stand_in_place)
         if initial_q is not None:
             initial_q = self._check_q(initial_q, "initial_q")
             initial_q[7:] = np.clip(initial_q[7:], robot.lower, robot.upper)
@@ -301,6 +339,8 @@ class Retargeter:
             self._blend_from(tg, initial_q, fps)
             if tg.contact_T2.all():
                 self._keep_stance(tg, initial_q)
+        elif tg.contact_T2.all():  # standing, from rest: the human's stance, widened to the robot's minimum
+            self._widen_stance(tg, cfg.balance.min_stance_width)
         T = len(tg)
         rate = ik_fps if ik_fps is not None else cfg.ik_fps
         if rate is not None and not rate > 0:

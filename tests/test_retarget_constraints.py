@@ -137,6 +137,13 @@ def test_walking_is_not_a_standing_motion(g1) -> None:
     report = Retargeter(g1).retarget(joints, fps).report
     assert not report.standing and report.balance_keyframes_outside == 0
     assert report.contact_fraction["left"] < 0.9  # feet lift: contacts detected, not pinned for the whole clip
+    # stand_in_place (how the pipeline retargets a coarse plan): the same walk without its travel,
+    # balanced, both feet pinned flat in the robot's own stance
+    held = Retargeter(g1).retarget(joints, fps, stand_in_place=True)
+    assert held.report.standing and held.report.com_over_support_fraction == 1.0, held.report.format()
+    travel_N = np.linalg.norm(held.base_poses[:, :2] - held.base_poses[:1, :2], axis=1)
+    assert travel_N.max() < 0.1  # m (the walk itself covers metres)
+    assert held.report.foot_slide_max_cm < 0.5
 
 
 def _reference_rows(capsules: SelfCollision, model, data, candidates: np.ndarray | None = None):
@@ -238,3 +245,26 @@ def test_a_standing_motion_started_from_a_pose_keeps_that_pose_s_feet(wave, g1) 
                 assert np.linalg.norm(data.oMf[f].translation - placed.translation) < 0.005  # m
                 angle = np.linalg.norm(pin.log3(placed.rotation.T @ data.oMf[f].rotation))
                 assert angle < np.radians(1.0)
+
+
+def test_a_narrow_human_stance_is_widened_to_the_robot_s_minimum(wave, g1) -> None:
+    """A person standing with the feet close together (here the clip's legs moved 5 cm inwards each)
+    is retargeted on feet at least ``min_stance_width`` apart sideways; without the widening the
+    robot stands as narrow as the person."""
+    joints, fps = wave
+    narrow = joints.copy()
+    for side, inwards in (("left", -0.05), ("right", 0.05)):  # canonical: left is +x
+        for part in ("knee", "ankle", "foot"):
+            narrow[:, JOINT[f"{side}_{part}"], 0] += inwards
+    widths = {}
+    for min_width in (0.0, 0.2):
+        config = RetargetConfig(balance=BalanceConfig(min_stance_width=min_width))
+        plan = Retargeter(g1, config).retarget(narrow, fps)
+        assert plan.report.standing
+        data = g1.model.createData()
+        pin.framesForwardKinematics(g1.model, data, plan.configuration_at(plan.duration / 2))
+        left, right = (data.oMf[g1.frame_ids[f"{s}_ankle"]].translation for s in ("left", "right"))
+        pelvis_R = data.oMf[g1.frame_ids["pelvis"]].rotation
+        widths[min_width] = float((left - right) @ pelvis_R[:, 1])  # sideways (the pelvis' y axis: left)
+    assert widths[0.0] < 0.17  # the person's stance
+    assert widths[0.2] == pytest.approx(0.2, abs=0.01)

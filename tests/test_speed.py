@@ -71,20 +71,24 @@ def test_scales_ahead_raises_the_stream_error_and_close_stops_the_worker() -> No
 
 def test_final_trajectory_of_a_fixed_seed_is_unchanged() -> None:
     """Before: every scale retargeted one after another with the full report; after: the pipeline's
-    own path (generation ahead, coarse plans unmeasured). Same positions, exactly."""
+    own path (generation ahead, coarse plans unmeasured). Same positions, exactly. Both follow the
+    pipeline's rules for a command from rest: the coarse plans stand in place (no step), and every
+    scale after the first starts at the first plan's pose (one stance for the whole command)."""
     if not resource("models/moscale-bandai.safetensors").is_file():
         pytest.skip("the shipped model is not in this checkout")
     pipeline = build_pipeline(PipelineConfig(device="cpu", unknown_command="accept"))
     for text in ("a person waves the right hand", "a person walks forward"):
         pipeline.forget_continuation()
         steps = list(pipeline.run(pipeline.request(text, 4.0, 7)))
-        warm = None
+        warm = start_q = None
         for scale in pipeline.generator.stream(text, 4.0, 7):  # before
             rate = pipeline.config.final_ik_fps if scale.is_final else pipeline.config.coarse_ik_fps
             # a coarse plan as before: no keyframe refill (measure=False changes nothing else, see below)
             warm = pipeline.retargeter.retarget(
-                scale.joints, scale.fps, warm_start=warm, ik_fps=rate or None, measure=bool(scale.is_final)
-            )
+                scale.joints, scale.fps, initial_q=start_q, warm_start=warm, ik_fps=rate or None,
+                measure=bool(scale.is_final), stand_in_place=not scale.is_final,
+            )  # fmt: skip
+            start_q = warm.configuration_at(0.0) if start_q is None else start_q
         after = steps[-1].retarget_report
         assert [s.scale_index for s in steps] == [1, 2, 3, 4]
         np.testing.assert_array_equal(steps[-1].human_joints_T223, scale.joints)

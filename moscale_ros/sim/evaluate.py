@@ -173,6 +173,7 @@ def evaluate(config: PhysicsEvalConfig, checkpoint: str = "", device: str = "cpu
             figures = report.as_dict()
             hands = final.retarget_report.tracking_median_cm
             figures.update(seed=seed, rejected_by_default_rules=rejected, plans_received=len(received),
+                           standing=bool(final.retarget_report.standing),
                            hand_tracking_median_cm=max(hands["left_hand"], hands["right_hand"]))  # fmt: skip
             runs.append(figures)
             log(f"  {text!r} seed {seed}: {report.verdict()}")
