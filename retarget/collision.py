@@ -43,7 +43,7 @@ class CollisionConfig:
     enabled: bool = True
     min_distance: float = 0.02  # m between capsule surfaces
     activation_distance: float = 0.06  # m; pairs farther apart add no row
-    radius_quantile: float = 0.9  # capsule radius: this quantile of the vertices' distances to the axis
+    radius_quantile: float = 1.0  # capsule radius: this quantile of the vertices' distances to the axis (1: all inside)
 
 
 @dataclass
@@ -182,6 +182,8 @@ class SelfCollision:
         oMf = data.oMf
         if links is None:
             return np.array([oMf[fid].homogeneous for fid in self.frame_ids])[:, :3] @ self._local_h_L42
+        if len(links) == 0:  # no candidate pair (e.g. arms far from everything)
+            return np.zeros((0, 3, 2))
         frame_ids = self.frame_ids
         return np.array([oMf[frame_ids[link]].homogeneous for link in links])[:, :3] @ self._local_h_L42[links]
 
