@@ -78,14 +78,16 @@ def test_scales_ahead_raises_the_stream_error_and_close_stops_the_worker() -> No
 
 
 def _chain(retargeter, scales, first_ik_fps: float, measure_final: bool = True):
-    """Every scale retargeted in order, each warm-started from the one before (the pipeline's path);
-    coarse plans unmeasured at 5 Hz keyframes, the first at ``first_ik_fps``; the final at every step."""
-    warm = None
+    """Every scale retargeted in order, each warm-started from the one before and starting at the first
+    plan's pose (the pipeline's path); coarse plans unmeasured at 5 Hz keyframes, the first at
+    ``first_ik_fps``; the final at every step."""
+    warm = start_q = None
     for scale in scales[:-1]:
         rate = first_ik_fps if scale.scale_index == 1 else 5.0
-        warm = retargeter.retarget(scale.joints, scale.fps, warm_start=warm, ik_fps=rate, measure=False)
+        warm = retargeter.retarget(scale.joints, scale.fps, start_q, warm, ik_fps=rate, measure=False)
+        start_q = warm.configuration_at(0.0) if start_q is None else start_q
     final = scales[-1]
-    return retargeter.retarget(final.joints, final.fps, warm_start=warm, measure=measure_final)
+    return retargeter.retarget(final.joints, final.fps, start_q, warm, measure=measure_final)
 
 
 def _worst_hand_cm(report) -> float:
@@ -98,20 +100,21 @@ def _worst_hand_cm(report) -> float:
      ("a person walks forward", False), ("a person walks to the right", False)],
 )  # fmt: skip
 def test_final_trajectory_of_a_fixed_seed_before_and_after(text: str, standing: bool) -> None:
-    """Before (main 3744760): IK in the node's process, the first plan at 5 Hz keyframes, frame 0
+    """Before (main 85dfea3): IK in the node's process, the first plan at 5 Hz keyframes, frame 0
     settled for 60 iterations. After: the pipeline's own path, IK in a child process, the first plan at
     ``first_ik_fps`` 2.5 Hz, settling until no coordinate moves by 1e-3, the final unmeasured unless
-    ``measure_final`` (measuring changes no position).
+    ``measure_final`` (measuring changes no position). Every scale starts at the first plan's pose.
 
-    Standing motions (each keyframe solved from the one before; only frame 0 comes from the warm
-    start): the same final positions within 1e-3 rad at the 95th percentile of points (measured over
-    the 11 standing commands of ``moscale bench node``: 0 for 8, 0.018 rad bow, 0.38 rad one
-    "calls someone over", with the same tracking and penetration figures). Travelling motions (every
-    keyframe starts from the coarser plan and is limited by the joint speeds): the velocity-limited
-    path is sensitive to its start (3 instead of 2 IK iterations at frame 0 alone moved it by 0.6 rad
-    at p95), so they are compared by their quality: worst hand's median tracking within 0.1 cm,
-    at most 2 more self-penetrating points, no joint outside its limits (measured over 9 travelling
-    commands: hand median of medians 0.623 -> 0.629 cm, penetrating points 248 -> 220 in all).
+    Standing motions (each keyframe solved from the one before): the same final positions within
+    5e-3 rad at the 95th percentile of points (measured over the 11 standing commands of ``moscale
+    bench node``, seed 0: at most 0.0033 rad for 9, 0.19 and 0.21 rad for "calls someone over" and
+    "slashes with a sword", with the same tracking, balance margin and no penetration). Travelling
+    motions (every keyframe starts from the coarser plan and is limited by the joint speeds): the
+    velocity-limited path is sensitive to its start (3 instead of 2 IK iterations at frame 0 alone
+    moved it by 0.6 rad at p95), so they are compared by their quality: worst hand's median tracking
+    within 0.1 cm, at most 2 more self-penetrating points for these two, no joint outside its limits
+    (measured over the 9 travelling commands: hand median of medians 0.639 -> 0.637 cm, penetrating
+    points 191 -> 179 in all, from -21 to +18 per command).
     """
     if not resource("models/moscale-bandai.safetensors").is_file():
         pytest.skip("the shipped model is not in this checkout")
@@ -130,7 +133,7 @@ def test_final_trajectory_of_a_fixed_seed_before_and_after(text: str, standing: 
     assert after.report.standing == before.report.standing == standing
     deviation_N = np.abs(after.positions - before.positions).max(axis=1)
     if standing:
-        assert np.percentile(deviation_N, 95) <= 1e-3, np.percentile(deviation_N, 95)
+        assert np.percentile(deviation_N, 95) <= 5e-3, np.percentile(deviation_N, 95)
     assert abs(_worst_hand_cm(after.report) - _worst_hand_cm(before.report)) <= 0.1
     assert after.report.self_penetrations <= before.report.self_penetrations + 2
     assert after.report.max_joint_limit_violation_rad == before.report.max_joint_limit_violation_rad == 0.0
