@@ -3,8 +3,10 @@
 For a command received at time ``t_r`` the pipeline streams the generator's scales ``k = 1..K``;
 after each one it retargets the human joints onto the robot, shapes the result for a ROS 2
 joint_trajectory_controller and validates it. The generator runs ahead in a thread: scale k+1 is
-generated while scale k is retargeted (:mod:`moscale_ros.generation.prefetch`); every scale is
-retargeted, in order, each warm-started from the previous one. The first plan sent to the controller fixes the
+generated while scale k is retargeted (:mod:`moscale_ros.generation.prefetch`) in a child process
+(:mod:`retarget.process`: the IK would otherwise hold the GIL the generator needs); every scale is
+retargeted, in order, each warm-started from the previous one, the first at ``first_ik_fps``
+keyframes. The first plan sent to the controller fixes the
 motion's absolute start time
 
     t_0 = t_ready + start_lead          (or, when appending, max(that, end of the previous motion))
@@ -27,6 +29,7 @@ yielded; :class:`TrajectoryError` names what failed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -54,6 +57,7 @@ from moscale_ros.generation.request import (
 from moscale_ros.generation.sequence import PartSpec, part_seed, random_seed, stream_sequence
 from moscale_ros.generation.vocabulary import DEFAULT_RARE_CLIPS, SkillMatch
 from retarget.locomotion import base_velocity_commands, heading_from_quaternions, is_travelling
+from retarget.process import RetargeterProcess, make_retargeter
 from retarget.retargeter import RetargetConfig, Retargeter
 from retarget.robot import Robot, load_robot
 from retarget.trajectory import RobotTrajectory
@@ -98,8 +102,23 @@ class PipelineConfig:
     coarse_ik_fps: float = setting(
         5.0, "IK keyframes per second of coarse plans; 0: every frame", Range(0.0, 100.0, "1/s"), live=True
     )
+    first_ik_fps: float = setting(
+        2.5,
+        "IK keyframes per second of the first plan (coarsest scale); 0: coarse_ik_fps",
+        Range(0.0, 100.0, "1/s"),
+        live=True,
+    )
     final_ik_fps: float = setting(
         0.0, "IK keyframes per second of the final plan; 0: every frame", Range(0.0, 100.0, "1/s"), live=True
+    )
+    measure_final: bool = setting(
+        False,
+        "true: the final plan's retarget report also measures the output (foot slide, balance margin, "
+        "self-distances; about 30 ms); always with final_ik_fps > 0 (its keyframe refill needs them)",
+        live=True,
+    )
+    retarget_process: bool = setting(
+        True, "true: IK runs in a child process, in parallel with generation (false: in the node's process)"
     )
     ease_duration: float = setting(0.5, "s over which every plan slows to rest at its end", SECONDS, live=True)
     switch_lead: float = setting(0.1, "s from a later plan being ready to its switch time", SECONDS)
@@ -656,20 +675,26 @@ class MotionPipeline:
     def _retarget(
         self, joints_T223: np.ndarray, scale: Any, initial_q: np.ndarray | None, warm_start: RobotTrajectory | None
     ) -> RobotTrajectory:
-        """Retarget one scale; IK keyframes at ``coarse_ik_fps`` (coarse scales are smooth by
-        construction) or ``final_ik_fps``, 0 meaning every frame of the motion."""
-        fps = float(scale.fps)
-        rate = self.config.final_ik_fps if scale.is_final else self.config.coarse_ik_fps
-        ik_fps = rate if 0 < rate < self.config.control_rate else None  # keyframes on the control-rate grid
-        # a coarse plan's report leaves out the output measurements (it is replaced; only the final's is read)
+        """Retarget one scale; IK keyframes at ``first_ik_fps`` for the first (coarsest) scale,
+        ``coarse_ik_fps`` for the others (coarse scales are smooth by construction) or ``final_ik_fps``,
+        0 meaning every frame of the motion (``first_ik_fps`` 0: ``coarse_ik_fps``)."""
+        fps, c = float(scale.fps), self.config
+        rate = c.final_ik_fps if scale.is_final else c.coarse_ik_fps
+        if scale.scale_index == 1 and not scale.is_final and c.first_ik_fps > 0:
+            rate = c.first_ik_fps
+        ik_fps = rate if 0 < rate < c.control_rate else None  # keyframes on the control-rate grid
+        # Output measurements (report only; the node reads none) where asked, or for the keyframe refill.
+        measure = bool(scale.is_final) and (c.measure_final or ik_fps is not None)
         # With whole-body references a coarse plan takes no step: its steps are the coarse scales' guess
         # (a gesture's coarse scale can drift a metre that the final one takes back) and the robot runs
         # it only until the next plan takes over; it stands in place, balanced, with the motion's upper
         # body. With cmd_vel the legs are the walking controller's, and the first plan's base path
         # decides whether the command travels, so it keeps its travel.
-        stand = not scale.is_final and self.config.locomotion == "whole_body"
+        stand = not scale.is_final and c.locomotion == "whole_body"
+        if c.locomotion == "whole_body":  # a plan stood in place guides no later scale: a travelling
+            warm_start = None  # final solved from it missed hands by 4-6 cm (a standing one ignores it)
         return self.retargeter.retarget(
-            joints_T223, fps, initial_q=initial_q, warm_start=warm_start, ik_fps=ik_fps, measure=bool(scale.is_final),
+            joints_T223, fps, initial_q=initial_q, warm_start=warm_start, ik_fps=ik_fps, measure=measure,
             stand_in_place=stand,
         )  # fmt: skip
 
@@ -722,7 +747,13 @@ def build_pipeline(config: PipelineConfig, clock: Callable[[], float] = time.tim
     # the commanded motion (which adds w'(q_c - q_n), see control/shaping.py) fits inside the limits;
     # the plans are validated against the full limits.
     slower = dataclasses.replace(robot, velocity_limits=(1.0 - BLEND_HEADROOM) * robot.velocity_limits)
-    retargeter = Retargeter(slower, RetargetConfig(control_rate=config.control_rate))
+    retargeter: Retargeter | RetargeterProcess
+    if config.retarget_process:  # IK beside the generator without sharing its GIL (retarget/process.py)
+        urdf = config.robot_description or None
+        make = functools.partial(make_retargeter, config.robot, urdf, config.control_rate, 1.0 - BLEND_HEADROOM)
+        retargeter = RetargeterProcess(make, slower)
+    else:
+        retargeter = Retargeter(slower, RetargetConfig(control_rate=config.control_rate))
     checkpoint = resolve_checkpoint(config.checkpoint)
     if checkpoint is not None:  # before the seconds of importing torch
         check_regular_file(checkpoint)

@@ -261,16 +261,21 @@ class TaskSpaceIK:
         self.limit_cost_J = np.where(active_J, 0.5 * np.abs(multiplier_J) * np.abs(free_J - bound_J), 0.0)
 
     def solve_frame(self, q: np.ndarray, tg: Targets, k: int, lo: np.ndarray, hi: np.ndarray, iterations: int,
-                    max_step: float | None = None) -> np.ndarray:  # fmt: skip
-        """``iterations`` steps towards frame ``k``; ``max_step`` (rad) bounds each step's joint change."""
+                    max_step: float | None = None, tolerance: float = 0.0) -> np.ndarray:  # fmt: skip
+        """At most ``iterations`` steps towards frame ``k``; ``max_step`` (rad) bounds each step's joint
+        change; ``tolerance`` > 0 stops after a step that moves no coordinate of ``q`` by more than it
+        (rad, m; limit activity is then recorded at every step)."""
         self._refresh = CANDIDATE_REFRESH if max_step is None else 2
         for i in range(iterations):
-            last = i == iterations - 1
+            last = tolerance > 0 or i == iterations - 1
+            previous = q
             if max_step is None:
                 q = self.step(q, tg, k, lo, hi, last)
             else:
                 qj = q[7:]
                 q = self.step(q, tg, k, np.maximum(lo, qj - max_step), np.minimum(hi, qj + max_step), last)
+            if tolerance > 0 and np.abs(q - previous).max() <= tolerance:
+                break
         return q
 
     def current_targets(self, q: np.ndarray) -> dict[str, np.ndarray]:

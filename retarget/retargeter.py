@@ -58,6 +58,7 @@ class RetargetConfig:
     warm_iterations: int = 2  # per keyframe when a warm_start trajectory is given
     settle_iterations: int = 60  # frame 0 from the start pose
     settle_step: float = 0.2  # rad, largest joint change per settling iteration
+    settle_tolerance: float = 1e-3  # settling ends after an iteration that moves no coordinate more (rad, m)
     smoothing_s: float = 0.03  # Gaussian sigma on the human joints, seconds (0 = off)
     transition_s: float = 0.5  # with initial_q: targets blend from the robot's pose over this time
     solver: str = "daqp"  # daqp (measured fastest, see moscale bench retarget) | active_set (own, numpy only)
@@ -278,7 +279,9 @@ class Retargeter:
             q = ik.solve_frame(q, tg, 0, lo, hi, cfg.iterations)
         else:
             lo, hi = lower, upper
-            q = ik.solve_frame(self._start_pose(tg), tg, 0, lo, hi, cfg.settle_iterations, cfg.settle_step)
+            q = ik.solve_frame(
+                self._start_pose(tg), tg, 0, lo, hi, cfg.settle_iterations, cfg.settle_step, cfg.settle_tolerance
+            )
         if first == 1:
             q_K[0] = q
         for k in range(first if balance is not None else 0):  # the CoM history of the kept keyframes
