@@ -480,11 +480,21 @@ def _node_process(args: argparse.Namespace, name: str, params: dict, env: dict |
     return NodeProcess(settings, remaps=[("__node", name)], log_path=folder / f"{name}.log", env=env)
 
 
+def rss_split_mb(pid: int) -> tuple[float, float]:
+    """(anonymous, file-backed) resident memory of ``pid`` in MiB (``RssAnon``, ``RssFile``): heap
+    growth shows in the first, pages of mapped files (model weights, libraries) in the second."""
+    with open(f"/proc/{pid}/status") as status:
+        fields = dict(line.split(":", 1) for line in status if line.startswith(("RssAnon", "RssFile")))
+    return int(fields["RssAnon"].split()[0]) / 1024, int(fields["RssFile"].split()[0]) / 1024
+
+
 def run_memory(args: argparse.Namespace) -> dict:
     """``--memory-texts`` distinct texts on ``~/command`` at ``--memory-rate``/s, with the rate limit off
     and ``min_run_time`` 0 so that each text starts (and is encoded) before the next preempts it.
     The node's RSS after every tenth of the texts is the curve; growth per 1,000 texts is given over
-    the whole run and over its second half (levelling off: the second is much smaller)."""
+    the whole run and over its second half (levelling off: the second is much smaller). The baseline
+    (0 texts) is the node just after its warm-up, the text-encoder weights resident; each point also
+    splits RSS into anonymous and file-backed memory."""
     rng = random.Random(args.seed + 11)
     params = {"max_command_rate": 0.0, "min_run_time": 0.0, "diagnostics_period": 0.5}
     if args.text_cache_mb is not None:
@@ -493,12 +503,14 @@ def run_memory(args: argparse.Namespace) -> dict:
     client = SoakClient("/moscale_memory", window=1)
     sampler = MemorySampler(node.process.pid)
     curve: list[tuple[int, float]] = []
+    split: list[tuple[int, float, float]] = []
     try:
         if not client.wait_ready(args.start_timeout):
             raise SystemExit(f"fuzz_soak: the memory node did not come up:\n{node.log()[-3000:]}")
         sampler.start()
         _wait_until(lambda: len(sampler.samples) > 0, 5.0, node.alive)
         curve.append((0, sampler.samples[-1]))
+        split.append((0, *rss_split_mb(node.process.pid)))
         step = max(1, args.memory_texts // 10)
         tick = time.perf_counter()
         for index in range(args.memory_texts):
@@ -507,6 +519,7 @@ def run_memory(args: argparse.Namespace) -> dict:
             time.sleep(max(0.0, tick - time.perf_counter()))
             if (index + 1) % step == 0 or index + 1 == args.memory_texts:
                 curve.append((index + 1, sampler.samples[-1]))
+                split.append((index + 1, *rss_split_mb(node.process.pid)))
             if not node.alive():
                 break
         time.sleep(2.0)
@@ -526,10 +539,12 @@ def run_memory(args: argparse.Namespace) -> dict:
 
     report = {
         "texts_sent": texts,
+        # texts given to the encoder: a multi-part command ("... then ...", "twice") is encoded part by part
         "texts_encoded": int(diag.get("text_cache_misses", -1)),
         "text_cache_entries": int(diag.get("text_cache_entries", -1)),
         "text_cache_mb": float(diag.get("text_cache_mb", -1)),
         "rss_mb_by_texts": [[n, round(mb, 1)] for n, mb in curve],
+        "rss_anon_file_mb_by_texts": [[n, round(anon, 1), round(file, 1)] for n, anon, file in split],
         "rss_growth_mb": round(curve[-1][1] - curve[0][1], 1),
         "rss_growth_mb_per_1000_texts": per_1000(0, len(curve) - 1),
         "rss_growth_mb_per_1000_texts_second_half": per_1000(half, len(curve) - 1),

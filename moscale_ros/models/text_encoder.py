@@ -132,6 +132,7 @@ class TextEncoder:
             raise ConfigError(f"text encoder {self.config.name!r}: cannot load ({exc}){offline}") from exc
         self.model_type = self.model.config.model_type
         self.model.eval().requires_grad_(False).to(self.device)
+        _page_in(self.model)
         self.dim = int(getattr(self.model.config, "hidden_size", None) or self.model.config.d_model)
         pooling = self.config.pooling
         self._use_pooler = pooling == "pooler" or (pooling == "auto" and self.model_type == "clip_text_model")
@@ -202,6 +203,17 @@ class TextEncoder:
         if isinstance(texts, str):
             texts = [texts]
         return pad_token_features(self.encode_each(list(texts)))
+
+
+@torch.no_grad()
+def _page_in(model: torch.nn.Module) -> None:
+    """Read every CPU weight once. ``transformers`` maps safetensors files into memory, so a weight
+    becomes resident only when first read: the word-embedding table (47 MB for MiniLM) a row at a
+    time, as texts bring new tokens, which looked like memory growing with every distinct text.
+    Read at load, the whole model is in the process's memory from the start."""
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.device.type == "cpu" and tensor.is_floating_point():
+            tensor.sum()
 
 
 def _load_text_model(path: str, model_type: str) -> torch.nn.Module:

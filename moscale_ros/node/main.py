@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import sys
 
+from moscale_ros.node.heap import disable_mkl_buffer_pools, limit_arenas
 from moscale_ros.node.startup import STARTUP_FAILURE_EXIT, SignalGate, StartupInterrupted, exit_now, failure_reason
 
 
 def main(args: list[str] | None = None, managed: bool = False) -> int:
+    limit_arenas()  # before any thread exists (node/heap.py: bounded memory over thousands of texts)
+    disable_mkl_buffer_pools()  # before torch is imported (node/heap.py)
     # Installed first: a signal during the seconds of importing the node (torch, Pinocchio) or of
     # loading the model ends the process at once (exit 0).
     gate = SignalGate()
