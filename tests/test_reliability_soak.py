@@ -74,6 +74,11 @@ def test_the_round_two_phases_run_and_report_their_figures(untrained_generator, 
     assert curve[0][0] == 0 and curve[-1][0] == 60 and len(curve) == 11
     assert memory["rss_growth_mb"] == pytest.approx(curve[-1][1] - curve[0][1], abs=0.11)
     assert memory["rss_growth_mb"] < 100
+    children = memory["child_rss_mb_by_texts"]  # the IK process (retarget_process: true), counted too
+    assert len(children) == len(curve) and all(mb > 20 for _, mb in children)
+    assert memory["node_and_child_rss_growth_mb"] == pytest.approx(
+        curve[-1][1] + children[-1][1] - curve[0][1] - children[0][1], abs=0.11
+    )
     assert memory["node_exit_code"] == 0 and memory["tracebacks_in_node_log"] == 0
 
     assert stream["commands_sent"] == 84 and stream["final_plans_published"] > 0
