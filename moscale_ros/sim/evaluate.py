@@ -65,7 +65,7 @@ class PhysicsEvalConfig:
 
 class ScheduledClock:
     """A clock that replays a fixed schedule of plan-ready times (the pipeline's ``clock`` and
-    ``on_retarget``): each command starts :attr:`GAP_S` after the previous one, and when scale ``k``
+    ``on_retargeted``): each command starts :attr:`GAP_S` after the previous one, and when scale ``k``
     of ``K`` is retargeted the time becomes ``start + ready_s[k - 1]`` (``ready_s[-1]`` for the final
     scale and for scales beyond the list)."""
 
@@ -137,13 +137,11 @@ def evaluate(config: PhysicsEvalConfig, checkpoint: str = "", device: str = "cpu
         pipeline_config = PipelineConfig(checkpoint=checkpoint, device=device, robot=config.robot, **settings)
     except TypeError as exc:
         raise ConfigError(f"pipeline: {exc} (the keys are the node's pipeline settings)") from None
+    pipeline = build_pipeline(pipeline_config)
     clock = None
     if config.plan_ready_s:
-        pipeline = build_pipeline(pipeline_config)
         clock = ScheduledClock(config.plan_ready_s, pipeline.generator.num_scales)
         pipeline.clock, pipeline.on_retargeted = clock, clock.scale_ready
-    else:
-        pipeline = build_pipeline(pipeline_config)
     sim = build_model(pipeline.robot)
     default_rules = ControllerSettings(joints=list(pipeline.robot.joint_names))
     started = time.perf_counter()
