@@ -56,7 +56,8 @@ def main(args: list[str] | None = None, managed: bool = False) -> int:
             if not node.managed and not node.ready and node.exit_on_startup_error:  # even if a stop came meanwhile
                 node.shutdown()
                 node.destroy_node()
-                return STARTUP_FAILURE_EXIT  # the node has logged why
+                rclpy.try_shutdown(uninstall_handlers=False)
+                exit_now(STARTUP_FAILURE_EXIT)  # the node has logged why; no teardown (exit_now)
             spin(node, gate.stop)
             node.destroy_node()
     except StartupInterrupted:

@@ -59,11 +59,12 @@ class SignalGate:
         yield
 
 
-def exit_now() -> None:
-    """Exit code 0 at once: output flushed, no interpreter teardown (nothing is left to save)."""
+def exit_now(code: int = 0) -> None:
+    """Exit with ``code`` at once: output flushed, no interpreter teardown (nothing is left to save;
+    tearing down torch and Pinocchio takes seconds, and once, under load, ended in SIGSEGV)."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
 
 
 def failure_reason(error: BaseException) -> str:
