@@ -5,6 +5,8 @@ after the one before it.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -47,6 +49,10 @@ def test_queue_is_bounded_and_queued_motion_appends(client):
     running = client.send_goal("walk forward slowly", duration=3.0, seed=1)
     assert running.wait_for_plans(1, timeout=30.0)
     queued = client.send_goal("turn around", duration=2.0, seed=2)
+    # Goals are executed on the node's executor threads, in no fixed order: let "turn around" reach
+    # the worker before the others are sent.
+    assert queued.wait_accepted(10.0)
+    time.sleep(1.0)
     # One place in the queue. It frees at most once while these are sent: when "walk" is done, the
     # worker takes "turn around" (and holds it until "walk" is about to end). So of three more goals
     # sent at once, at most one gets that place and at least two find the queue full, whenever

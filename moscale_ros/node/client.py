@@ -326,6 +326,10 @@ class GoalHandle:
         self.outcome.message = response.result.message
         self._done.set()
 
+    def wait_accepted(self, timeout: float = 10.0) -> bool:
+        """Wait until the action server has answered the goal request (accepted or rejected)."""
+        return self._accepted_event.wait(timeout)
+
     def wait_for_plans(self, count: int, timeout: float = 30.0) -> bool:
         """Wait until ``count`` feedback plans have arrived (or the goal ended)."""
         deadline = time.monotonic() + timeout
