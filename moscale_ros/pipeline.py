@@ -5,8 +5,10 @@ after each one it retargets the human joints onto the robot, shapes the result f
 joint_trajectory_controller and validates it. The generator runs ahead in a thread: scale k+1 is
 generated while scale k is retargeted (:mod:`moscale_ros.generation.prefetch`) in a child process
 (:mod:`retarget.process`: the IK would otherwise hold the GIL the generator needs); every scale is
-retargeted, in order, each warm-started from the previous one, the first at ``first_ik_fps``
-keyframes. The first plan sent to the controller fixes the
+retargeted, in order, the first at ``first_ik_fps`` keyframes, every later one starting at the first
+one's pose. Under ``locomotion: whole_body`` the coarse plans stand in place (no step) and guide no
+later scale; under ``cmd_vel`` each scale is warm-started from the previous one. The first plan sent
+to the controller fixes the
 motion's absolute start time
 
     t_0 = t_ready + start_lead          (or, when appending, max(that, end of the previous motion))
@@ -690,12 +692,12 @@ class MotionPipeline:
         # it only until the next plan takes over; it stands in place, balanced, with the motion's upper
         # body. With cmd_vel the legs are the walking controller's, and the first plan's base path
         # decides whether the command travels, so it keeps its travel.
-        stand = not scale.is_final and c.locomotion == "whole_body"
-        if c.locomotion == "whole_body":  # a plan stood in place guides no later scale: a travelling
-            warm_start = None  # final solved from it missed hands by 4-6 cm (a standing one ignores it)
+        whole_body = c.locomotion == "whole_body"
+        if whole_body:  # a plan stood in place guides no later scale: a travelling final solved from
+            warm_start = None  # one missed hands by 4-6 cm (a standing final ignores warm starts)
         return self.retargeter.retarget(
             joints_T223, fps, initial_q=initial_q, warm_start=warm_start, ik_fps=ik_fps, measure=measure,
-            stand_in_place=stand,
+            stand_in_place=whole_body and not scale.is_final,
         )  # fmt: skip
 
     def warm_up(self) -> PlanStep:
