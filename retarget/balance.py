@@ -80,18 +80,27 @@ class BalanceConstraint:
         self.corners_C3 = [np.asarray(corners, dtype=float) for corners in sole_from_ankle]
         self.ankle_K23 = targets.ankle_T23
         self.foot_R_K233 = targets.foot_R_T233
+        corners_KC3 = np.concatenate(
+            [self.ankle_K23[:, s, None] + self.corners_C3[s] @ np.swapaxes(self.foot_R_K233[:, s], 1, 2)
+             for s in range(2)], axis=1)  # fmt: skip
+        self.centre_K2 = corners_KC3[:, :, :2].mean(axis=1)  # the middle of the soles, per keyframe
         self.com_K3 = np.full((len(times_K), 3), np.nan)
         self._cache_key: np.ndarray | None = None
         self._cache: tuple[np.ndarray, np.ndarray] | None = None
+        self._polygon_K: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(times_K)
         self.violations = 0  # keyframes whose CoM ended outside the shrunk polygon (> 5 mm)
         self.worst_margin_m = np.inf
 
     def polygon_for(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        polygon = self._polygon_K[k]
+        if polygon is not None:
+            return polygon
         key = np.concatenate([self.ankle_K23[k].ravel(), self.foot_R_K233[k].ravel()])
         if self._cache is None or np.abs(key - self._cache_key).max() > 1e-3:
             corners = [self.ankle_K23[k, s] + self.corners_C3[s] @ self.foot_R_K233[k, s].T for s in range(2)]
             self._cache = support_halfplanes(np.concatenate(corners)[:, :2], self.config.support_margin)
             self._cache_key = key
+        self._polygon_K[k] = self._cache
         return self._cache
 
     def rows(self, model: pin.Model, data: pin.Data, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -100,24 +109,21 @@ class BalanceConstraint:
         com = data.com[0]
         normals_E2, offsets_E = self.polygon_for(k)
         zmp_shift = max(com[2], 0.0) / GRAVITY * self.config.com_acceleration_limit  # |p_zmp - c| at most this
-        A = [normals_E2 @ J_c]
         slack_E = offsets_E - zmp_shift - normals_E2 @ com[:2]  # < 0: outside, brought back PULL_BACK per step
-        upper = [np.where(slack_E >= 0, slack_E, PULL_BACK * slack_E)]
-        lower = [np.full(len(offsets_E), -np.inf)]
-        if k >= 2 and np.all(np.isfinite(self.com_K3[k - 2 : k])):
+        upper_E = np.where(slack_E >= 0, slack_E, PULL_BACK * slack_E)
+        if k >= 2 and np.isfinite(self.com_K3[k - 2, 0]) and np.isfinite(self.com_K3[k - 1, 0]):
             dt = self.times_K[k] - self.times_K[k - 1]
             predicted = 2 * self.com_K3[k - 1, :2] - self.com_K3[k - 2, :2]  # c_k with c'' = 0
             a_dt2 = self.config.com_acceleration_limit * dt**2
-            A.append(J_c)
-            upper.append(predicted - com[:2] + a_dt2)
-            lower.append(predicted - com[:2] - a_dt2)
-        return np.concatenate(A), np.concatenate(lower), np.concatenate(upper)
+            to_predicted = predicted - com[:2]
+            A = np.concatenate([normals_E2 @ J_c, J_c])
+            lower = np.concatenate([np.full(len(offsets_E), -np.inf), to_predicted - a_dt2])
+            return A, lower, np.concatenate([upper_E, to_predicted + a_dt2])
+        return normals_E2 @ J_c, np.full(len(offsets_E), -np.inf), upper_E
 
     def centring(self, model: pin.Model, data: pin.Data, k: int) -> tuple[np.ndarray, np.ndarray]:
         """CoM centring task ``(J_c_xy, centre_xy - c_xy)`` (call after :meth:`rows`: uses its CoM)."""
-        corners = [self.ankle_K23[k, s] + self.corners_C3[s] @ self.foot_R_K233[k, s].T for s in range(2)]
-        centre = np.concatenate(corners)[:, :2].mean(axis=0)
-        return data.Jcom[:2], centre - data.com[0][:2]
+        return data.Jcom[:2], self.centre_K2[k] - data.com[0][:2]
 
     def record(self, model: pin.Model, data: pin.Data, q: np.ndarray, k: int) -> None:
         """Store keyframe ``k``'s solved CoM and count a constraint the solution could not keep."""

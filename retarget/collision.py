@@ -179,13 +179,18 @@ class SelfCollision:
     def world_ends(self, data: pin.Data, links: np.ndarray | None = None) -> np.ndarray:
         """Capsule end points ``(L, 3, 2)`` (columns ``a``, ``b``) of ``links`` (default all) at ``data``'s
         frame placements."""
-        oMf = data.oMf
-        if links is None:
-            return np.array([oMf[fid].homogeneous for fid in self.frame_ids])[:, :3] @ self._local_h_L42
-        if len(links) == 0:  # no candidate pair (e.g. arms far from everything)
-            return np.zeros((0, 3, 2))
-        frame_ids = self.frame_ids
-        return np.array([oMf[frame_ids[link]].homogeneous for link in links])[:, :3] @ self._local_h_L42[links]
+        return self.ends_at(self.placements(data, links), links)
+
+    def placements(self, data: pin.Data, links: np.ndarray | None = None) -> np.ndarray:
+        """Homogeneous placements ``(L, 4, 4)`` of the frames of ``links`` (default all) in ``data``."""
+        oMf, frame_ids = data.oMf, self.frame_ids
+        chosen = frame_ids if links is None else [frame_ids[link] for link in links]
+        return np.array([oMf[fid].homogeneous for fid in chosen]).reshape(-1, 4, 4)
+
+    def ends_at(self, H_L44: np.ndarray, links: np.ndarray | None = None) -> np.ndarray:
+        """Capsule end points ``(L, 3, 2)`` of ``links`` (default all) placed by ``H_L44`` (their frames)."""
+        local_h_L42 = self._local_h_L42 if links is None else self._local_h_L42[links]
+        return H_L44[:, :3] @ local_h_L42
 
     def link_poses(self, data: pin.Data) -> tuple[np.ndarray, np.ndarray]:
         """Rotations ``(L, 3, 3)`` and origins ``(L, 3)`` of every capsule link at ``data``'s frames."""
@@ -215,7 +220,11 @@ class SelfCollision:
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
         """Closest points ``p`` (on link ``i``), ``q`` (on ``j``) and axis distance of link pairs ``(i, j)``;
         with ``links``, ``i`` and ``j`` index into ``links`` (only their placements are read)."""
-        ends_L32 = self.world_ends(data, links)
+        return self._closest_of_ends(self.world_ends(data, links), i, j)
+
+    @staticmethod
+    def _closest_of_ends(ends_L32: np.ndarray, i: np.ndarray, j: np.ndarray,
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
         a_L3 = ends_L32[:, :, 0]
         u_L3 = ends_L32[:, :, 1] - a_L3
         uu_L = np.einsum("lk,lk->l", u_L3, u_L3)
@@ -237,32 +246,49 @@ class SelfCollision:
             self._layout_cache = (key, layout)
         return self._layout_cache[1]
 
+    def candidate_links(self, candidates: np.ndarray) -> np.ndarray:
+        """The links (indices into ``link_names``) of the pairs ``candidates``, sorted: what
+        :meth:`rows_at` needs placed."""
+        return self._layout(candidates)[0]
+
     def candidates(self, data: pin.Data) -> np.ndarray:
         """Indices of the pairs within ``activation_distance`` plus a reach margin (``CANDIDATE_MARGIN``)."""
-        return np.flatnonzero(self.distances(data)[2] < self.config.activation_distance + CANDIDATE_MARGIN)
+        return self.candidates_at(self.placements(data))
+
+    def candidates_at(self, H_L44: np.ndarray) -> np.ndarray:
+        """:meth:`candidates` with every link placed by ``H_L44``."""
+        _, _, centre = self._closest_of_ends(self.ends_at(H_L44), self.pair_i_P, self.pair_j_P)
+        return np.flatnonzero(centre - self.radii_P < self.config.activation_distance + CANDIDATE_MARGIN)
 
     def rows(self, model: pin.Model, data: pin.Data, candidates: np.ndarray | None = None,
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
         """``(A, lower, upper)`` on ``dq`` for the pairs (of ``candidates``, default all) within the
-        activation distance; ``data.J`` (``computeJointJacobians``) and frame placements up to date.
+        activation distance; ``data.J`` (``computeJointJacobians``) and frame placements up to date."""
+        links = self._layout(candidates)[0]
+        return self.rows_at(self.placements(data, links), data.J, candidates)
 
-        One vectorised pass: the capsule ends of the pairs' links (one placement read per link), their
-        closest points, and for the R near ones ``A = (W J) * S`` summed over both sides, ``J = data.J``
-        (WORLD: the linear part is the velocity at the world origin, so ``n . v_p = n . v_0 + (p x n) . w``),
-        ``W = [+-n, p x +-n]`` and ``S`` the 0/1 support columns of each side's link."""
+    def rows_at(self, H_L44: np.ndarray, J_6V: np.ndarray, candidates: np.ndarray | None = None,
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+        """:meth:`rows` with the pairs' links (:meth:`candidate_links`; every link when ``candidates``
+        is None) placed by ``H_L44`` and the WORLD joint Jacobian ``J_6V``.
+
+        One vectorised pass: the capsule ends of the pairs' links, their closest points, and for the R
+        near ones ``A = (W J) * S`` summed over both sides (WORLD: the linear part is the velocity at
+        the world origin, so ``n . v_p = n . v_0 + (p x n) . w``), ``W = [+-n, p x +-n]`` and ``S`` the
+        0/1 support columns of each side's link."""
         links, i, j, radii_P, floor_P, support_LV = self._layout(candidates)
-        p, q, centre = self._closest(data, i, j, links)
+        p, q, centre = self._closest_of_ends(self.ends_at(H_L44, links), i, j)
         distance = centre - radii_P
         near = np.flatnonzero(distance < self.config.activation_distance)
         R = len(near)
         if R == 0:
-            return np.zeros((0, model.nv)), np.zeros(0), np.zeros(0)
+            return np.zeros((0, J_6V.shape[1])), np.zeros(0), np.zeros(0)
         normal_R3 = (p[near] - q[near]) / np.maximum(centre[near], 1e-9)[:, None]
         points_S3 = np.concatenate([p[near], q[near]])  # S = 2R: side a rows, then side b rows
         normal_S3 = np.concatenate([normal_R3, -normal_R3])
         moment_S3 = (points_S3[:, [1, 2, 0]] * normal_S3[:, [2, 0, 1]]
                      - points_S3[:, [2, 0, 1]] * normal_S3[:, [1, 2, 0]])  # fmt: skip
-        side_SV = (np.concatenate([normal_S3, moment_S3], axis=1) @ data.J) * support_LV[
+        side_SV = (np.concatenate([normal_S3, moment_S3], axis=1) @ J_6V) * support_LV[
             np.concatenate([i[near], j[near]])
         ]
         A = side_SV[:R] + side_SV[R:]

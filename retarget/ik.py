@@ -33,7 +33,7 @@ import numpy as np
 import pinocchio as pin
 
 from retarget.balance import BalanceConstraint
-from retarget.collision import SelfCollision
+from retarget.collision import SelfCollision, support_columns
 from retarget.robot import Robot, TaskWeights
 from retarget.scaling import SIDES, Targets
 
@@ -44,6 +44,10 @@ BASE_STEP_M = 0.2  # largest base translation per IK step (m): a conflicting con
 BASE_STEP_RAD = 0.5  # largest base rotation per IK step (rad)
 CANDIDATE_REFRESH = 8  # IK steps between self-collision candidate searches (2 while settling: larger steps)
 SOFT = 8  # DAQP sense flag of a soft constraint row
+_SKEW_39 = np.zeros((3, 9))  # (p @ _SKEW_39).reshape(3, 3) is [p]_x, the cross-product matrix of p
+_SKEW_39[0, [7, 5]] = 1.0, -1.0
+_SKEW_39[1, [2, 6]] = 1.0, -1.0
+_SKEW_39[2, [3, 1]] = 1.0, -1.0
 
 
 def solve_box_qp(H: np.ndarray, g: np.ndarray, lb: np.ndarray, ub: np.ndarray, max_passes: int = 20) -> np.ndarray:
@@ -150,7 +154,8 @@ class TaskSpaceIK:
         self.row_w = np.asarray(row_w)
         self.contact_gain_rows = [np.arange(9 + 15 * s + 3, 9 + 15 * s + 9) for s in range(2)]
         self.J_all = np.zeros((U, 6, nv))
-        self.p_all = np.zeros((U, 3))
+        self.support_U1V = np.array([support_columns(self.model, fid) for fid in self.unique_ids])[:, None]
+        self._orientation_slots = [u for _, u in self.orientation_rows]
         self.reg = np.full(nv, w.damping)
         self.reg[6:] += w.posture
         self.q_ref = robot.q_initial[7:].copy()
@@ -161,6 +166,7 @@ class TaskSpaceIK:
         self.balance: BalanceConstraint | None = None  # set per standing motion by the retargeter
         self.collision: SelfCollision | None = None
         self._collision_candidates: np.ndarray | None = None
+        self._collision_links: np.ndarray = np.zeros(0, dtype=int)
         self._steps_since_search = 0
         self._refresh = CANDIDATE_REFRESH
         self.limit_active_J = np.zeros(nv - 6, dtype=bool)
@@ -178,7 +184,7 @@ class TaskSpaceIK:
             t[:, r + 9 : r + 12] = tg.elbow_rel_T23[:, s]
             t[:, r + 12 : r + 15] = tg.wrist_rel_T23[:, s]
         self.t_K = t
-        self.R_K = [tg.pelvis_R_T33, tg.torso_R_T33, tg.foot_R_T233[:, 0], tg.foot_R_T233[:, 1]]
+        self.R_K433 = np.stack([tg.pelvis_R_T33, tg.torso_R_T33, tg.foot_R_T233[:, 0], tg.foot_R_T233[:, 1]], axis=1)
         weights = np.repeat(self.row_w[None], K, axis=0)
         for s in range(2):
             weights[np.ix_(tg.contact_T2[:, s], self.contact_gain_rows[s])] *= np.sqrt(self.weights.contact_gain)
@@ -186,40 +192,64 @@ class TaskSpaceIK:
         self._prepared_for = tg
         self._collision_candidates = None  # a new motion: search again
 
-    def _linearise(self, q: np.ndarray, tg: Targets, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Task Jacobian ``A`` and error ``b`` (unweighted) at ``q`` for frame ``k``."""
-        if self._prepared_for is not tg:
-            self._prepare(tg)
-        model, data, J_all, p_all = self.model, self.data, self.J_all, self.p_all
+    def _linearise(self, q: np.ndarray, tg: Targets, k: int, links: np.ndarray | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+        """Task Jacobian ``A`` and error ``b`` (unweighted) at ``q`` for frame ``k``, and the placements
+        ``(L, 4, 4)`` of the self-collision ``links`` (indices; None: all, empty: none).
+
+        One ``computeJointJacobians`` (WORLD ``data.J``) and one placement read per frame; the
+        LOCAL_WORLD_ALIGNED Jacobian of a frame at ``p`` is ``S * [J_v - [p]_x J_w; J_w]`` (``S`` its
+        support columns), equal to ``getFrameJacobian`` to rounding."""
+        model, data, U = self.model, self.data, len(self.unique_ids)
         pin.computeJointJacobians(model, data, q)
         pin.updateFramePlacements(model, data)
-        oMf = data.oMf
-        for u, fid in enumerate(self.unique_ids):
-            J_all[u] = pin.getFrameJacobian(model, data, fid, _LWA)
-            p_all[u] = oMf[fid].translation
+        oMf, frame_ids = data.oMf, self.unique_ids
+        if links is None:
+            frame_ids = frame_ids + self.collision.frame_ids
+        elif len(links):
+            collision_ids = self.collision.frame_ids
+            frame_ids = frame_ids + [collision_ids[link] for link in links]
+        H_F44 = np.array([oMf[fid].homogeneous for fid in frame_ids])
+        p_U3 = H_F44[:U, :3, 3]
+        J = data.J
+        J_w = J[3:]
+        J_all = self.J_all
+        np.multiply(J[:3] - (p_U3 @ _SKEW_39).reshape(U, 3, 3) @ J_w, self.support_U1V, out=J_all[:, :3])
+        np.multiply(J_w, self.support_U1V, out=J_all[:, 3:])
         A = self.M_J @ J_all.reshape(-1, self.nv)
-        b = self.t_K[k] - self.M_p @ p_all.reshape(-1)
-        for (row, u), R_K in zip(self.orientation_rows, self.R_K):
-            b[row : row + 3] = pin.log3(R_K[k] @ oMf[self.unique_ids[u]].rotation.T)
-        return A, b
+        b = self.t_K[k] - self.M_p @ p_U3.reshape(-1)
+        R_rel_433 = self.R_K433[k] @ H_F44[self._orientation_slots, :3, :3].transpose(0, 2, 1)
+        for (row, _), R_rel in zip(self.orientation_rows, R_rel_433):
+            b[row : row + 3] = pin.log3(R_rel)
+        return A, b, H_F44[U:]
 
     def step(
         self, q: np.ndarray, tg: Targets, k: int, lo: np.ndarray, hi: np.ndarray, last: bool = False
     ) -> np.ndarray:
         """One IK iteration from ``q`` towards frame ``k``'s targets; joints stay in ``[lo, hi]``.
 
-        Self-collision candidates are chosen at the frame's first iteration, their rows linearised
-        at every iteration (collision.py). ``last`` records limit
+        Self-collision candidates are searched every ``CANDIDATE_REFRESH`` steps, their rows
+        linearised at every iteration (collision.py). ``last`` records limit
         activity and its cost (module docstring) in ``limit_active_J`` / ``limit_cost_J``."""
-        A, b = self._linearise(q, tg, k)
+        if self._prepared_for is not tg:
+            self._prepare(tg)
+        collision = self.collision
+        links = ()
+        search = False
+        if collision is not None:
+            search = self._collision_candidates is None or self._steps_since_search >= self._refresh
+            links = None if search else self._collision_links
+        A, b, H_L44 = self._linearise(q, tg, k, links)
         rows = None
-        if self.collision is not None:
-            if self._collision_candidates is None or self._steps_since_search >= self._refresh:
-                self._collision_candidates = self.collision.candidates(self.data)
+        if collision is not None:
+            if search:
+                self._collision_candidates = collision.candidates_at(H_L44)
+                self._collision_links = collision.candidate_links(self._collision_candidates)
                 self._steps_since_search = 0
+                H_L44 = H_L44[self._collision_links]
             self._steps_since_search += 1
             if len(self._collision_candidates):
-                rows = self.collision.rows(self.model, self.data, self._collision_candidates)
+                rows = collision.rows_at(H_L44, self.data.J, self._collision_candidates)
         row_w = self.w_K[k]
         Aw = A * row_w[:, None]
         H = Aw.T @ Aw

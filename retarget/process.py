@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from moscale_common.collector import freeze_long_lived
 from moscale_common.errors import MoScaleError
 from retarget.retargeter import RetargetConfig, Retargeter
 from retarget.robot import Robot, load_robot
@@ -59,6 +60,7 @@ def _serve(conn: Connection) -> None:
     except BaseException as exc:  # noqa: BLE001 (handed to the parent)
         conn.send(("error", exc))
         return
+    freeze_long_lived()  # the robot and libraries out of the collector's full passes
     conn.send(("ok", None))
     while True:
         try:

@@ -287,6 +287,8 @@ def test_lifecycle_transitions_through_the_lifecycle_services(lifecycle):
     assert _transition(change, get, Transition.TRANSITION_CONFIGURE), process.log()[-3000:]
     assert _state(get) == "inactive"
     assert "configured: model and robot loaded" in process.log()
+    # start-up objects frozen out of the garbage collector's passes (no 100 ms pauses mid-command)
+    assert re.search(r"; [1-9]\d{4,} start-up objects frozen out of the garbage collector's passes", process.log())
     assert f"robot_description from /robot_description: robot '{URDF_NAME}'" in process.log()  # read at configure
     # the joints no controller lists are named at start-up (here: legs and waist)
     assert "15 joint(s) no controller lists, never sent: ['left_hip_pitch_joint', " in process.log()

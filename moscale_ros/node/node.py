@@ -68,6 +68,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
+from moscale_common.collector import PauseWatch, freeze_long_lived, thaw
 from moscale_common.errors import ConfigError, MoScaleError
 from moscale_ros.action import GenerateMotion
 from moscale_ros.control.base_velocity import BaseVelocityPlan, BaseVelocitySchedule
@@ -112,6 +113,7 @@ class MoScaleNode(Node):
         self.pipeline: MotionPipeline | None = None
         self.worker: GenerationWorker | None = None
         self.stats = CommandStats()
+        self.gc_pauses = PauseWatch().install()  # garbage-collector pauses, in /diagnostics
         self._closing = False  # set at shutdown: late failures of goal handles are expected then
         self._controller_lock = threading.Lock()  # one sender at a time: plans (worker) and stops (services)
         self._controller_request = ""  # request id of the motion the controller was last sent
@@ -291,6 +293,7 @@ class MoScaleNode(Node):
         if self.worker is not None:
             self.worker.stop()
         self.worker, self.pipeline, self.controllers = None, None, None
+        thaw()  # the dropped pipeline's objects become collectable again (moscale_common/collector.py)
         self.startup_error = self.parameter_error or NOT_CONFIGURED
 
     def _on_robot_description(self, msg: String) -> None:
@@ -355,9 +358,14 @@ class MoScaleNode(Node):
             encoder = getattr(self.pipeline.generator, "text_encoder", None)
             if encoder is not None and hasattr(encoder, "cache"):
                 encoder.cache.clear()  # /diagnostics counts the texts of commands only
+            frozen = freeze_long_lived()  # short GC pauses from now on (moscale_common/collector.py)
+            self.gc_pauses.reset()  # /diagnostics: the longest pass since start-up
             device = getattr(self.pipeline.generator, "device", "?")
             how = " (device auto: no CUDA here)" if self.config.device == "auto" and str(device) == "cpu" else ""
-            self.get_logger().info(f"model and robot loaded in {loaded:.2f} s on {device}{how}, warm-up {warm:.2f} s")
+            self.get_logger().info(
+                f"model and robot loaded in {loaded:.2f} s on {device}{how}, warm-up {warm:.2f} s; "
+                f"{frozen} start-up objects frozen out of the garbage collector's passes"
+            )
         except MoScaleError as exc:
             self.startup_error = str(exc)
             self.pipeline = None
@@ -456,6 +464,7 @@ class MoScaleNode(Node):
             self.cmd_vel_pub.publish(convert.twist_msg(np.zeros(3)))
         if self.worker is not None:
             self.worker.stop()
+        self.gc_pauses.remove()
         deadline = time.monotonic() + goals_timeout
         while self.stats.snapshot().get("goals_active", 0) > 0 and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -761,6 +770,8 @@ class MoScaleNode(Node):
         values["last_switch_step_rad"] = f"{self._last_switch[0]:.4f}"
         values["last_switch_step_ratio"] = f"{self._last_switch[1]:.3f}"
         values["max_switch_step_ratio"] = f"{self._max_switch_ratio:.3f}"
+        values["gc_pause_max_ms"] = f"{self.gc_pauses.longest_ms:.1f}"  # since start-up (moscale_common/collector.py)
+        values["gc_passes"] = str(self.gc_pauses.passes)
         values["active"] = str(self.output_enabled).lower()
         values["last_refusal"] = self.last_refusal[:500]
         return values
