@@ -2,11 +2,13 @@
 
 For a command received at time ``t_r`` the pipeline streams the generator's scales ``k = 1..K``;
 after each one it retargets the human joints onto the robot, shapes the result for a ROS 2
-joint_trajectory_controller and validates it. The generator runs ahead in a thread: scale k+1 is
-generated while scale k is retargeted (:mod:`moscale_ros.generation.prefetch`) in a child process
-(:mod:`retarget.process`: the IK would otherwise hold the GIL the generator needs); every scale is
-retargeted, in order, the first at ``first_ik_fps`` keyframes, every later one starting at the first
-one's pose. Under ``locomotion: whole_body`` the coarse plans stand in place (no step) and guide no
+joint_trajectory_controller and validates it. Three stages overlap: the generator runs ahead in a
+thread (:mod:`moscale_ros.generation.prefetch`); a second thread retargets every scale, in order, as
+soon as it and the one before are done, in a child process (:mod:`retarget.process`: the IK would
+otherwise hold the GIL the generator needs); the caller's thread shapes and hands over (the node:
+publishes) each plan meanwhile. Scale 3 is generated only once the first plan is handed over: on two
+cores it would share a core and the GIL with that plan's shaping and publishing. The first scale is
+retargeted at ``first_ik_fps`` keyframes, every later one starting at the first one's pose. Under ``locomotion: whole_body`` the coarse plans stand in place (no step) and guide no
 later scale; under ``cmd_vel`` each scale is warm-started from the previous one. The first plan sent
 to the controller fixes the
 motion's absolute start time
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -401,6 +404,19 @@ def segment_timing(scale: Any, kept_from: int, kept_frames: int) -> tuple[tuple[
     return tuple(float(f) / fps for f in starts), tuple(float(f) / fps for f in frames)
 
 
+@dataclass
+class Retargeted:
+    """One generated scale after retargeting: its human joints (from ``kept_from``), the robot motion
+    (None when ``error`` says why it could not be retargeted) and the IK's wall time."""
+
+    scale: Any
+    kept_from: int
+    joints_T223: np.ndarray  # noqa: N815 (shape suffix)
+    motion: RobotTrajectory | None
+    retarget_s: float
+    error: BaseException | None = None
+
+
 # ---------------------------------------------------------------------------------------- pipeline
 
 
@@ -546,27 +562,27 @@ class MotionPipeline:
         motion_start: float | None = None
         from_rest = True
         travelling, travel_fixed = False, False  # cmd_vel: fixed by the first plan sent to the controller
-        warm_start: RobotTrajectory | None = None
-        stream = ScalesAhead(self._stream(request, prefix))  # scale k+1 generated while k is retargeted
+        first_out = threading.Event()  # the first plan is shaped and handed over: scale 3 may start
+        scales = ScalesAhead(self._stream(request, prefix), hold=first_out)
+        # and retargeted (in order, each as soon as it and the one before are done) while k is shaped
+        # and published: the IK of the next scale does not wait for this thread's work
+        stream = ScalesAhead(self._retarget_each(scales, initial_q))
         generated_s = 0.0
         try:
-            for scale in stream:
+            for item in stream:
+                scale, joints_T223 = item.scale, item.joints_T223
                 generate_s, generated_s = scale.elapsed_s - generated_s, scale.elapsed_s
                 if should_stop():
                     return
                 tick = time.perf_counter()
-                # A continuation starts with the prefix: keep its last frame (the pose at the start).
-                kept_from = max(getattr(scale, "prefix_frames", 0) - 1, 0)
-                joints_T223 = np.asarray(scale.joints[kept_from:], np.float32)
-                starts, lengths = segment_timing(scale, kept_from, len(joints_T223))
+                starts, lengths = segment_timing(scale, item.kept_from, len(joints_T223))
                 shown = echo_text(request.text)
                 where = f"request {request.request_id} ({shown}), scale {scale.scale_index}/{scale.num_scales}"
                 to_controller = bool(scale.is_final) or self.config.controller_plans == "every_scale"
                 try:
-                    motion = warm_start = self._retarget(joints_T223, scale, initial_q, warm_start)
-                    if initial_q is None:  # later scales start where the first one does, on the same stance
-                        initial_q = motion.configuration_at(0.0)
-                    retarget_s, tick = time.perf_counter() - tick, time.perf_counter()
+                    if item.error is not None:
+                        raise item.error
+                    motion, retarget_s = item.motion, item.retarget_s
                     if self.on_retargeted is not None:
                         self.on_retargeted(int(scale.scale_index))
                     if to_controller and motion_start is None:
@@ -582,6 +598,7 @@ class MotionPipeline:
                     now = self.clock()
                     if trajectory is None:  # the motion is over before this plan could take over
                         if not scale.is_final:
+                            first_out.set()
                             continue
                         # The final plan still goes out on ~/plan (the command's full-detail result),
                         # on the motion's own timeline; the controller has finished and does not get it.
@@ -625,10 +642,33 @@ class MotionPipeline:
                     locomotion="cmd_vel" if travelling else "whole_body",
                     base_velocity_N3=base_velocity_N3,
                 )
+                first_out.set()
                 if should_stop():
                     return
         finally:
+            first_out.set()
             stream.close()
+            scales.close()
+
+    def _retarget_each(self, scales: Iterator[Any], initial_q: np.ndarray | None) -> Iterator[Retargeted]:
+        """Every scale retargeted, in order (:meth:`_retarget`): the first one from ``initial_q`` (or
+        from rest), every later one starting at the first one's pose, on the same stance (and, under
+        cmd_vel, warm-started from the one before). A scale that cannot be retargeted is handed over
+        with its error, and ends the stream."""
+        warm_start: RobotTrajectory | None = None
+        for scale in scales:
+            # A continuation starts with the prefix: keep its last frame (the pose at the start).
+            kept_from = max(getattr(scale, "prefix_frames", 0) - 1, 0)
+            joints_T223 = np.asarray(scale.joints[kept_from:], np.float32)
+            tick = time.perf_counter()
+            try:
+                motion = warm_start = self._retarget(joints_T223, scale, initial_q, warm_start)
+            except (MoScaleError, ValueError) as exc:
+                yield Retargeted(scale, kept_from, joints_T223, None, time.perf_counter() - tick, exc)
+                return
+            if initial_q is None:  # later scales start where the first one does, on the same stance
+                initial_q = motion.configuration_at(0.0)
+            yield Retargeted(scale, kept_from, joints_T223, motion, time.perf_counter() - tick)
 
     def travels(self, motion: RobotTrajectory) -> bool:
         """Whether a retargeted motion travels (:func:`retarget.locomotion.is_travelling` on its base

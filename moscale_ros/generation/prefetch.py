@@ -1,4 +1,5 @@
-"""Generation ahead of its consumer: scale k+1 is generated while scale k is retargeted.
+"""Generation ahead of its consumer: scale k+1 is generated while scale k is retargeted (and any
+other stage run ahead of its consumer the same way: the pipeline retargets in a second one).
 
 :class:`ScalesAhead` runs a scale stream (``MotionGenerator.stream``) in a worker thread, so the
 model (torch releases the GIL inside its operations) works on the next scale while the caller
@@ -22,11 +23,13 @@ class ScalesAhead:
     """Iterate ``stream`` in a thread, ahead of the caller; yield every item in order.
 
     ``waiting_max`` is the most items that were ever ready and waiting for the caller (1: generation
-    never got more than one scale ahead).
+    never got more than one scale ahead). With ``hold``, the item at index ``hold_from`` and later ones
+    are produced only once ``hold`` is set (or :meth:`close`).
     """
 
-    def __init__(self, stream: Iterator[Any]) -> None:
+    def __init__(self, stream: Iterator[Any], hold: threading.Event | None = None, hold_from: int = 2) -> None:
         self._stream = stream
+        self._hold, self._hold_from = hold, hold_from
         self._items: list[Any] = []
         self._error: BaseException | None = None
         self._finished = False
@@ -38,13 +41,16 @@ class ScalesAhead:
 
     def _produce(self) -> None:
         try:
-            for item in self._stream:
+            for index, item in enumerate(self._stream):
                 with self._ready:
                     self._items.append(item)
                     self.waiting_max = max(self.waiting_max, len(self._items))
                     self._ready.notify()
                     if self._stopping:
                         break
+                if self._hold is not None and index + 1 == self._hold_from:  # before asking for the next
+                    while not self._hold.wait(0.05) and not self._stopping:
+                        pass
         except BaseException as exc:  # noqa: BLE001 (handed to the consumer, which raises it)
             with self._ready:
                 self._error = exc
