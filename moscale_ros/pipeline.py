@@ -8,10 +8,10 @@ soon as it and the one before are done, in a child process (:mod:`retarget.proce
 otherwise hold the GIL the generator needs); the caller's thread shapes and hands over (the node:
 publishes) each plan meanwhile. Scale 3 is generated only once the first plan is handed over: on two
 cores it would share a core and the GIL with that plan's shaping and publishing. The first scale is
-retargeted at ``first_ik_fps`` keyframes, every later one starting at the first one's pose. Under ``locomotion: whole_body`` the coarse plans stand in place (no step) and guide no
-later scale; under ``cmd_vel`` each scale is warm-started from the previous one. The first plan sent
-to the controller fixes the
-motion's absolute start time
+retargeted at ``first_ik_fps`` keyframes, every later one starting at the first one's pose. Under
+``locomotion: whole_body`` the coarse plans stand in place (no step) and guide no later scale; under
+``cmd_vel`` each scale is warm-started from the previous one. The first plan sent to the controller
+fixes the motion's absolute start time
 
     t_0 = t_ready + start_lead          (or, when appending, max(that, end of the previous motion))
 
