@@ -88,6 +88,7 @@ class BalanceConstraint:
         self._cache_key: np.ndarray | None = None
         self._cache: tuple[np.ndarray, np.ndarray] | None = None
         self._polygon_K: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(times_K)
+        self._stacked: tuple[np.ndarray, np.ndarray] | None = None
         self.violations = 0  # keyframes whose CoM ended outside the shrunk polygon (> 5 mm)
         self.worst_margin_m = np.inf
 
@@ -108,18 +109,27 @@ class BalanceConstraint:
         J_c = pin.jacobianCenterOfMass(model, data, False)[:2]
         com = data.com[0]
         normals_E2, offsets_E = self.polygon_for(k)
-        zmp_shift = max(com[2], 0.0) / GRAVITY * self.config.com_acceleration_limit  # |p_zmp - c| at most this
+        E = len(offsets_E)
+        zmp_shift = max(float(com[2]), 0.0) / GRAVITY * self.config.com_acceleration_limit  # |p_zmp - c| at most
         slack_E = offsets_E - zmp_shift - normals_E2 @ com[:2]  # < 0: outside, brought back PULL_BACK per step
-        upper_E = np.where(slack_E >= 0, slack_E, PULL_BACK * slack_E)
-        if k >= 2 and np.isfinite(self.com_K3[k - 2, 0]) and np.isfinite(self.com_K3[k - 1, 0]):
-            dt = self.times_K[k] - self.times_K[k - 1]
-            predicted = 2 * self.com_K3[k - 1, :2] - self.com_K3[k - 2, :2]  # c_k with c'' = 0
-            a_dt2 = self.config.com_acceleration_limit * dt**2
-            to_predicted = predicted - com[:2]
-            A = np.concatenate([normals_E2 @ J_c, J_c])
-            lower = np.concatenate([np.full(len(offsets_E), -np.inf), to_predicted - a_dt2])
-            return A, lower, np.concatenate([upper_E, to_predicted + a_dt2])
-        return normals_E2 @ J_c, np.full(len(offsets_E), -np.inf), upper_E
+        if k < 2 or np.isnan(self.com_K3[k - 2, 0]) or np.isnan(self.com_K3[k - 1, 0]):
+            return normals_E2 @ J_c, np.full(E, -np.inf), np.where(slack_E >= 0, slack_E, PULL_BACK * slack_E)
+        # with the CoM acceleration rows: [N; I] J_c, c'' within a_max of 0 around the predicted c_k
+        dt = self.times_K[k] - self.times_K[k - 1]
+        to_predicted = 2 * self.com_K3[k - 1, :2] - self.com_K3[k - 2, :2] - com[:2]  # c_k with c'' = 0, minus c
+        a_dt2 = self.config.com_acceleration_limit * dt**2
+        upper = np.empty(E + 2)
+        np.multiply(slack_E, np.where(slack_E >= 0, 1.0, PULL_BACK), out=upper[:E])
+        upper[E:] = to_predicted + a_dt2
+        lower = np.full(E + 2, -np.inf)
+        lower[E:] = to_predicted - a_dt2
+        return self._with_identity(normals_E2) @ J_c, lower, upper
+
+    def _with_identity(self, normals_E2: np.ndarray) -> np.ndarray:
+        """``[N; I2]`` for the polygon ``normals_E2`` (cached while the polygon is the same)."""
+        if self._stacked is None or self._stacked[0] is not normals_E2:
+            self._stacked = (normals_E2, np.concatenate([normals_E2, np.eye(2)]))
+        return self._stacked[1]
 
     def centring(self, model: pin.Model, data: pin.Data, k: int) -> tuple[np.ndarray, np.ndarray]:
         """CoM centring task ``(J_c_xy, centre_xy - c_xy)`` (call after :meth:`rows`: uses its CoM)."""

@@ -34,6 +34,7 @@ from moscale_common.errors import ConfigError
 
 CANDIDATE_MARGIN = 0.05  # m: pairs this much beyond the activation distance are re-checked within a keyframe
 PUSH_OUT = 0.3  # fraction of a floor violation undone per IK step (a full push overshoots and oscillates)
+_NEXT, _AFTER = np.array([1, 2, 0]), np.array([2, 0, 1])  # (p x n)_k = p_next n_after - p_after n_next
 
 
 @dataclass
@@ -103,17 +104,30 @@ def _closest_points(a_P3: np.ndarray, u_P3: np.ndarray, c_P3: np.ndarray, v_P3: 
     """:func:`segment_distances` of ``a + s u`` and ``c + t v`` (s, t in [0, 1]) given ``|u|^2``, ``|v|^2``:
     ``s = clip((uv vw - vv uw) / (uu vv - uv^2))``, ``t = clip((uv s + vw) / vv)``, and when ``t`` was
     clipped ``s = clip((uv t - uw) / uu)`` (``w = a - c``; degenerate denominators give 0)."""
+    return _closest_points_given(a_P3, u_P3, c_P3, v_P3, (uu_P, vv_P, _reciprocal(uu_P), _reciprocal(vv_P)))
+
+
+def _reciprocal(x_P: np.ndarray) -> np.ndarray:
+    """``1 / x`` where ``x > 1e-12``, else 0 (a segment of length 0: its parameter stays 0)."""
+    return np.divide(1.0, x_P, out=np.zeros_like(x_P), where=x_P > 1e-12)
+
+
+def _closest_points_given(a_P3: np.ndarray, u_P3: np.ndarray, c_P3: np.ndarray, v_P3: np.ndarray,
+                          lengths: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """:func:`_closest_points` with ``lengths = (|u|^2, |v|^2, 1/|u|^2, 1/|v|^2)`` given (reciprocals by
+    :func:`_reciprocal`): a capsule's segment keeps its length, so the IK computes them once per pair set."""
+    uu_P, vv_P, inv_uu_P, inv_vv_P = lengths
     w = a_P3 - c_P3
     uv, uw, vw = np.einsum("pk,pk->p", u_P3, v_P3), np.einsum("pk,pk->p", u_P3, w), np.einsum("pk,pk->p", v_P3, w)
     denom = uu_P * vv_P - uv * uv
-    s = np.where(denom > 1e-12, (uv * vw - vv_P * uw) / np.maximum(denom, 1e-12), 0.0)
-    s = np.minimum(np.maximum(s, 0.0), 1.0)
-    t = np.where(vv_P > 1e-12, (uv * s + vw) / np.maximum(vv_P, 1e-12), 0.0)
+    s = np.divide(uv * vw - vv_P * uw, denom, out=np.zeros_like(denom), where=denom > 1e-12)
+    np.minimum(np.maximum(s, 0.0, out=s), 1.0, out=s)
+    t = (uv * s + vw) * inv_vv_P
     t_clipped = np.minimum(np.maximum(t, 0.0), 1.0)
     redo = t != t_clipped
     if redo.any():
-        s_redo = np.where(uu_P > 1e-12, (uv * t_clipped - uw) / np.maximum(uu_P, 1e-12), 0.0)
-        s = np.where(redo, np.minimum(np.maximum(s_redo, 0.0), 1.0), s)
+        s_redo = np.minimum(np.maximum((uv * t_clipped - uw) * inv_uu_P, 0.0), 1.0)
+        s = np.where(redo, s_redo, s)
     p, q = a_P3 + s[:, None] * u_P3, c_P3 + t_clipped[:, None] * v_P3
     gap = p - q
     return p, q, np.sqrt(np.einsum("pk,pk->p", gap, gap))
@@ -154,6 +168,11 @@ class SelfCollision:
         self.radius_L = np.array([c[2] for c in caps])
         self._local_h_L42 = np.stack([np.c_[self.local_a_L3, np.ones(len(links))],
                                       np.c_[self.local_b_L3, np.ones(len(links))]], axis=2)  # fmt: skip
+        # the same as a point and a direction (b - a, w = 0): one product gives a and u = b - a
+        axis_L3 = self.local_b_L3 - self.local_a_L3
+        self._local_au_L42 = np.stack([np.c_[self.local_a_L3, np.ones(len(links))],
+                                       np.c_[axis_L3, np.zeros(len(links))]], axis=2)  # fmt: skip
+        self._length2_L = np.einsum("lk,lk->l", axis_L3, axis_L3)
         index = {link: i for i, link in enumerate(links)}
         pairs, names = [], []
         for group, (side_a, side_b) in groups.items():
@@ -175,6 +194,7 @@ class SelfCollision:
         self.radii_P = self.radius_L[self.pair_i_P] + self.radius_L[self.pair_j_P]
         self.support_LV = np.array([support_columns(model, fid) for fid in self.frame_ids]).reshape(-1, model.nv)
         self._layout_cache: tuple | None = None
+        self._all_pairs = self._layout(None)
 
     def world_ends(self, data: pin.Data, links: np.ndarray | None = None) -> np.ndarray:
         """Capsule end points ``(L, 3, 2)`` (columns ``a``, ``b``) of ``links`` (default all) at ``data``'s
@@ -231,20 +251,32 @@ class SelfCollision:
         return _closest_points(a_L3[i], u_L3[i], a_L3[j], u_L3[j], uu_L[i], uu_L[j])
 
     def _layout(self, candidates: np.ndarray | None) -> tuple:
-        """``(links, i, j, radii, floors, support)`` of the pairs ``candidates`` (default all), ``i``/``j``
-        and ``support`` indexed over ``links`` (those pairs' links); the last set's is kept (a keyframe's
-        candidates are reused for several IK steps)."""
+        """``(links, i, j, radii, floors, support, local_au, lengths)`` of the pairs ``candidates`` (default
+        all): ``i``/``j``, ``support`` and ``local_au`` (capsule point and direction, homogeneous) indexed
+        over ``links`` (those pairs' links, None: all), ``lengths`` as :func:`_closest_points_given` takes
+        them; the last set's is kept (the candidates are reused for several IK steps)."""
         key = None if candidates is None else candidates.tobytes()
         if self._layout_cache is None or self._layout_cache[0] != key:
             if candidates is None:
-                layout = (None, self.pair_i_P, self.pair_j_P, self.radii_P, self.floor_P, self.support_LV)
+                links, i, j = None, self.pair_i_P, self.pair_j_P
+                radii, floors, support, local_au = self.radii_P, self.floor_P, self.support_LV, self._local_au_L42
             else:
                 links, inverse = np.unique(self.pair_P2[candidates], return_inverse=True)
-                i, j = inverse.reshape(-1, 2).T
+                i, j = (x.copy() for x in inverse.reshape(-1, 2).T)
                 radii, floors = self.radii_P[candidates], self.floor_P[candidates]
-                layout = (links, i.copy(), j.copy(), radii, floors, self.support_LV[links])
-            self._layout_cache = (key, layout)
+                support, local_au = self.support_LV[links], self._local_au_L42[links]
+            length2_L = self._length2_L if links is None else self._length2_L[links]
+            uu, vv = length2_L[i], length2_L[j]
+            lengths = (uu, vv, _reciprocal(uu), _reciprocal(vv))
+            self._layout_cache = (key, (links, i, j, radii, floors, support, local_au, lengths))
         return self._layout_cache[1]
+
+    def _pair_points(self, H_L44: np.ndarray, layout: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Closest points and axis distances of ``layout``'s pairs, its links placed by ``H_L44``."""
+        _, i, j, _, _, _, local_au_L42, lengths = layout
+        au_L32 = H_L44[:, :3] @ local_au_L42  # [:, :, 0] the point a, [:, :, 1] the direction u = b - a
+        au_i, au_j = au_L32.take(i, 0), au_L32.take(j, 0)
+        return _closest_points_given(au_i[:, :, 0], au_i[:, :, 1], au_j[:, :, 0], au_j[:, :, 1], lengths)
 
     def candidate_links(self, candidates: np.ndarray) -> np.ndarray:
         """The links (indices into ``link_names``) of the pairs ``candidates``, sorted: what
@@ -257,7 +289,7 @@ class SelfCollision:
 
     def candidates_at(self, H_L44: np.ndarray) -> np.ndarray:
         """:meth:`candidates` with every link placed by ``H_L44``."""
-        _, _, centre = self._closest_of_ends(self.ends_at(H_L44), self.pair_i_P, self.pair_j_P)
+        _, _, centre = self._pair_points(H_L44, self._all_pairs)
         return np.flatnonzero(centre - self.radii_P < self.config.activation_distance + CANDIDATE_MARGIN)
 
     def rows(self, model: pin.Model, data: pin.Data, candidates: np.ndarray | None = None,
@@ -276,23 +308,25 @@ class SelfCollision:
         near ones ``A = (W J) * S`` summed over both sides (WORLD: the linear part is the velocity at
         the world origin, so ``n . v_p = n . v_0 + (p x n) . w``), ``W = [+-n, p x +-n]`` and ``S`` the
         0/1 support columns of each side's link."""
-        links, i, j, radii_P, floor_P, support_LV = self._layout(candidates)
-        p, q, centre = self._closest_of_ends(self.ends_at(H_L44, links), i, j)
+        layout = self._layout(candidates)
+        _, i, j, radii_P, floor_P, support_LV, _, _ = layout
+        p, q, centre = self._pair_points(H_L44, layout)
         distance = centre - radii_P
         near = np.flatnonzero(distance < self.config.activation_distance)
         R = len(near)
         if R == 0:
             return np.zeros((0, J_6V.shape[1])), np.zeros(0), np.zeros(0)
-        normal_R3 = (p[near] - q[near]) / np.maximum(centre[near], 1e-9)[:, None]
-        points_S3 = np.concatenate([p[near], q[near]])  # S = 2R: side a rows, then side b rows
+        p_R3, q_R3 = p.take(near, 0), q.take(near, 0)
+        normal_R3 = (p_R3 - q_R3) / np.maximum(centre.take(near), 1e-9)[:, None]
+        points_S3 = np.concatenate([p_R3, q_R3])  # S = 2R: side a rows, then side b rows
         normal_S3 = np.concatenate([normal_R3, -normal_R3])
-        moment_S3 = (points_S3[:, [1, 2, 0]] * normal_S3[:, [2, 0, 1]]
-                     - points_S3[:, [2, 0, 1]] * normal_S3[:, [1, 2, 0]])  # fmt: skip
-        side_SV = (np.concatenate([normal_S3, moment_S3], axis=1) @ J_6V) * support_LV[
-            np.concatenate([i[near], j[near]])
-        ]
+        moment_S3 = (points_S3.take(_NEXT, 1) * normal_S3.take(_AFTER, 1)
+                     - points_S3.take(_AFTER, 1) * normal_S3.take(_NEXT, 1))  # fmt: skip
+        side_SV = (np.concatenate([normal_S3, moment_S3], axis=1) @ J_6V) * support_LV.take(
+            np.concatenate([i.take(near), j.take(near)]), 0
+        )
         A = side_SV[:R] + side_SV[R:]
-        gap = distance[near] - floor_P[near]  # < 0: closer than the floor, pushed out at PUSH_OUT per step
+        gap = distance.take(near) - floor_P.take(near)  # < 0: closer than the floor, pushed out at PUSH_OUT per step
         lower = np.where(gap >= 0, -gap, -PUSH_OUT * gap)
         return A, lower, np.full(R, np.inf)
 

@@ -90,20 +90,46 @@ def solve_box_qp(H: np.ndarray, g: np.ndarray, lb: np.ndarray, ub: np.ndarray, m
 
 def _solve_daqp(H: np.ndarray, g: np.ndarray, lb: np.ndarray, ub: np.ndarray, C: np.ndarray | None = None,
                 c_lower: np.ndarray | None = None, c_upper: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
-    """DAQP on the box ``[lb, ub]`` (shrunk by LIMIT_SLACK) and optional soft rows ``c_lower <= C x <= c_upper``."""
+    """DAQP on the box ``[lb, ub]`` (shrunk by LIMIT_SLACK; a box narrower than twice that becomes its
+    midpoint) and optional soft rows ``c_lower <= C x <= c_upper``."""
     n = len(g)
-    mid = 0.5 * (np.maximum(lb, -BIG) + np.minimum(ub, BIG))
-    upper = np.maximum(np.minimum(ub, BIG) - LIMIT_SLACK, mid)
-    lower = np.minimum(np.maximum(lb, -BIG) + LIMIT_SLACK, mid)
+    upper = np.minimum(ub, BIG) - LIMIT_SLACK
+    lower = np.maximum(lb, -BIG) + LIMIT_SLACK
+    crossed = lower > upper
+    if crossed.any():
+        mid = 0.5 * (upper + lower)
+        upper, lower = np.where(crossed, mid, upper), np.where(crossed, mid, lower)
     if C is None or len(C) == 0:
-        x, _, flag, _ = daqp.solve(H, -g, np.zeros((0, n)), upper, lower)
+        x, _, flag, _ = daqp.solve(H, -g, _NO_ROWS[n], upper, lower)
         return x if flag >= 1 else solve_box_qp(H, g, lb, ub)
-    sense = np.zeros(n + len(C), dtype=np.int32)
-    sense[n:] = SOFT
     bu = np.concatenate([upper, np.minimum(c_upper, BIG)])
     bl = np.concatenate([lower, np.maximum(c_lower, -BIG)])
-    x, _, flag, _ = daqp.solve(H, -g, C, bu, bl, sense)
+    x, _, flag, _ = daqp.solve(H, -g, C, bu, bl, _sense(n, len(C)))
     return x if flag >= 1 else solve_box_qp(H, g, lb, ub)  # a failed solve keeps the limits, drops the rows
+
+
+class _NoRows(dict):
+    """``(0, n)`` constraint matrices, one per ``n``."""
+
+    def __missing__(self, n: int) -> np.ndarray:
+        self[n] = rows = np.zeros((0, n))
+        return rows
+
+
+_NO_ROWS = _NoRows()
+
+
+def _sense(n: int, rows: int) -> np.ndarray:
+    """DAQP's sense flags: ``n`` hard bounds, then ``rows`` soft rows (cached; DAQP does not write them)."""
+    key = (n, rows)
+    flags = _SENSE.get(key)
+    if flags is None:
+        flags = _SENSE[key] = np.zeros(n + rows, dtype=np.int32)
+        flags[n:] = SOFT
+    return flags
+
+
+_SENSE: dict[tuple[int, int], np.ndarray] = {}
 
 
 class TaskSpaceIK:
@@ -111,7 +137,8 @@ class TaskSpaceIK:
 
     Rows of the stacked task (39): root 0-2, pelvis 3-5, chest 6-8, then per side at 9 + 15 s:
     knee, ankle, foot orientation, elbow, wrist. Every row is a fixed linear combination of frame
-    Jacobian rows, so ``A = M_J @ J_all`` and the position part of ``b`` is ``t_k - M_p @ p_all``.
+    Jacobian rows, so ``A = M_J @ J_all`` and the position part of ``b`` is ``t_k - M_p @ p_all``;
+    ``M_J`` has one or two entries per row, so ``A`` is computed as two row gathers of ``J_all``.
     """
 
     def __init__(self, robot: Robot, weights: TaskWeights | None = None, solver: str = "daqp") -> None:
@@ -153,7 +180,17 @@ class TaskSpaceIK:
                 self.M_J[row + i, 6 * u + 3 + i] = 1.0
         self.row_w = np.asarray(row_w)
         self.contact_gain_rows = [np.arange(9 + 15 * s + 3, 9 + 15 * s + 9) for s in range(2)]
-        self.J_all = np.zeros((U, 6, nv))
+        # A = M_J @ J_all as J_all[first] * c_first + J_all[second] * c_second (a row of zeros past the end
+        # stands in for a missing second term)
+        self._J_rows = np.zeros((6 * U + 1, nv))
+        self.J_all = self._J_rows[: 6 * U].reshape(U, 6, nv)
+        entries = [np.flatnonzero(row) for row in self.M_J]
+        self._first_M = np.array([e[0] for e in entries])
+        self._second_M = np.array([e[1] if len(e) > 1 else 6 * U for e in entries])
+        self._c_first_M = self.M_J[np.arange(m), self._first_M]
+        self._c_second_M = np.where(
+            self._second_M < 6 * U, self.M_J[np.arange(m), np.minimum(self._second_M, 6 * U - 1)], 0.0
+        )
         self.support_U1V = np.array([support_columns(self.model, fid) for fid in self.unique_ids])[:, None]
         self._orientation_slots = [u for _, u in self.orientation_rows]
         self.reg = np.full(nv, w.damping)
@@ -167,6 +204,7 @@ class TaskSpaceIK:
         self.collision: SelfCollision | None = None
         self._collision_candidates: np.ndarray | None = None
         self._collision_links: np.ndarray = np.zeros(0, dtype=int)
+        self._gather_cache: dict[bytes | None, tuple] = {}
         self._steps_since_search = 0
         self._refresh = CANDIDATE_REFRESH
         self.limit_active_J = np.zeros(nv - 6, dtype=bool)
@@ -189,12 +227,14 @@ class TaskSpaceIK:
         for s in range(2):
             weights[np.ix_(tg.contact_T2[:, s], self.contact_gain_rows[s])] *= np.sqrt(self.weights.contact_gain)
         self.w_K = weights
+        self._w_first_KM, self._w_second_KM = weights * self._c_first_M, weights * self._c_second_M
         self._prepared_for = tg
         self._collision_candidates = None  # a new motion: search again
 
     def _linearise(self, q: np.ndarray, tg: Targets, k: int, links: np.ndarray | None = None,
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-        """Task Jacobian ``A`` and error ``b`` (unweighted) at ``q`` for frame ``k``, and the placements
+        """Weighted task Jacobian ``W A`` and error ``b`` (unweighted) at ``q`` for frame ``k`` (``W`` the
+        diagonal of its row weights ``w_K[k]``), and the placements
         ``(L, 4, 4)`` of the self-collision ``links`` (indices; None: all, empty: none).
 
         One ``computeJointJacobians`` (WORLD ``data.J``) and one placement read per frame; the
@@ -203,25 +243,43 @@ class TaskSpaceIK:
         model, data, U = self.model, self.data, len(self.unique_ids)
         pin.computeJointJacobians(model, data, q)
         pin.updateFramePlacements(model, data)
-        oMf, frame_ids = data.oMf, self.unique_ids
-        if links is None:
-            frame_ids = frame_ids + self.collision.frame_ids
-        elif len(links):
-            collision_ids = self.collision.frame_ids
-            frame_ids = frame_ids + [collision_ids[link] for link in links]
-        H_F44 = np.array([oMf[fid].homogeneous for fid in frame_ids])
+        frame_ids, ik_slots, link_slots = self._gather_plan(links)
+        oMf = data.oMf
+        H_G44 = np.array([oMf[fid].homogeneous for fid in frame_ids])  # each frame read once
+        H_F44 = H_G44.take(ik_slots, 0)
         p_U3 = H_F44[:U, :3, 3]
         J = data.J
         J_w = J[3:]
         J_all = self.J_all
         np.multiply(J[:3] - (p_U3 @ _SKEW_39).reshape(U, 3, 3) @ J_w, self.support_U1V, out=J_all[:, :3])
         np.multiply(J_w, self.support_U1V, out=J_all[:, 3:])
-        A = self.M_J @ J_all.reshape(-1, self.nv)
+        J_rows = self._J_rows
+        Aw = J_rows.take(self._first_M, 0) * self._w_first_KM[k][:, None]
+        Aw += J_rows.take(self._second_M, 0) * self._w_second_KM[k][:, None]
         b = self.t_K[k] - self.M_p @ p_U3.reshape(-1)
         R_rel_433 = self.R_K433[k] @ H_F44[self._orientation_slots, :3, :3].transpose(0, 2, 1)
         for (row, _), R_rel in zip(self.orientation_rows, R_rel_433):
             b[row : row + 3] = pin.log3(R_rel)
-        return A, b, H_F44[U:]
+        return Aw, b, H_G44.take(link_slots, 0)
+
+    def _gather_plan(self, links: np.ndarray | tuple | None) -> tuple[list[int], np.ndarray, np.ndarray]:
+        """The distinct frames to read for the IK frames and the collision ``links`` (None: all, empty:
+        none), and where each IK frame and each link is among them (cached for the last link set)."""
+        key = None if links is None else bytes(np.asarray(links, dtype=np.int64))
+        cached = self._gather_cache.get(key)
+        if cached is None:
+            wanted = list(self.unique_ids)
+            if links is None or len(links):
+                collision_ids = self.collision.frame_ids
+                wanted += collision_ids if links is None else [collision_ids[link] for link in links]
+            frame_ids = sorted(set(wanted))
+            slot = {fid: n for n, fid in enumerate(frame_ids)}
+            slots = np.array([slot[fid] for fid in wanted], dtype=np.int64)
+            cached = (frame_ids, slots[: len(self.unique_ids)], slots[len(self.unique_ids) :])
+            if len(self._gather_cache) > 64:  # candidate sets come and go: keep the recent ones
+                self._gather_cache.clear()
+            self._gather_cache[key] = cached
+        return cached
 
     def step(
         self, q: np.ndarray, tg: Targets, k: int, lo: np.ndarray, hi: np.ndarray, last: bool = False
@@ -239,7 +297,7 @@ class TaskSpaceIK:
         if collision is not None:
             search = self._collision_candidates is None or self._steps_since_search >= self._refresh
             links = None if search else self._collision_links
-        A, b, H_L44 = self._linearise(q, tg, k, links)
+        Aw, b, H_L44 = self._linearise(q, tg, k, links)
         rows = None
         if collision is not None:
             if search:
@@ -250,31 +308,32 @@ class TaskSpaceIK:
             self._steps_since_search += 1
             if len(self._collision_candidates):
                 rows = collision.rows_at(H_L44, self.data.J, self._collision_candidates)
-        row_w = self.w_K[k]
-        Aw = A * row_w[:, None]
+        bw = b * self.w_K[k]
+        constraint_rows = [] if rows is None or not len(rows[0]) else [rows]
+        if self.balance is not None:
+            constraint_rows.append(self.balance.rows(self.model, self.data, k))
+            weight = self.balance.config.centring_weight
+            if weight > 0:  # the centring task as two more weighted rows of the stack
+                J_c, error = self.balance.centring(self.model, self.data, k)
+                root_w = np.sqrt(weight)
+                Aw = np.concatenate([Aw, root_w * J_c])
+                bw = np.concatenate([bw, root_w * error])
         H = Aw.T @ Aw
         H.flat[:: self.nv + 1] += self.reg
-        g = Aw.T @ (b * row_w)
+        g = Aw.T @ bw
         qj = q[7:]
         g[6:] += self.weights.posture * (self.q_ref - qj)
         lb, ub = self.lb, self.ub
         np.subtract(lo, qj, out=lb[6:])
         np.subtract(hi, qj, out=ub[6:])
-        constraint_rows = [r for r in (rows,) if r is not None and len(r[0])]
-        if self.balance is not None:
-            constraint_rows.append(self.balance.rows(self.model, self.data, k))
-            weight = self.balance.config.centring_weight
-            if weight > 0:
-                J_c, error = self.balance.centring(self.model, self.data, k)
-                H += weight * J_c.T @ J_c
-                g += weight * J_c.T @ error
         if constraint_rows:
             C, c_lower, c_upper = (np.concatenate(parts) for parts in zip(*constraint_rows))
             dq = _solve_daqp(H, g, lb, ub, C, c_lower, c_upper)
         else:
             dq = self.solve_qp(H, g, lb, ub)
+        self._last_qp = (H, g, dq, lb[6:].copy(), ub[6:].copy())
         if last:
-            self._record_limits(H, g, dq, lb[6:], ub[6:])
+            self._record_limits(*self._last_qp)
         return pin.integrate(self.model, q, dq)
 
     def _record_limits(self, H: np.ndarray, g: np.ndarray, dq: np.ndarray, lb_J: np.ndarray, ub_J: np.ndarray) -> None:
@@ -294,18 +353,19 @@ class TaskSpaceIK:
                     max_step: float | None = None, tolerance: float = 0.0) -> np.ndarray:  # fmt: skip
         """At most ``iterations`` steps towards frame ``k``; ``max_step`` (rad) bounds each step's joint
         change; ``tolerance`` > 0 stops after a step that moves no coordinate of ``q`` by more than it
-        (rad, m; limit activity is then recorded at every step)."""
+        (rad, m). Limit activity is recorded at the last step taken."""
         self._refresh = CANDIDATE_REFRESH if max_step is None else 2
-        for i in range(iterations):
-            last = tolerance > 0 or i == iterations - 1
+        for _ in range(iterations):
             previous = q
             if max_step is None:
-                q = self.step(q, tg, k, lo, hi, last)
+                q = self.step(q, tg, k, lo, hi)
             else:
                 qj = q[7:]
-                q = self.step(q, tg, k, np.maximum(lo, qj - max_step), np.minimum(hi, qj + max_step), last)
+                q = self.step(q, tg, k, np.maximum(lo, qj - max_step), np.minimum(hi, qj + max_step))
             if tolerance > 0 and np.abs(q - previous).max() <= tolerance:
                 break
+        if iterations > 0:
+            self._record_limits(*self._last_qp)
         return q
 
     def current_targets(self, q: np.ndarray) -> dict[str, np.ndarray]:

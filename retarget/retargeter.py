@@ -54,7 +54,10 @@ class RetargetConfig:
 
     control_rate: float = 50.0  # Hz of the output trajectory
     ik_fps: float | None = None  # IK keyframe rate; None = the control rate (no interpolation)
-    iterations: int = 3  # IK iterations per keyframe
+    iterations: int = 3  # IK iterations per keyframe, at most
+    # a keyframe's IK ends after an iteration that moves no coordinate more (rad, m; 0: always `iterations`):
+    # a calm motion's keyframe converges in one or two (tests/test_speed.py measures what it changes)
+    iteration_tolerance: float = 0.005
     warm_iterations: int = 2  # per keyframe when a warm_start trajectory is given
     settle_iterations: int = 60  # frame 0 from the start pose
     settle_step: float = 0.2  # rad, largest joint change per settling iteration
@@ -295,9 +298,9 @@ class Retargeter:
             if warm_start is not None and balance is None:  # balance needs the frame-to-frame path (CoM'')
                 guess = self._check_q(warm_start.configuration_at(times_K[k]), "warm_start")
                 guess[7:] = np.clip(guess[7:], lo, hi)
-                q = ik.solve_frame(guess, tg, k, lo, hi, cfg.warm_iterations)
+                q = ik.solve_frame(guess, tg, k, lo, hi, cfg.warm_iterations, tolerance=cfg.iteration_tolerance)
             else:
-                q = ik.solve_frame(q, tg, k, lo, hi, cfg.iterations)
+                q = ik.solve_frame(q, tg, k, lo, hi, cfg.iterations, tolerance=cfg.iteration_tolerance)
             q_K[k] = q
             if balance is not None:
                 balance.record(robot.model, ik.data, q, k)

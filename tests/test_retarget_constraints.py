@@ -222,6 +222,40 @@ def test_retargeting_with_vectorised_rows_equals_the_per_point_computation(wave,
     np.testing.assert_allclose(fast.base_poses, reference.base_poses, rtol=0, atol=1e-8)
 
 
+def test_task_rows_from_one_joint_jacobian_equal_the_per_frame_jacobians(wave, g1) -> None:
+    """Issue #19: the IK's weighted task rows ``W A`` (every frame's LOCAL_WORLD_ALIGNED Jacobian made from
+    ``data.J`` and one placement read, the sparse ``M_J`` as two row gathers) and its error ``b`` equal
+    ``W M_J [getFrameJacobian(frame) ...]`` and ``t_k - M_p p`` with ``log3`` orientation rows to 1e-12,
+    at poses along a real clip and perturbed ones, and the collision links' placements are returned."""
+    joints, fps = wave
+    retargeter = Retargeter(g1)
+    ik = retargeter.ik
+    tg, _, _ = retargeter.targets(joints, fps)
+    ik._prepare(tg)
+    rng = np.random.default_rng(1)
+    configurations = retargeter.retarget(joints, fps).configurations()[::10]
+    noisy = configurations.copy()
+    noisy[:, 7:] = np.clip(noisy[:, 7:] + rng.normal(scale=0.5, size=noisy[:, 7:].shape), g1.lower, g1.upper)
+    model, data = g1.model, ik.data
+    links = np.array([0, 3, 7, 11])
+    for k, q in enumerate(np.concatenate([configurations, noisy])):
+        k = k % len(tg)
+        Aw, b, H_L44 = ik._linearise(q, tg, k, links)
+        pin.computeJointJacobians(model, data, q)
+        pin.updateFramePlacements(model, data)
+        J_all = np.array([pin.getFrameJacobian(model, data, f, pin.LOCAL_WORLD_ALIGNED) for f in ik.unique_ids])
+        p_all = np.array([data.oMf[f].translation for f in ik.unique_ids])
+        A_ref = ik.M_J @ J_all.reshape(-1, model.nv)
+        b_ref = ik.t_K[k] - ik.M_p @ p_all.reshape(-1)
+        R_targets = [tg.pelvis_R_T33[k], tg.torso_R_T33[k], tg.foot_R_T233[k, 0], tg.foot_R_T233[k, 1]]
+        for (row, u), R_target in zip(ik.orientation_rows, R_targets):
+            b_ref[row : row + 3] = pin.log3(R_target @ data.oMf[ik.unique_ids[u]].rotation.T)
+        np.testing.assert_allclose(Aw, A_ref * ik.w_K[k][:, None], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(b, b_ref, rtol=0, atol=1e-12)
+        expected = [data.oMf[retargeter.collision.frame_ids[link]].homogeneous for link in links]
+        np.testing.assert_allclose(H_L44, expected, rtol=0, atol=0)
+
+
 def test_a_standing_motion_started_from_a_pose_keeps_that_pose_s_feet(wave, g1) -> None:
     """Every plan of a command starts at the same pose; a standing one pins the feet where that pose
     has them, so two different motions (here the clip and its upper body leant forward) stand on the
