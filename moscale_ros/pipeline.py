@@ -125,6 +125,11 @@ class PipelineConfig:
     retarget_process: bool = setting(
         True, "true: IK runs in a child process, in parallel with generation (false: in the node's process)"
     )
+    retarget_split: bool = setting(
+        True,
+        "true (with retarget_process): the final plan's IK in two halves at once, the second in one more "
+        "process, joined where both agree within 1 mrad (else solved in one)",
+    )
     ease_duration: float = setting(0.5, "s over which every plan slows to rest at its end", SECONDS, live=True)
     switch_lead: float = setting(0.1, "s from a later plan being ready to its switch time", SECONDS)
     stop_duration: float = setting(
@@ -793,7 +798,7 @@ def build_pipeline(config: PipelineConfig, clock: Callable[[], float] = time.tim
     if config.retarget_process:  # IK beside the generator without sharing its GIL (retarget/process.py)
         urdf = config.robot_description or None
         make = functools.partial(make_retargeter, config.robot, urdf, config.control_rate, 1.0 - BLEND_HEADROOM)
-        retargeter = RetargeterProcess(make, slower)
+        retargeter = RetargeterProcess(make, slower, tail_helper=config.retarget_split)
     else:
         retargeter = Retargeter(slower, RetargetConfig(control_rate=config.control_rate))
     checkpoint = resolve_checkpoint(config.checkpoint)

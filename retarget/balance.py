@@ -89,8 +89,7 @@ class BalanceConstraint:
         self._cache: tuple[np.ndarray, np.ndarray] | None = None
         self._polygon_K: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(times_K)
         self._stacked: tuple[np.ndarray, np.ndarray] | None = None
-        self.violations = 0  # keyframes whose CoM ended outside the shrunk polygon (> 5 mm)
-        self.worst_margin_m = np.inf
+        self.margin_K = np.full(len(times_K), np.nan)  # per keyframe, once recorded (record)
 
     def polygon_for(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         polygon = self._polygon_K[k]
@@ -136,12 +135,21 @@ class BalanceConstraint:
         return data.Jcom[:2], self.centre_K2[k] - data.com[0][:2]
 
     def record(self, model: pin.Model, data: pin.Data, q: np.ndarray, k: int) -> None:
-        """Store keyframe ``k``'s solved CoM and count a constraint the solution could not keep."""
+        """Store keyframe ``k``'s solved CoM and its margin in the shrunk polygon (< 0: a constraint the
+        solution could not keep)."""
         com = pin.centerOfMass(model, data, q, False)
         self.com_K3[k] = com
         normals_E2, offsets_E = self.polygon_for(k)
         zmp_shift = max(com[2], 0.0) / GRAVITY * self.config.com_acceleration_limit
-        margin = float((offsets_E - zmp_shift - normals_E2 @ com[:2]).min())  # >= 0 inside the shrunk polygon
-        self.worst_margin_m = min(self.worst_margin_m, margin)
-        if margin < -5e-3:
-            self.violations += 1
+        self.margin_K[k] = float((offsets_E - zmp_shift - normals_E2 @ com[:2]).min())  # >= 0: inside
+
+    @property
+    def violations(self) -> int:
+        """Keyframes whose CoM ended outside the shrunk polygon (by more than 5 mm)."""
+        return int((self.margin_K < -5e-3).sum())  # NaN (not recorded) compares False
+
+    @property
+    def worst_margin_m(self) -> float:
+        """The smallest margin recorded (m; inf when none is)."""
+        recorded = self.margin_K[np.isfinite(self.margin_K)]
+        return float(recorded.min()) if len(recorded) else np.inf

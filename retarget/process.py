@@ -36,6 +36,7 @@ from retarget.trajectory import RobotTrajectory
 START_TIMEOUT_S = 120.0  # imports, URDF and collision meshes on a loaded machine
 # The IK's matrices are small: BLAS threads would only spin on the core the generator needs.
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+HELPER_NICENESS = 5  # the tail helper's priority below the IK process's
 
 
 class RetargetProcessError(MoScaleError):
@@ -53,10 +54,15 @@ def make_retargeter(
 
 
 def _serve(conn: Connection) -> None:
-    """Child: receive the factory, build the Retargeter, then answer ``(args, kwargs)`` with
-    ``("ok", trajectory)`` or ``("error", exception)`` until the socket closes."""
+    """Child: receive the factory (and whether to start a tail helper of its own), build the
+    Retargeter, then answer ``(method, args, kwargs)`` (``retarget`` or ``solve_tail``) with
+    ``("ok", result)`` or ``("error", exception)`` until the socket closes."""
     try:
-        retargeter = conn.recv()()
+        make, with_helper = conn.recv()
+        retargeter = make()
+        if with_helper:  # a second process for the second half of long motions (retargeter.py)
+            # at a lower priority: it uses the core left idle, and must not delay the node's publishing
+            retargeter.tail_helper = TailHelper(RetargeterProcess(make, retargeter.robot, niceness=HELPER_NICENESS))
     except BaseException as exc:  # noqa: BLE001 (handed to the parent)
         conn.send(("error", exc))
         return
@@ -64,12 +70,15 @@ def _serve(conn: Connection) -> None:
     conn.send(("ok", None))
     while True:
         try:
-            args, kwargs = conn.recv()
+            method, args, kwargs = conn.recv()
         except (EOFError, OSError):  # the parent closed the socket or ended
             return
         try:
-            trajectory = retargeter.retarget(*args, **kwargs)
-            conn.send(("ok", dataclasses.replace(trajectory, robot=None)))
+            if method == "solve_tail":
+                conn.send(("ok", retargeter.solve_tail(*args, **kwargs)))
+            else:
+                trajectory = retargeter.retarget(*args, **kwargs)
+                conn.send(("ok", dataclasses.replace(trajectory, robot=None)))
         except Exception as exc:  # noqa: BLE001 (raised in the parent)
             conn.send(("error", exc))
 
@@ -78,12 +87,16 @@ class RetargeterProcess:
     """``retarget(...)`` of ``make()``'s Retargeter, run in a child process; results carry ``robot``.
 
     ``make`` must be picklable (a module-level function or a ``functools.partial`` of one) and
-    importable without the caller's main module.
-    Calls are serialised (one at a time)."""
+    importable without the caller's main module. ``tail_helper``: the child starts a second process
+    of its own and solves long motions in two halves at once (:meth:`Retargeter.solve_tail
+    <retarget.retargeter.Retargeter.solve_tail>`). Calls are serialised (one at a time)."""
 
-    def __init__(self, make: Callable[[], Retargeter], robot: Robot) -> None:
+    def __init__(self, make: Callable[[], Retargeter], robot: Robot, tail_helper: bool = False,
+                 niceness: int = 0) -> None:  # fmt: skip
         self.make = make
         self.robot = robot
+        self.tail_helper = tail_helper
+        self.niceness = niceness  # added to the child's (lower priority: it yields the cores to its parent)
         self._lock = threading.Lock()
         self._process: Any = None
         self._conn: Any = None
@@ -92,13 +105,14 @@ class RetargeterProcess:
     def _start(self) -> None:
         ours, theirs = socket.socketpair()
         with ours, theirs:
+            lower_priority = (lambda: os.nice(self.niceness)) if self.niceness else None
             process = subprocess.Popen(
                 [sys.executable, "-m", "retarget.process", str(theirs.fileno())], pass_fds=(theirs.fileno(),),
-                env={**os.environ, **ONE_THREAD},
+                env={**os.environ, **ONE_THREAD}, preexec_fn=lower_priority,
             )  # fmt: skip
             conn = Connection(ours.detach())
         try:
-            conn.send(self.make)
+            conn.send((self.make, self.tail_helper))
             if not conn.poll(START_TIMEOUT_S):
                 raise RetargetProcessError(f"the retargeting process did not start within {START_TIMEOUT_S:.0f} s")
             status, error = conn.recv()
@@ -117,23 +131,27 @@ class RetargeterProcess:
     def pid(self) -> int | None:
         return None if self._process is None else self._process.pid
 
-    def retarget(self, joints_T223: np.ndarray, fps: float, initial_q: np.ndarray | None = None,
-                 warm_start: RobotTrajectory | None = None, **options: Any) -> RobotTrajectory:  # fmt: skip
-        """:meth:`Retargeter.retarget <retarget.retargeter.Retargeter.retarget>` in the child process."""
-        if warm_start is not None:
-            warm_start = dataclasses.replace(warm_start, robot=None, report=None)
-        request = ((np.asarray(joints_T223), fps, initial_q, warm_start), options)
+    def _call(self, method: str, args: tuple, kwargs: dict) -> Any:
+        """Send one request and wait for its answer (holding the lock); raise the child's error."""
         with self._lock:
             if self._process is None or self._process.poll() is not None:
                 self._start()
             try:
-                self._conn.send(request)
+                self._conn.send((method, args, kwargs))
                 status, value = self._conn.recv()
             except (EOFError, OSError, BrokenPipeError) as exc:
                 self._process = None
                 raise RetargetProcessError(f"the retargeting process ended during a call: {exc!r}") from None
         if status != "ok":
             raise value
+        return value
+
+    def retarget(self, joints_T223: np.ndarray, fps: float, initial_q: np.ndarray | None = None,
+                 warm_start: RobotTrajectory | None = None, **options: Any) -> RobotTrajectory:  # fmt: skip
+        """:meth:`Retargeter.retarget <retarget.retargeter.Retargeter.retarget>` in the child process."""
+        if warm_start is not None:
+            warm_start = dataclasses.replace(warm_start, robot=None, report=None)
+        value = self._call("retarget", (np.asarray(joints_T223), fps, initial_q, warm_start), options)
         return dataclasses.replace(value, robot=self.robot)
 
     def close(self) -> None:
@@ -148,6 +166,44 @@ class RetargeterProcess:
                     self._process.kill()
                     self._process.wait()
             self._process = self._conn = None
+
+
+class TailHelper:
+    """The second half of a long motion, solved in another process while the caller solves the first
+    (:meth:`Retargeter.solve_tail <retarget.retargeter.Retargeter.solve_tail>`): :meth:`submit`, then
+    :meth:`collect`. One caller; a request never collected is collected (and dropped) by the next."""
+
+    def __init__(self, process: RetargeterProcess) -> None:
+        self.process = process
+        self._pending: threading.Thread | None = None
+        self._answer: tuple[str, Any] = ("error", RetargetProcessError("nothing was submitted"))
+
+    def submit(self, joints_T223: np.ndarray, fps: float, initial_q: np.ndarray | None, stand_in_place: bool,
+               start: int) -> None:  # fmt: skip
+        """Start solving from keyframe ``start`` on (returns at once)."""
+        if self._pending is not None:
+            self._pending.join()
+        args = (np.asarray(joints_T223), fps, initial_q, stand_in_place, start)
+
+        def call() -> None:
+            try:
+                self._answer = ("ok", self.process._call("solve_tail", args, {}))
+            except Exception as exc:  # noqa: BLE001 (raised by collect)
+                self._answer = ("error", exc)
+
+        self._pending = threading.Thread(target=call, name="moscale-tail-helper", daemon=True)
+        self._pending.start()
+
+    def collect(self) -> dict:
+        """Wait for the submitted half; raise its error."""
+        if self._pending is not None:
+            self._pending.join()
+            self._pending = None
+        status, value = self._answer
+        self._answer = ("error", RetargetProcessError("nothing was submitted"))
+        if status != "ok":
+            raise value
+        return value
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ class QualityReport:
     )
     warnings: list[str] = field(default_factory=list)
     scale: dict[str, float] = field(default_factory=dict)
+    split: str = "off"  # two halves at once (retargeter.py): "joined at <keyframe>", "no join (<gap>)" or "off"
     elapsed_s: float = 0.0
 
     def as_dict(self) -> dict:

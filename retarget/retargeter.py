@@ -13,6 +13,13 @@ Pipeline of :meth:`Retargeter.retarget`::
       -> velocities/accelerations; keyframes at a lower ik_fps are splined onto the control grid
          (trajectory.py) -> QualityReport
 
+Two halves at once: with a ``tail_helper`` (a second process, :mod:`retarget.process`), a motion solved
+at every step is split at frame ``m``: this process solves ``0..m``, the helper ``m - W..T`` from a
+seed on the same path (keyframes every ``SEED_STRIDE`` steps from the same start, then settled at
+``m - W``). Where the two agree within ``split_join_tolerance`` in the overlap (the IK forgets its
+start within a few frames when it follows the same branch), the helper's frames after the join
+point are taken; otherwise this process goes on alone (the result is then what it always was).
+
 Streaming: a coarse plan can run with a low ``ik_fps`` (few keyframes, a quick plan); a refinement
 passes the coarse trajectory as ``warm_start``: every keyframe starts from it and needs fewer
 iterations, and frame 0 skips the long settling. A standing motion (balance constraint) uses it
@@ -24,6 +31,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pinocchio as pin
@@ -46,6 +54,7 @@ TRACKED = ("root", "left_knee", "right_knee", "left_foot", "right_foot", "left_e
            "left_hand", "right_hand")  # fmt: skip
 REACH_WARNING_M = 0.10
 REFILL_ROUNDS = 2  # re-solves with IK filled in where the spline between keyframes penetrates
+SEED_STRIDE = 3  # a tail helper's seed: keyframes every 5 IK steps from the start to the overlap
 
 
 @dataclass
@@ -68,6 +77,11 @@ class RetargetConfig:
     contacts: ContactConfig = field(default_factory=ContactConfig)
     balance: BalanceConfig = field(default_factory=BalanceConfig)  # standing motions: CoM/ZMP in the support
     self_collision: CollisionConfig = field(default_factory=CollisionConfig)  # capsule pairs kept apart
+    # with a tail helper (retarget.process): a motion of at least split_min_frames IK steps is solved in two
+    # halves at once, joined where they agree within split_join_tolerance (rad, m), see Retargeter.solve_tail
+    split_min_frames: int = 100
+    split_overlap_frames: int = 10
+    split_join_tolerance: float = 5e-3
 
 
 def refill_keyframes(idx_K: np.ndarray, penetrating_N: np.ndarray) -> np.ndarray:
@@ -87,6 +101,7 @@ class _Keyframes:
     at_velocity_limit: np.ndarray
     limit_cost: np.ndarray  # (K, J) first-order tracking cost of each active bound (ik.py)
     balance: BalanceConstraint | None = None
+    split: str = "off"  # two halves at once: "joined at <frame>", "no join (<rad>)", or "off"
 
 
 def _heading(R_33: np.ndarray) -> float:
@@ -114,6 +129,7 @@ class Retargeter:
                     "(load the robot from its URDF file to keep arms out of the body)"
                 )
         self.ik.collision = self.collision
+        self.tail_helper: Any = None  # retarget.process.TailHelper: solves the second half at once
         data = robot.model.createData()
         q0 = robot.q_initial.copy()
         q0[:7] = [0, 0, 0, 0, 0, 0, 1]
@@ -163,6 +179,23 @@ class Retargeter:
         pin_feet(tg, contact, scale.robot_ankle_height, neutral_feet, fps, self.config.contacts)
         keep_soles_above_ground(tg, self.proportions.sole_from_ankle)
         return tg, scale, fps
+
+    def _prepared_targets(self, joints_T223: np.ndarray, fps: float, initial_q: np.ndarray | None,
+                          stand_in_place: bool) -> tuple[Targets, BodyScale, float, np.ndarray | None]:  # fmt: skip
+        """:meth:`targets`, then placed for the start: from ``initial_q`` (checked, clipped into the limits:
+        returned) moved onto the robot's place and blended from its pose, a standing motion on its stance;
+        from rest, a standing motion's stance widened to the robot's minimum."""
+        tg, scale, fps = self.targets(joints_T223, fps, stand_in_place)
+        if initial_q is not None:
+            initial_q = self._check_q(initial_q, "initial_q")
+            initial_q[7:] = np.clip(initial_q[7:], self.robot.lower, self.robot.upper)
+            self._align_to(tg, initial_q)
+            self._blend_from(tg, initial_q, fps)
+            if tg.contact_T2.all():
+                self._keep_stance(tg, initial_q)
+        elif tg.contact_T2.all():  # standing, from rest: the human's stance, widened to the robot's minimum
+            self._widen_stance(tg, self.config.balance.min_stance_width)
+        return tg, scale, fps, initial_q
 
     def _align_to(self, tg: Targets, q: np.ndarray) -> None:
         """Move targets rigidly (yaw + horizontal shift) so frame 0 starts where ``q`` stands."""
@@ -252,10 +285,13 @@ class Retargeter:
 
     # -- IK over keyframes -------------------------------------------------------------------------
     def _solve(self, tg: Targets, times_K: np.ndarray, initial_q: np.ndarray | None,
-               warm_start: RobotTrajectory | None, reuse: _Keyframes | None = None) -> _Keyframes:  # fmt: skip
+               warm_start: RobotTrajectory | None, reuse: _Keyframes | None = None, split_at: int | None = None,
+               from_frame: int = 0, from_q: np.ndarray | None = None) -> _Keyframes:  # fmt: skip
         """IK over the keyframes ``times_K``. ``reuse``: an earlier solve of a subset of these keyframes
         (a refill); its keyframes before the first new one are kept (and their CoM recorded for the balance
-        rows): solving them again would follow the same path."""
+        rows): solving them again would follow the same path. ``split_at``: after keyframe ``split_at``,
+        join the tail helper's answer (module docstring). ``from_frame``: start there instead, settled
+        from ``from_q`` (a tail helper's half; the keyframes before it stay zero)."""
         cfg, robot, ik = self.config, self.robot, self.ik
         K = len(times_K)
         lower, upper, vmax = robot.lower, robot.upper, robot.velocity_limits
@@ -267,7 +303,13 @@ class Retargeter:
         balance = BalanceConstraint(cfg.balance, self.proportions.sole_from_ankle, tg, times_K) if standing else None
         ik.balance = balance
         first = 1  # the first keyframe to solve after frame 0
-        if reuse is not None:
+        split = "off"
+        if from_frame > 0:
+            first = from_frame + 1
+            q = ik.solve_frame(from_q, tg, from_frame, lower, upper, cfg.settle_iterations, cfg.settle_step,
+                               cfg.settle_tolerance)  # fmt: skip
+            q_K[from_frame] = q
+        elif reuse is not None:
             n = min(len(reuse.times), K)
             differs = np.flatnonzero(times_K[:n] != reuse.times[:n])
             first = max(1, int(differs[0]) if len(differs) else n)
@@ -287,7 +329,7 @@ class Retargeter:
             )
         if first == 1:
             q_K[0] = q
-        for k in range(first if balance is not None else 0):  # the CoM history of the kept keyframes
+        for k in range(from_frame, first if balance is not None else 0):  # the CoM history of the kept keyframes
             balance.record(robot.model, ik.data, q_K[k], k)
         tol = 10 * LIMIT_SLACK
         for k in range(first, K):
@@ -308,9 +350,57 @@ class Retargeter:
             pos_lim[k] = ik.limit_active_J & ((qj <= lower + tol) | (qj >= upper - tol))
             vel_lim[k] = ik.limit_active_J & ~pos_lim[k]
             cost[k] = ik.limit_cost_J
-        pos_lim[0] = (q_K[0, 7:] <= lower + tol) | (q_K[0, 7:] >= upper - tol)
+            if k == split_at:
+                ik.balance = None  # (the helper's answer is read while the IK waits)
+                joined, split = self._join_tail(k, q_K, pos_lim, vel_lim, cost, balance)
+                ik.balance = balance
+                if joined:
+                    break
+        pos_lim[from_frame] = (q_K[from_frame, 7:] <= lower + tol) | (q_K[from_frame, 7:] >= upper - tol)
         ik.balance = None
-        return _Keyframes(times_K, q_K, pos_lim, vel_lim, cost, balance)
+        return _Keyframes(times_K, q_K, pos_lim, vel_lim, cost, balance, split)
+
+    def _join_tail(self, m: int, q_K: np.ndarray, pos_lim: np.ndarray, vel_lim: np.ndarray, cost: np.ndarray,
+                   balance: BalanceConstraint | None) -> tuple[bool, str]:  # fmt: skip
+        """Take the tail helper's keyframes after the overlap frame (in its second half, up to ``m``)
+        where both halves are closest, if within ``split_join_tolerance``; ``(joined, what happened)``."""
+        try:
+            tail = self.tail_helper.collect()
+        except Exception as exc:  # noqa: BLE001 (the helper failed: this process goes on alone)
+            return False, f"no join (helper: {exc!r})"[:200]
+        start = tail["start"]
+        overlap = np.arange(max(start + self.config.split_overlap_frames // 2, start + 1), m + 1)
+        gap_O = np.abs(q_K[overlap] - tail["q"][overlap - start]).max(axis=1)
+        best = int(np.argmin(gap_O))
+        if gap_O[best] > self.config.split_join_tolerance:
+            return False, f"no join ({gap_O[best]:.4f})"
+        j = int(overlap[best])
+        rest = slice(j + 1 - start, None)
+        q_K[j + 1 :], pos_lim[j + 1 :], vel_lim[j + 1 :] = tail["q"][rest], tail["pos_lim"][rest], tail["vel_lim"][rest]
+        cost[j + 1 :] = tail["cost"][rest]
+        if balance is not None:
+            balance.margin_K[j + 1 :] = tail["margin"][rest]
+        return True, f"joined at {j}"
+
+    def solve_tail(self, joints_T223: np.ndarray, fps: float, initial_q: np.ndarray | None, stand_in_place: bool,
+                   start: int) -> dict:  # fmt: skip
+        """A tail helper's half of :meth:`retarget` (same arguments, IK at every step, no warm start):
+        the same targets, a seed on the same path (keyframes every ``SEED_STRIDE`` steps from the same
+        start up to ``start``), settled at ``start``, then every step to the end. Returns the keyframes
+        from ``start`` on: ``q``, ``pos_lim``, ``vel_lim``, ``cost`` and the balance ``margin`` (NaN when
+        not standing)."""
+        tg, _, fps, initial_q = self._prepared_targets(joints_T223, fps, initial_q, stand_in_place)
+        T = len(tg)
+        if not 0 < start < T - 1:
+            raise InputError(f"solve_tail: start {start} outside (0, {T - 1})")
+        seed_idx = np.unique(np.concatenate([np.arange(0, start, SEED_STRIDE), [start]]))
+        seed = self._solve(tg.take(seed_idx), seed_idx / fps, initial_q, None)
+        keys = self._solve(tg, np.arange(T) / fps, None, None, from_frame=start, from_q=seed.q[-1])
+        margin = keys.balance.margin_K[start:] if keys.balance is not None else np.full(T - start, np.nan)
+        return {
+            "start": start, "q": keys.q[start:], "pos_lim": keys.at_position_limit[start:],
+            "vel_lim": keys.at_velocity_limit[start:], "cost": keys.limit_cost[start:], "margin": margin,
+        }  # fmt: skip
 
     # -- public API --------------------------------------------------------------------------------
     def retarget(
@@ -337,16 +427,8 @@ class Retargeter:
         """
         started = time.perf_counter()
         cfg, robot = self.config, self.robot
-        tg, scale, fps = self.targets(joints_T223, fps, stand_in_place)
-        if initial_q is not None:
-            initial_q = self._check_q(initial_q, "initial_q")
-            initial_q[7:] = np.clip(initial_q[7:], robot.lower, robot.upper)
-            self._align_to(tg, initial_q)
-            self._blend_from(tg, initial_q, fps)
-            if tg.contact_T2.all():
-                self._keep_stance(tg, initial_q)
-        elif tg.contact_T2.all():  # standing, from rest: the human's stance, widened to the robot's minimum
-            self._widen_stance(tg, cfg.balance.min_stance_width)
+        given = (joints_T223, fps, initial_q, stand_in_place)  # for a tail helper: the same targets there
+        tg, scale, fps, initial_q = self._prepared_targets(joints_T223, fps, initial_q, stand_in_place)
         T = len(tg)
         rate = ik_fps if ik_fps is not None else cfg.ik_fps
         if rate is not None and not rate > 0:
@@ -355,10 +437,16 @@ class Retargeter:
             idx = np.arange(T)
         else:
             idx = np.unique(np.concatenate([np.round(np.arange(0, T - 1, fps / rate)).astype(int), [T - 1]]))
+        split_at = None
+        if self.tail_helper is not None and len(idx) == T and warm_start is None and T >= cfg.split_min_frames:
+            overlap = cfg.split_overlap_frames
+            # this process solves m steps; the helper a seed, a settling and T - m + overlap steps
+            split_at = int(round((T + 1.2 * overlap + 5) / (2 - 1 / SEED_STRIDE)))
+            self.tail_helper.submit(*given, split_at - overlap)
         keys = None
         for round_ in range(REFILL_ROUNDS + 1):
             tg_K = tg.take(idx)
-            keys = self._solve(tg_K, idx / fps, initial_q, warm_start, reuse=keys)
+            keys = self._solve(tg_K, idx / fps, initial_q, warm_start, reuse=keys, split_at=split_at)
             out = resample(keys.times, keys.q, cfg.control_rate, robot.lower, robot.upper, robot.velocity_limits)
             contact_N2 = tg.contact_T2[: len(out["times"])]
             report, penetrating_N = self._report(keys, tg_K, out, contact_N2, scale, measure)
@@ -453,6 +541,7 @@ class Retargeter:
             standing=balance is not None,
             resample_correction_rad=float(out["velocity_clamp_correction"]),
             balance_keyframes_outside=balance.violations if balance is not None else 0,
+            split=keys.split,
             **measured,
         )
         return report, penetrating_N

@@ -269,12 +269,18 @@ def test_stop_service_brings_the_running_motion_to_rest(fresh, robot):
 
 
 def test_cancel_brings_the_motion_to_rest(fresh, robot):
-    client, _ = fresh("conformance_every")
-    handle = client.send_goal("run in a circle", duration=9.0, seed=7)
-    assert handle.wait_for_plans(1, timeout=30.0)
-    asked = now(client)
-    handle.cancel()
-    outcome = handle.wait(timeout=30.0)
+    """A cancel sent once the first plan is out. The node's plans follow each other within about
+    0.15 s (issue #19), so on a loaded machine the goal may finish before the cancel arrives: then
+    the motion simply runs, and the test tries again (a cancel must land in one of five tries)."""
+    for _ in range(5):
+        client, _ = fresh("conformance_every")
+        handle = client.send_goal("run in a circle", duration=9.0, seed=7)
+        assert handle.wait_for_plans(1, timeout=30.0)
+        asked = now(client)
+        handle.cancel()
+        outcome = handle.wait(timeout=30.0)
+        if outcome.status != "succeeded":
+            break
     assert outcome.status == "canceled", outcome.message
     wait_until_rest(client)
     replay = check_controller(client, robot)

@@ -211,6 +211,80 @@ def test_retarget_process_gives_the_in_process_result_and_raises_its_errors(clip
 
 
 @pytest.fixture(scope="module")
+def split_process():
+    """The node's IK process with its tail helper (retarget_split): a child that starts a second one."""
+    process = RetargeterProcess(
+        functools.partial(make_retargeter, "g1", None, 50.0), load_robot("g1"), tail_helper=True
+    )
+    yield process
+    process.close()
+
+
+class _FailingHelper:
+    def submit(self, *args) -> None:
+        pass
+
+    def collect(self) -> dict:
+        raise RuntimeError("helper gone")
+
+
+@pytest.mark.parametrize("clip", ["wave", "walk"])
+def test_two_halves_at_once_join_on_the_one_process_path(clips: dict, clip: str, split_process) -> None:
+    """Issue #19: a 6 s motion solved in two halves at once (this process 0..m, the helper from a seed on
+    the same path) is joined where both agree within 5 mrad; the trajectory is the one-process one within
+    that (measured on these clips: identical to 1e-6 rad), with the same quality figures. Without a join
+    (tolerance 0) or with a failing helper, the one process goes on alone and the result is identical."""
+    robot = load_robot("g1")
+    joints, fps = clips[clip]
+    joints_T223 = np.asarray(joints)[: int(6 * fps)]
+    alone = make_retargeter("g1", None, 50.0)
+    start_q = alone.retarget(joints_T223, fps, ik_fps=2.5, measure=False, stand_in_place=True).configuration_at(0.0)
+    one = alone.retarget(joints_T223, fps, initial_q=start_q)
+    two = split_process.retarget(joints_T223, fps, initial_q=start_q)
+    assert one.report.split == "off" and two.report.split.startswith("joined at "), two.report.split
+    assert np.abs(two.positions - one.positions).max() <= 5e-3
+    assert two.report.tracking_median_cm == pytest.approx(one.report.tracking_median_cm, abs=0.05)
+    assert two.report.balance_keyframes_outside == one.report.balance_keyframes_outside
+    assert two.report.self_penetrations == one.report.self_penetrations
+    assert two.robot is robot or two.robot.name == robot.name
+    helper = make_retargeter("g1", None, 50.0)
+    helper.tail_helper, helper.config.split_join_tolerance = _FailingHelper(), 0.0
+    failed = helper.retarget(joints_T223, fps, initial_q=start_q)
+    assert failed.report.split.startswith("no join (helper: RuntimeError")
+    np.testing.assert_array_equal(failed.positions, one.positions)
+
+
+def test_a_tail_the_halves_disagree_on_is_solved_by_one_process(clips: dict, split_process) -> None:
+    """With a join tolerance no overlap meets, the helper's half is dropped: the same trajectory as one
+    process alone, and the report says why."""
+    joints, fps = clips["walk"]
+    joints_T223 = np.asarray(joints)[: int(6 * fps)]
+    alone = make_retargeter("g1", None, 50.0)
+    one = alone.retarget(joints_T223, fps)
+    strict = make_retargeter("g1", None, 50.0)
+    strict.config.split_join_tolerance = -1.0
+    strict.tail_helper = split_process_helper = _HelperOf(split_process)
+    result = strict.retarget(joints_T223, fps)
+    assert split_process_helper.submitted == 1
+    assert result.report.split.startswith("no join (")
+    np.testing.assert_array_equal(result.positions, one.positions)
+
+
+class _HelperOf:
+    """A tail helper that runs ``solve_tail`` in a RetargeterProcess's child (as the node's does)."""
+
+    def __init__(self, process) -> None:
+        self.process, self.submitted, self._args = process, 0, None
+
+    def submit(self, *args) -> None:
+        self.submitted += 1
+        self._args = args
+
+    def collect(self) -> dict:
+        return self.process._call("solve_tail", self._args, {})
+
+
+@pytest.fixture(scope="module")
 def clips() -> dict:
     if not shared_data_archive().is_file():
         pytest.skip(f"Bandai-Namco archive absent: {shared_data_archive()}")

@@ -29,7 +29,8 @@ encoding of a new text; the node's figures over these (ratios: what retargeting,
 transport add). Per-stage breakdown, averaged over the commands, from the node's log line of
 every plan: each scale's generate, retarget (IK), shaping (easing, splice, validation) and publish
 time, and how many commands published that scale (an intermediate scale overtaken by a newer one
-while the previous one was retargeted is skipped).
+while the previous one was retargeted is skipped); how many final plans were solved in two halves
+at once and joined (``retarget_split``), and how many in one after the halves disagreed.
 """
 
 from __future__ import annotations
@@ -82,6 +83,17 @@ PLAN_LOG = re.compile(
     r"\[([0-9a-f]{8})\] scale (\d+)/(\d+): [\d.]+ ms since the command \(generate ([\d.]+) ms, retarget ([\d.]+) ms, "
     r"shaping ([\d.]+) ms, publish ([\d.]+) ms\)"
 )
+
+
+SPLIT_LOG = re.compile(r"\[([0-9a-f]{8})\] scale (\d+)/\2: .*; IK in two halves: (joined|no join)")
+
+
+def split_outcomes(log_text: str) -> dict:
+    """How many final plans the node solved in two halves at once and joined, and how many it solved
+    in one after the halves disagreed (``retarget_split``; the node's log line of each final plan)."""
+    outcomes = {match.group(1): match.group(3) for match in SPLIT_LOG.finditer(log_text)}
+    return {"joined": sum(v == "joined" for v in outcomes.values()),
+            "not_joined": sum(v == "no join" for v in outcomes.values())}  # fmt: skip
 
 
 def stage_breakdown(log_text: str, commands: int) -> dict:
@@ -175,7 +187,8 @@ def run(args: argparse.Namespace) -> dict:
     first = [c["first_plan_ms"] for c in done]
     final = [c["final_trajectory_ms"] for c in done]
     node_final = [c["plan_ready_in_node_ms"][-1] for c in done]
-    stages = stage_breakdown(log.read_text(errors="replace"), len(done))
+    log_text = log.read_text(errors="replace")
+    stages = stage_breakdown(log_text, len(done))
     alone = generation_only(checkpoint, device, list(COMMANDS[:repeats]))
     gen_first, gen_final = _percentile(alone["first"], 50), _percentile(alone["final"], 50)
     return {
@@ -201,6 +214,7 @@ def run(args: argparse.Namespace) -> dict:
         "ratio_first_plan_to_generation_first_p50": round(_percentile(first, 50) / gen_first, 2),
         "ratio_final_trajectory_to_generation_final_p50": round(_percentile(final, 50) / gen_final, 2),
         "stages_ms_mean_per_scale": stages,
+        "final_plan_ik_in_two_halves": split_outcomes(log_text),
         "goal_first_plan_ms": GOAL_FIRST_MS,
         "goal_final_trajectory_ms": GOAL_FINAL_MS,
         "meets_first_plan_goal_p50": _percentile(first, 50) <= GOAL_FIRST_MS,

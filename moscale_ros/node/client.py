@@ -7,7 +7,8 @@ Command line::
         [--repeat N] [--out final.npz] [--json]
 
 prints, per command, the receipt latency of each plan and of the final controller trajectory
-(measured in this process: monotonic time from just before sending to the receive callback).
+(measured in this process: monotonic time from just before sending to the middleware's reception of
+the sample, its ``received_timestamp``; the callback's own delay is not counted).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from rclpy.parameter import Parameter
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
+from moscale_common.collector import freeze_long_lived
 from moscale_ros.action import GenerateMotion
 from moscale_ros.control.jtc_rules import ControllerSettings, Replay, replay
 from moscale_ros.generation.request import echo_text
@@ -182,14 +184,23 @@ class MoScaleClient:
                     return None
                 self._lock.wait(left)
 
-    def _on_plan(self, msg: MotionPlan) -> None:
-        at, clock = time.monotonic(), self.node.get_clock().now().nanoseconds * 1e-9
+    def _receipt(self, info: dict | None) -> tuple[float, float]:
+        """``(monotonic, ROS clock)`` when the middleware received the sample: its ``received_timestamp``
+        (system clock, set by the DDS layer on arrival), so the time this process then took to deserialize
+        and call back (the GIL, a garbage-collector pass, the executor) is not counted; now, without it."""
+        wall, at, clock = time.time(), time.monotonic(), self.node.get_clock().now().nanoseconds * 1e-9
+        received_ns = (info or {}).get("received_timestamp") or 0
+        delay = min(max(wall - received_ns * 1e-9, 0.0), 1.0) if received_ns else 0.0
+        return at - delay, clock - delay
+
+    def _on_plan(self, msg: MotionPlan, info: dict) -> None:
+        at, clock = self._receipt(info)
         with self._lock:
             self.plans.append(Received(msg, at, clock))
             self._lock.notify_all()
 
-    def _on_trajectory(self, msg: JointTrajectory) -> None:
-        at, clock = time.monotonic(), self.node.get_clock().now().nanoseconds * 1e-9
+    def _on_trajectory(self, msg: JointTrajectory, info: dict) -> None:
+        at, clock = self._receipt(info)
         with self._lock:
             self.trajectories.append(Received(msg, at, clock))
             self._lock.notify_all()
@@ -419,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
             if not client.wait_ready(args.timeout):
                 print(f"client: {args.node} did not come up within {args.timeout:g} s", file=sys.stderr)
                 return 3
+            freeze_long_lived()  # short collector passes while messages arrive (moscale_common/collector.py)
             outcomes = []
             for i in range(args.repeat or len(args.texts)):
                 text = args.texts[i % len(args.texts)]

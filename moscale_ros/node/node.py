@@ -670,6 +670,7 @@ class MoScaleNode(Node):
         if step.is_final:
             job.final_plan = plan
         publish_ms = (time.perf_counter() - tick) * 1e3
+        split = getattr(step.retarget_report, "split", "off")  # the final plan's IK in two halves (retarget_split)
         self.get_logger().info(
             f"[{step.request.request_id[:8]}] scale {step.scale_index}/{step.num_scales}: "
             f"{step.latency_s * 1e3:.0f} ms since the command (generate {step.generate_s * 1e3:.0f} ms, "
@@ -677,6 +678,7 @@ class MoScaleNode(Node):
             f"publish {publish_ms:.1f} ms), "
             f"{len(step.trajectory.times)} points from {step.start_time:.3f} (motion t0={step.motion_start:.3f})"
             + (f" -> controller, switch step {step.switch_step_ratio:.2f} x limit" if step.to_controller else "")
+            + (f"; IK in two halves: {split}" if split != "off" else "")
         )
 
     def _send(self, step: PlanStep, trajectory: JointTrajectory) -> None:
