@@ -572,11 +572,14 @@ class MotionPipeline:
         # and retargeted (in order, each as soon as it and the one before are done) while k is shaped
         # and published: the IK of the next scale does not wait for this thread's work
         stream = ScalesAhead(self._retarget_each(scales, initial_q))
-        generated_s = 0.0
+        generated_s = held_s = 0.0
         try:
-            for item in stream:
+            for n, item in enumerate(stream):
                 scale, joints_T223 = item.scale, item.joints_T223
-                generate_s, generated_s = scale.elapsed_s - generated_s, scale.elapsed_s
+                # the model's time for this scale: not the time the stream was held for the first plan
+                held_now = scales.held_before[n]
+                generate_s, generated_s = scale.elapsed_s - generated_s - (held_now - held_s), scale.elapsed_s
+                held_s = held_now
                 if should_stop():
                     return
                 tick = time.perf_counter()

@@ -13,6 +13,7 @@ it is generating and waits for it (the model is not used by two threads after ``
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,12 +25,16 @@ class ScalesAhead:
 
     ``waiting_max`` is the most items that were ever ready and waiting for the caller (1: generation
     never got more than one scale ahead). With ``hold``, the item at index ``hold_from`` and later ones
-    are produced only once ``hold`` is set (or :meth:`close`).
+    are produced only once ``hold`` is set (or :meth:`close`); ``held_s`` is how long that took, and
+    ``held_before[n]`` what it was when item ``n`` was produced (a stream that times its items counts
+    the hold in the next one's).
     """
 
     def __init__(self, stream: Iterator[Any], hold: threading.Event | None = None, hold_from: int = 2) -> None:
         self._stream = stream
         self._hold, self._hold_from = hold, hold_from
+        self.held_s = 0.0
+        self.held_before: list[float] = []  # held_s when each item was produced
         self._items: list[Any] = []
         self._error: BaseException | None = None
         self._finished = False
@@ -44,13 +49,16 @@ class ScalesAhead:
             for index, item in enumerate(self._stream):
                 with self._ready:
                     self._items.append(item)
+                    self.held_before.append(self.held_s)
                     self.waiting_max = max(self.waiting_max, len(self._items))
                     self._ready.notify()
                     if self._stopping:
                         break
                 if self._hold is not None and index + 1 == self._hold_from:  # before asking for the next
+                    held_from = time.perf_counter()
                     while not self._hold.wait(0.05) and not self._stopping:
                         pass
+                    self.held_s = time.perf_counter() - held_from
         except BaseException as exc:  # noqa: BLE001 (handed to the consumer, which raises it)
             with self._ready:
                 self._error = exc
