@@ -143,3 +143,24 @@ def test_smoothing_keeps_ends_limits_and_steps_and_rounds_clipped_corners(g1):
     eased = ease(clipped, 0.5, 0.5)
     assert np.abs(eased.velocities[:, elbow]).max() <= 1.01 * speed
     validate_trajectory(eased, g1)
+
+
+def test_a_splice_no_blend_can_keep_names_where_and_how_fast():
+    """When the commanded path itself runs faster than the blend's bound (the limits less the spline
+    margin), no blend length helps: the error says which joint, when, and how fast the commanded
+    path is there (the node logs it with the failed command)."""
+    names, t_N = ["a", "b"], np.arange(0, 2.0, 0.02)
+
+    def trajectory(positions_NJ: np.ndarray) -> RobotTrajectory:
+        velocities_NJ = np.gradient(positions_NJ, t_N, axis=0)
+        velocities_NJ[-1] = 0.0
+        return RobotTrajectory(
+            joint_names=names, times=t_N, base_poses=np.tile([0, 0, 0, 0, 0, 0, 1.0], (len(t_N), 1)),
+            positions=positions_NJ, velocities=velocities_NJ, accelerations=np.zeros_like(positions_NJ),
+            control_rate=50.0, report=None, final_q=np.r_[0, 0, 0, 0, 0, 0, 1.0, positions_NJ[-1]],
+        )  # fmt: skip
+
+    timeline = ControllerTimeline(names, np.array([1.0, 1.0]), 50.0, None, 0.5, 0.1)
+    assert timeline.record(trajectory(np.stack([0.999 * t_N, 0 * t_N], axis=1)), 10.0, 10.0) is None
+    with pytest.raises(ValueError, match=r"fastest: a at [\d.]+ s, [\d.]+ rad/s against 0\.980; the commanded path"):
+        timeline.splice(trajectory(np.zeros((len(t_N), 2))), 10.0, 10.5)

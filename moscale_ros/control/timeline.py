@@ -25,7 +25,13 @@ from moscale_ros.control.jtc_rules import (
     JointTrajectoryControllerModel,
     TrajectoryMessage,
 )
-from moscale_ros.control.shaping import base_poses_at, blend_from_path, ease, within_speed_limits
+from moscale_ros.control.shaping import (
+    base_poses_at,
+    blend_from_path,
+    ease,
+    finite_difference_speed,
+    within_speed_limits,
+)
 from retarget.trajectory import RobotTrajectory
 
 REST_SPEED = 1e-6  # rad/s below which every joint counts as at rest
@@ -125,9 +131,22 @@ class ControllerTimeline:
                 return blended
             if blend_s >= part.duration:
                 raise ValueError(
-                    f"no blend of up to {part.duration:.2f} s from the commanded motion keeps the joint speed limits"
+                    f"no blend of up to {part.duration:.2f} s from the commanded motion keeps the joint speed limits "
+                    f"({self._fastest(blended, v_NJ)})"
                 )
             blend_s = min(1.5 * blend_s, part.duration)
+
+    def _fastest(self, blended: RobotTrajectory, commanded_v_NJ: np.ndarray) -> str:
+        """Where a blend is fastest against the limits, and how fast the commanded path and the plan are
+        there (for the error of a splice that cannot keep them)."""
+        limit_J = (1 - SPLINE_MARGIN) * self.velocity_limits_J
+        implied_NJ = np.vstack([finite_difference_speed(blended), np.zeros((1, limit_J.size))])
+        speed_NJ = np.maximum(np.abs(blended.velocities), implied_NJ)
+        i, j = np.unravel_index(np.argmax(speed_NJ / limit_J), speed_NJ.shape)
+        return (
+            f"fastest: {self.settings.joints[j]} at {blended.times[i]:.2f} s, {speed_NJ[i, j]:.3f} rad/s "
+            f"against {limit_J[j]:.3f}; the commanded path there {abs(commanded_v_NJ[i, j]):.3f} rad/s"
+        )
 
     def lead_in(self, trajectory: RobotTrajectory, switch: float, now: float) -> tuple[RobotTrajectory, float]:
         """``trajectory`` (from ``switch``) preceded by the commanded path on its grid from the last
