@@ -571,7 +571,8 @@ class MotionPipeline:
         scales = ScalesAhead(self._stream(request, prefix), hold=first_out)
         # and retargeted (in order, each as soon as it and the one before are done) while k is shaped
         # and published: the IK of the next scale does not wait for this thread's work
-        stream = ScalesAhead(self._retarget_each(scales, initial_q))
+        ended = threading.Event()  # set when this run ends: the retarget stage starts no other scale
+        stream = ScalesAhead(self._retarget_each(scales, initial_q, ended))
         generated_s = held_s = 0.0
         try:
             for n, item in enumerate(stream):
@@ -654,17 +655,21 @@ class MotionPipeline:
                 if should_stop():
                     return
         finally:
+            ended.set()
             first_out.set()
-            stream.close()
+            stream.close()  # after the retarget in progress, if any (as before the stage had its thread)
             scales.close()
 
-    def _retarget_each(self, scales: Iterator[Any], initial_q: np.ndarray | None) -> Iterator[Retargeted]:
+    def _retarget_each(self, scales: Iterator[Any], initial_q: np.ndarray | None,
+                       ended: threading.Event) -> Iterator[Retargeted]:  # fmt: skip
         """Every scale retargeted, in order (:meth:`_retarget`): the first one from ``initial_q`` (or
         from rest), every later one starting at the first one's pose, on the same stance (and, under
         cmd_vel, warm-started from the one before). A scale that cannot be retargeted is handed over
-        with its error, and ends the stream."""
+        with its error, and ends the stream; so does ``ended`` (the caller stopped)."""
         warm_start: RobotTrajectory | None = None
         for scale in scales:
+            if ended.is_set():
+                return
             # A continuation starts with the prefix: keep its last frame (the pose at the start).
             kept_from = max(getattr(scale, "prefix_frames", 0) - 1, 0)
             joints_T223 = np.asarray(scale.joints[kept_from:], np.float32)

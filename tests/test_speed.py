@@ -122,6 +122,30 @@ def test_the_next_scale_is_retargeted_while_the_caller_still_holds_the_current_p
         assert calls[k + 1][0] < handed_back[k]  # the IK of scale k+2 began while plan k+1 was still held
 
 
+def test_a_stopped_run_retargets_no_scale_after_the_one_in_progress(untrained_generator) -> None:
+    """When the caller stops after the first plan (a cancel, a newer command), the retarget stage
+    finishes at most the scale it is on and starts no other: the run returns as soon as it did when
+    the IK ran in the caller's thread."""
+    pipeline = build_pipeline(PipelineConfig(checkpoint=untrained_generator, device="cpu", retarget_process=False))
+    calls: list[int] = []
+    retarget = pipeline.retargeter.retarget
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        time.sleep(0.05)  # a slow IK: the generator is scales ahead
+        return retarget(*args, **kwargs)
+
+    pipeline.retargeter.retarget = counted
+    stop = threading.Event()
+    steps = []
+    for step in pipeline.run(pipeline.request("wave the right hand", 2.0, 0), should_stop=stop.is_set):
+        steps.append(step)
+        stop.set()
+        time.sleep(0.2)  # the generator and the retarget stage run on meanwhile
+    assert len(steps) == 1 and steps[0].num_scales >= 3
+    assert len(calls) <= 2, calls  # scale 1, and at most scale 2 that was in progress
+
+
 def _chain(retargeter, scales, first_ik_fps: float, measure_final: bool = True):
     """Every scale retargeted in order, each starting at the first plan's pose (the pipeline's path
     under locomotion whole_body): coarse plans unmeasured at 5 Hz keyframes, the first at
