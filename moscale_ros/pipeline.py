@@ -656,9 +656,8 @@ class MotionPipeline:
                     return
         finally:
             ended.set()
-            first_out.set()
+            scales.close()  # the generator stops after the scale in progress (a held one at once)
             stream.close()  # after the retarget in progress, if any (as before the stage had its thread)
-            scales.close()
 
     def _retarget_each(self, scales: Iterator[Any], initial_q: np.ndarray | None,
                        ended: threading.Event) -> Iterator[Retargeted]:  # fmt: skip

@@ -59,6 +59,8 @@ class ScalesAhead:
                     while not self._hold.wait(0.05) and not self._stopping:
                         pass
                     self.held_s = time.perf_counter() - held_from
+                    if self._stopping:  # closed while held: no further item
+                        break
         except BaseException as exc:  # noqa: BLE001 (handed to the consumer, which raises it)
             with self._ready:
                 self._error = exc
