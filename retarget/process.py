@@ -68,19 +68,23 @@ def _serve(conn: Connection) -> None:
         return
     freeze_long_lived()  # the robot and libraries out of the collector's full passes
     conn.send(("ok", None))
-    while True:
-        try:
-            method, args, kwargs = conn.recv()
-        except (EOFError, OSError):  # the parent closed the socket or ended
-            return
-        try:
-            if method == "solve_tail":
-                conn.send(("ok", retargeter.solve_tail(*args, **kwargs)))
-            else:
-                trajectory = retargeter.retarget(*args, **kwargs)
-                conn.send(("ok", dataclasses.replace(trajectory, robot=None)))
-        except Exception as exc:  # noqa: BLE001 (raised in the parent)
-            conn.send(("error", exc))
+    try:
+        while True:
+            try:
+                method, args, kwargs = conn.recv()
+            except (EOFError, OSError):  # the parent closed the socket or ended
+                return
+            try:
+                if method == "solve_tail":
+                    conn.send(("ok", retargeter.solve_tail(*args, **kwargs)))
+                else:
+                    trajectory = retargeter.retarget(*args, **kwargs)
+                    conn.send(("ok", dataclasses.replace(trajectory, robot=None)))
+            except Exception as exc:  # noqa: BLE001 (raised in the parent)
+                conn.send(("error", exc))
+    finally:
+        if retargeter.tail_helper is not None:  # ends (and is reaped) before this process does
+            retargeter.tail_helper.process.close()
 
 
 class RetargeterProcess:

@@ -29,6 +29,7 @@ import functools
 import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -277,6 +278,18 @@ def test_two_halves_at_once_join_on_the_one_process_path(clips: dict, clip: str,
     failed = helper.retarget(joints_T223, fps, initial_q=start_q)
     assert failed.report.split.startswith("no join (helper: RuntimeError")
     np.testing.assert_array_equal(failed.positions, one.positions)
+
+
+def test_the_tail_helper_ends_with_its_ik_process() -> None:
+    """The helper is the IK process's own child: closing the IK process ends and reaps it too (no
+    process is left over, not even a zombie)."""
+    make = functools.partial(make_retargeter, "g1", None, 50.0)
+    process = RetargeterProcess(make, load_robot("g1"), tail_helper=True)
+    tasks = Path(f"/proc/{process.pid}/task").glob("*")
+    helpers = [int(pid) for task in tasks for pid in (task / "children").read_text().split()]
+    assert len(helpers) == 1
+    process.close()
+    assert not Path(f"/proc/{helpers[0]}").exists()
 
 
 def test_a_tail_the_halves_disagree_on_is_solved_by_one_process(clips: dict, split_process) -> None:
