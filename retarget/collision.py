@@ -166,9 +166,7 @@ class SelfCollision:
         self.local_a_L3 = np.array([c[0] for c in caps])
         self.local_b_L3 = np.array([c[1] for c in caps])
         self.radius_L = np.array([c[2] for c in caps])
-        self._local_h_L42 = np.stack([np.c_[self.local_a_L3, np.ones(len(links))],
-                                      np.c_[self.local_b_L3, np.ones(len(links))]], axis=2)  # fmt: skip
-        # the same as a point and a direction (b - a, w = 0): one product gives a and u = b - a
+        # each capsule as its point a and direction b - a, homogeneous (w = 1, 0): one product places both
         axis_L3 = self.local_b_L3 - self.local_a_L3
         self._local_au_L42 = np.stack([np.c_[self.local_a_L3, np.ones(len(links))],
                                        np.c_[axis_L3, np.zeros(len(links))]], axis=2)  # fmt: skip
@@ -196,26 +194,15 @@ class SelfCollision:
         self._layout_cache: tuple | None = None
         self._all_pairs = self._layout(None)
 
-    def world_ends(self, data: pin.Data, links: np.ndarray | None = None) -> np.ndarray:
-        """Capsule end points ``(L, 3, 2)`` (columns ``a``, ``b``) of ``links`` (default all) at ``data``'s
-        frame placements."""
-        return self.ends_at(self.placements(data, links), links)
-
     def placements(self, data: pin.Data, links: np.ndarray | None = None) -> np.ndarray:
         """Homogeneous placements ``(L, 4, 4)`` of the frames of ``links`` (default all) in ``data``."""
         oMf, frame_ids = data.oMf, self.frame_ids
         chosen = frame_ids if links is None else [frame_ids[link] for link in links]
         return np.array([oMf[fid].homogeneous for fid in chosen]).reshape(-1, 4, 4)
 
-    def ends_at(self, H_L44: np.ndarray, links: np.ndarray | None = None) -> np.ndarray:
-        """Capsule end points ``(L, 3, 2)`` of ``links`` (default all) placed by ``H_L44`` (their frames)."""
-        local_h_L42 = self._local_h_L42 if links is None else self._local_h_L42[links]
-        return H_L44[:, :3] @ local_h_L42
-
     def link_poses(self, data: pin.Data) -> tuple[np.ndarray, np.ndarray]:
         """Rotations ``(L, 3, 3)`` and origins ``(L, 3)`` of every capsule link at ``data``'s frames."""
-        oMf = data.oMf
-        H_L44 = np.array([oMf[fid].homogeneous for fid in self.frame_ids])
+        H_L44 = self.placements(data)
         return H_L44[:, :3, :3], H_L44[:, :3, 3]
 
     def distances_of_poses(self, R_NL33: np.ndarray, o_NL3: np.ndarray) -> np.ndarray:
@@ -233,22 +220,22 @@ class SelfCollision:
         """Closest points and surface distances (m, < 0: penetration) of the pairs at ``data``'s frames."""
         pair_P2 = self.pair_P2 if pair_P2 is None else pair_P2
         i, j = pair_P2[:, 0], pair_P2[:, 1]
-        p, q, centre_distance = self._closest(data, i, j)
-        return p, q, centre_distance - self.radius_L[i] - self.radius_L[j]
+        p, q, centre = self._pair_points(self.placements(data), self._local_au_L42, i, j, self._lengths(None, i, j))
+        return p, q, centre - self.radius_L[i] - self.radius_L[j]
 
-    def _closest(self, data: pin.Data, i: np.ndarray, j: np.ndarray, links: np.ndarray | None = None,
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-        """Closest points ``p`` (on link ``i``), ``q`` (on ``j``) and axis distance of link pairs ``(i, j)``;
-        with ``links``, ``i`` and ``j`` index into ``links`` (only their placements are read)."""
-        return self._closest_of_ends(self.world_ends(data, links), i, j)
+    def _lengths(self, links: np.ndarray | None, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``(|u|^2, |v|^2, 1/|u|^2, 1/|v|^2)`` of pairs ``(i, j)`` (indices into ``links``; None: all)."""
+        length2_L = self._length2_L if links is None else self._length2_L[links]
+        uu, vv = length2_L[i], length2_L[j]
+        return uu, vv, _reciprocal(uu), _reciprocal(vv)
 
     @staticmethod
-    def _closest_of_ends(ends_L32: np.ndarray, i: np.ndarray, j: np.ndarray,
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-        a_L3 = ends_L32[:, :, 0]
-        u_L3 = ends_L32[:, :, 1] - a_L3
-        uu_L = np.einsum("lk,lk->l", u_L3, u_L3)
-        return _closest_points(a_L3[i], u_L3[i], a_L3[j], u_L3[j], uu_L[i], uu_L[j])
+    def _pair_points(H_L44: np.ndarray, local_au_L42: np.ndarray, i: np.ndarray, j: np.ndarray,
+                     lengths: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+        """Closest points and axis distances of link pairs ``(i, j)``, the links placed by ``H_L44``."""
+        au_L32 = H_L44[:, :3] @ local_au_L42  # [:, :, 0] the point a, [:, :, 1] the direction u = b - a
+        au_i, au_j = au_L32.take(i, 0), au_L32.take(j, 0)
+        return _closest_points_given(au_i[:, :, 0], au_i[:, :, 1], au_j[:, :, 0], au_j[:, :, 1], lengths)
 
     def _layout(self, candidates: np.ndarray | None) -> tuple:
         """``(links, i, j, radii, floors, support, local_au, lengths)`` of the pairs ``candidates`` (default
@@ -265,18 +252,9 @@ class SelfCollision:
                 i, j = (x.copy() for x in inverse.reshape(-1, 2).T)
                 radii, floors = self.radii_P[candidates], self.floor_P[candidates]
                 support, local_au = self.support_LV[links], self._local_au_L42[links]
-            length2_L = self._length2_L if links is None else self._length2_L[links]
-            uu, vv = length2_L[i], length2_L[j]
-            lengths = (uu, vv, _reciprocal(uu), _reciprocal(vv))
+            lengths = self._lengths(links, i, j)
             self._layout_cache = (key, (links, i, j, radii, floors, support, local_au, lengths))
         return self._layout_cache[1]
-
-    def _pair_points(self, H_L44: np.ndarray, layout: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Closest points and axis distances of ``layout``'s pairs, its links placed by ``H_L44``."""
-        _, i, j, _, _, _, local_au_L42, lengths = layout
-        au_L32 = H_L44[:, :3] @ local_au_L42  # [:, :, 0] the point a, [:, :, 1] the direction u = b - a
-        au_i, au_j = au_L32.take(i, 0), au_L32.take(j, 0)
-        return _closest_points_given(au_i[:, :, 0], au_i[:, :, 1], au_j[:, :, 0], au_j[:, :, 1], lengths)
 
     def candidate_links(self, candidates: np.ndarray) -> np.ndarray:
         """The links (indices into ``link_names``) of the pairs ``candidates``, sorted: what
@@ -289,7 +267,8 @@ class SelfCollision:
 
     def candidates_at(self, H_L44: np.ndarray) -> np.ndarray:
         """:meth:`candidates` with every link placed by ``H_L44``."""
-        _, _, centre = self._pair_points(H_L44, self._all_pairs)
+        _, i, j, _, _, _, local_au, lengths = self._all_pairs
+        _, _, centre = self._pair_points(H_L44, local_au, i, j, lengths)
         return np.flatnonzero(centre - self.radii_P < self.config.activation_distance + CANDIDATE_MARGIN)
 
     def rows(self, model: pin.Model, data: pin.Data, candidates: np.ndarray | None = None,
@@ -308,9 +287,8 @@ class SelfCollision:
         near ones ``A = (W J) * S`` summed over both sides (WORLD: the linear part is the velocity at
         the world origin, so ``n . v_p = n . v_0 + (p x n) . w``), ``W = [+-n, p x +-n]`` and ``S`` the
         0/1 support columns of each side's link."""
-        layout = self._layout(candidates)
-        _, i, j, radii_P, floor_P, support_LV, _, _ = layout
-        p, q, centre = self._pair_points(H_L44, layout)
+        _, i, j, radii_P, floor_P, support_LV, local_au, lengths = self._layout(candidates)
+        p, q, centre = self._pair_points(H_L44, local_au, i, j, lengths)
         distance = centre - radii_P
         near = np.flatnonzero(distance < self.config.activation_distance)
         R = len(near)

@@ -281,14 +281,12 @@ class TaskSpaceIK:
             self._gather_cache[key] = cached
         return cached
 
-    def step(
-        self, q: np.ndarray, tg: Targets, k: int, lo: np.ndarray, hi: np.ndarray, last: bool = False
-    ) -> np.ndarray:
+    def step(self, q: np.ndarray, tg: Targets, k: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """One IK iteration from ``q`` towards frame ``k``'s targets; joints stay in ``[lo, hi]``.
 
         Self-collision candidates are searched every ``CANDIDATE_REFRESH`` steps, their rows
-        linearised at every iteration (collision.py). ``last`` records limit
-        activity and its cost (module docstring) in ``limit_active_J`` / ``limit_cost_J``."""
+        linearised at every iteration (collision.py). The step's QP is kept for :meth:`solve_frame`
+        to record limit activity and its cost (module docstring) from the last step it takes."""
         if self._prepared_for is not tg:
             self._prepare(tg)
         collision = self.collision
@@ -332,8 +330,6 @@ class TaskSpaceIK:
         else:
             dq = self.solve_qp(H, g, lb, ub)
         self._last_qp = (H, g, dq, lb[6:].copy(), ub[6:].copy())
-        if last:
-            self._record_limits(*self._last_qp)
         return pin.integrate(self.model, q, dq)
 
     def _record_limits(self, H: np.ndarray, g: np.ndarray, dq: np.ndarray, lb_J: np.ndarray, ub_J: np.ndarray) -> None:
