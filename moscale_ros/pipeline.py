@@ -128,10 +128,14 @@ class PipelineConfig:
     retarget_split: bool = setting(
         True,
         "true (with retarget_process): the final plan's IK in two halves at once, the second in one more "
-        "process, joined where both agree within 1 mrad (else solved in one)",
+        "process, joined where both agree within the retargeter's split_join_tolerance (else solved in one)",
     )
     ease_duration: float = setting(0.5, "s over which every plan slows to rest at its end", SECONDS, live=True)
     switch_lead: float = setting(0.1, "s from a later plan being ready to its switch time", SECONDS)
+    late_guard: float = setting(
+        0.04, "s: a plan about to be sent with less than this left before its switch time is spliced again "
+        "from the time of sending (below switch_lead)", SECONDS,
+    )  # fmt: skip
     stop_duration: float = setting(
         0.6, "s in which ~/stop or a goal cancel brings the motion to rest", Range(0.05, 5.0, "s"), live=True
     )
@@ -161,6 +165,8 @@ class PipelineConfig:
             raise ConfigError(
                 f"default_duration {self.default_duration} is outside [{self.min_duration}, {self.max_duration}]"
             )
+        if self.late_guard >= self.switch_lead:
+            raise ConfigError(f"late_guard {self.late_guard} must be below switch_lead {self.switch_lead}")
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
             raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -397,6 +403,9 @@ class PlanStep:
     shaping_s: float = 0.0  # easing, splicing into the commanded motion and validation of this scale
     locomotion: Locomotion = "whole_body"  # cmd_vel: legs to the walking controller, base_velocity_N3 to it
     base_velocity_N3: np.ndarray | None = None  # noqa: N815 (shape suffix); cmd_vel: (v_x, v_y, w_z) per point
+    switch_time: float = 0.0  # absolute time the plan leaves the commanded path (its lead-in ends there)
+    eased: RobotTrajectory | None = None  # the plan before splicing (times from motion_start): to splice again
+    late: bool = False  # spliced again just before sending: its first switch time was (nearly) past
 
 
 def segment_timing(scale: Any, kept_from: int, kept_frames: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -604,6 +613,7 @@ class MotionPipeline:
                     eased = ease(motion, ease_in, self.config.ease_duration)
                     switch = self.timeline.switch_time(start, self.clock())
                     trajectory = self.timeline.splice(eased, start, switch)
+                    spliced_from = eased if trajectory is not None else None
                     now = self.clock()
                     if trajectory is None:  # the motion is over before this plan could take over
                         if not scale.is_final:
@@ -650,6 +660,8 @@ class MotionPipeline:
                     shaping_s=shaping_s,
                     locomotion="cmd_vel" if travelling else "whole_body",
                     base_velocity_N3=base_velocity_N3,
+                    switch_time=switch,
+                    eased=spliced_from,
                 )
                 first_out.set()
                 if should_stop():
@@ -705,6 +717,35 @@ class MotionPipeline:
         seed = request.seed if request.seed is not None else random_seed()
         specs = [PartSpec(s.text, s.seconds, part_seed(seed, i)) for i, s in enumerate(request.segments)]
         return stream_sequence(self.generator, specs, prefix, max(self.config.prefix_seconds, 1.0 / 20.0))
+
+    def on_time(self, step: PlanStep, now: float | None = None) -> PlanStep:
+        """``step``, or, when less than ``late_guard`` s are left before its switch time at ``now``
+        (default: the clock), the same plan spliced again from ``now`` (a new switch time, lead-in and
+        predicted step; ``late`` set). A plan sent after its switch time would reach the controller
+        past the end of its lead-in: the controller samples it where it has already left the commanded
+        path and the command jumps. A plan whose motion ends before it could take over goes to
+        ``~/plan`` only; a plan that cannot be spliced again within the limits is returned as it was."""
+        now = self.clock() if now is None else now
+        if not step.to_controller or step.eased is None or self.timeline.model is None:
+            return step
+        if now + self.config.late_guard <= step.switch_time:
+            return step
+        switch = self.timeline.switch_time(step.motion_start, now)
+        try:
+            trajectory = self.timeline.splice(step.eased, step.motion_start, switch)
+        except ValueError:
+            return step
+        if trajectory is None:  # the motion is over: the plan is still the command's result on ~/plan
+            return dataclasses.replace(step, trajectory=step.eased, start_time=step.motion_start, to_controller=False,
+                           switch_step=0.0, switch_step_ratio=0.0, late=True)  # fmt: skip
+        trajectory, stamp = self.timeline.lead_in(trajectory, switch, now)
+        validate_trajectory(trajectory, self.robot, self.config.limit_tolerance)
+        base_velocity_N3 = self.base_velocities(trajectory) if step.base_velocity_N3 is not None else None
+        predicted, ratio = self.timeline.predicted_step(trajectory, stamp, now)
+        return dataclasses.replace(
+            step, trajectory=trajectory, start_time=stamp, switch_time=switch, switch_step=predicted,
+            switch_step_ratio=ratio, base_velocity_N3=base_velocity_N3, late=True,
+        )  # fmt: skip
 
     def stop(self) -> PlanStep | None:
         """A trajectory that brings what the controller commands to rest within ``stop_duration`` s,

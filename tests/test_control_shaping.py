@@ -145,22 +145,39 @@ def test_smoothing_keeps_ends_limits_and_steps_and_rounds_clipped_corners(g1):
     validate_trajectory(eased, g1)
 
 
+def _two_joints(t_N: np.ndarray, positions_NJ: np.ndarray) -> RobotTrajectory:
+    """Joints ``a`` and ``b`` (limits 1 rad/s in the tests below) on ``positions_NJ``, at rest at the end."""
+    velocities_NJ = np.gradient(positions_NJ, t_N, axis=0)
+    velocities_NJ[-1] = 0.0
+    return RobotTrajectory(
+        joint_names=["a", "b"], times=t_N, base_poses=np.tile([0, 0, 0, 0, 0, 0, 1.0], (len(t_N), 1)),
+        positions=positions_NJ, velocities=velocities_NJ, accelerations=np.zeros_like(positions_NJ),
+        control_rate=50.0, report=None, final_q=np.r_[0, 0, 0, 0, 0, 0, 1.0, positions_NJ[-1]],
+    )  # fmt: skip
+
+
+def test_a_commanded_path_faster_than_the_margin_is_still_spliced():
+    """The commanded path runs at 99.9 % of joint a's limit at the switch, above the blends' usual
+    98 % bound. At the switch a blend is that path: a fixed bound failed every blend length ("no
+    blend of up to ..."); the bound is the path's own speed there, so the splice keeps the limit."""
+    t_N = np.arange(0, 2.0, 0.02)
+    timeline = ControllerTimeline(["a", "b"], np.array([1.0, 1.0]), 50.0, None, 0.5, 0.1)
+    assert timeline.record(_two_joints(t_N, np.stack([0.999 * t_N, 0 * t_N], axis=1)), 10.0, 10.0) is None
+    slower = _two_joints(t_N, np.stack([0.9 * t_N, 0 * t_N], axis=1))  # the same motion, refined slower
+    spliced = timeline.splice(slower, 10.0, 10.5)
+    q, v, _ = timeline.commanded(np.array([10.5]))
+    np.testing.assert_allclose(spliced.positions[0], q[0], atol=1e-12)
+    np.testing.assert_allclose(spliced.velocities[0], v[0], atol=1e-12)
+    assert abs(spliced.velocities[0, 0]) > 0.98  # above the usual margin: the commanded path's speed
+    assert within_speed_limits(spliced, np.array([1.0, 1.0]))
+
+
 def test_a_splice_no_blend_can_keep_names_where_and_how_fast():
-    """When the commanded path itself runs faster than the blend's bound (the limits less the spline
-    margin), no blend length helps: the error says which joint, when, and how fast the commanded
-    path is there (the node logs it with the failed command)."""
-    names, t_N = ["a", "b"], np.arange(0, 2.0, 0.02)
-
-    def trajectory(positions_NJ: np.ndarray) -> RobotTrajectory:
-        velocities_NJ = np.gradient(positions_NJ, t_N, axis=0)
-        velocities_NJ[-1] = 0.0
-        return RobotTrajectory(
-            joint_names=names, times=t_N, base_poses=np.tile([0, 0, 0, 0, 0, 0, 1.0], (len(t_N), 1)),
-            positions=positions_NJ, velocities=velocities_NJ, accelerations=np.zeros_like(positions_NJ),
-            control_rate=50.0, report=None, final_q=np.r_[0, 0, 0, 0, 0, 0, 1.0, positions_NJ[-1]],
-        )  # fmt: skip
-
-    timeline = ControllerTimeline(names, np.array([1.0, 1.0]), 50.0, None, 0.5, 0.1)
-    assert timeline.record(trajectory(np.stack([0.999 * t_N, 0 * t_N], axis=1)), 10.0, 10.0) is None
+    """When the plan itself runs at the limit where the commanded path is slow (above the blend's
+    bound, the limits less the spline margin), no blend length helps: the error says which joint,
+    when, and how fast the commanded path is there (the node logs it with the failed command)."""
+    t_N = np.arange(0, 2.0, 0.02)
+    timeline = ControllerTimeline(["a", "b"], np.array([1.0, 1.0]), 50.0, None, 0.5, 0.1)
+    assert timeline.record(_two_joints(t_N, np.stack([0.5 * t_N, 0 * t_N], axis=1)), 10.0, 10.0) is None
     with pytest.raises(ValueError, match=r"fastest: a at [\d.]+ s, [\d.]+ rad/s against 0\.980; the commanded path"):
-        timeline.splice(trajectory(np.zeros((len(t_N), 2))), 10.0, 10.5)
+        timeline.splice(_two_joints(t_N, np.stack([1.0 * t_N, 0 * t_N], axis=1)), 10.0, 10.5)

@@ -161,6 +161,17 @@ def fresh(clients):
     return get
 
 
+def timing(trajectories: list) -> str:
+    """Each message's stamp, and when it was written and received, relative to its stamp (s): what a
+    failure needs to tell a node that published late from a transport that delivered late."""
+    rows = [
+        f"stamp {stamp(r.msg):.3f}: sent {r.sent - stamp(r.msg):+.3f}, received {r.clock - stamp(r.msg):+.3f}, "
+        f"{len(r.msg.points)} points over {convert.time_to_seconds(r.msg.points[-1].time_from_start):.2f} s"
+        for r in trajectories
+    ]
+    return "messages: " + "; ".join(rows)
+
+
 def check_controller(client: MoScaleClient, robot, expect: int | None = None) -> Replay:
     """Every controller message so far, at its receipt time, through the controller's rules (module
     docstring); returns the replay."""
@@ -185,7 +196,8 @@ def check_controller(client: MoScaleClient, robot, expect: int | None = None) ->
     # cycle of the blended path, whose speeds are within the limits (no tolerance needed).
     worst = max(replay.replacements, key=lambda r: float(np.max(r.step_J / (limits_J / UPDATE_RATE))))
     assert replay.max_step_fraction(limits_J) <= 1.0, (
-        f"step of {worst.max_step():.4f} rad at the replacement received at {worst.received_at:.3f}"
+        f"step of {worst.max_step():.4f} rad at the replacement received at {worst.received_at:.3f}; "
+        + timing(trajectories)
     )
     assert replay.max_speed_fraction(limits_J) <= 1 + 1e-6
     np.testing.assert_array_equal(replay.velocities_TJ[-1], 0.0)

@@ -92,6 +92,40 @@ def test_a_final_plan_later_than_the_motion_is_published_but_not_sent(pipeline):
     assert pipeline.last_commanded.trajectory is first.trajectory  # the controller still has the coarse plan
 
 
+def test_a_plan_sent_after_its_switch_time_is_spliced_again(pipeline):
+    """A refinement shaped on time but sent 1 s late (the node starved of CPU) would reach the
+    controller past the end of its lead-in, where it has left the commanded path: the controller's
+    command jumps. ``on_time`` splices it again from the time of sending: its first cycle moves the
+    command no more than the commanded path itself moves then. A plan with time to spare is sent as it
+    is, and one whose motion is over by then goes to ~/plan only."""
+    pipeline.forget_continuation()
+    stream = pipeline.run(pipeline.request("walk forward", 3.0, 0))
+    first = next(stream)
+    pipeline.commit(first)
+    second = next(stream)
+    assert pipeline.on_time(second) is second  # shaped moments ago: its switch time is ahead
+    pipeline.clock.offset += 1.0
+    now = pipeline.clock()
+    dt = 1.0 / pipeline.config.control_rate
+    q_2J = pipeline.timeline.commanded(np.array([now, now + dt]))[0]
+    path_move = float(np.max(np.abs(q_2J[1] - q_2J[0])))  # what the commanded path moves in that cycle
+    as_shaped, _ = pipeline.timeline.predicted_step(second.trajectory, second.start_time, now)
+    again = pipeline.on_time(second, now)
+    assert again.late and again.to_controller
+    assert again.switch_time >= now + pipeline.config.switch_lead
+    assert again.start_time <= now  # its lead-in starts at or before sending, on the commanded path
+    assert as_shaped > 10 * path_move  # sent as shaped: a jump
+    assert again.switch_step <= 1.05 * path_move + 1e-9  # spliced again: the path's own motion
+    validate_trajectory(again.trajectory, pipeline.robot)
+    pipeline.commit(again, now)
+    third = next(stream)
+    pipeline.clock.offset += 10.0  # and the next one after the motion has ended
+    over = pipeline.on_time(third)
+    assert over.late and not over.to_controller
+    assert over.trajectory is third.eased and over.start_time == third.motion_start
+    stream.close()
+
+
 def test_next_command_continues_from_the_committed_pose(pipeline):
     pipeline.forget_continuation()
     first = run_all(pipeline, "bow", 2.0, 2)[-1]

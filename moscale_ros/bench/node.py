@@ -215,6 +215,7 @@ def run(args: argparse.Namespace) -> dict:
         "ratio_final_trajectory_to_generation_final_p50": round(_percentile(final, 50) / gen_final, 2),
         "stages_ms_mean_per_scale": stages,
         "final_plan_ik_in_two_halves": split_outcomes(log_text),
+        "plans_spliced_late": log_text.count("spliced again at sending"),  # late_guard (pipeline.on_time)
         "goal_first_plan_ms": GOAL_FIRST_MS,
         "goal_final_trajectory_ms": GOAL_FINAL_MS,
         "meets_first_plan_goal_p50": _percentile(first, 50) <= GOAL_FIRST_MS,

@@ -187,8 +187,12 @@ def blend_from_path(
 
 
 def within_speed_limits(trajectory: RobotTrajectory, velocity_limits_J: np.ndarray, tolerance: float = 1e-6) -> bool:
-    """Velocity field and finite-difference speeds at most the limits (relative ``tolerance``)."""
-    bound_J = velocity_limits_J * (1 + tolerance)
-    if np.any(np.abs(trajectory.velocities) > bound_J):
+    """Velocity field and finite-difference speeds at most the limits (relative ``tolerance``): one per
+    joint ``(J,)``, or one per point and joint ``(N, J)`` (a step between two points: the larger)."""
+    bound = np.asarray(velocity_limits_J) * (1 + tolerance)
+    if np.any(np.abs(trajectory.velocities) > bound):
         return False
-    return len(trajectory.times) < 2 or bool(np.all(finite_difference_speed(trajectory) <= bound_J))
+    if len(trajectory.times) < 2:
+        return True
+    step_bound = np.maximum(bound[:-1], bound[1:]) if bound.ndim == 2 else bound
+    return bool(np.all(finite_difference_speed(trajectory) <= step_bound))

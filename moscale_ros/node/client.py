@@ -45,11 +45,13 @@ from retarget.robot import load_robot
 
 @dataclass
 class Received:
-    """A message and when it arrived: ``time.monotonic()`` and the client node's ROS clock (s)."""
+    """A message and when it arrived: ``time.monotonic()`` and the client node's ROS clock (s);
+    ``sent``: when the publisher wrote it (its ``source_timestamp``) on that clock, 0 if unknown."""
 
     msg: Any
     at: float
     clock: float = 0.0
+    sent: float = 0.0
 
 
 def _part_of(msg: JointTrajectory, whole: JointTrajectory) -> bool:
@@ -184,25 +186,28 @@ class MoScaleClient:
                     return None
                 self._lock.wait(left)
 
-    def _receipt(self, info: dict | None) -> tuple[float, float]:
+    def _receipt(self, info: dict | None) -> tuple[float, float, float]:
         """``(monotonic, ROS clock)`` when the middleware received the sample: its ``received_timestamp``
         (system clock, set by the DDS layer on arrival), so the time this process then took to deserialize
-        and call back (the GIL, a garbage-collector pass, the executor) is not counted; now, without it."""
+        and call back (the GIL, a garbage-collector pass, the executor) is not counted; now, without it.
+        Third: the ROS clock when the publisher wrote it (``source_timestamp``; 0 if not given)."""
         wall, at, clock = time.time(), time.monotonic(), self.node.get_clock().now().nanoseconds * 1e-9
         received_ns = (info or {}).get("received_timestamp") or 0
+        source_ns = (info or {}).get("source_timestamp") or 0
         delay = min(max(wall - received_ns * 1e-9, 0.0), 1.0) if received_ns else 0.0
-        return at - delay, clock - delay
+        sent = clock - (wall - source_ns * 1e-9) if source_ns else 0.0
+        return at - delay, clock - delay, sent
 
     def _on_plan(self, msg: MotionPlan, info: dict) -> None:
-        at, clock = self._receipt(info)
+        at, clock, sent = self._receipt(info)
         with self._lock:
-            self.plans.append(Received(msg, at, clock))
+            self.plans.append(Received(msg, at, clock, sent))
             self._lock.notify_all()
 
     def _on_trajectory(self, msg: JointTrajectory, info: dict) -> None:
-        at, clock = self._receipt(info)
+        at, clock, sent = self._receipt(info)
         with self._lock:
-            self.trajectories.append(Received(msg, at, clock))
+            self.trajectories.append(Received(msg, at, clock, sent))
             self._lock.notify_all()
 
     def controller_figures(self, robot_name: str, update_rate: float = 50.0) -> dict[str, Any]:

@@ -660,6 +660,9 @@ class MoScaleNode(Node):
         with self._controller_lock:  # a stop between the check and the send would be overridden
             if job.should_stop() or not self.output_enabled:
                 return
+            step = self.pipeline.on_time(step, self.now_s())  # spliced again if its switch time is (nearly) past
+            if step.late:
+                self.stats.count("plans_spliced_late")
             plan = convert.motion_plan_msg(step)
             self.plan_pub.publish(plan)
             if step.to_controller:
@@ -678,6 +681,7 @@ class MoScaleNode(Node):
             f"publish {publish_ms:.1f} ms), "
             f"{len(step.trajectory.times)} points from {step.start_time:.3f} (motion t0={step.motion_start:.3f})"
             + (f" -> controller, switch step {step.switch_step_ratio:.2f} x limit" if step.to_controller else "")
+            + ("; spliced again at sending (its switch time was nearly past)" if step.late else "")
             + (f"; IK in two halves: {split}" if split != "off" else "")
         )
 
