@@ -19,6 +19,13 @@ from ros2_controllers), which starts holding the first message's first point. Fo
 ``~/stop`` (std_srvs/Trigger) and cancelling a goal must bring the command to rest within
 ``switch_lead + stop_duration`` of the request (plus the transport and a few control cycles).
 
+A message the middleware delivered more than ``TRANSPORT_LATE_S`` after the node wrote it (its
+``source_timestamp``) is a transport event, not the node's output: Fast DDS repairs a lost sample
+at the writer's next heartbeat (every 3 s by default), and ``moscale bench node`` saw two such
+trajectories, delivered 1.1 and 2.3 s late, in 17 runs of 80 on 2026-11-30 (its
+``transport_delay_max_s``). The case then runs once more (``once_more_if_transport_late``); late
+again, it fails.
+
 The untrained generator moves slowly (well inside the limits); ``MOSCALE_CONFORMANCE_CHECKPOINT=
 models/moscale-bandai.safetensors`` runs the same cases with a trained model, whose motions reach
 the velocity limits.
@@ -26,6 +33,7 @@ the velocity limits.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import threading
@@ -52,6 +60,7 @@ STOP_DURATION = 0.6
 # node and its reply being computed (a loaded 2-core machine: up to ~0.1 s), the stop trajectory's
 # length rounded up to whole control cycles (< 2 cycles) and the replay's own cycle (1 cycle).
 STOP_SLACK = 0.25
+TRANSPORT_LATE_S = 0.5  # s from the node writing a message to the middleware delivering it (module docstring)
 COMMON = {
     "device": "cpu",
     "warmup": False,
@@ -165,18 +174,42 @@ def timing(trajectories: list) -> str:
     """Each message's stamp, and when it was written and received, relative to its stamp (s): what a
     failure needs to tell a node that published late from a transport that delivered late."""
     rows = [
-        f"stamp {stamp(r.msg):.3f}: sent {r.sent - stamp(r.msg):+.3f}, received {r.clock - stamp(r.msg):+.3f}, "
+        f"stamp {stamp(r.msg):.3f}: sent {r.sent - stamp(r.msg):+.3f}, received {r.clock - stamp(r.msg):+.3f} "
+        f"(called back {r.callback_delay:.3f} s later), "
         f"{len(r.msg.points)} points over {convert.time_to_seconds(r.msg.points[-1].time_from_start):.2f} s"
         for r in trajectories
     ]
     return "messages: " + "; ".join(rows)
 
 
+class TransportLateError(AssertionError):
+    """A controller message was delivered over ``TRANSPORT_LATE_S`` after it was written."""
+
+
+def once_more_if_transport_late(test: Callable) -> Callable:
+    """Run ``test`` again (once) when it raised :class:`TransportLateError` (module docstring)."""
+
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        try:
+            return test(*args, **kwargs)
+        except TransportLateError as late:
+            print(f"running {test.__name__} once more: {late}")
+            return test(*args, **kwargs)
+
+    return run
+
+
 def check_controller(client: MoScaleClient, robot, expect: int | None = None) -> Replay:
     """Every controller message so far, at its receipt time, through the controller's rules (module
-    docstring); returns the replay."""
+    docstring); returns the replay. Raises :class:`TransportLateError` first if the middleware delivered
+    one of them over ``TRANSPORT_LATE_S`` after the node wrote it."""
     trajectories = received(client)
     assert trajectories, "no controller trajectory arrived"
+    late = [r for r in trajectories if r.sent and r.clock - r.sent > TRANSPORT_LATE_S]
+    if late:
+        delivered = f"{len(late)} message(s) delivered over {TRANSPORT_LATE_S} s after sending"
+        raise TransportLateError(f"{delivered}; {timing(trajectories)}")
     if expect is not None:
         assert len(trajectories) == expect, [stamp(r.msg) for r in trajectories]
     limits_J = robot.velocity_limits
@@ -228,6 +261,7 @@ def call_stop(client: MoScaleClient, name: str) -> Trigger.Response:
 # ---------------------------------------------------------------------------------------- every_scale
 
 
+@once_more_if_transport_late
 def test_commands_in_a_row_short_long_and_preempting(fresh, robot):
     """A 1 s and a 3 s motion, one after the other has ended (the controller holding), then a
     command while the 3 s one runs: its plans take over mid-motion."""
@@ -247,6 +281,7 @@ def test_commands_in_a_row_short_long_and_preempting(fresh, robot):
     check_controller(client, robot, expect=3 * num_scales)
 
 
+@once_more_if_transport_late
 def test_preempt_during_generation(fresh, robot):
     """A command arriving while another is still being generated: the first's coarse plans have
     reached the controller; the second takes over from them."""
@@ -261,6 +296,7 @@ def test_preempt_during_generation(fresh, robot):
     check_controller(client, robot)
 
 
+@once_more_if_transport_late
 def test_stop_service_brings_the_running_motion_to_rest(fresh, robot):
     client, _ = fresh("conformance_every")
     outcome = client.generate("walk forward slowly", duration=3.0, seed=6)
@@ -280,6 +316,7 @@ def test_stop_service_brings_the_running_motion_to_rest(fresh, robot):
     assert call_stop(client, "conformance_every").message == "nothing was moving"
 
 
+@once_more_if_transport_late
 def test_cancel_brings_the_motion_to_rest(fresh, robot):
     """A cancel sent once the first plan is out. The node's plans follow each other within about
     0.15 s (issue #19), so on a loaded machine the goal may finish before the cancel arrives: then
@@ -300,6 +337,7 @@ def test_cancel_brings_the_motion_to_rest(fresh, robot):
     assert end_of(received(client)[-1].msg) <= asked + SWITCH_LEAD + STOP_DURATION + STOP_SLACK
 
 
+@once_more_if_transport_late
 def test_forty_overlapping_commands_chained_by_continuation(fresh, robot):
     """Topic commands every 0.3-0.5 s, each replacing the rest of the one before (2 s motions)."""
     client, process = fresh("conformance_every")
@@ -333,6 +371,7 @@ def test_forty_overlapping_commands_chained_by_continuation(fresh, robot):
 # -------------------------------------------------------------------------------- final_only, append
 
 
+@once_more_if_transport_late
 def test_final_only(fresh, robot):
     """Only final plans reach the controller: one per command, in a row, preempting, after rest."""
     client, _ = fresh("conformance_final")
@@ -350,6 +389,7 @@ def test_final_only(fresh, robot):
     check_controller(client, robot, expect=3)
 
 
+@once_more_if_transport_late
 def test_append_with_refinements_during_the_motion(fresh, robot):
     """``append`` with ``start_lead: 0``: a command sent while a motion runs starts when it ends,
     and every refinement takes over while its own motion is already running."""

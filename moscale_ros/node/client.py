@@ -52,6 +52,7 @@ class Received:
     at: float
     clock: float = 0.0
     sent: float = 0.0
+    callback_delay: float = 0.0  # s from the middleware's receipt to this process's callback
 
 
 def _part_of(msg: JointTrajectory, whole: JointTrajectory) -> bool:
@@ -186,28 +187,30 @@ class MoScaleClient:
                     return None
                 self._lock.wait(left)
 
-    def _receipt(self, info: dict | None) -> tuple[float, float, float]:
-        """``(monotonic, ROS clock)`` when the middleware received the sample: its ``received_timestamp``
-        (system clock, set by the DDS layer on arrival), so the time this process then took to deserialize
-        and call back (the GIL, a garbage-collector pass, the executor) is not counted; now, without it.
-        Third: the ROS clock when the publisher wrote it (``source_timestamp``; 0 if not given)."""
+    def _receipt(self, msg: Any, info: dict | None) -> Received:
+        """``msg`` received when the middleware received the sample: its ``received_timestamp`` (system
+        clock, set by the DDS layer on arrival), so the time this process then took to deserialize and
+        call back (the GIL, a garbage-collector pass, the executor) is not counted (kept apart in
+        ``callback_delay``); now, without it. ``sent``: the ROS clock when the publisher wrote it
+        (``source_timestamp``; 0 if not given). A timestamp over a minute off is not believed."""
         wall, at, clock = time.time(), time.monotonic(), self.node.get_clock().now().nanoseconds * 1e-9
         received_ns = (info or {}).get("received_timestamp") or 0
         source_ns = (info or {}).get("source_timestamp") or 0
-        delay = min(max(wall - received_ns * 1e-9, 0.0), 1.0) if received_ns else 0.0
+        delay = wall - received_ns * 1e-9 if received_ns else 0.0
+        delay = delay if 0.0 <= delay <= 60.0 else 0.0
         sent = clock - (wall - source_ns * 1e-9) if source_ns else 0.0
-        return at - delay, clock - delay, sent
+        return Received(msg, at - delay, clock - delay, sent, delay)
 
     def _on_plan(self, msg: MotionPlan, info: dict) -> None:
-        at, clock, sent = self._receipt(info)
+        received = self._receipt(msg, info)
         with self._lock:
-            self.plans.append(Received(msg, at, clock, sent))
+            self.plans.append(received)
             self._lock.notify_all()
 
     def _on_trajectory(self, msg: JointTrajectory, info: dict) -> None:
-        at, clock, sent = self._receipt(info)
+        received = self._receipt(msg, info)
         with self._lock:
-            self.trajectories.append(Received(msg, at, clock, sent))
+            self.trajectories.append(received)
             self._lock.notify_all()
 
     def controller_figures(self, robot_name: str, update_rate: float = 50.0) -> dict[str, Any]:
@@ -222,7 +225,27 @@ class MoScaleClient:
         robot = load_robot(robot_name)
         if names != list(robot.joint_names):
             raise ValueError(f"the controller trajectories do not carry robot {robot_name!r}'s joints in order")
-        return self.controller_replay(positions_NJ[0], update_rate).figures(robot.velocity_limits)
+        replay = self.controller_replay(positions_NJ[0], update_rate)
+        figures = replay.figures(robot.velocity_limits)
+        with self._lock:  # the middleware's own delay: written by the node -> received here
+            delays = [r.clock - r.sent for r in self.trajectories if r.sent]
+        figures["transport_delay_max_s"] = round(max(delays), 4) if delays else None
+        if replay.replacements:  # where the largest step came from: the node late, or the transport
+            limits_J = robot.velocity_limits / update_rate
+            worst = max(replay.replacements, key=lambda r: float(np.max(r.step_J / limits_J)))
+            with self._lock:
+                index, taken = next((i, r) for i, r in enumerate(self.trajectories) if r.clock == worst.received_at)
+            stamp = convert.time_to_seconds(taken.msg.header.stamp)
+            figures["worst_replacement"] = {
+                "joint": robot.joint_names[int(np.argmax(worst.step_J / limits_J))],
+                "sent_after_stamp_s": round(taken.sent - stamp, 4) if taken.sent else None,
+                "received_after_stamp_s": round(taken.clock - stamp, 4),
+                "taken_after_stamp_s": round(worst.taken_at - stamp, 4),
+                "callback_after_receipt_s": round(taken.callback_delay, 4),
+                "points": len(taken.msg.points),
+                "index": index,
+            }
+        return figures
 
     def controller_replay(self, initial_positions_J: np.ndarray, update_rate: float = 50.0) -> Replay:
         """Every controller trajectory received so far, at its ROS receipt time, through the
