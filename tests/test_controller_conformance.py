@@ -22,7 +22,7 @@ from ros2_controllers), which starts holding the first message's first point. Fo
 A message the middleware delivered more than ``TRANSPORT_LATE_S`` after the node wrote it (its
 ``source_timestamp``) is a transport event, not the node's output: Fast DDS repairs a lost sample
 at the writer's next heartbeat (every 3 s by default), and ``moscale bench node`` saw two such
-trajectories, delivered 1.1 and 2.3 s late, in 17 runs of 80 on 2026-11-30 (its
+trajectories, delivered 1.1 and 2.3 s late, in 18 runs of 80 on 2026-11-30 (its
 ``transport_delay_max_s``). The case then runs once more (``once_more_if_transport_late``); late
 again, it fails.
 
