@@ -48,7 +48,7 @@ from moscale_common.config import Range, check_ranges, setting
 from moscale_common.errors import ConfigError, InputError, MoScaleError, UnknownCommandError
 from moscale_common.paths import check_regular_file, resource
 from moscale_ros.control.shaping import ease, finite_difference_speed
-from moscale_ros.control.timeline import ControllerTimeline
+from moscale_ros.control.timeline import ControllerTimeline, NoBlendError
 from moscale_ros.generation.command_text import LONG, CommandPart, parse_command
 from moscale_ros.generation.config import SamplingOverrides
 from moscale_ros.generation.prefetch import ScalesAhead
@@ -465,6 +465,8 @@ class MotionPipeline:
         # start and switch times: an evaluation replays a fixed schedule of ready times through it
         # (moscale_ros.sim.evaluate.ScheduledClock), so its results do not depend on the machine's load.
         self.on_retargeted: Callable[[int], None] | None = None
+        # Called with why a plan does not go to the controller although it should (no blend fits)
+        self.on_not_sent: Callable[[str], None] | None = None
         check_locomotion(config, self.robot)
 
     def request(self, text: str, duration: float = 0.0, seed: int | None = None, request_id: str = "") -> MotionRequest:
@@ -583,6 +585,7 @@ class MotionPipeline:
         ended = threading.Event()  # set when this run ends: the retarget stage starts no other scale
         stream = ScalesAhead(self._retarget_each(scales, initial_q, ended))
         generated_s = held_s = 0.0
+        sent_any = False  # a plan of this command was handed over for the controller
         try:
             for n, item in enumerate(stream):
                 scale, joints_T223 = item.scale, item.joints_T223
@@ -612,7 +615,20 @@ class MotionPipeline:
                     ease_in = self.config.ease_duration if from_rest else 0.0
                     eased = ease(motion, ease_in, self.config.ease_duration)
                     switch = self.timeline.switch_time(start, self.clock())
-                    trajectory = self.timeline.splice(eased, start, switch)
+                    try:
+                        trajectory = self.timeline.splice(eased, start, switch)
+                    except NoBlendError as exc:
+                        # Too far from the commanded path for the time left: the controller keeps what
+                        # it has (this command's last plan sent); a later scale tries again. A command
+                        # none of whose plans reached the controller fails (below).
+                        if not sent_any:
+                            raise
+                        if self.on_not_sent is not None:
+                            self.on_not_sent(f"{where}: not sent to the controller, which keeps the plan before: {exc}")
+                        if not scale.is_final:
+                            first_out.set()
+                            continue
+                        trajectory = None
                     spliced_from = eased if trajectory is not None else None
                     now = self.clock()
                     if trajectory is None:  # the motion is over before this plan could take over
@@ -620,7 +636,8 @@ class MotionPipeline:
                             first_out.set()
                             continue
                         # The final plan still goes out on ~/plan (the command's full-detail result),
-                        # on the motion's own timeline; the controller has finished and does not get it.
+                        # on the motion's own timeline; the controller does not get it (it has finished,
+                        # or it keeps the plan before: no blend fits).
                         trajectory, stamp, to_controller = eased, start, False
                     else:
                         trajectory, stamp = self.timeline.lead_in(trajectory, switch, now)
@@ -663,6 +680,7 @@ class MotionPipeline:
                     switch_time=switch,
                     eased=spliced_from,
                 )
+                sent_any = sent_any or to_controller
                 first_out.set()
                 if should_stop():
                     return

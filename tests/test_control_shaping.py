@@ -13,7 +13,7 @@ from moscale_ros.control.shaping import (
     spline_derivatives,
     within_speed_limits,
 )
-from moscale_ros.control.timeline import ControllerTimeline, as_message
+from moscale_ros.control.timeline import PATH_SLACK, ControllerTimeline, as_message
 from moscale_ros.pipeline import BLEND_HEADROOM, validate_trajectory
 from retarget.robot import load_robot
 from retarget.trajectory import RobotTrajectory
@@ -170,6 +170,21 @@ def test_a_commanded_path_faster_than_the_margin_is_still_spliced():
     np.testing.assert_allclose(spliced.velocities[0], v[0], atol=1e-12)
     assert abs(spliced.velocities[0, 0]) > 0.98  # above the usual margin: the commanded path's speed
     assert within_speed_limits(spliced, np.array([1.0, 1.0]))
+
+
+def test_a_plan_a_little_ahead_of_a_path_at_its_bound_is_still_spliced():
+    """The commanded path runs at exactly 98 % of joint a's limit (a blend at its bound) and the plan
+    is 2 mrad ahead of it: the blend's pull towards the plan adds a little speed wherever the path is
+    at its bound, and every blend length failed ("7.840 rad/s against 7.840; the commanded path
+    there 7.839", `moscale bench node`). With the slack over the path's speed it is spliced, at no
+    point faster than the path by more than that slack."""
+    t_N = np.arange(0, 2.0, 0.02)
+    timeline = ControllerTimeline(["a", "b"], np.array([1.0, 1.0]), 50.0, None, 0.5, 0.1)
+    assert timeline.record(_two_joints(t_N, np.stack([0.98 * t_N, 0 * t_N], axis=1)), 10.0, 10.0) is None
+    ahead = _two_joints(t_N, np.stack([0.98 * t_N + 0.002, 0 * t_N], axis=1))
+    spliced = timeline.splice(ahead, 10.0, 10.5)
+    assert within_speed_limits(spliced, np.array([(1 + PATH_SLACK) * 0.98, 1.0]))
+    assert np.abs(spliced.velocities[:, 0]).max() > 0.98 * (1 + 1e-6)  # above the old fixed bound
 
 
 def test_a_splice_no_blend_can_keep_names_where_and_how_fast():

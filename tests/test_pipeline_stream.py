@@ -126,6 +126,38 @@ def test_a_plan_sent_after_its_switch_time_is_spliced_again(pipeline):
     stream.close()
 
 
+def test_a_plan_no_blend_can_reach_leaves_the_controller_with_the_plan_before(pipeline):
+    """The controller follows this command's first plan with one joint 0.6 rad or more away from
+    where the later plans want it, and they are ready 0.2 s before the motion ends: no blend within
+    the speed limits reaches them in that time. They are not sent (each reported through
+    ``on_not_sent``), the controller keeps the first plan, and the final plan still goes out as the
+    command's result (``to_controller`` false) instead of the command failing."""
+    pipeline.forget_continuation()
+    notes: list[str] = []
+    pipeline.on_not_sent = notes.append
+    try:
+        stream = pipeline.run(pipeline.request("walk forward", 2.0, 0))
+        first = next(stream)
+        q_NJ = first.trajectory.positions
+        room_J = pipeline.robot.upper - q_NJ.max(axis=0)
+        j = int(np.argmax(room_J))
+        assert room_J[j] > 0.7
+        away_NJ = q_NJ.copy()
+        away_NJ[:, j] += room_J[j] - 0.05  # the same path, shifted inside the joint's range
+        away = dataclasses.replace(first, trajectory=dataclasses.replace(first.trajectory, positions=away_NJ))
+        pipeline.commit(away)
+        end = first.motion_start + first.eased.duration
+        pipeline.clock.offset += end - 0.3 - pipeline.clock()  # the next plans are ready 0.3 s before the end
+        rest = list(stream)
+    finally:
+        pipeline.on_not_sent = None
+    assert rest and rest[-1].is_final and not any(step.to_controller for step in rest)
+    assert notes and all("not sent to the controller, which keeps the plan before" in n for n in notes)
+    assert "no blend of up to" in notes[0]
+    assert pipeline.last_commanded.trajectory is away.trajectory  # the controller keeps it
+    validate_trajectory(rest[-1].trajectory, pipeline.robot)
+
+
 def test_next_command_continues_from_the_committed_pose(pipeline):
     pipeline.forget_continuation()
     first = run_all(pipeline, "bow", 2.0, 2)[-1]

@@ -216,6 +216,12 @@ def run(args: argparse.Namespace) -> dict:
         "stages_ms_mean_per_scale": stages,
         "final_plan_ik_in_two_halves": split_outcomes(log_text),
         "plans_spliced_late": log_text.count("spliced again at sending"),  # late_guard (pipeline.on_time)
+        "plans_not_spliced": log_text.count("which keeps the plan before"),  # no blend fits (Pipeline.on_not_sent)
+        "not_succeeded": [  # each command that did not succeed, and why (the node's message)
+            {"text": c.get("text"), "status": c.get("status"), "message": str(c.get("message", ""))[:300]}
+            for c in commands
+            if c not in done
+        ],
         "goal_first_plan_ms": GOAL_FIRST_MS,
         "goal_final_trajectory_ms": GOAL_FINAL_MS,
         "meets_first_plan_goal_p50": _percentile(first, 50) <= GOAL_FIRST_MS,

@@ -36,8 +36,9 @@ from retarget.trajectory import RobotTrajectory
 
 REST_SPEED = 1e-6  # rad/s below which every joint counts as at rest
 SPLINE_MARGIN = 0.02  # blends keep 2 % below the speed limits: the controller's spline between two
-# points can run ~0.5 % faster than at the points (the controller model sampled at 500 Hz); where the
-# commanded path itself runs faster than that (a plan may use the whole limit), as fast as it (blend_bound)
+# points can run ~0.5 % faster than at the points (the controller model sampled at 500 Hz); near the
+# commanded path's own speed, up to PATH_SLACK above it, never above the limit (blend_bound)
+PATH_SLACK = 0.005
 
 
 def blend_bound(
@@ -45,16 +46,26 @@ def blend_bound(
 ) -> np.ndarray:
     """Speed bound ``(N, J)`` of a blend at each point: ``(1 - SPLINE_MARGIN) * limit``, or the
     commanded path's own speed there (its velocity, or the finite difference of its positions to
-    either neighbour) where that is faster, never above the limit. At the switch the blend is the
-    commanded path (weight 1), and that path, sampled off the grid of its points (a new command's
-    motion starts anywhere), runs up to ~0.5 % faster than the 98 % its own blend kept at its points:
-    a fixed margin would refuse it whatever the blend's length."""
+    either neighbour) times ``1 + PATH_SLACK`` where that is faster, never above the limit.
+
+    Near the switch the blend is almost the commanded path (weight ~1) plus a small pull towards the
+    plan. Where that path runs at its own bound, 98 % of a limit (it was a blend too), or a little
+    above it (sampled off the grid of its points: a new command's motion starts anywhere), a fixed
+    margin refused every blend length: "no blend of up to 6.20 s ... left_elbow_joint at 0.14 s,
+    7.840 rad/s against 7.840; the commanded path there 7.839 rad/s" (`moscale bench node`,
+    2026-11-30). The slack keeps such a blend within ~98.5 % of the limit at its points."""
     speed_NJ = np.abs(commanded_v_NJ)
     if len(times_N) > 1:
         implied_MJ = np.abs(np.diff(commanded_q_NJ, axis=0)) / np.diff(times_N)[:, None]
         speed_NJ = np.maximum(speed_NJ, np.vstack([implied_MJ[:1], implied_MJ]))
         speed_NJ = np.maximum(speed_NJ, np.vstack([implied_MJ, implied_MJ[-1:]]))
-    return np.minimum(velocity_limits_J, np.maximum((1 - SPLINE_MARGIN) * velocity_limits_J, speed_NJ))
+    bound_NJ = np.maximum((1 - SPLINE_MARGIN) * velocity_limits_J, (1 + PATH_SLACK) * speed_NJ)
+    return np.minimum(velocity_limits_J, bound_NJ)
+
+
+class NoBlendError(ValueError):
+    """No blend from the commanded path into a plan, up to the plan's whole remaining length, keeps
+    the joint speed limits (the plan is too far from the commanded path for the time left)."""
 
 
 def as_message(trajectory: RobotTrajectory, stamp: float) -> TrajectoryMessage:
@@ -127,7 +138,7 @@ class ControllerTimeline:
     def splice(self, motion: RobotTrajectory, motion_start: float, switch: float) -> RobotTrajectory | None:
         """The part of ``motion`` (times from ``motion_start``, at rest at its end) from ``switch`` on,
         blended out of the commanded path; times count from ``switch``. ``None`` when the motion has
-        ended by then. Raises ValueError if no blend up to the rest of the motion keeps the speed limits."""
+        ended by then. Raises NoBlendError if no blend up to the rest of the motion keeps the speed limits."""
         offset = int(round((switch - motion_start) * self.control_rate))
         if offset >= len(motion.times) - 1:
             return None
@@ -149,7 +160,7 @@ class ControllerTimeline:
             if within_speed_limits(blended, bound_NJ):
                 return blended
             if blend_s >= part.duration:
-                raise ValueError(
+                raise NoBlendError(
                     f"no blend of up to {part.duration:.2f} s from the commanded motion keeps the joint speed limits "
                     f"({self._fastest(blended, bound_NJ, v_NJ)})"
                 )

@@ -27,6 +27,9 @@ def main(args: list[str] | None = None, managed: bool = False) -> int:
     gate = SignalGate()
     rclpy = None
     try:
+        from moscale_ros.node.transport import use_node_profile
+
+        use_node_profile()  # before ROS starts: Fast DDS reads its profile then (node/transport.py)
         import rclpy  # (lazy: after the signal handlers, see above)
         from rclpy.signals import SignalHandlerOptions
 

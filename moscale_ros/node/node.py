@@ -42,6 +42,7 @@ command with that error.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 import traceback
@@ -342,6 +343,7 @@ class MoScaleNode(Node):
         self.get_logger().info("loading the model and the robot")
         try:
             self.pipeline = factory(self.config, self.now_s)
+            self.pipeline.on_not_sent = self._plan_not_sent
             generator = self.pipeline.generator
             check_model_limits(self.config.control_rate, self.config.max_duration, generator.limits.max_seconds)
             self._resize_text_cache()
@@ -364,7 +366,8 @@ class MoScaleNode(Node):
             how = " (device auto: no CUDA here)" if self.config.device == "auto" and str(device) == "cpu" else ""
             self.get_logger().info(
                 f"model and robot loaded in {loaded:.2f} s on {device}{how}, warm-up {warm:.2f} s; "
-                f"{frozen} start-up objects frozen out of the garbage collector's passes"
+                f"{frozen} start-up objects frozen out of the garbage collector's passes; "
+                f"Fast DDS profile: {os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE') or 'none'}"
             )
         except MoScaleError as exc:
             self.startup_error = str(exc)
@@ -684,6 +687,11 @@ class MoScaleNode(Node):
             + ("; spliced again at sending (its switch time was nearly past)" if step.late else "")
             + (f"; IK in two halves: {split}" if split != "off" else "")
         )
+
+    def _plan_not_sent(self, why: str) -> None:
+        """A plan no blend from the commanded path can reach within the limits: logged and counted."""
+        self.stats.count("plans_not_spliced")
+        self.get_logger().warning(why[:400])
 
     def _send(self, step: PlanStep, trajectory: JointTrajectory) -> None:
         """Publish ``trajectory`` (the whole-body message of ``step``) to the controllers, each with

@@ -1,0 +1,98 @@
+"""The node's Fast DDS profile (moscale_ros/node/transport.py, config/fastdds.xml): when it applies,
+and that real Fast DDS loads it (a 16 MB shared-memory segment for the writer, no parse error) and
+carries a 450 kB trajectory to a reader on the default profile, as a controller would be."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from moscale_common.paths import resource
+from moscale_ros.node.transport import PROFILE, use_node_profile
+
+SEGMENT_BYTES = 16 * 1024 * 1024
+
+
+def test_the_profile_is_used_unless_the_user_chose_one_or_another_middleware():
+    environ: dict[str, str] = {}
+    assert use_node_profile(environ) == resource(PROFILE)
+    assert environ == {"FASTDDS_DEFAULT_PROFILES_FILE": str(resource(PROFILE))}
+    assert resource(PROFILE).is_file()
+    for chosen in (
+        {"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"},
+        {"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"},
+        {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"},
+    ):
+        environ = dict(chosen)
+        assert use_node_profile(environ) is None
+        assert environ == chosen  # left alone
+    environ = {"RMW_IMPLEMENTATION": "rmw_fastrtps_dynamic_cpp"}
+    assert use_node_profile(environ) == resource(PROFILE)
+
+
+READER = textwrap.dedent(
+    """
+    import time, rclpy
+    from rclpy.node import Node
+    from trajectory_msgs.msg import JointTrajectory
+    rclpy.init()
+    node = Node("transport_reader")
+    got = []
+    node.create_subscription(JointTrajectory, "/transport_probe", lambda m: got.append(len(m.points)), 10)
+    deadline = time.time() + 40
+    while not got and time.time() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.1)
+    print("points", got[0] if got else 0, flush=True)
+    """
+)
+
+WRITER = textwrap.dedent(
+    """
+    import os, time, rclpy
+    from rclpy.node import Node
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+    def segments():
+        return {n for n in os.listdir("/dev/shm") if n.startswith("fastdds_")
+                and os.path.getsize(os.path.join("/dev/shm", n)) >= SEGMENT_BYTES}
+    before = segments()
+    rclpy.init()
+    node = Node("transport_writer")
+    print("new_segments", len(segments() - before), flush=True)
+    pub = node.create_publisher(JointTrajectory, "/transport_probe", 10)
+    msg = JointTrajectory(joint_names=[f"j{i}" for i in range(29)])
+    for n in range(630):  # about 450 kB, a 6 s plan at 50 Hz with its lead-in
+        msg.points.append(JointTrajectoryPoint(positions=[0.1] * 29, velocities=[0.0] * 29, accelerations=[0.0] * 29))
+    deadline = time.time() + 40
+    while time.time() < deadline:
+        if pub.get_subscription_count():
+            pub.publish(msg)
+        time.sleep(0.2)
+        if os.environ.get("STOP_FILE") and os.path.exists(os.environ["STOP_FILE"]):
+            break
+    """
+).replace("SEGMENT_BYTES", str(SEGMENT_BYTES))
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm on this machine")
+def test_fast_dds_loads_the_profile_and_carries_a_large_trajectory(tmp_path):
+    base = {**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    base.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+    base.pop("FASTRTPS_DEFAULT_PROFILES_FILE", None)
+    writer_env = dict(base, STOP_FILE=str(tmp_path / "stop"))
+    assert use_node_profile(writer_env) is not None
+    reader = subprocess.Popen([sys.executable, "-c", READER], env=base, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    writer = subprocess.Popen([sys.executable, "-c", WRITER], env=writer_env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        read_out, read_err = reader.communicate(timeout=60)
+    finally:
+        (tmp_path / "stop").touch()
+        write_out, write_err = writer.communicate(timeout=60)
+    assert "points 630" in read_out, read_err[-2000:]
+    assert "new_segments 1" in write_out, write_err[-2000:]  # the writer's 16 MB segment: the profile applies
+    assert "Error" not in write_err, write_err[-2000:]  # Fast DDS loaded it without complaint
