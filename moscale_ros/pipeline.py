@@ -741,8 +741,9 @@ class MotionPipeline:
         (default: the clock), the same plan spliced again from ``now`` (a new switch time, lead-in and
         predicted step; ``late`` set). A plan sent after its switch time would reach the controller
         past the end of its lead-in: the controller samples it where it has already left the commanded
-        path and the command jumps. A plan whose motion ends before it could take over goes to
-        ``~/plan`` only; a plan that cannot be spliced again within the limits is returned as it was."""
+        path and the command jumps. A plan whose motion ends before it could take over, or that no
+        blend can reach any more (reported through ``on_not_sent``), goes to ``~/plan`` only: the
+        controller keeps the plan before."""
         now = self.clock() if now is None else now
         if not step.to_controller or step.eased is None or self.timeline.model is None:
             return step
@@ -751,11 +752,15 @@ class MotionPipeline:
         switch = self.timeline.switch_time(step.motion_start, now)
         try:
             trajectory = self.timeline.splice(step.eased, step.motion_start, switch)
-        except ValueError:
-            return step
-        if trajectory is None:  # the motion is over: the plan is still the command's result on ~/plan
-            return dataclasses.replace(step, trajectory=step.eased, start_time=step.motion_start, to_controller=False,
-                           switch_step=0.0, switch_step_ratio=0.0, late=True)  # fmt: skip
+        except NoBlendError as exc:
+            if self.on_not_sent is not None:
+                self.on_not_sent(f"a late plan: not sent to the controller, which keeps the plan before: {exc}")
+            trajectory = None
+        if trajectory is None:  # the plan is still the command's result on ~/plan, on the motion's timeline
+            return dataclasses.replace(
+                step, trajectory=step.eased, start_time=step.motion_start, to_controller=False, switch_step=0.0,
+                switch_step_ratio=0.0, late=True,
+            )  # fmt: skip
         trajectory, stamp = self.timeline.lead_in(trajectory, switch, now)
         validate_trajectory(trajectory, self.robot, self.config.limit_tolerance)
         base_velocity_N3 = self.base_velocities(trajectory) if step.base_velocity_N3 is not None else None

@@ -149,8 +149,12 @@ def test_a_plan_no_blend_can_reach_leaves_the_controller_with_the_plan_before(pi
         end = first.motion_start + first.eased.duration
         pipeline.clock.offset += end - 0.3 - pipeline.clock()  # the next plans are ready 0.3 s before the end
         rest = list(stream)
+        late = pipeline.on_time(first)  # the first plan itself, were it sent only now: too far as well
     finally:
         pipeline.on_not_sent = None
+    assert late.late and not late.to_controller and late.trajectory is first.eased
+    assert "a late plan: not sent to the controller" in notes[-1]
+    notes.pop()
     assert rest and rest[-1].is_final and not any(step.to_controller for step in rest)
     assert notes and all("not sent to the controller, which keeps the plan before" in n for n in notes)
     assert "no blend of up to" in notes[0]
