@@ -85,6 +85,8 @@ def test_pipeline_config_rejects_inconsistent_values():
         PipelineConfig(device="tpu")
     with pytest.raises(ConfigError, match="start_lead"):
         PipelineConfig(start_lead=-0.1)
+    with pytest.raises(ConfigError, match="late_guard 0.1 must be below switch_lead 0.1"):
+        PipelineConfig(late_guard=0.1, switch_lead=0.1)  # every plan would be spliced twice
 
 
 # --------------------------------------------------------------------------------- trajectories
