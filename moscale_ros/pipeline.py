@@ -614,9 +614,9 @@ class MotionPipeline:
                     start = motion_start if motion_start is not None else self._start_time(self.clock())
                     ease_in = self.config.ease_duration if from_rest else 0.0
                     eased = ease(motion, ease_in, self.config.ease_duration)
-                    switch = self.timeline.switch_time(start, self.clock())
+                    now = self.clock()
                     try:
-                        trajectory = self.timeline.splice(eased, start, switch)
+                        taken = self.timeline.take_over(eased, start, now)
                     except NoBlendError as exc:
                         # Too far from the commanded path for the time left: the controller keeps what
                         # it has (this command's last plan sent); a later scale tries again. A command
@@ -625,22 +625,17 @@ class MotionPipeline:
                             raise
                         if self.on_not_sent is not None:
                             self.on_not_sent(f"{where}: not sent to the controller, which keeps the plan before: {exc}")
-                        if not scale.is_final:
-                            first_out.set()
-                            continue
-                        trajectory = None
-                    spliced_from = eased if trajectory is not None else None
-                    now = self.clock()
-                    if trajectory is None:  # the motion is over before this plan could take over
+                        taken = None
+                    if taken is None:  # the motion is over before this plan could take over, or no blend fits
                         if not scale.is_final:
                             first_out.set()
                             continue
                         # The final plan still goes out on ~/plan (the command's full-detail result),
                         # on the motion's own timeline; the controller does not get it (it has finished,
                         # or it keeps the plan before: no blend fits).
-                        trajectory, stamp, to_controller = eased, start, False
+                        trajectory, stamp, switch, to_controller, spliced_from = eased, start, start, False, None
                     else:
-                        trajectory, stamp = self.timeline.lead_in(trajectory, switch, now)
+                        (trajectory, stamp, switch), spliced_from = taken, eased
                     validate_trajectory(trajectory, self.robot, self.config.limit_tolerance)
                     if self.config.locomotion == "cmd_vel" and not travel_fixed:
                         travelling, travel_fixed = self.travels(motion), to_controller
@@ -749,19 +744,18 @@ class MotionPipeline:
             return step
         if now + self.config.late_guard <= step.switch_time:
             return step
-        switch = self.timeline.switch_time(step.motion_start, now)
         try:
-            trajectory = self.timeline.splice(step.eased, step.motion_start, switch)
+            taken = self.timeline.take_over(step.eased, step.motion_start, now)
         except NoBlendError as exc:
             if self.on_not_sent is not None:
                 self.on_not_sent(f"a late plan: not sent to the controller, which keeps the plan before: {exc}")
-            trajectory = None
-        if trajectory is None:  # the plan is still the command's result on ~/plan, on the motion's timeline
+            taken = None
+        if taken is None:  # the plan is still the command's result on ~/plan, on the motion's timeline
             return dataclasses.replace(
                 step, trajectory=step.eased, start_time=step.motion_start, to_controller=False, switch_step=0.0,
                 switch_step_ratio=0.0, late=True,
             )  # fmt: skip
-        trajectory, stamp = self.timeline.lead_in(trajectory, switch, now)
+        trajectory, stamp, switch = taken
         validate_trajectory(trajectory, self.robot, self.config.limit_tolerance)
         base_velocity_N3 = self.base_velocities(trajectory) if step.base_velocity_N3 is not None else None
         predicted, ratio = self.timeline.predicted_step(trajectory, stamp, now)

@@ -177,6 +177,19 @@ class ControllerTimeline:
             f"against {bound_NJ[i, j]:.3f}; the commanded path there {abs(commanded_v_NJ[i, j]):.3f} rad/s"
         )
 
+    def take_over(
+        self, motion: RobotTrajectory, motion_start: float, now: float
+    ) -> tuple[RobotTrajectory, float, float] | None:
+        """``motion`` (times from ``motion_start``) as sent at ``now``: :meth:`splice` at
+        :meth:`switch_time` with its :meth:`lead_in`. Returns ``(trajectory, stamp, switch)``, or
+        ``None`` when the motion is over by then; raises NoBlendError (see :meth:`splice`)."""
+        switch = self.switch_time(motion_start, now)
+        spliced = self.splice(motion, motion_start, switch)
+        if spliced is None:
+            return None
+        trajectory, stamp = self.lead_in(spliced, switch, now)
+        return trajectory, stamp, switch
+
     def lead_in(self, trajectory: RobotTrajectory, switch: float, now: float) -> tuple[RobotTrajectory, float]:
         """``trajectory`` (from ``switch``) preceded by the commanded path on its grid from the last
         grid time at or before ``now``: the stamp is already past when the message arrives, so the
