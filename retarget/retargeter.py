@@ -18,7 +18,9 @@ at every step is split at frame ``m``: this process solves ``0..m``, the helper 
 seed on the same path (keyframes every ``SEED_STRIDE`` steps from the same start, then settled at
 ``m - W``). Where the two agree within ``split_join_tolerance`` in the overlap (the IK forgets its
 start within a few frames when it follows the same branch), the helper's frames after the join
-point are taken; otherwise this process goes on alone (the result is then what it always was).
+point are taken; otherwise this process goes on alone, and takes the helper's frames after the first
+``LATE_JOIN_RUN`` frames in a row on which both agree within that tolerance (a path that comes back to
+the other's later); where they never do, the result is what it always was.
 
 Streaming: a coarse plan can run with a low ``ik_fps`` (few keyframes, a quick plan); a refinement
 passes the coarse trajectory as ``warm_start``: every keyframe starts from it and needs fewer
@@ -54,7 +56,10 @@ TRACKED = ("root", "left_knee", "right_knee", "left_foot", "right_foot", "left_e
            "left_hand", "right_hand")  # fmt: skip
 REACH_WARNING_M = 0.10
 REFILL_ROUNDS = 2  # re-solves with IK filled in where the spline between keyframes penetrates
-SEED_STRIDE = 3  # a tail helper's seed: keyframes every 5 IK steps from the start to the overlap
+SEED_STRIDE = 3  # a tail helper's seed: keyframes every 3 IK steps from the start to the overlap
+# after a missed join, the halves are joined where they agree within split_join_tolerance this many frames in a
+# row (one frame is not enough: a path that only crosses the other's diverges again, measured 0.5 rad)
+LATE_JOIN_RUN = 3
 
 
 @dataclass
@@ -332,6 +337,7 @@ class Retargeter:
         for k in range(from_frame, first if balance is not None else 0):  # the CoM history of the kept keyframes
             balance.record(robot.model, ik.data, q_K[k], k)
         tol = 10 * LIMIT_SLACK
+        tail, agreeing = None, 0  # the tail helper's answer after a missed join; frames in a row within tolerance
         for k in range(first, K):
             dt = times_K[k] - times_K[k - 1]
             qj = q[7:]
@@ -352,35 +358,53 @@ class Retargeter:
             cost[k] = ik.limit_cost_J
             if k == split_at:
                 ik.balance = None  # (the helper's answer is read while the IK waits)
-                joined, split = self._join_tail(k, q_K, pos_lim, vel_lim, cost, balance)
+                joined, split, tail = self._join_tail(k, q_K, pos_lim, vel_lim, cost, balance)
                 ik.balance = balance
                 if joined:
+                    break
+            elif tail is not None and k > split_at:  # no join in the overlap: the halves may still meet
+                agreeing = agreeing + 1 if self._gap(q_K, tail, k) <= cfg.split_join_tolerance else 0
+                if agreeing >= LATE_JOIN_RUN:
+                    self._take_tail(k, tail, q_K, pos_lim, vel_lim, cost, balance)
+                    split = f"joined at {k} (late, after {split})"
                     break
         pos_lim[from_frame] = (q_K[from_frame, 7:] <= lower + tol) | (q_K[from_frame, 7:] >= upper - tol)
         ik.balance = None
         return _Keyframes(times_K, q_K, pos_lim, vel_lim, cost, balance, split)
 
     def _join_tail(self, m: int, q_K: np.ndarray, pos_lim: np.ndarray, vel_lim: np.ndarray, cost: np.ndarray,
-                   balance: BalanceConstraint | None) -> tuple[bool, str]:  # fmt: skip
+                   balance: BalanceConstraint | None) -> tuple[bool, str, dict | None]:  # fmt: skip
         """Take the tail helper's keyframes after the overlap frame (in its second half, up to ``m``)
-        where both halves are closest, if within ``split_join_tolerance``; ``(joined, what happened)``."""
+        where both halves are closest, if within ``split_join_tolerance``; ``(joined, what happened,
+        the helper's answer when it came but did not join)``."""
         try:
             tail = self.tail_helper.collect()
         except Exception as exc:  # noqa: BLE001 (the helper failed: this process goes on alone)
-            return False, f"no join (helper: {exc!r})"[:200]
+            return False, f"no join (helper: {exc!r})"[:200], None
         start = tail["start"]
         overlap = np.arange(max(start + self.config.split_overlap_frames // 2, start + 1), m + 1)
-        gap_O = np.abs(q_K[overlap] - tail["q"][overlap - start]).max(axis=1)
+        gap_O = np.array([self._gap(q_K, tail, k) for k in overlap])
         best = int(np.argmin(gap_O))
         if gap_O[best] > self.config.split_join_tolerance:
-            return False, f"no join ({gap_O[best]:.4f})"
+            return False, f"no join ({gap_O[best]:.4f})", tail
         j = int(overlap[best])
-        rest = slice(j + 1 - start, None)
+        self._take_tail(j, tail, q_K, pos_lim, vel_lim, cost, balance)
+        return True, f"joined at {j}", None
+
+    @staticmethod
+    def _gap(q_K: np.ndarray, tail: dict, k: int) -> float:
+        """Largest coordinate difference (rad, m) between this process's keyframe ``k`` and the helper's."""
+        return float(np.abs(q_K[k] - tail["q"][k - tail["start"]]).max())
+
+    @staticmethod
+    def _take_tail(j: int, tail: dict, q_K: np.ndarray, pos_lim: np.ndarray, vel_lim: np.ndarray, cost: np.ndarray,
+                   balance: BalanceConstraint | None) -> None:  # fmt: skip
+        """Replace keyframes ``j + 1..`` (and their limit flags, costs and balance margins) by the helper's."""
+        rest = slice(j + 1 - tail["start"], None)
         q_K[j + 1 :], pos_lim[j + 1 :], vel_lim[j + 1 :] = tail["q"][rest], tail["pos_lim"][rest], tail["vel_lim"][rest]
         cost[j + 1 :] = tail["cost"][rest]
         if balance is not None:
             balance.margin_K[j + 1 :] = tail["margin"][rest]
-        return True, f"joined at {j}"
 
     def solve_tail(self, joints_T223: np.ndarray, fps: float, initial_q: np.ndarray | None, stand_in_place: bool,
                    start: int) -> dict:  # fmt: skip

@@ -36,6 +36,7 @@ import pytest
 
 from moscale_common.errors import InputError
 from moscale_common.paths import resource, shared_data_archive
+from moscale_ros.bench.node import split_outcomes
 from moscale_ros.bench.retarget import real_clips
 from moscale_ros.generation.prefetch import ScalesAhead
 from moscale_ros.pipeline import BLEND_HEADROOM, PipelineConfig, build_pipeline
@@ -306,6 +307,52 @@ def test_a_tail_the_halves_disagree_on_is_solved_by_one_process(clips: dict, spl
     assert split_process_helper.submitted == 1
     assert result.report.split.startswith("no join (")
     np.testing.assert_array_equal(result.positions, one.positions)
+
+
+class _ShiftedHelper:
+    """The real helper's half (its child process) with ``shift`` rad added to a joint on the given frames."""
+
+    def __init__(self, process, frames) -> None:
+        self.helper, self.frames = _HelperOf(process), frames
+
+    def submit(self, *args) -> None:
+        self.helper.submit(*args)
+
+    def collect(self) -> dict:
+        tail = self.helper.collect()
+        q = tail["q"].copy()
+        shifted = [k - tail["start"] for k in self.frames(tail["start"], tail["start"] + len(q))]
+        q[shifted, 7 + 3] += 0.05  # a knee 50 mrad off: ten times the join tolerance
+        return tail | {"q": q}
+
+
+def test_halves_that_miss_in_the_overlap_join_where_they_agree_three_frames_in_a_row(
+    clips: dict, split_process
+) -> None:
+    """Issue #19: where the halves disagree in the overlap but agree later (a path that comes back to the
+    other's), the helper's frames are taken after the third agreeing frame in a row: the trajectory is
+    the one-process one within the tolerance. Agreement on fewer frames in a row does not join."""
+    joints, fps = clips["walk"]
+    joints_T223 = np.asarray(joints)[: int(6 * fps)]
+    one = make_retargeter("g1", None, 50.0).retarget(joints_T223, fps)
+    late = make_retargeter("g1", None, 50.0)
+    late.tail_helper = _ShiftedHelper(split_process, lambda start, end: range(start, start + 30))
+    result = late.retarget(joints_T223, fps)
+    shifted_until = int(result.report.split.split("joined at ")[1].split()[0]) if "late" in result.report.split else -1
+    start = int(round((len(one.times) + 1.2 * 10 + 5) / (2 - 1 / 3))) - 10  # the helper's first frame
+    assert result.report.split.startswith("joined at ") and "(late, after no join (" in result.report.split
+    assert shifted_until == start + 30 + 2, result.report.split  # frames start+30, +31, +32 agree
+    assert np.abs(result.positions - one.positions).max() <= 5e-3
+    every_third = make_retargeter("g1", None, 50.0)
+    every_third.tail_helper = _ShiftedHelper(  # the overlap misses, then only two frames in a row agree
+        split_process, lambda start, end: [*range(start, start + 30), *range(start + 30, end, 3)]
+    )
+    alone = every_third.retarget(joints_T223, fps)
+    assert alone.report.split.startswith("no join ("), alone.report.split
+    np.testing.assert_array_equal(alone.positions, one.positions)
+    outcomes = [result.report.split, alone.report.split]  # as moscale bench node counts them from the log
+    log = "".join(f"[{i:08x}] scale 4/4: 200 ms; IK in two halves: {o}\n" for i, o in enumerate(outcomes))
+    assert split_outcomes(log) == {"joined": 1, "joined_late": 1, "not_joined": 1}
 
 
 class _HelperOf:

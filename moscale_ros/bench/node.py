@@ -30,7 +30,8 @@ transport add). Per-stage breakdown, averaged over the commands, from the node's
 every plan: each scale's generate, retarget (IK), shaping (easing, splice, validation) and publish
 time, and how many commands published that scale (an intermediate scale overtaken by a newer one
 while the previous one was retargeted is skipped); how many final plans were solved in two halves
-at once and joined (``retarget_split``), and how many in one after the halves disagreed.
+at once and joined (``retarget_split``; of them, how many only after the overlap), and how many in one
+after the halves disagreed.
 """
 
 from __future__ import annotations
@@ -85,14 +86,16 @@ PLAN_LOG = re.compile(
 )
 
 
-SPLIT_LOG = re.compile(r"\[([0-9a-f]{8})\] scale (\d+)/\2: .*; IK in two halves: (joined|no join)")
+SPLIT_LOG = re.compile(r"\[([0-9a-f]{8})\] scale (\d+)/\2: .*; IK in two halves: (joined at \d+( \(late)?|no join)")
 
 
 def split_outcomes(log_text: str) -> dict:
-    """How many final plans the node solved in two halves at once and joined, and how many it solved
-    in one after the halves disagreed (``retarget_split``; the node's log line of each final plan)."""
+    """How many final plans the node solved in two halves at once and joined (of them, how many after
+    the overlap, where the halves came to agree later), and how many it solved in one after the halves
+    disagreed (``retarget_split``; the node's log line of each final plan)."""
     outcomes = {match.group(1): match.group(3) for match in SPLIT_LOG.finditer(log_text)}
-    return {"joined": sum(v == "joined" for v in outcomes.values()),
+    return {"joined": sum(v.startswith("joined") for v in outcomes.values()),
+            "joined_late": sum(v.endswith("(late") for v in outcomes.values()),
             "not_joined": sum(v == "no join" for v in outcomes.values())}  # fmt: skip
 
 

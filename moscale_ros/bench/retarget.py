@@ -20,15 +20,20 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from moscale_common.errors import DataError
-from moscale_common.paths import cache_root, shared_data_archive
+from moscale_common.paths import cache_root, resource, shared_data_archive
 from moscale_common.skeleton import CANONICAL_FPS
+from moscale_ros.bench.node import COMMANDS as NODE_COMMANDS
+from moscale_ros.bench.node import SECONDS as NODE_SECONDS
 from moscale_ros.data.bvh import parse_bvh_bytes
 from moscale_ros.data.prepare import iter_clip_files
 from moscale_ros.data.skeleton import bvh_motion_to_canonical
+from moscale_ros.generation.generator import DEFAULT_CHECKPOINT, MotionGenerator
 from retarget import RetargetConfig, Retargeter, load_robot
 from retarget.process import RetargeterProcess, make_retargeter
+from retarget.robot import Robot
 
 KEYFRAME_RATE = 20.0  # Hz: IK at every input frame, splined to the control rate
 CLIPS = {
@@ -151,6 +156,7 @@ def run(args: argparse.Namespace) -> dict:
     figures[f"{key}: joint deviation from full-rate IK, p95 / max (rad)"] = [
         float(np.percentile(deviation_N, 95)), float(deviation_N.max())
     ]  # fmt: skip
+    figures.update(halves_on_generated_motions(robot, repeats))
     joints, fps = clips["walk"]
     coarse_s, coarse = _timed(lambda: retargeter.retarget(joints, fps, ik_fps=5.0, measure=False), repeats)
     refine_s, refined = _timed(lambda: retargeter.retarget(joints, fps, warm_start=coarse), repeats)
@@ -164,3 +170,50 @@ def run(args: argparse.Namespace) -> dict:
         for t in (coarse, refined, plain)
     )
     return figures
+
+
+def halves_on_generated_motions(robot: Robot, repeats: int, commands: int = 10, seeds: int = 2) -> dict:
+    """The node's final plan on the shipped model's own motions (the node bench's first ``commands`` texts,
+    ``seeds`` seeds, 6 s, each starting at its first scale's pose as in the node): one process against
+    two halves at once (``retarget_split``); how the halves were joined (in the overlap, later, or not);
+    ms per motion, p50 / p95 (best of ``repeats``); the largest joint difference between the two, for
+    halves joined in the overlap and for halves joined later (not joined, they are identical)."""
+    checkpoint = resource(DEFAULT_CHECKPOINT)
+    key = "two halves on the shipped model's motions (final plan, as in the node)"
+    if not checkpoint.is_file():
+        return {f"{key}: skipped": f"{checkpoint} not found"}
+    generator = MotionGenerator.from_checkpoint(checkpoint, device=torch.device("cpu"))
+    one = make_retargeter("g1", None, 50.0)
+    motions = []
+    with torch.inference_mode():
+        for text in NODE_COMMANDS[:commands]:
+            for seed in range(seeds):
+                scales = list(generator.stream(text, NODE_SECONDS, seed))
+                first, fps = np.asarray(scales[0].joints), float(scales[0].fps)
+                start = one.retarget(first, fps, ik_fps=2.5, measure=False, stand_in_place=True)
+                motions.append((np.asarray(scales[-1].joints), float(scales[-1].fps), start.configuration_at(0.0)))
+    halves = RetargeterProcess(functools.partial(make_retargeter, "g1", None, 50.0), robot, tail_helper=True)
+    alone_ms, split_ms, splits, deviation = [], [], [], {"overlap": 0.0, "later": 0.0}
+    try:
+        for joints, fps, start_q in motions:
+            alone_s, alone = _timed(lambda j=joints, f=fps, q=start_q: one.retarget(j, f, q, measure=False), repeats)
+            split_s, split = _timed(lambda j=joints, f=fps, q=start_q: halves.retarget(j, f, q, measure=False), repeats)
+            alone_ms.append(1e3 * alone_s)
+            split_ms.append(1e3 * split_s)
+            splits.append(split.report.split)
+            joined = "later" if "(late" in split.report.split else "overlap"  # (not joined: identical)
+            deviation[joined] = max(deviation[joined], float(np.abs(split.positions - alone.positions).max()))
+    finally:
+        halves.close()
+    late = sum("(late" in s for s in splits)
+    return {
+        f"{key}: motions": len(motions),
+        f"{key}: one process ms p50 / p95": [round(float(np.percentile(alone_ms, q)), 1) for q in (50, 95)],
+        f"{key}: two halves ms p50 / p95": [round(float(np.percentile(split_ms, q)), 1) for q in (50, 95)],
+        f"{key}: joined in the overlap / later / not": [
+            sum(s.startswith("joined") for s in splits) - late, late, sum(s.startswith("no join") for s in splits)
+        ],
+        f"{key}: largest joint difference from one process, joined in the overlap / later (rad)": [
+            round(deviation["overlap"], 4), round(deviation["later"], 4)
+        ],
+    }  # fmt: skip
