@@ -128,7 +128,8 @@ class PipelineConfig:
     retarget_split: bool = setting(
         True,
         "true (with retarget_process): the final plan's IK in two halves at once, the second in one more "
-        "process, joined where both agree within the retargeter's split_join_tolerance (else solved in one)",
+        "process, joined where both agree within the retargeter's split_join_tolerance, in the overlap or "
+        "later on three frames in a row (else solved in one)",
     )
     ease_duration: float = setting(0.5, "s over which every plan slows to rest at its end", SECONDS, live=True)
     switch_lead: float = setting(0.1, "s from a later plan being ready to its switch time", SECONDS)

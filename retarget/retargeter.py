@@ -58,7 +58,7 @@ REACH_WARNING_M = 0.10
 REFILL_ROUNDS = 2  # re-solves with IK filled in where the spline between keyframes penetrates
 SEED_STRIDE = 3  # a tail helper's seed: keyframes every 3 IK steps from the start to the overlap
 # after a missed join, the halves are joined where they agree within split_join_tolerance this many frames in a
-# row (one frame is not enough: a path that only crosses the other's diverges again, measured 0.5 rad)
+# row (one frame is not enough: a path can cross the other's and part again)
 LATE_JOIN_RUN = 3
 
 

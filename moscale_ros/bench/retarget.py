@@ -7,7 +7,8 @@ the DAQP solver on the same QP; the same without measuring the output afterwards
 final plan (``measure_final`` false); the same solved in two halves at once by two processes, as the
 node solves its final plan (``retarget_split``, :mod:`retarget.process`), and how many clips were
 joined; with IK keyframes at 20 Hz splined to 50 Hz (an option, ``final_ik_fps``) and its largest
-deviation from IK at every step; a coarse plan (IK at 5 Hz,
+deviation from IK at every step; the node's final plan on the shipped model's own motions, in one
+process and in two halves (:func:`halves_on_generated_motions`); a coarse plan (IK at 5 Hz,
 unmeasured, as the node makes it) and its warm-started refinement.
 Clips are read once from the shared Bandai-Namco archive and cached (cache/retarget/clips/).
 """
