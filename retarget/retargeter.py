@@ -62,6 +62,14 @@ SEED_STRIDE = 3  # a tail helper's seed: keyframes every 3 IK steps from the sta
 LATE_JOIN_RUN = 3
 
 
+def join_outcome(split: str) -> str:
+    """What a report's ``split`` says of the two halves: ``"overlap"`` (joined there), ``"later"`` (joined
+    after :data:`LATE_JOIN_RUN` agreeing frames), ``"not"`` (solved in one) or ``"off"`` (not split)."""
+    if split.startswith("joined at "):
+        return "later" if "(late" in split else "overlap"
+    return "not" if split.startswith("no join") else "off"
+
+
 @dataclass
 class RetargetConfig:
     """Retargeting options (the robot's own settings are in its YAML)."""
@@ -383,7 +391,7 @@ class Retargeter:
             return False, f"no join (helper: {exc!r})"[:200], None
         start = tail["start"]
         overlap = np.arange(max(start + self.config.split_overlap_frames // 2, start + 1), m + 1)
-        gap_O = np.array([self._gap(q_K, tail, k) for k in overlap])
+        gap_O = np.abs(q_K[overlap] - tail["q"][overlap - start]).max(axis=1)
         best = int(np.argmin(gap_O))
         if gap_O[best] > self.config.split_join_tolerance:
             return False, f"no join ({gap_O[best]:.4f})", tail

@@ -310,7 +310,7 @@ def test_a_tail_the_halves_disagree_on_is_solved_by_one_process(clips: dict, spl
 
 
 class _ShiftedHelper:
-    """The real helper's half (its child process) with ``shift`` rad added to a joint on the given frames."""
+    """The real helper's half (its child process) with a knee 50 mrad off on the frames ``frames(start, end)``."""
 
     def __init__(self, process, frames) -> None:
         self.helper, self.frames = _HelperOf(process), frames

@@ -56,6 +56,7 @@ from moscale_ros.generation.bundle import save_generator
 from moscale_ros.generation.generator import DEFAULT_CHECKPOINT, MotionGenerator
 from moscale_ros.node.launcher import NodeProcess
 from moscale_ros.runtime import select_device
+from retarget.retargeter import join_outcome
 
 SECONDS = 6.0
 GOAL_FIRST_MS = 50.0  # issue #19, on the 2-core machine
@@ -86,17 +87,16 @@ PLAN_LOG = re.compile(
 )
 
 
-SPLIT_LOG = re.compile(r"\[([0-9a-f]{8})\] scale (\d+)/\2: .*; IK in two halves: (joined at \d+( \(late)?|no join)")
+SPLIT_LOG = re.compile(r"\[([0-9a-f]{8})\] scale (\d+)/\2: .*; IK in two halves: (.+)$", re.MULTILINE)
 
 
 def split_outcomes(log_text: str) -> dict:
     """How many final plans the node solved in two halves at once and joined (of them, how many after
     the overlap, where the halves came to agree later), and how many it solved in one after the halves
     disagreed (``retarget_split``; the node's log line of each final plan)."""
-    outcomes = {match.group(1): match.group(3) for match in SPLIT_LOG.finditer(log_text)}
-    return {"joined": sum(v.startswith("joined") for v in outcomes.values()),
-            "joined_late": sum(v.endswith("(late") for v in outcomes.values()),
-            "not_joined": sum(v == "no join" for v in outcomes.values())}  # fmt: skip
+    outcomes = [join_outcome(v) for v in {m.group(1): m.group(3) for m in SPLIT_LOG.finditer(log_text)}.values()]
+    return {"joined": outcomes.count("overlap") + outcomes.count("later"), "joined_late": outcomes.count("later"),
+            "not_joined": outcomes.count("not")}  # fmt: skip
 
 
 def stage_breakdown(log_text: str, commands: int) -> dict:

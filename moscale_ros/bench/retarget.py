@@ -34,6 +34,7 @@ from moscale_ros.data.skeleton import bvh_motion_to_canonical
 from moscale_ros.generation.generator import DEFAULT_CHECKPOINT, MotionGenerator
 from retarget import RetargetConfig, Retargeter, load_robot
 from retarget.process import RetargeterProcess, make_retargeter
+from retarget.retargeter import join_outcome
 from retarget.robot import Robot
 
 KEYFRAME_RATE = 20.0  # Hz: IK at every input frame, splined to the control rate
@@ -202,18 +203,17 @@ def halves_on_generated_motions(robot: Robot, repeats: int, commands: int = 10, 
             alone_ms.append(1e3 * alone_s)
             split_ms.append(1e3 * split_s)
             splits.append(split.report.split)
-            joined = "later" if "(late" in split.report.split else "overlap"  # (not joined: identical)
-            deviation[joined] = max(deviation[joined], float(np.abs(split.positions - alone.positions).max()))
+            joined = join_outcome(split.report.split)
+            if joined in deviation:  # (not joined: identical)
+                deviation[joined] = max(deviation[joined], float(np.abs(split.positions - alone.positions).max()))
     finally:
         halves.close()
-    late = sum("(late" in s for s in splits)
+    outcomes = [join_outcome(s) for s in splits]
     return {
         f"{key}: motions": len(motions),
         f"{key}: one process ms p50 / p95": [round(float(np.percentile(alone_ms, q)), 1) for q in (50, 95)],
         f"{key}: two halves ms p50 / p95": [round(float(np.percentile(split_ms, q)), 1) for q in (50, 95)],
-        f"{key}: joined in the overlap / later / not": [
-            sum(s.startswith("joined") for s in splits) - late, late, sum(s.startswith("no join") for s in splits)
-        ],
+        f"{key}: joined in the overlap / later / not": [outcomes.count(k) for k in ("overlap", "later", "not")],
         f"{key}: largest joint difference from one process, joined in the overlap / later (rad)": [
             round(deviation["overlap"], 4), round(deviation["later"], 4)
         ],
