@@ -13,6 +13,17 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="moscale-roslog-"))
 
 
+def pytest_sessionstart(session) -> None:
+    """Fast DDS shared memory left by processes that died in earlier runs (killed nodes and clients:
+    17 MB each with the node's profile) is removed before any participant of this run starts; the
+    machine running CI keeps its /dev/shm between runs."""
+    from moscale_ros.node.transport import remove_dead_shared_memory
+
+    removed = remove_dead_shared_memory()
+    if removed:
+        print(f"\nfixtures_ros: removed {removed} Fast DDS shared-memory segments and ports of dead processes")
+
+
 # ---- node fixtures (owned with moscale_ros/node; see tests/test_node*.py) ----------------------
 
 import numpy as np  # noqa: E402

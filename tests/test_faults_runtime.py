@@ -17,7 +17,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -131,7 +130,7 @@ def test_goals_succeed_with_no_subscriber_on_the_controller_topic(nodes):
 # --------------------------------------------------------------------------------- dying client
 
 DOOMED_CLIENT = """
-import sys, rclpy
+import os, signal, sys, time, rclpy
 from rclpy.action import ActionClient
 from moscale_ros.action import GenerateMotion
 rclpy.init()
@@ -140,9 +139,10 @@ client = ActionClient(node, GenerateMotion, "/faults_node/generate")
 assert client.wait_for_server(timeout_sec=60.0)
 for _ in range(15):  # let the feedback and result subscriptions match the server's publishers
     rclpy.spin_once(node, timeout_sec=0.1)
-def feedback(msg):
+def feedback(msg):  # the first plan: the client dies on the spot (SIGKILL to itself), nothing cleaned up
     plan = msg.feedback.plan
-    print("FEEDBACK", plan.request_id, plan.scale_index, plan.num_scales, flush=True)
+    print("FEEDBACK", plan.request_id, plan.scale_index, plan.num_scales, time.time(), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
 client.send_goal_async(GenerateMotion.Goal(text="walk in a circle", duration=9.8, seed=3), feedback_callback=feedback)
 while True:
     rclpy.spin_once(node, timeout_sec=0.1)
@@ -150,25 +150,24 @@ while True:
 
 
 def test_a_client_that_dies_mid_goal_leaves_the_node_serving(nodes):
-    """The client is SIGKILLed as soon as the first coarse plan reaches it: the goal still runs to
-    its end (the final plan comes after the kill), its result is dropped, the next client is served."""
+    """The client SIGKILLs itself in the callback of the first coarse plan: the goal still runs to its
+    end (the final plan comes after the death), its result is dropped, the next client is served. (The
+    client kills itself so that the death follows the plan's arrival at once, with no delay of this
+    process in between.)"""
     node, client = nodes["faults"]
     time.sleep(1.0 / RATE)
     received = _counter(client, "goals_received")
     doomed = subprocess.Popen([sys.executable, "-c", DOOMED_CLIENT], stdout=subprocess.PIPE, text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(doomed.stdout.readline, "")), daemon=True)
-    reader.start()
     try:
-        assert wait_until(lambda: any(line.startswith("FEEDBACK") for line in lines), 60.0), lines
-        doomed.send_signal(signal.SIGKILL)
-        killed_at = time.time()
-        doomed.wait(10.0)
+        output, _ = doomed.communicate(timeout=90.0)
     finally:
         if doomed.poll() is None:
             doomed.kill()
-    _, request_id, scale, num_scales = next(line for line in lines if line.startswith("FEEDBACK")).split()
+    assert doomed.returncode == -signal.SIGKILL, output
+    _, request_id, scale, num_scales, killed_at = next(line for line in output.splitlines()
+                                                       if line.startswith("FEEDBACK")).split()  # fmt: skip
     assert int(scale) == 1 and int(num_scales) >= 2
+    killed_at = float(killed_at)
     ended = f"goal {request_id[:8]} succeeded"
     assert node.wait_for_log(ended, 60.0), node.log()[-3000:]
     final = _log_time(node.log(), f"[{request_id[:8]}] scale {num_scales}/{num_scales}")

@@ -5,14 +5,17 @@ carries a 450 kB trajectory to a reader on the default profile, as a controller 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 
 from moscale_common.paths import resource
-from moscale_ros.node.transport import PROFILE, use_node_profile
+from moscale_ros.node.transport import PROFILE, SHARED_MEMORY, remove_dead_shared_memory, use_node_profile
 
 SEGMENT_BYTES = 16 * 1024 * 1024
 
@@ -63,16 +66,20 @@ WRITER = textwrap.dedent(
     node = Node("transport_writer")
     print("new_segments", len(segments() - before), flush=True)
     pub = node.create_publisher(JointTrajectory, "/transport_probe", 10)
+    matched = published = 0
     msg = JointTrajectory(joint_names=[f"j{i}" for i in range(29)])
     for n in range(630):  # about 450 kB, a 6 s plan at 50 Hz with its lead-in
         msg.points.append(JointTrajectoryPoint(positions=[0.1] * 29, velocities=[0.0] * 29, accelerations=[0.0] * 29))
     deadline = time.time() + 40
     while time.time() < deadline:
         if pub.get_subscription_count():
+            matched = 1
             pub.publish(msg)
+            published += 1
         time.sleep(0.2)
         if os.environ.get("STOP_FILE") and os.path.exists(os.environ["STOP_FILE"]):
             break
+    print("matched", matched, "published", published, flush=True)
     """
 ).replace("SEGMENT_BYTES", str(SEGMENT_BYTES))
 
@@ -93,6 +100,46 @@ def test_fast_dds_loads_the_profile_and_carries_a_large_trajectory(tmp_path):
     finally:
         (tmp_path / "stop").touch()
         write_out, write_err = writer.communicate(timeout=60)
-    assert "points 630" in read_out, read_err[-2000:]
+    assert "points 630" in read_out, f"writer: {write_out}\n{read_err[-2000:]}"
     assert "new_segments 1" in write_out, write_err[-2000:]  # the writer's 16 MB segment: the profile applies
     assert "Error" not in write_err, write_err[-2000:]  # Fast DDS loaded it without complaint
+
+
+PARTICIPANT = (
+    "import rclpy, time; rclpy.init(); node = rclpy.create_node('shm_owner'); print('up', flush=True); time.sleep(60)"
+)
+
+
+def _start_participant(env: dict[str, str]) -> tuple[subprocess.Popen, set[str]]:
+    """A process with a ROS 2 participant on the node's profile; it and the Fast DDS files it made."""
+    before = set(os.listdir(SHARED_MEMORY))
+    process = subprocess.Popen([sys.executable, "-c", PARTICIPANT], env=env, stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "up"
+    time.sleep(0.5)
+    return process, {n for n in set(os.listdir(SHARED_MEMORY)) - before if n.startswith(("fastdds_", "sem.fastdds_"))}
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm on this machine")
+def test_what_a_killed_participant_left_in_shared_memory_is_removed_and_a_live_one_s_is_kept():
+    env = {**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    use_node_profile(env)
+    killed, killed_files = _start_participant(env)
+    alive, alive_files = _start_participant(env)
+    try:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(10.0)
+        segments = {n for n in killed_files if not n.startswith(("fastdds_port", "sem."))}
+        assert any(os.path.getsize(SHARED_MEMORY / n) >= SEGMENT_BYTES for n in segments), killed_files  # 16 MB
+        assert remove_dead_shared_memory() >= 2  # at least its segment and a port
+        left = set(os.listdir(SHARED_MEMORY))
+        assert not (segments | {f"{n}_el" for n in segments}) & left, sorted(segments & left)
+        assert alive_files and alive_files <= left, sorted(alive_files - left)  # locked by a live owner
+        assert remove_dead_shared_memory(Path("/nonexistent")) == 0
+    finally:
+        killed.kill()
+        alive.send_signal(signal.SIGINT)  # a clean exit frees its own files
+        for process in (killed, alive):
+            try:
+                process.wait(10.0)
+            except subprocess.TimeoutExpired:
+                process.kill()

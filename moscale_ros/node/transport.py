@@ -10,7 +10,8 @@ controller trajectories written on time and received 0.8-2.3 s later (``transpor
 7 of 57 runs, and the controller then jumps. The profile gives the node's participant a 16 MB
 segment (UDPv4 stays for other machines) and its writers a heartbeat every 0.1 s: none in 22 runs
 (largest delay 8.6 ms). A process killed outright leaves its segment in /dev/shm (17 MB with this
-profile, 0.5 MB with Fast DDS's default).
+profile, 0.5 MB with Fast DDS's default) and its port files; :func:`remove_dead_shared_memory`
+deletes what dead processes left (the test suite does at its start).
 
 Setting ``FASTDDS_DEFAULT_PROFILES_FILE`` (or the older ``FASTRTPS_DEFAULT_PROFILES_FILE``) yourself,
 even to a profile of your own, or ``RMW_IMPLEMENTATION`` to a middleware other than Fast DDS, leaves
@@ -19,7 +20,9 @@ this alone.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 from collections.abc import MutableMapping
 from pathlib import Path
 
@@ -27,6 +30,11 @@ from moscale_common.paths import resource
 
 PROFILE = "config/fastdds.xml"
 PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+SHARED_MEMORY = Path("/dev/shm")
+# Fast DDS's shared-memory files: a segment ``fastdds_<16 hex>`` or a port ``fastdds_port<N>``, each
+# with a lock file (suffix ``_el``, or ``_sl``) that its live owner holds locked (flock); a port also
+# has a semaphore ``sem.fastdds_port<N>_mutex``.
+LOCK_FILE = re.compile(r"^fastdds_(?:[0-9a-f]{16}|port\d{1,5})_(?:el|sl)$")
 
 
 def use_node_profile(environ: MutableMapping[str, str] | None = None) -> Path | None:
@@ -43,3 +51,32 @@ def use_node_profile(environ: MutableMapping[str, str] | None = None) -> Path | 
         return None
     environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(path)
     return path
+
+
+def _locked(path: Path) -> bool:
+    """Whether a live process holds ``path`` locked (an exclusive non-blocking flock fails)."""
+    try:
+        with open(path, "ab") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    return False  # (closing the handle released the lock just taken)
+
+
+def remove_dead_shared_memory(folder: Path = SHARED_MEMORY) -> int:
+    """Delete the Fast DDS segments and ports in ``folder`` whose owner has died (lock file not held),
+    with their lock files and semaphores; returns how many segments and ports went. A participant
+    being created at that moment could lose its files between their creation and their lock: call
+    it when no ROS 2 process is starting (before a test run, say)."""
+    removed = 0
+    for lock_name in sorted(os.listdir(folder)) if folder.is_dir() else []:
+        if not LOCK_FILE.match(lock_name) or _locked(folder / lock_name):
+            continue
+        name = lock_name[:-3]
+        for dead in (name, lock_name, f"sem.{name}_mutex"):
+            try:
+                (folder / dead).unlink()
+            except FileNotFoundError:
+                pass
+        removed += 1
+    return removed
