@@ -43,7 +43,11 @@ class QualityReport:
     contact_fraction: dict[str, float]
     clamped: dict[str, dict[str, float]] = field(default_factory=dict)
     standing: bool = False  # both feet pinned for the whole motion: balance constraint on
-    balance_keyframes_outside: int = 0  # keyframes whose CoM ended > 5 mm outside the shrunk support polygon
+    # keyframes whose CoM ended > 5 mm outside the shrunk support polygon, or, where that is empty, > 1 cm
+    # short of the best margin any CoM could have (retarget/balance.py)
+    balance_keyframes_outside: int = 0
+    balance_best_margin_cm: float = 0.0  # the shrunk polygon's inradius less the ZMP allowance; < 0: empty
+    balance_shortfall_max_cm: float = 0.0  # the largest distance outside it, or short of its deepest line
     self_distance_min_cm: dict[str, dict[str, float | str]] = field(default_factory=dict)  # group: closest pair
     self_distance_pairs_cm: dict[str, float] = field(default_factory=dict)  # every pair that came within 6 cm
     self_penetrations: int = 0  # control-rate points where some capsule pair overlaps
@@ -71,9 +75,15 @@ class QualityReport:
             f"  CoM over support polygon    {100 * self.com_over_support_fraction:.0f}% of contact points, "
             f"min margin {self.com_support_margin_min_cm:.1f} cm",
         ]
-        if self.standing:
-            lines.append(f"  standing: balance constraint on, CoM outside the shrunk support in "
+        if self.standing and self.balance_best_margin_cm < 0:
+            lines.append(f"  standing: balance constraint on; the support shrunk by the margin and the ZMP allowance "
+                         f"is empty (best margin {self.balance_best_margin_cm:.1f} cm): CoM at most "
+                         f"{self.balance_shortfall_max_cm:.1f} cm short of its deepest line, more than 1 cm in "
                          f"{self.balance_keyframes_outside} keyframes")  # fmt: skip
+        elif self.standing:
+            lines.append(f"  standing: balance constraint on, CoM outside the shrunk support in "
+                         f"{self.balance_keyframes_outside} keyframes (by up to "
+                         f"{self.balance_shortfall_max_cm:.1f} cm)")  # fmt: skip
         if self.self_distance_min_cm:
             lines.append(f"  self-distance min (cm), {self.self_penetrations} penetrating points: " + ", ".join(
                 f"{g} {d['min_cm']:.1f} ({d['pair']})" for g, d in self.self_distance_min_cm.items()))  # fmt: skip

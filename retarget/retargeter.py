@@ -413,6 +413,7 @@ class Retargeter:
         cost[j + 1 :] = tail["cost"][rest]
         if balance is not None:
             balance.margin_K[j + 1 :] = tail["margin"][rest]
+            balance.best_margin_K[j + 1 :] = tail["best_margin"][rest]
 
     def solve_tail(self, joints_T223: np.ndarray, fps: float, initial_q: np.ndarray | None, stand_in_place: bool,
                    start: int) -> dict:  # fmt: skip
@@ -428,10 +429,13 @@ class Retargeter:
         seed_idx = np.unique(np.concatenate([np.arange(0, start, SEED_STRIDE), [start]]))
         seed = self._solve(tg.take(seed_idx), seed_idx / fps, initial_q, None)
         keys = self._solve(tg, np.arange(T) / fps, None, None, from_frame=start, from_q=seed.q[-1])
-        margin = keys.balance.margin_K[start:] if keys.balance is not None else np.full(T - start, np.nan)
+        unknown = np.full(T - start, np.nan)
+        margin, best = (unknown, unknown) if keys.balance is None else (
+            keys.balance.margin_K[start:], keys.balance.best_margin_K[start:])  # fmt: skip
         return {
             "start": start, "q": keys.q[start:], "pos_lim": keys.at_position_limit[start:],
             "vel_lim": keys.at_velocity_limit[start:], "cost": keys.limit_cost[start:], "margin": margin,
+            "best_margin": best,
         }  # fmt: skip
 
     # -- public API --------------------------------------------------------------------------------
@@ -544,9 +548,12 @@ class Retargeter:
         if balance is not None and balance.violations:
             given_up = [f"{name} {float(np.median(values)):.1f} cm" for name, values in err.items()
                         if name.endswith(("hand", "elbow")) and np.median(values) > 3.0]  # fmt: skip
+            short = "outside" if balance.best_margin_m >= 0 else "short of the deepest line of"
             warnings.append(
-                f"balance: the CoM left the support polygon (shrunk by {100 * self.config.balance.support_margin:.0f} "
-                f"cm) in {balance.violations} of {K} keyframes (worst {100 * balance.worst_margin_m:.1f} cm); "
+                f"balance: the CoM ended {short} the support polygon (shrunk by "
+                f"{100 * self.config.balance.support_margin:.0f} cm) in {balance.violations} of {K} keyframes "
+                f"(by up to {100 * balance.shortfall_max_m:.1f} cm; best margin possible "
+                f"{100 * balance.best_margin_m:.1f} cm); "
                 f"given up: {', '.join(given_up) or 'the balance constraint there'}"
             )
         if measured.get("self_penetrations"):
@@ -573,6 +580,8 @@ class Retargeter:
             standing=balance is not None,
             resample_correction_rad=float(out["velocity_clamp_correction"]),
             balance_keyframes_outside=balance.violations if balance is not None else 0,
+            balance_best_margin_cm=100 * balance.best_margin_m if balance is not None else 0.0,
+            balance_shortfall_max_cm=100 * balance.shortfall_max_m if balance is not None else 0.0,
             split=keys.split,
             **measured,
         )
