@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from moscale_common.paths import resource
+from moscale_ros.node.launcher import NodeProcess
 from moscale_ros.node.transport import PROFILE, SHARED_MEMORY, remove_dead_shared_memory, use_node_profile
 
 SEGMENT_BYTES = 16 * 1024 * 1024
@@ -143,3 +144,28 @@ def test_what_a_killed_participant_left_in_shared_memory_is_removed_and_a_live_o
                 process.wait(10.0)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _fast_dds_files() -> set[str]:
+    return {n for n in os.listdir(SHARED_MEMORY) if n.startswith(("fastdds_", "sem.fastdds_"))}
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm on this machine")
+@pytest.mark.parametrize("managed", [False, True], ids=["node", "lifecycle_node"])
+def test_a_node_that_exits_cleanly_leaves_nothing_in_shared_memory(managed, ros, untrained_generator, tmp_path):
+    """The node frees its 17 MB segment at exit only once its action server is destroyed
+    (MoScaleNode.destroy_node): before, each start and stop of the plain node left one in /dev/shm
+    (the lifecycle node, never configured here, did not)."""
+    before = _fast_dds_files()
+    params = {"checkpoint": untrained_generator, "device": "cpu", "warmup": False}
+    name = [("__node", f"shm_node_{int(managed)}")]
+    node = NodeProcess(params, managed=managed, remaps=name, log_path=tmp_path / "node.log").start()
+    try:
+        ready = "unconfigured" if managed else "ready:"
+        assert node.wait_for_log(ready, 60.0), node.log()[-2000:]
+        made = _fast_dds_files() - before
+        segments = {n for n in made if os.path.getsize(SHARED_MEMORY / n) >= SEGMENT_BYTES}
+        assert segments, sorted(made)  # the node's own 16 MB segment (its profile)
+    finally:
+        assert node.stop() == 0, node.log()[-2000:]
+    assert not made & _fast_dds_files(), sorted(made & _fast_dds_files())

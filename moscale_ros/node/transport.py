@@ -9,8 +9,10 @@ its next heartbeat tells the reader what it missed, every 3 s by default. ``mosc
 controller trajectories written on time and received 0.8-2.3 s later (``transport_delay_max_s``) in
 7 of 57 runs, and the controller then jumps. The profile gives the node's participant a 16 MB
 segment (UDPv4 stays for other machines) and its writers a heartbeat every 0.1 s: none in 22 runs
-(largest delay 8.6 ms). A process killed outright leaves its segment in /dev/shm (17 MB with this
-profile, 0.5 MB with Fast DDS's default) and its port files; :func:`remove_dead_shared_memory`
+(largest delay 8.6 ms). The segment is freed when the participant is deleted: at a clean exit of
+the node, once its action server is destroyed too (``MoScaleNode.destroy_node``). A process killed
+outright leaves its segment in /dev/shm (17 MB with this profile, 0.5 MB with Fast DDS's default) and
+its port files; :func:`remove_dead_shared_memory`
 deletes what dead processes left (the test suite does at its start).
 
 Setting ``FASTDDS_DEFAULT_PROFILES_FILE`` (or the older ``FASTRTPS_DEFAULT_PROFILES_FILE``) yourself,
