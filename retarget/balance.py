@@ -193,11 +193,6 @@ class BalanceConstraint:
         return max(float(short_K.max()), 0.0) if len(short_K) else 0.0
 
     @property
-    def empty_keyframes(self) -> int:
-        """Keyframes where the shrunk polygon is empty (no CoM could keep every row)."""
-        return int((self.best_margin_K < 0).sum())
-
-    @property
     def best_margin_m(self) -> float:
         """The smallest best margin recorded (m; inf when none is): below 0, the region is empty."""
         recorded = self.best_margin_K[np.isfinite(self.best_margin_K)]

@@ -12,8 +12,8 @@ segment (UDPv4 stays for other machines) and its writers a heartbeat every 0.1 s
 (largest delay 8.6 ms). The segment is freed when the participant is deleted: at a clean exit of
 the node, once its action server is destroyed too (``MoScaleNode.destroy_node``). A process killed
 outright leaves its segment in /dev/shm (17 MB with this profile, 0.5 MB with Fast DDS's default) and
-its port files; :func:`remove_dead_shared_memory`
-deletes what dead processes left (the test suite does at its start).
+its port files; :func:`remove_dead_shared_memory` deletes what dead processes left (the test suite
+does at its start).
 
 Setting ``FASTDDS_DEFAULT_PROFILES_FILE`` (or the older ``FASTRTPS_DEFAULT_PROFILES_FILE``) yourself,
 even to a profile of your own, or ``RMW_IMPLEMENTATION`` to a middleware other than Fast DDS, leaves
