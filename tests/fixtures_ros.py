@@ -10,7 +10,8 @@ from contextlib import contextmanager
 
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(10, 210)))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="moscale-roslog-"))
+if not os.environ.get("ROS_LOG_DIR"):  # (scripts/test.sh sets one; setdefault would make a folder anyway)
+    os.environ["ROS_LOG_DIR"] = tempfile.mkdtemp(prefix="moscale-roslog-")
 
 
 def pytest_sessionstart(session) -> None:
