@@ -197,9 +197,3 @@ class BalanceConstraint:
         """The smallest best margin recorded (m; inf when none is): below 0, the region is empty."""
         recorded = self.best_margin_K[np.isfinite(self.best_margin_K)]
         return float(recorded.min()) if len(recorded) else np.inf
-
-    @property
-    def worst_margin_m(self) -> float:
-        """The smallest margin recorded (m; inf when none is)."""
-        recorded = self.margin_K[np.isfinite(self.margin_K)]
-        return float(recorded.min()) if len(recorded) else np.inf

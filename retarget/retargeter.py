@@ -545,17 +545,19 @@ class Retargeter:
         if self.collision_off:
             warnings.append(self.collision_off)
         balance = keys.balance
-        if balance is not None and balance.violations:
+        violations = balance.violations if balance is not None else 0
+        best_m = balance.best_margin_m if balance is not None else 0.0
+        shortfall_m = balance.shortfall_max_m if balance is not None else 0.0
+        if violations:
             # Arms tracked worse than 3 cm (median): what the CoM rows may have pulled away from the human's
             # pose; nothing here proves it (a solve without balance would), so the warning says "tracked"
             loose = [f"{name} {float(np.median(values)):.1f} cm" for name, values in err.items()
                      if name.endswith(("hand", "elbow")) and np.median(values) > 3.0]  # fmt: skip
-            short = "outside" if balance.best_margin_m >= 0 else "short of the deepest line of"
+            short = "outside" if best_m >= 0 else "short of the deepest line of"
             warnings.append(
                 f"balance: the CoM ended {short} the support polygon (shrunk by "
-                f"{100 * self.config.balance.support_margin:.0f} cm) in {balance.violations} of {K} keyframes "
-                f"(by up to {100 * balance.shortfall_max_m:.1f} cm; best margin possible "
-                f"{100 * balance.best_margin_m:.1f} cm); "
+                f"{100 * self.config.balance.support_margin:.0f} cm) in {violations} of {K} keyframes "
+                f"(by up to {100 * shortfall_m:.1f} cm; best margin possible {100 * best_m:.1f} cm); "
                 f"arms tracked worse than 3 cm (median): {', '.join(loose) or 'none'}"
             )
         if measured.get("self_penetrations"):
@@ -581,9 +583,9 @@ class Retargeter:
             scale={"leg": scale.leg, "arm": scale.arm, "ground_ankle_height_m": scale.human_ankle_height},
             standing=balance is not None,
             resample_correction_rad=float(out["velocity_clamp_correction"]),
-            balance_keyframes_outside=balance.violations if balance is not None else 0,
-            balance_best_margin_cm=100 * balance.best_margin_m if balance is not None else 0.0,
-            balance_shortfall_max_cm=100 * balance.shortfall_max_m if balance is not None else 0.0,
+            balance_keyframes_outside=violations,
+            balance_best_margin_cm=100 * best_m,
+            balance_shortfall_max_cm=100 * shortfall_m,
             split=keys.split,
             **measured,
         )
